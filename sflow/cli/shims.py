@@ -1,0 +1,68 @@
+"""Entry points of the drop-in SLURM commands (sbatch, squeue, ...).
+
+Kept lean on purpose: pipelines call these in tight loops, so this module
+imports only the standard library, and each command's module is imported only
+when that command runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import import_module
+
+
+def _run(command: str) -> None:
+    from sflow.errors import SflowError, render
+
+    try:
+        code = import_module(f"sflow.cli.cmd_{command}").main(sys.argv[1:])
+    except SflowError as err:
+        print(render(command, err), file=sys.stderr)
+        code = getattr(err, "exit_code", 1)
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        # The reader went away (``squeue | head``): not an error worth a word.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
+    except Exception as err:  # never a traceback for a user
+        if os.environ.get("SFLOW_DEBUG"):
+            raise
+        print(f"{command}: error: internal error: {type(err).__name__}: {err} "
+              "(set SFLOW_DEBUG=1 for the traceback)", file=sys.stderr)
+        code = 1
+    sys.stdout.flush()
+    sys.exit(code or 0)
+
+
+def sbatch() -> None:
+    _run("sbatch")
+
+
+def srun() -> None:
+    _run("srun")
+
+
+def salloc() -> None:
+    _run("salloc")
+
+
+def squeue() -> None:
+    _run("squeue")
+
+
+def scancel() -> None:
+    _run("scancel")
+
+
+def sacct() -> None:
+    _run("sacct")
+
+
+def sinfo() -> None:
+    _run("sinfo")
+
+
+def scontrol() -> None:
+    _run("scontrol")

@@ -1,0 +1,54 @@
+"""The one exception tree: every error sflow reports to a user is a value here.
+
+Errors are raised in the language and rendered once, at the CLI edge, with
+SLURM's wording and exit code (see ``render``).
+"""
+
+from __future__ import annotations
+
+
+class SflowError(Exception):
+    """Base of every error sflow reports to a user."""
+
+
+class SlurmError(SflowError):
+    """An error as a SLURM command reports it.
+
+    Rendered as ``<command>: error: <message>`` and exits with ``exit_code``.
+    ``line``/``source`` locate the ``#SBATCH`` directive it came from.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        exit_code: int = 1,
+        *,
+        line: int | None = None,
+        source: str | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+        self.line = line
+        self.source = source
+
+
+class UsageError(SlurmError):
+    """A command-line parsing error; ``lines`` are printed verbatim (getopt's own wording)."""
+
+    def __init__(self, lines: list[str], exit_code: int = 255):
+        super().__init__("\n".join(lines), exit_code)
+        self.lines = lines
+
+
+def render(command: str, err: SflowError) -> str:
+    """The text a SLURM command prints on stderr for ``err``, without the final newline."""
+    if isinstance(err, UsageError):
+        return "\n".join(err.lines)
+    if isinstance(err, SlurmError):
+        lines = err.message.split("\n")
+        if err.line is not None:
+            where = f"{err.source or 'batch script'} line {err.line}"
+            lines[0] = f"{lines[0]} ({where})"
+        return "\n".join(f"{command}: error: {line}" for line in lines)
+    return f"{command}: error: {err}"
