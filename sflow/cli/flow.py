@@ -1,0 +1,73 @@
+"""``flow``: submit and follow jobs, and inspect what sbatch would do.
+
+Thin: every rule lives in the language, queue and backend layers; this only
+turns their results into what a person reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from sflow.errors import SflowError, render
+
+
+def _fail(command: str, err: SflowError) -> None:
+    click.echo(render(command, err), err=True)
+    sys.exit(getattr(err, "exit_code", 1))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sflow", prog_name="flow")
+def cli() -> None:
+    """sflow: run SLURM batch scripts unchanged, here or on Mithril."""
+
+
+def _parse(sbatch_args: tuple[str, ...], backend: str | None):
+    from sflow.cli.submit_context import identity, read_stdin_script
+    from sflow.slurm.request import parse_sbatch
+
+    env = dict(os.environ)
+    if backend:
+        env["SFLOW_BACKEND"] = backend
+    args = list(sbatch_args)
+    stdin = None
+    if not args or all(a.startswith("-") for a in args):
+        stdin = read_stdin_script()
+    return parse_sbatch(args, env=env, cwd=os.getcwd(), stdin_text=stdin, **identity())
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--dry-run", is_flag=True, help="Print the job request instead of submitting it.")
+@click.option("--json", "as_json", is_flag=True, help="With --dry-run: print it as JSON, for programs.")
+@click.option("--backend", type=click.Choice(["local", "mithril"]), help="Where to run (default: $SFLOW_BACKEND or local).")
+@click.argument("sbatch_args", nargs=-1, type=click.UNPROCESSED)
+def run(dry_run: bool, as_json: bool, backend: str | None, sbatch_args: tuple[str, ...]) -> None:
+    """Submit a batch script and follow it: SBATCH_ARGS are sbatch's options, then the script and its arguments."""
+    try:
+        submission = _parse(sbatch_args, backend)
+    except SflowError as err:
+        _fail("sbatch", err)
+    for warning in submission.warnings:
+        click.echo(f"sbatch: warning: {warning}", err=True)
+    if dry_run:
+        if as_json:
+            click.echo(json.dumps(submission.request.model_dump(mode="json"), indent=2, sort_keys=True))
+        else:
+            from sflow.cli.describe import describe_request
+
+            click.echo(describe_request(submission.request))
+        return
+    from sflow.cli.follow import submit_and_follow
+
+    sys.exit(submit_and_follow(list(sbatch_args), backend=backend))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except SflowError as err:
+        _fail("flow", err)

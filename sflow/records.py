@@ -1,0 +1,96 @@
+"""What the queue stores and every view (squeue, sacct, scontrol, flow) reads.
+
+Plain dataclasses, cheap to import: the read-only commands build these straight
+from SQLite rows without touching pydantic. Times are epoch seconds (float) or
+None; time limits are minutes with ``INFINITE`` for UNLIMITED and None for the
+partition default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+INFINITE = 0xFFFFFFFE
+
+# SLURM's job states, in its own words (squeue -t accepts these and their short forms).
+JOB_STATES = {
+    "PENDING": "PD", "RUNNING": "R", "SUSPENDED": "S", "COMPLETING": "CG",
+    "COMPLETED": "CD", "CANCELLED": "CA", "FAILED": "F", "TIMEOUT": "TO",
+    "NODE_FAIL": "NF", "PREEMPTED": "PR", "BOOT_FAIL": "BF", "DEADLINE": "DL",
+    "OUT_OF_MEMORY": "OOM", "REQUEUED": "RQ", "REQUEUE_HOLD": "RH",
+    "RESV_DEL_HOLD": "RD", "SPECIAL_EXIT": "SE", "REVOKED": "RV", "CONFIGURING": "CF",
+    "RESIZING": "RS", "SIGNALING": "SI", "STAGE_OUT": "SO", "STOPPED": "ST",
+}
+FINISHED_STATES = frozenset({
+    "COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+    "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "REVOKED",
+})
+
+
+@dataclass
+class JobRecord:
+    """One job as the controller keeps it (an array's pending remainder is one record too)."""
+
+    job_id: int  # unique id of this record (an array task's own id once it starts)
+    name: str
+    user: str
+    uid: int
+    gid: int
+    partition: str
+    state: str  # a key of JOB_STATES
+    reason: str  # "None", "Resources", "Priority", "Dependency", "JobHeldUser", ...
+    submit_time: float
+    work_dir: str
+    command: str  # script path, or the name sbatch shows for --wrap/stdin
+    array_job_id: int | None = None  # the array's first id (%A); None if not an array
+    array_task_id: int | None = None  # this task's index (%a); None for the pending remainder
+    array_task_str: str | None = None  # the pending remainder's indices, as squeue shows them: "3-5%2"
+    array_max_tasks: int | None = None  # the %N throttle
+    eligible_time: float | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+    time_limit: int | None = None  # minutes; INFINITE; None = partition default
+    priority: int = 0
+    num_nodes: int = 1
+    num_cpus: int = 1
+    num_tasks: int = 1
+    cpus_per_task: int = 1
+    min_memory_mb: int | None = None
+    nodelist: str = ""  # compressed hostlist of the allocation, "" while pending
+    exit_code: int = 0  # the batch script's exit status
+    exit_signal: int = 0  # the signal that ended it, 0 if none
+    dependency: str = ""  # as scontrol shows it
+    account: str = ""
+    qos: str = "normal"
+    stdout: str = ""  # expanded path
+    stderr: str = ""
+    stdin: str = "/dev/null"
+    restart_count: int = 0
+    requeue: bool = True
+    held: bool = False
+    comment: str = ""
+    gres: str = ""  # TRES per node as squeue's %b shows it, e.g. "gres:gpu:2"
+    derived_exit_code: int = 0
+    cancelled_by: int | None = None  # uid, for sacct's "CANCELLED by UID"
+    backend: str = "local"
+    cost_cents: int | None = None  # what the allocation cost, when a cloud billed it
+    limit_price: str | None = None
+
+
+@dataclass
+class StepRecord:
+    """One step of a job: "batch", "extern" or a number for srun steps."""
+
+    job_id: int
+    step_id: str  # "batch", "extern", "0", "1", ...
+    name: str
+    state: str
+    start_time: float | None = None
+    end_time: float | None = None
+    nodelist: str = ""
+    num_nodes: int = 1
+    num_tasks: int = 1
+    num_cpus: int = 1
+    exit_code: int = 0
+    exit_signal: int = 0
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,347 @@
+"""From sbatch's ingredients to one ``JobRequest``, the way sbatch builds it.
+
+Sources, in SLURM's precedence (later wins): ``#SBATCH``/``#SFLOW`` directives,
+then ``SBATCH_*``/``SFLOW_*`` input environment variables, then the command
+line. Every value is checked, whichever source ends up winning, as sbatch does.
+The option table (``compat/options.toml``) says what each option is; the value
+grammars (``sflow.slurm.values``) say what its argument means.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from sflow.errors import SflowError, SlurmError
+from sflow.slurm import values
+from sflow.slurm.getopt import getopt
+from sflow.slurm.options import Option, table
+from sflow.slurm.script import SBATCH_PREFIX, SFLOW_PREFIX, check_script, directives, wrap_script
+
+
+@dataclass
+class Setting:
+    """One option occurrence, wherever it came from."""
+
+    option: Option
+    raw: str | None
+    line: int | None = None  # directive line, None for the command line and environment
+    source: str | None = None  # where: the script's name, or an environment variable
+
+
+@dataclass
+class Submission:
+    request: Any  # JobRequest; typed loosely so this module imports pydantic lazily
+    flags: Any  # SubmitFlags
+    warnings: list[str] = field(default_factory=list)
+
+
+def _positive(text: str) -> int:
+    return values.parse_positive_int(text)
+
+
+def _nonnegative(text: str) -> int:
+    number = int(text.strip())
+    if number < 0:
+        raise values.InvalidValue("int", text)
+    return number
+
+
+def _choice(kind: str) -> Callable[[str], str]:
+    allowed = kind.split(":", 1)[1].split("|")
+
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise values.InvalidValue(kind, text)
+        return text
+
+    return parse
+
+
+# Value kind (the table's ``value``) -> parser from text to plain data.
+CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "int": _positive,
+    "uint": _nonnegative,
+    "time_limit": values.parse_time_limit,
+    "duration": values.parse_time_limit,
+    "node_range": values.parse_node_range,
+    "memory": values.parse_memory_mb,
+    "gpus": values.parse_gpus,
+    "gres": values.parse_gres,
+    "array": values.parse_array,
+    "dependency": values.parse_dependency,
+    "signal": values.parse_signal_spec,
+    "export": values.parse_export,
+    "hostlist": values.expand_hostlist,
+    "output_pattern": str,
+}
+
+
+def convert(option: Option, raw: str | None) -> Any:
+    """Parse one option's argument, or raise SLURM's message for that option."""
+    if option.arg == "none" or raw is None:
+        return True
+    kind = option.value or "str"
+    if kind.startswith("choice:"):
+        parser = _choice(kind)
+    else:
+        parser = CONVERTERS.get(kind, str)
+    try:
+        return parser(raw)
+    except (values.InvalidValue, ValueError, OverflowError):
+        message = option.invalid or f"Invalid --{option.long} specification"
+        raise SlurmError(message, option.invalid_exit or 1) from None
+
+
+def _from_directives(text: str, script_name: str) -> list[Setting]:
+    found: list[Setting] = []
+    for directive in directives(text, (SBATCH_PREFIX, SFLOW_PREFIX)):
+        command = "sbatch" if directive.prefix == SBATCH_PREFIX else "sflow"
+        try:
+            parsed = getopt(command, list(directive.words))
+        except SlurmError as err:
+            err.line, err.source = directive.line, script_name
+            raise
+        if parsed.positionals:
+            raise SlurmError(
+                f"Invalid directive found in batch script: {parsed.positionals[0]}",
+                line=directive.line, source=script_name,
+            )
+        found += [Setting(opt, raw, directive.line, script_name) for opt, raw in parsed.options]
+    return found
+
+
+def _from_environment(env: Mapping[str, str]) -> list[Setting]:
+    found: list[Setting] = []
+    for command in ("sflow", "sbatch"):
+        for name, option in table(command).env_map().items():
+            if name in env:
+                raw = env[name] if option.arg != "none" else None
+                found.append(Setting(option, raw, None, name))
+    return found
+
+
+def _read_script(path: str, cwd: str) -> str:
+    full = path if os.path.isabs(path) else os.path.join(cwd, path)
+    try:
+        with open(full, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        raise SlurmError(f"Unable to open file {path}") from None
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def parse_sbatch(
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str,
+    stdin_text: str | None = None,
+    user: str,
+    uid: int,
+    gid: int,
+    host: str,
+    cluster: Any = None,
+    now: float | None = None,
+) -> Submission:
+    """Everything sbatch would submit for ``sbatch ARGV``, or the error it would print."""
+    command_line = getopt("sbatch", argv)
+    cli = [Setting(opt, raw) for opt, raw in command_line.options]
+    wraps = [s.raw for s in cli if s.option.field == "wrap"]
+
+    if wraps:
+        if command_line.positionals:
+            raise SlurmError("Cannot specify both a batch script and --wrap")
+        script_text, script_path, script_args = wrap_script(wraps[-1]), None, []
+        script_name = "wrap"
+    elif command_line.positionals:
+        script_path, *script_args = command_line.positionals
+        script_text = _read_script(script_path, cwd)
+        script_name = os.path.basename(script_path)
+    else:
+        script_text, script_path, script_args = stdin_text or "", None, []
+        script_name = "sbatch"
+    check_script(script_text)
+
+    settings = _from_directives(script_text, script_path or script_name)
+    settings += _from_environment(env)
+    settings += cli
+    return _build(settings, script_text, script_path, script_args, script_name,
+                  env=env, cwd=cwd, user=user, uid=uid, gid=gid, host=host, now=now)
+
+
+def _build(settings: list[Setting], script_text, script_path, script_args, default_name, *,
+           env, cwd, user, uid, gid, host, now) -> Submission:
+    from sflow.slurm.model import JobRequest, SubmitFlags
+
+    warnings: list[str] = []
+    chosen: dict[str, tuple[Any, Setting]] = {}
+    for setting in settings:
+        option = setting.option
+        if option.status == "ignored":
+            warnings.append(option.note)
+            continue
+        if option.status != "supported" or not option.field:
+            continue
+        try:
+            value = convert(option, setting.raw)
+        except SlurmError as err:
+            err.line, err.source = setting.line, setting.source if setting.line else None
+            raise
+        chosen[option.field] = (value, setting)
+
+    fields: dict[str, Any] = {}
+    flags: dict[str, Any] = {}
+    cloud: dict[str, Any] = {}
+    for name, (value, setting) in chosen.items():
+        apply = _APPLY.get(name)
+        if apply is not None:
+            apply(fields, flags, cloud, value, setting)
+        elif name in _FLAG_FIELDS:
+            flags[name] = value
+        elif name in _CLOUD_FIELDS:
+            cloud[name] = value
+        elif name in JobRequest.model_fields:
+            fields[name] = value
+        else:
+            fields.setdefault("extra", {})[name] = setting.raw if setting.raw is not None else True
+
+    fields.setdefault("job_name", default_name)
+    work_dir = fields.pop("chdir", None)
+    fields["work_dir"] = os.path.normpath(os.path.join(cwd, work_dir)) if work_dir else cwd
+    _derive(fields)
+    export = fields.get("export")
+    fields["environment"] = _exported_environment(env, export)
+    fields.update(
+        script=script_text,
+        script_path=os.path.join(cwd, script_path) if script_path and not os.path.isabs(script_path) else script_path,
+        script_args=list(script_args),
+        submit_dir=cwd,
+        user=user, uid=uid, gid=gid, submit_host=host,
+        cloud=cloud,
+        warnings=warnings,
+    )
+    request = JobRequest.model_validate(fields)
+    return Submission(request, SubmitFlags.model_validate(flags), warnings)
+
+
+# SubmitFlags fields: how the command behaves, not what the job is.
+_FLAG_FIELDS = {"parsable", "wait", "test_only", "quiet", "verbose"}
+_CLOUD_FIELDS = {"backend", "limit_price", "instance_type", "region", "capacity"}
+
+
+def _set_nodes(fields, flags, cloud, value, setting):
+    low, high = value
+    fields.update(min_nodes=low, max_nodes=high, nodes_given=True)
+
+
+def _set_count(name):
+    def apply(fields, flags, cloud, value, setting):
+        fields[name] = value
+        fields[f"{name}_given"] = True
+    return apply
+
+
+def _set_gpus(name):
+    def apply(fields, flags, cloud, value, setting):
+        fields[name] = value.count
+        if value.type:
+            fields["gpu_type"] = value.type
+    return apply
+
+
+def _set_plain(name):
+    def apply(fields, flags, cloud, value, setting):
+        fields[name] = value
+    return apply
+
+
+def _set_requeue(flag):
+    def apply(fields, flags, cloud, value, setting):
+        fields["requeue"] = flag
+    return apply
+
+
+def _set_gres(fields, flags, cloud, value, setting):
+    fields["gres"] = [{"name": g.name, "type": g.type, "count": g.count} for g in value]
+
+
+def _set_array(fields, flags, cloud, value, setting):
+    fields["array"] = {"indices": list(value.indices), "throttle": value.throttle, "text": value.text}
+
+
+def _set_dependency(fields, flags, cloud, value, setting):
+    fields["dependency"] = {
+        "any_of": value.any_of,
+        "items": [{"kind": i.kind, "job_id": i.job_id, "delay_minutes": i.delay_minutes} for i in value.items],
+        "text": setting.raw,
+    }
+
+
+def _set_signal(fields, flags, cloud, value, setting):
+    fields["signal"] = {"number": value.signal, "name": value.name, "seconds": value.seconds,
+                        "batch_only": value.batch_only, "reservation": getattr(value, "reservation", False)}
+
+
+def _set_export(fields, flags, cloud, value, setting):
+    fields["export"] = {"mode": value.mode or "ALL", "names": list(value.names),
+                        "assignments": dict(value.assignments)}
+
+
+def _set_begin(fields, flags, cloud, value, setting):
+    fields["begin"] = values.parse_begin(setting.raw, datetime.now()).timestamp()
+
+
+def _set_capacity(flag):
+    def apply(fields, flags, cloud, value, setting):
+        cloud["capacity"] = flag
+    return apply
+
+
+_APPLY: dict[str, Callable] = {
+    "nodes": _set_nodes,
+    "ntasks": _set_count("ntasks"),
+    "cpus_per_task": _set_count("cpus_per_task"),
+    "mem": _set_plain("mem_per_node_mb"),
+    "mem_per_cpu": _set_plain("mem_per_cpu_mb"),
+    "mem_per_gpu": _set_plain("mem_per_gpu_mb"),
+    "gpus": _set_gpus("gpus"),
+    "gpus_per_node": _set_gpus("gpus_per_node"),
+    "gpus_per_task": _set_gpus("gpus_per_task"),
+    "gres": _set_gres,
+    "array": _set_array,
+    "dependency": _set_dependency,
+    "signal": _set_signal,
+    "export": _set_export,
+    "begin": _set_begin,
+    "requeue": _set_requeue(True),
+    "no_requeue": _set_requeue(False),
+    "spot": _set_capacity("spot"),
+    "reserved": _set_capacity("reserved"),
+}
+
+
+def _derive(fields: dict[str, Any]) -> None:
+    """SLURM's derived counts: tasks from nodes and tasks-per-node, and the reverse."""
+    per_node = fields.get("ntasks_per_node")
+    if not fields.get("ntasks_given") and per_node:
+        fields["ntasks"] = fields.get("min_nodes", 1) * per_node
+
+
+def _exported_environment(env: Mapping[str, str], export: dict | None) -> dict[str, str]:
+    """What of the submitting environment travels with the job, per ``--export``."""
+    mode = (export or {}).get("mode", "ALL")
+    names = (export or {}).get("names", [])
+    assignments = (export or {}).get("assignments", {})
+    if mode == "ALL":
+        chosen = dict(env)
+    else:
+        chosen = {name: env[name] for name in names if name in env}
+    chosen.update(assignments)
+    return chosen
+
+
+__all__ = ["Setting", "Submission", "convert", "parse_sbatch", "SflowError"]
