@@ -71,3 +71,7 @@ def main() -> None:
         cli(standalone_mode=True)
     except SflowError as err:
         _fail("flow", err)
+
+
+if __name__ == "__main__":
+    main()

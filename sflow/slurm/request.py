@@ -82,7 +82,9 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
 
 def convert(option: Option, raw: str | None) -> Any:
     """Parse one option's argument, or raise SLURM's message for that option."""
-    if option.arg == "none" or raw is None:
+    if option.arg == "none":
+        return True
+    if raw is None:  # an optional argument left out
         return True
     kind = option.value or "str"
     if kind.startswith("choice:"):
@@ -92,8 +94,8 @@ def convert(option: Option, raw: str | None) -> Any:
     try:
         return parser(raw)
     except (values.InvalidValue, ValueError, OverflowError):
-        message = option.invalid or f"Invalid --{option.long} specification"
-        raise SlurmError(message, option.invalid_exit or 1) from None
+        message = (option.invalid or "Invalid --{long} specification").format(value=raw, long=option.long)
+        raise SlurmError(message, option.invalid_exit or 255) from None
 
 
 def _from_directives(text: str, script_name: str) -> list[Setting]:
@@ -341,7 +343,13 @@ def _exported_environment(env: Mapping[str, str], export: dict | None) -> dict[s
     else:
         chosen = {name: env[name] for name in names if name in env}
     chosen.update(assignments)
+    # Credentials for sflow's own backends never travel into a job.
+    for name in _NEVER_EXPORTED:
+        chosen.pop(name, None)
     return chosen
+
+
+_NEVER_EXPORTED = ("MITHRIL_API_KEY",)
 
 
 __all__ = ["Setting", "Submission", "convert", "parse_sbatch", "SflowError"]

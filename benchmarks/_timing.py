@@ -1,0 +1,26 @@
+"""Shared timing helpers: medians of many runs, because this machine is noisy."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+
+
+def time_command(argv: list[str], runs: int = 30, env: dict | None = None, stdin: bytes | None = None) -> list[float]:
+    """Wall-clock seconds of ``runs`` executions of argv (after one warm-up)."""
+    full_env = {**os.environ, **(env or {})}
+    subprocess.run(argv, env=full_env, input=stdin, capture_output=True)
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, env=full_env, input=stdin, capture_output=True)
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def summary(samples: list[float]) -> str:
+    ms = sorted(s * 1000 for s in samples)
+    q1, med, q3 = statistics.quantiles(ms, n=4) if len(ms) > 1 else (ms[0],) * 3
+    return f"median {med:7.2f} ms  (IQR {q1:.2f}-{q3:.2f}, n={len(ms)})"

@@ -1,0 +1,247 @@
+"""The SLURM environment of batch scripts and srun tasks: one table.
+
+Each row names a variable, where it appears (the batch step, srun tasks, or
+both) and how its value derives from the job (and step, and task). A row whose
+getter returns None is not set, exactly as SLURM leaves e.g.
+``SLURM_CPUS_PER_TASK`` out when ``-c`` was not given. ``compat/env_vars.toml``
+documents the same variables for people; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from sflow.exec.layout import NodeSlot, compress_counts
+
+
+@dataclass
+class JobContext:
+    """What the executor knows of a started job: plain data, stored as JSON beside it."""
+
+    job_id: int
+    job_name: str
+    user: str
+    uid: int
+    gid: int
+    partition: str
+    account: str
+    qos: str
+    cluster_name: str
+    submit_dir: str
+    submit_host: str
+    work_dir: str
+    nodes: list[NodeSlot]
+    tasks_per_node: list[int]
+    ntasks: int
+    ntasks_given: bool = False
+    ntasks_per_node: int | None = None
+    cpus_per_task: int = 1
+    cpus_per_task_given: bool = False
+    mem_per_node_mb: int | None = None
+    mem_per_cpu_mb: int | None = None
+    gpus: int | None = None
+    gpus_per_node: int | None = None
+    gpus_per_task: int | None = None
+    gpu_type: str | None = None
+    array_job_id: int | None = None
+    array_task_id: int | None = None
+    array_task_count: int | None = None
+    array_task_min: int | None = None
+    array_task_max: int | None = None
+    array_task_step: int | None = None
+    restart_count: int = 0
+    dependency: str = ""
+    export: str | None = None  # SLURM_EXPORT_ENV, when --export was given
+    time_limit_minutes: int | None = None
+    start_time: float | None = None
+    conf_path: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def nodelist(self) -> str:
+        from sflow.slurm.values import compress_hostlist
+
+        return compress_hostlist([n.name for n in self.nodes])
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "JobContext":
+        data = dict(data)
+        data["nodes"] = [NodeSlot(**{**n, "gpu_indices": tuple(n.get("gpu_indices", ()))}) for n in data["nodes"]]
+        return cls(**data)
+
+
+@dataclass
+class StepContext:
+    """One srun step: its id, nodes (a prefix of the job's) and tasks per node."""
+
+    step_id: int
+    nodes: list[NodeSlot]
+    tasks_per_node: list[int]
+    cpus_per_task: int = 1
+    gpus_per_task: int | None = None
+    launcher_port: int = 0
+    distribution: str = "block"
+
+
+@dataclass
+class Where:
+    """Which node (and, inside srun, which task) an environment is for."""
+
+    node_index: int = 0
+    rank: int = 0
+    local_id: int = 0
+    pid: int = 0
+    step: StepContext | None = None
+    task_gpus: tuple[int, ...] | None = None  # --gpus-per-task binding
+
+
+def _node(job: JobContext, at: Where) -> NodeSlot:
+    nodes = at.step.nodes if at.step else job.nodes
+    return nodes[at.node_index]
+
+
+def _gpus_visible(job: JobContext, at: Where) -> str | None:
+    if at.task_gpus is not None:
+        return ",".join(map(str, at.task_gpus))
+    gpus = _node(job, at).gpu_indices
+    return ",".join(map(str, gpus)) if gpus else None
+
+
+def _opt(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _step_gtids(job: JobContext, at: Where) -> str:
+    counts = at.step.tasks_per_node if at.step else [1]
+    start = sum(counts[: at.node_index])
+    return ",".join(str(i) for i in range(start, start + counts[at.node_index]))
+
+
+BATCH, TASK, BOTH = "batch", "task", "both"
+
+Getter = Callable[[JobContext, Where], "str | None"]
+
+# name, where it is set, value. Order is irrelevant; names are unique.
+TABLE: list[tuple[str, str, Getter]] = [
+    ("ENVIRONMENT", BATCH, lambda j, w: "BATCH"),
+    ("SLURM_JOB_ID", BOTH, lambda j, w: str(j.job_id)),
+    ("SLURM_JOBID", BOTH, lambda j, w: str(j.job_id)),
+    ("SLURM_JOB_NAME", BOTH, lambda j, w: j.job_name),
+    ("SLURM_JOB_USER", BOTH, lambda j, w: j.user),
+    ("SLURM_JOB_UID", BOTH, lambda j, w: str(j.uid)),
+    ("SLURM_JOB_GID", BOTH, lambda j, w: str(j.gid)),
+    ("SLURM_JOB_ACCOUNT", BOTH, lambda j, w: j.account or j.user),
+    ("SLURM_JOB_PARTITION", BOTH, lambda j, w: j.partition),
+    ("SLURM_JOB_QOS", BOTH, lambda j, w: j.qos),
+    ("SLURM_CLUSTER_NAME", BOTH, lambda j, w: j.cluster_name),
+    ("SLURM_CONF", BOTH, lambda j, w: j.conf_path or None),
+    ("SLURM_SUBMIT_DIR", BOTH, lambda j, w: j.submit_dir),
+    ("SLURM_SUBMIT_HOST", BOTH, lambda j, w: j.submit_host),
+    ("SLURM_JOB_NODELIST", BOTH, lambda j, w: j.nodelist),
+    ("SLURM_NODELIST", BOTH, lambda j, w: j.nodelist),
+    ("SLURM_JOB_NUM_NODES", BOTH, lambda j, w: str(len(j.nodes))),
+    ("SLURM_NNODES", BOTH, lambda j, w: str(len(j.nodes))),
+    ("SLURM_JOB_CPUS_PER_NODE", BOTH, lambda j, w: compress_counts([n.cpus for n in j.nodes])),
+    ("SLURM_TASKS_PER_NODE", BOTH, lambda j, w: compress_counts(j.tasks_per_node)),
+    ("SLURM_NTASKS", BOTH, lambda j, w: str(j.ntasks) if (j.ntasks_given or j.ntasks_per_node) else None),
+    ("SLURM_NPROCS", BOTH, lambda j, w: str(j.ntasks) if (j.ntasks_given or j.ntasks_per_node) else None),
+    ("SLURM_NTASKS_PER_NODE", BOTH, lambda j, w: _opt(j.ntasks_per_node)),
+    ("SLURM_CPUS_PER_TASK", BOTH, lambda j, w: str(j.cpus_per_task) if j.cpus_per_task_given else None),
+    ("SLURM_CPUS_ON_NODE", BOTH, lambda j, w: str(_node(j, w).cpus)),
+    ("SLURM_MEM_PER_NODE", BOTH, lambda j, w: _opt(j.mem_per_node_mb)),
+    ("SLURM_MEM_PER_CPU", BOTH, lambda j, w: _opt(j.mem_per_cpu_mb)),
+    ("SLURM_GPUS", BOTH, lambda j, w: _opt(j.gpus)),
+    ("SLURM_GPUS_PER_NODE", BOTH, lambda j, w: (f"{j.gpu_type}:{j.gpus_per_node}" if j.gpu_type else str(j.gpus_per_node)) if j.gpus_per_node else None),
+    ("SLURM_GPUS_PER_TASK", BOTH, lambda j, w: _opt(j.gpus_per_task)),
+    ("SLURM_GPUS_ON_NODE", BOTH, lambda j, w: str(len(_node(j, w).gpu_indices)) if _node(j, w).gpu_indices else None),
+    ("SLURM_JOB_GPUS", BOTH, lambda j, w: ",".join(map(str, _node(j, w).gpu_indices)) or None),
+    ("CUDA_VISIBLE_DEVICES", BOTH, _gpus_visible),
+    ("GPU_DEVICE_ORDINAL", BOTH, _gpus_visible),
+    ("ROCR_VISIBLE_DEVICES", BOTH, _gpus_visible),
+    ("ZE_AFFINITY_MASK", BOTH, _gpus_visible),
+    ("SLURM_ARRAY_JOB_ID", BOTH, lambda j, w: _opt(j.array_job_id)),
+    ("SLURM_ARRAY_TASK_ID", BOTH, lambda j, w: _opt(j.array_task_id)),
+    ("SLURM_ARRAY_TASK_COUNT", BOTH, lambda j, w: _opt(j.array_task_count)),
+    ("SLURM_ARRAY_TASK_MIN", BOTH, lambda j, w: _opt(j.array_task_min)),
+    ("SLURM_ARRAY_TASK_MAX", BOTH, lambda j, w: _opt(j.array_task_max)),
+    ("SLURM_ARRAY_TASK_STEP", BOTH, lambda j, w: _opt(j.array_task_step)),
+    ("SLURM_RESTART_COUNT", BOTH, lambda j, w: str(j.restart_count) if j.restart_count else None),
+    ("SLURM_JOB_DEPENDENCY", BOTH, lambda j, w: j.dependency or None),
+    ("SLURM_EXPORT_ENV", BOTH, lambda j, w: j.export),
+    ("SLURMD_NODENAME", BOTH, lambda j, w: _node(j, w).name),
+    ("SLURM_TOPOLOGY_ADDR", BOTH, lambda j, w: _node(j, w).name),
+    ("SLURM_TOPOLOGY_ADDR_PATTERN", BOTH, lambda j, w: "node"),
+    ("SLURM_NODEID", BOTH, lambda j, w: str(w.node_index)),
+    ("SLURM_PROCID", BOTH, lambda j, w: str(w.rank)),
+    ("SLURM_LOCALID", BOTH, lambda j, w: str(w.local_id)),
+    ("SLURM_TASK_PID", BOTH, lambda j, w: str(w.pid) if w.pid else None),
+    ("SLURM_PRIO_PROCESS", BOTH, lambda j, w: "0"),
+    ("SLURM_GTIDS", BOTH, lambda j, w: _step_gtids(j, w) if w.step else "0"),
+    ("SLURM_STEP_ID", TASK, lambda j, w: str(w.step.step_id)),
+    ("SLURM_STEPID", TASK, lambda j, w: str(w.step.step_id)),
+    ("SLURM_STEP_NODELIST", TASK, lambda j, w: _step_nodelist(w.step)),
+    ("SLURM_STEP_NUM_NODES", TASK, lambda j, w: str(len(w.step.nodes))),
+    ("SLURM_STEP_NUM_TASKS", TASK, lambda j, w: str(sum(w.step.tasks_per_node))),
+    ("SLURM_STEP_TASKS_PER_NODE", TASK, lambda j, w: compress_counts(w.step.tasks_per_node)),
+    ("SLURM_STEP_GPUS", TASK, lambda j, w: ",".join(map(str, _node(j, w).gpu_indices)) or None),
+    ("SLURM_STEP_LAUNCHER_PORT", TASK, lambda j, w: str(w.step.launcher_port)),
+    ("SLURM_SRUN_COMM_PORT", TASK, lambda j, w: str(w.step.launcher_port)),
+    ("SLURM_SRUN_COMM_HOST", TASK, lambda j, w: "127.0.0.1"),
+    ("SLURM_LAUNCH_NODE_IPADDR", TASK, lambda j, w: "127.0.0.1"),
+    ("SLURM_DISTRIBUTION", TASK, lambda j, w: w.step.distribution),
+    ("SLURM_UMASK", TASK, lambda j, w: "0022"),
+]
+
+
+def _step_nodelist(step: StepContext) -> str:
+    from sflow.slurm.values import compress_hostlist
+
+    return compress_hostlist([n.name for n in step.nodes])
+
+
+def batch_environment(job: JobContext, base: dict[str, str], pid: int = 0) -> dict[str, str]:
+    """The batch script's environment: the exported submit environment plus SLURM's."""
+    env = dict(base)
+    env.update(job.extra_env)
+    at = Where(pid=pid)
+    for name, scope, getter in TABLE:
+        if scope == TASK:
+            continue
+        value = getter(job, at)
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def task_environment(job: JobContext, base: dict[str, str], at: Where) -> dict[str, str]:
+    """One srun task's environment, on top of the environment srun runs in.
+
+    The step's geometry overrides the job's in the plain names (SLURM_NTASKS,
+    SLURM_NNODES, SLURM_NODELIST, SLURM_TASKS_PER_NODE), as srun does.
+    """
+    step = at.step
+    env = dict(base)
+    for name, scope, getter in TABLE:
+        if scope == BATCH:
+            env.pop(name, None) if name == "ENVIRONMENT" else None
+            continue
+        value = getter(job, at)
+        if value is not None:
+            env[name] = value
+        elif scope == TASK:
+            env.pop(name, None)
+    ntasks = str(sum(step.tasks_per_node))
+    env.update(
+        SLURM_NTASKS=ntasks, SLURM_NPROCS=ntasks,
+        SLURM_NNODES=str(len(step.nodes)), SLURM_NODELIST=_step_nodelist(step),
+        SLURM_TASKS_PER_NODE=compress_counts(step.tasks_per_node),
+        SLURM_CPUS_ON_NODE=str(step.tasks_per_node[at.node_index] * step.cpus_per_task),
+    )
+    env["ENVIRONMENT"] = base.get("ENVIRONMENT", "BATCH")
+    return env

@@ -1,0 +1,75 @@
+"""Where a job's (or a step's) tasks go: SLURM's block distribution over nodes.
+
+Pure: from node slots and task counts to per-node task lists, and the
+``2(x3),1`` forms SLURM's variables use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeSlot:
+    """One node of an allocation, as the job sees it."""
+
+    name: str
+    cpus: int  # CPUs allocated to the job on this node
+    gpu_indices: tuple[int, ...] = ()
+    mem_mb: int = 0
+    root_dir: str = ""  # the virtual node's own scratch root
+    address: str | None = None  # where to reach it (SSH host), None for this machine
+
+
+def compress_counts(counts: list[int]) -> str:
+    """``[2, 2, 2, 1]`` -> ``2(x3),1`` as SLURM_TASKS_PER_NODE shows it."""
+    parts: list[str] = []
+    i = 0
+    while i < len(counts):
+        j = i
+        while j + 1 < len(counts) and counts[j + 1] == counts[i]:
+            j += 1
+        run = j - i + 1
+        parts.append(f"{counts[i]}(x{run})" if run > 1 else str(counts[i]))
+        i = j + 1
+    return ",".join(parts)
+
+
+def block_layout(ntasks: int, slots: list[int], cpus_per_task: int = 1,
+                 per_node: int | None = None, min_one_each: bool = True) -> list[int]:
+    """Tasks per node: fill each node up to its CPUs (or ``per_node``) in order.
+
+    Every node of the allocation gets at least one task when there are enough
+    tasks (SLURM does not leave an allocated node idle); tasks beyond the
+    capacity of all nodes go round-robin (overcommit).
+    """
+    count = len(slots)
+    if per_node is not None:
+        capacity = [per_node] * count
+    else:
+        capacity = [max(1, c // max(1, cpus_per_task)) for c in slots]
+    layout = [0] * count
+    remaining = ntasks
+    if min_one_each and ntasks >= count:
+        layout = [1] * count
+        remaining -= count
+    for i in range(count):
+        take = min(remaining, capacity[i] - layout[i])
+        if take > 0:
+            layout[i] += take
+            remaining -= take
+    i = 0
+    while remaining > 0 and count:
+        layout[i % count] += 1
+        remaining -= 1
+        i += 1
+    return layout
+
+
+def ranks_by_node(layout: list[int]) -> list[list[int]]:
+    """Global task ids per node for a block layout: ``[2, 1]`` -> ``[[0, 1], [2]]``."""
+    out, rank = [], 0
+    for n in layout:
+        out.append(list(range(rank, rank + n)))
+        rank += n
+    return out

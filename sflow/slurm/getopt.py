@@ -1,0 +1,102 @@
+"""GNU getopt_long, driven by the option table, with SLURM's wording and exit codes.
+
+sbatch, srun and salloc stop at the first argument that is not an option
+(everything after the script belongs to the script: SLURM's optstrings start
+with ``+``); the query commands permute, so options may follow positionals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sflow.errors import SlurmError, UsageError
+from sflow.slurm.options import Option, table
+
+STOP_AT_FIRST_POSITIONAL = {"sbatch", "srun", "salloc", "sflow"}
+# Exit codes of a command-line error, as each SLURM command uses them.
+USAGE_EXIT = {"sbatch": 255, "srun": 255, "salloc": 255}
+# sacct prints no "Try ... --help" hint.
+NO_HINT = {"sacct"}
+
+
+@dataclass
+class ParsedArgs:
+    options: list[tuple[Option, str | None]] = field(default_factory=list)
+    positionals: list[str] = field(default_factory=list)
+
+
+def _usage(command: str, message: str) -> UsageError:
+    lines = [f"{command}: {message}"]
+    if command not in NO_HINT:
+        lines.append(f'Try "{command} --help" for more information')
+    return UsageError(lines, USAGE_EXIT.get(command, 1))
+
+
+def _accept(command: str, parsed: ParsedArgs, option: Option, value: str | None) -> None:
+    if option.status == "rejected":
+        raise SlurmError(option.note or f"--{option.long} is not supported")
+    parsed.options.append((option, value))
+
+
+def getopt(command: str, argv: list[str]) -> ParsedArgs:
+    options = table(command)
+    parsed = ParsedArgs()
+    stop_early = command in STOP_AT_FIRST_POSITIONAL
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg == "--":
+            parsed.positionals += argv[i:]
+            break
+        if arg.startswith("--"):
+            name, has_value, value = arg[2:].partition("=")
+            matches = options.match_long_prefix(name)
+            if not matches:
+                raise _usage(command, f"unrecognized option '--{name}'")
+            if len(matches) > 1:
+                names = " ".join(f"'--{o.long}'" for o in matches)
+                raise _usage(command, f"option '{arg}' is ambiguous; possibilities: {names}")
+            option = matches[0]
+            if option.arg == "none":
+                if has_value:
+                    raise _usage(command, f"option '--{option.long}' doesn't allow an argument")
+                _accept(command, parsed, option, None)
+            elif option.arg == "optional":
+                _accept(command, parsed, option, value if has_value else None)
+            else:
+                if not has_value:
+                    if i >= len(argv):
+                        raise _usage(command, f"option '--{option.long}' requires an argument")
+                    value = argv[i]
+                    i += 1
+                _accept(command, parsed, option, value)
+            continue
+        if arg.startswith("-") and arg != "-":
+            j = 1
+            while j < len(arg):
+                char = arg[j]
+                j += 1
+                option = options.by_short(char)
+                if option is None:
+                    raise _usage(command, f"invalid option -- '{char}'")
+                if option.arg == "none":
+                    _accept(command, parsed, option, None)
+                    continue
+                rest = arg[j:]
+                if option.arg == "optional":
+                    _accept(command, parsed, option, rest or None)
+                elif rest:
+                    _accept(command, parsed, option, rest)
+                elif i < len(argv):
+                    _accept(command, parsed, option, argv[i])
+                    i += 1
+                else:
+                    raise _usage(command, f"option requires an argument -- '{char}'")
+                break
+            continue
+        if stop_early:
+            parsed.positionals += argv[i - 1:]
+            break
+        parsed.positionals.append(arg)
+    return parsed

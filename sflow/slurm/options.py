@@ -1,0 +1,106 @@
+"""The option table (``compat/options.toml``), loaded once per process.
+
+A compiled copy is cached as JSON in the user's cache directory, keyed by the
+table's size and mtime: TOML parsing costs several milliseconds, and every
+shim call reads the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sflow._resources import COMPAT_DIR
+
+TABLE_PATH = os.path.join(COMPAT_DIR, "options.toml")
+
+
+@dataclass(frozen=True)
+class Option:
+    long: str
+    arg: str  # "none" | "required" | "optional"
+    commands: tuple[str, ...]
+    status: str  # "supported" | "ignored" | "rejected"
+    short: str | None = None
+    value: str | None = None  # value kind: a parser in sflow.slurm.request.CONVERTERS
+    field: str | None = None  # what a supported option sets
+    note: str = ""  # the warning (ignored) or the reason (rejected)
+    env: dict | None = None  # command -> input environment variable
+    invalid: str | None = None  # SLURM's message for a bad value, without "sbatch: error: "
+    invalid_exit: int | None = None
+    help: str = ""
+    metavar: str = ""
+
+    def env_for(self, command: str) -> str | None:
+        return (self.env or {}).get(command)
+
+
+class OptionTable:
+    """One command's view of the table."""
+
+    def __init__(self, command: str, options: list[Option]):
+        self.command = command
+        self.options = options
+        self._long = {o.long: o for o in options}
+        self._short = {o.short: o for o in options if o.short}
+
+    def __iter__(self):
+        return iter(self.options)
+
+    def by_long(self, name: str) -> Option | None:
+        return self._long.get(name)
+
+    def by_short(self, char: str) -> Option | None:
+        return self._short.get(char)
+
+    def match_long_prefix(self, prefix: str) -> list[Option]:
+        """getopt_long's rule: an exact name wins, else every name starting with the prefix."""
+        exact = self._long.get(prefix)
+        if exact is not None:
+            return [exact]
+        return [o for name, o in sorted(self._long.items()) if name.startswith(prefix)]
+
+    def env_map(self) -> dict[str, Option]:
+        return {o.env_for(self.command): o for o in self.options if o.env_for(self.command)}
+
+
+def _cache_path(stat: os.stat_result) -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "sflow", f"options-{stat.st_size}-{int(stat.st_mtime_ns)}.json")
+
+
+def _load_raw() -> list[dict]:
+    stat = os.stat(TABLE_PATH)
+    cache = _cache_path(stat)
+    try:
+        with open(cache, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        pass
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(TABLE_PATH, "rb") as handle:
+        raw = tomllib.load(handle)["option"]
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        tmp = f"{cache}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(raw, handle)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home only costs speed
+    return raw
+
+
+@lru_cache(maxsize=None)
+def all_options() -> tuple[Option, ...]:
+    return tuple(Option(**{**entry, "commands": tuple(entry["commands"])}) for entry in _load_raw())
+
+
+@lru_cache(maxsize=None)
+def table(command: str) -> OptionTable:
+    return OptionTable(command, [o for o in all_options() if command in o.commands])
