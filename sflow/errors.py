@@ -43,12 +43,10 @@ class UsageError(SlurmError):
 
 def render(command: str, err: SflowError) -> str:
     """The text a SLURM command prints on stderr for ``err``, without the final newline."""
-    if isinstance(err, UsageError):
-        return "\n".join(err.lines)
     if isinstance(err, SlurmError):
-        lines = err.message.split("\n")
+        usage = isinstance(err, UsageError)
+        lines = list(err.lines) if usage else err.message.split("\n")
         if err.line is not None:
-            where = f"{err.source or 'batch script'} line {err.line}"
-            lines[0] = f"{lines[0]} ({where})"
-        return "\n".join(f"{command}: error: {line}" for line in lines)
+            lines[0] = f"{lines[0]} ({err.source or 'batch script'} line {err.line})"
+        return "\n".join(lines if usage else [f"{command}: error: {line}" for line in lines])
     return f"{command}: error: {err}"

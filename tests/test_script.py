@@ -9,7 +9,7 @@ HEADER = """#!/bin/bash
 # SBATCH -n 5
 #SBATCH\t-t 10
 
-#SBATCHX --ignored
+  #SBATCH --indented-is-a-comment
 #SFLOW --limit-price=$3
 hostname
 #SBATCH -p after-first-command

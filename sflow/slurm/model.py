@@ -138,6 +138,8 @@ class JobRequest(_Model):
     mail_user: str | None = None
 
     cloud: CloudRequest = Field(default_factory=CloudRequest)
+    # Supported options sflow keeps but does not act on (shown by scontrol).
+    extra: dict[str, str | bool] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 
     @property

@@ -77,6 +77,7 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
     "export": values.parse_export,
     "hostlist": values.expand_hostlist,
     "output_pattern": str,
+    "begin": lambda text: values.parse_begin(text, datetime.now()),
 }
 
 
@@ -110,7 +111,7 @@ def _from_directives(text: str, script_name: str) -> list[Setting]:
         if parsed.positionals:
             raise SlurmError(
                 f"Invalid directive found in batch script: {parsed.positionals[0]}",
-                line=directive.line, source=script_name,
+                255, line=directive.line, source=script_name,
             )
         found += [Setting(opt, raw, directive.line, script_name) for opt, raw in parsed.options]
     return found
@@ -156,7 +157,7 @@ def parse_sbatch(
 
     if wraps:
         if command_line.positionals:
-            raise SlurmError("Cannot specify both a batch script and --wrap")
+            raise SlurmError("Script arguments not permitted with --wrap option")
         script_text, script_path, script_args = wrap_script(wraps[-1]), None, []
         script_name = "wrap"
     elif command_line.positionals:
@@ -168,11 +169,28 @@ def parse_sbatch(
         script_name = "sbatch"
     check_script(script_text)
 
-    settings = _from_directives(script_text, script_path or script_name)
+    # sbatch reads no directives from a --wrap command.
+    settings = [] if wraps else _from_directives(script_text, script_path or script_name)
     settings += _from_environment(env)
     settings += cli
+    if cluster is not None:
+        _check_against(cluster, settings)
     return _build(settings, script_text, script_path, script_args, script_name,
                   env=env, cwd=cwd, user=user, uid=uid, gid=gid, host=host, now=now)
+
+
+def _check_against(cluster: Any, settings: list[Setting]) -> None:
+    """What sbatch learns from the controller: partitions and the array size bound."""
+    for setting in settings:
+        field_name = setting.option.field
+        if field_name == "partition" and setting.raw:
+            for name in setting.raw.split(","):
+                cluster.partition(name)
+        elif field_name == "array" and setting.raw:
+            try:
+                values.parse_array(setting.raw, cluster.max_array_size)
+            except values.InvalidValue:
+                raise SlurmError(setting.option.invalid or "Invalid job array specification", 1) from None
 
 
 def _build(settings: list[Setting], script_text, script_path, script_args, default_name, *,
@@ -294,7 +312,11 @@ def _set_export(fields, flags, cloud, value, setting):
 
 
 def _set_begin(fields, flags, cloud, value, setting):
-    fields["begin"] = values.parse_begin(setting.raw, datetime.now()).timestamp()
+    fields["begin"] = value.timestamp()
+
+
+def _ignore(fields, flags, cloud, value, setting):
+    """Handled before the request is built (``--wrap`` becomes the script)."""
 
 
 def _set_capacity(flag):
@@ -319,6 +341,8 @@ _APPLY: dict[str, Callable] = {
     "signal": _set_signal,
     "export": _set_export,
     "begin": _set_begin,
+    "wrap": _ignore,
+    "chdir": _set_plain("chdir"),
     "requeue": _set_requeue(True),
     "no_requeue": _set_requeue(False),
     "spot": _set_capacity("spot"),
@@ -328,9 +352,13 @@ _APPLY: dict[str, Callable] = {
 
 def _derive(fields: dict[str, Any]) -> None:
     """SLURM's derived counts: tasks from nodes and tasks-per-node, and the reverse."""
+    nodelist = fields.get("nodelist") or []
+    if nodelist and len(set(nodelist)) > fields.get("min_nodes", 1):
+        fields["min_nodes"] = len(set(nodelist))
     per_node = fields.get("ntasks_per_node")
-    if not fields.get("ntasks_given") and per_node:
-        fields["ntasks"] = fields.get("min_nodes", 1) * per_node
+    if not fields.get("ntasks_given"):
+        # One task per node unless told otherwise; tasks-per-node multiplies.
+        fields["ntasks"] = fields.get("min_nodes", 1) * (per_node or 1)
 
 
 def _exported_environment(env: Mapping[str, str], export: dict | None) -> dict[str, str]:

@@ -2,8 +2,8 @@
 
 sbatch reads directives only up to the first line that is neither blank nor a
 comment; later ``#SBATCH`` lines are inert shell comments. The prefix must
-stand at the very start of the line (``##SBATCH`` and ``# SBATCH`` are plain
-comments).
+stand at the very start of the line (``##SBATCH``, ``# SBATCH`` and an
+indented ``#SBATCH`` are plain comments).
 """
 
 from __future__ import annotations
@@ -65,10 +65,8 @@ def directives(text: str, prefixes: tuple[str, ...] = (SBATCH_PREFIX, SFLOW_PREF
             break
         for prefix in prefixes:
             if line.startswith(prefix):
+                # sbatch needs no blank after the prefix: "#SBATCH--time=5" counts.
                 rest = line[len(prefix):]
-                # "#SBATCHX" is a comment that merely starts with the prefix.
-                if rest and not rest[0].isspace():
-                    break
                 found.append(Directive(number, prefix, split_words(rest, number)))
                 break
     return found
