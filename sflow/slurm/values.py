@@ -179,6 +179,10 @@ def expand_hostlist(text: str) -> list[str]:
 _TAIL_NUMBER = re.compile(r"^(.*?)(\d+)$")
 
 
+def _padded(digits: str) -> bool:
+    return len(digits) > 1 and digits.startswith("0")
+
+
 def compress_hostlist(names: list[str]) -> str:
     """SLURM's compressed form, as ``scontrol show hostlist`` gives it.
 
@@ -206,8 +210,8 @@ def compress_hostlist(names: list[str]) -> str:
         ranges: list[str] = []
         start = 0
         for k in range(1, len(numbers) + 1):
-            if (k < len(numbers) and len(numbers[k]) == len(numbers[k - 1])
-                    and int(numbers[k]) == int(numbers[k - 1]) + 1):
+            if k < len(numbers) and int(numbers[k]) == int(numbers[k - 1]) + 1 and (
+                    len(numbers[k]) == len(numbers[k - 1]) or not _padded(numbers[k - 1])):
                 continue
             a, b = numbers[start], numbers[k - 1]
             ranges.append(a if start == k - 1 else f"{a}-{b}")
