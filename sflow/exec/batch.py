@@ -1,0 +1,169 @@
+"""Start a job's batch step as a process tree of its own, the way slurmstepd does.
+
+The batch script runs under a tiny /bin/sh wrapper in a new session. The
+wrapper outlives the script only to write its exit status to a file, so the
+status survives a controller that died meanwhile; a restarted controller
+adopts the still-running wrapper or reads the status it left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal as _signal
+import subprocess
+from dataclasses import dataclass
+
+from sflow.exec.env import JobContext, batch_environment
+
+# $1: status file; the rest: the script and its arguments. Traps (not ignores)
+# keep the wrapper alive through signals meant for the job: a trapped signal
+# is reset to its default in the script, an ignored one would be inherited.
+WRAPPER = (
+    'status=$1; shift; '
+    'trap : HUP INT QUIT TERM USR1 USR2 ALRM CONT; '
+    '"$@"; rc=$?; '
+    'printf "%s\\n" "$rc" > "$status.tmp" && mv "$status.tmp" "$status"'
+)
+
+
+@dataclass
+class BatchProcess:
+    pid: int  # the wrapper; also the process group and session of the whole job
+    pgid: int
+    status_path: str
+    job_dir: str
+    popen: subprocess.Popen | None = None
+
+
+def job_dir(home: str, job_id: int) -> str:
+    return os.path.join(home, "jobs", str(job_id))
+
+
+def _open_output(path: str, append: bool) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    return os.open(path, flags, 0o644)
+
+
+def output_paths(ctx: JobContext, stdout_pattern: str, stderr_pattern: str | None, input_pattern: str | None):
+    """The batch step's stdout, stderr and stdin paths, patterns expanded (``%s`` is ``batch``)."""
+    from sflow.slurm.values import expand_output_pattern
+
+    fields = {
+        "job_id": ctx.job_id, "job_name": ctx.job_name, "user": ctx.user,
+        "node_name": ctx.nodes[0].name, "node_id": 0, "step_id": "batch", "task_id": 0,
+    }
+    if ctx.array_job_id is not None:
+        fields.update(array_job_id=ctx.array_job_id, array_task_id=ctx.array_task_id)
+
+    def place(pattern: str) -> str:
+        path = expand_output_pattern(pattern, fields)
+        return path if os.path.isabs(path) else os.path.join(ctx.work_dir, path)
+
+    out = place(stdout_pattern)
+    err = place(stderr_pattern) if stderr_pattern else out
+    inp = place(input_pattern) if input_pattern else "/dev/null"
+    return out, err, inp
+
+
+def start_batch(
+    ctx: JobContext,
+    script: str,
+    script_args: list[str],
+    base_env: dict[str, str],
+    *,
+    home: str,
+    stdout_pattern: str,
+    stderr_pattern: str | None = None,
+    input_pattern: str | None = None,
+    append: bool = False,
+) -> BatchProcess:
+    """Write the job's files and start its batch step; raises OSError if it cannot."""
+    directory = job_dir(home, ctx.job_id)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    script_path = os.path.join(directory, "slurm_script")
+    with open(os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "w",
+              encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(script)
+    with open(os.path.join(directory, "context.json"), "w") as handle:
+        json.dump(ctx.to_json(), handle)
+    status_path = os.path.join(directory, "status")
+    for stale in (status_path, status_path + ".tmp"):
+        if os.path.exists(stale):
+            os.unlink(stale)
+
+    out_path, err_path, in_path = output_paths(ctx, stdout_pattern, stderr_pattern, input_pattern)
+    out_fd = _open_output(out_path, append)
+    err_fd = out_fd if err_path == out_path else _open_output(err_path, append)
+    in_fd = os.open(in_path, os.O_RDONLY)
+    cwd = ctx.work_dir
+    if not os.path.isdir(cwd):
+        os.write(err_fd, f"slurmstepd: error: couldn't chdir to `{cwd}': No such file or directory: "
+                         "going to /tmp instead\n".encode())
+        cwd = "/tmp"
+    env = batch_environment(ctx, base_env)
+    try:
+        popen = subprocess.Popen(
+            ["/bin/sh", "-c", WRAPPER, "sflow-batch", status_path, script_path, *script_args],
+            stdin=in_fd, stdout=out_fd, stderr=err_fd, cwd=cwd, env=env,
+            start_new_session=True, close_fds=True,
+        )
+    finally:
+        for fd in {out_fd, err_fd, in_fd}:
+            os.close(fd)
+    with open(os.path.join(directory, "pid"), "w") as handle:
+        handle.write(f"{popen.pid} {process_start_time(popen.pid)}\n")
+    return BatchProcess(popen.pid, popen.pid, status_path, directory, popen)
+
+
+def process_start_time(pid: int) -> str:
+    """The kernel's start time of ``pid`` (clock ticks since boot), to tell a pid reused."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def alive(pid: int, start_time: str) -> bool:
+    return bool(start_time) and process_start_time(pid) == start_time
+
+
+def read_status(status_path: str) -> tuple[int, int] | None:
+    """(exit code, signal) the wrapper recorded, or None if the script has not ended."""
+    try:
+        with open(status_path) as handle:
+            rc = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    if 128 < rc < 128 + 65:
+        return 0, rc - 128  # the shell's way of saying "killed by signal N"
+    return rc, 0
+
+
+def batch_shell_pid(wrapper_pid: int) -> int | None:
+    """The batch script's own process (the wrapper's child), for ``--signal=B:``."""
+    try:
+        with open(f"/proc/{wrapper_pid}/task/{wrapper_pid}/children") as handle:
+            children = handle.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
+
+
+def signal_job(pgid: int, signum: int, *, batch_only: bool = False) -> bool:
+    """Deliver ``signum`` to every process of the job, or only to its batch shell."""
+    try:
+        if batch_only:
+            shell = batch_shell_pid(pgid)
+            if shell is None:
+                return False
+            os.kill(shell, signum)
+        else:
+            os.killpg(pgid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+SIGNALS_ON_CANCEL = (_signal.SIGCONT, _signal.SIGTERM)

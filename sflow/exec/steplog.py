@@ -1,0 +1,74 @@
+"""Each job's step records, appended as JSON lines beside the job (``jobs/<id>/steps.jsonl``).
+
+Written by ``srun`` itself, so a step is recorded even while the controller is
+away; the controller and ``sacct`` read the file into StepRecords.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+
+def _path(home: str, job_id: int) -> str:
+    return os.path.join(home, "jobs", str(job_id), "steps.jsonl")
+
+
+def _append(home: str, job_id: int, entry: dict) -> None:
+    line = (json.dumps(entry) + "\n").encode()
+    fd = os.open(_path(home, job_id), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, line)  # one write per line: O_APPEND keeps concurrent sruns' lines whole
+    finally:
+        os.close(fd)
+
+
+def started(home: str, job_id: int, step, name: str) -> None:
+    from sflow.slurm.values import compress_hostlist
+
+    _append(home, job_id, {
+        "event": "start", "step_id": str(step.step_id), "name": name, "time": time.time(),
+        "nodelist": compress_hostlist([n.name for n in step.nodes]), "num_nodes": len(step.nodes),
+        "num_tasks": sum(step.tasks_per_node),
+        "num_cpus": sum(step.tasks_per_node) * step.cpus_per_task,
+    })
+
+
+def finished(home: str, job_id: int, step_id: int, tasks) -> None:
+    codes = [t.exit_code for t in tasks]
+    signals = [t.signal for t in tasks if t.signal]
+    exit_code = max(codes) if codes else 0
+    if signals:
+        state = "CANCELLED" if signals[0] in (15, 9) else "FAILED"
+    else:
+        state = "FAILED" if exit_code else "COMPLETED"
+    _append(home, job_id, {"event": "end", "step_id": str(step_id), "time": time.time(), "state": state,
+                           "exit_code": exit_code, "signal": signals[0] if signals else 0})
+
+
+def read_steps(home: str, job_id: int) -> list:
+    """StepRecords of the job's srun steps, in start order."""
+    from sflow.records import StepRecord
+
+    steps: dict[str, StepRecord] = {}
+    try:
+        with open(_path(home, job_id)) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry["event"] == "start":
+            steps[entry["step_id"]] = StepRecord(
+                job_id=job_id, step_id=entry["step_id"], name=entry["name"], state="RUNNING",
+                start_time=entry["time"], nodelist=entry["nodelist"], num_nodes=entry["num_nodes"],
+                num_tasks=entry["num_tasks"], num_cpus=entry["num_cpus"])
+        elif entry["step_id"] in steps:
+            step = steps[entry["step_id"]]
+            step.state, step.end_time = entry["state"], entry["time"]
+            step.exit_code, step.exit_signal = entry["exit_code"], entry["signal"]
+    return list(steps.values())
