@@ -307,7 +307,9 @@ def _set_signal(fields, flags, cloud, value, setting):
 
 
 def _set_export(fields, flags, cloud, value, setting):
-    fields["export"] = {"mode": value.mode or "ALL", "names": list(value.names),
+    # Naming variables without ALL exports only those (and SLURM's own).
+    mode = value.mode or ("NONE" if value.names or value.assignments else "ALL")
+    fields["export"] = {"mode": mode, "names": list(value.names),
                         "assignments": dict(value.assignments)}
 
 

@@ -1,0 +1,72 @@
+"""``sbatch``: hand the submission to the controller, which parses and queues it.
+
+The controller holds the grammars and the job model warm, so this process
+only gathers its ingredients (argv, environment, working directory, a script
+on stdin) and prints the answer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def _wants_stdin(argv: list[str]) -> bool:
+    from sflow.slurm.getopt import getopt
+
+    parsed = getopt("sbatch", argv)
+    if parsed.positionals:
+        return False
+    return not any(option.field in ("wrap", "help", "usage", "version") for option, _ in parsed.options)
+
+
+def _early_exit(argv: list[str]) -> int | None:
+    """--help, --usage and --version need no controller."""
+    from sflow.slurm.getopt import getopt
+
+    for option, _ in getopt("sbatch", argv).options:
+        if option.field in ("help", "usage"):
+            from sflow.slurm.help import render_help, render_usage
+
+            print(render_help("sbatch") if option.field == "help" else render_usage("sbatch"))
+            return 0
+        if option.field == "version":
+            print("slurm 22.05.8")
+            return 0
+    return None
+
+
+def wait_for(job_id: int, poll: float = 0.2) -> int:
+    """Block until the job (and, for an array, every task) ends; its exit code."""
+    from sflow.cli.common import home
+    from sflow.queue import db
+    from sflow.records import FINISHED_STATES
+
+    while True:
+        jobs = db.read_jobs(home(), "job_id = ? OR array_job_id = ?", (job_id, job_id))
+        if jobs and all(j.state in FINISHED_STATES and not j.array_task_str for j in jobs):
+            worst = max(jobs, key=lambda j: (j.exit_code, j.exit_signal, j.state != "COMPLETED"))
+            if worst.exit_code:
+                return worst.exit_code
+            return 0 if worst.state == "COMPLETED" else 1
+        time.sleep(poll)
+
+
+def main(argv: list[str]) -> int:
+    from sflow.cli.common import call, emit
+    from sflow.cli.submit_context import identity, read_stdin_script
+
+    early = _early_exit(argv)
+    if early is not None:
+        return early
+    stdin = read_stdin_script() if _wants_stdin(argv) else None
+    reply = call("submit", argv=argv, env=dict(os.environ), cwd=os.getcwd(), stdin=stdin, **identity())
+    code = emit(reply)
+    if reply.get("ok") and reply.get("wait") and reply.get("job_id"):
+        code = wait_for(reply["job_id"])
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,44 @@
+"""What the drop-in commands share: where state lives, and who is asking."""
+
+from __future__ import annotations
+
+import os
+
+
+def home() -> str:
+    from sflow.conf import sflow_home
+
+    return sflow_home()
+
+
+def call(op: str, **payload) -> dict:
+    """One request to the controller, started on demand; an unreachable one is a SLURM-style error."""
+    from sflow.errors import SlurmError
+    from sflow.queue.rpc import ControllerUnavailable, call as rpc_call
+
+    try:
+        return rpc_call(home(), op, **payload)
+    except ControllerUnavailable as err:
+        raise SlurmError(f"Unable to contact slurm controller (connect failure): {err}") from None
+
+
+def emit(reply: dict) -> int:
+    """Print a controller reply's stdout/stderr; return its exit code."""
+    import sys
+
+    if reply.get("stdout"):
+        sys.stdout.write(reply["stdout"])
+    if reply.get("stderr"):
+        sys.stderr.write(reply["stderr"])
+    sys.stdout.flush()
+    return 0 if reply.get("ok") else reply.get("exit_code", 1)
+
+
+def whoami() -> tuple[str, int]:
+    uid = os.getuid()
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name, uid
+    except (ImportError, KeyError):
+        return os.environ.get("USER", str(uid)), uid
