@@ -13,6 +13,8 @@ import re
 import subprocess
 
 COMMANDS = ["sbatch", "srun", "salloc", "squeue", "scancel", "sacct", "sinfo", "scontrol"]
+# sacct's man page puts these options' arguments on the next line.
+ARGUMENT_ON_NEXT_LINE = {"sacct": {"format", "starttime", "partition", "qos", "timelimit-max", "timelimit-min"}}
 HEADER = re.compile(r"^       (?:-([A-Za-z0-9]) ?,\s*)?--([a-zA-Z][\w-]*)(\[?=|\s|$)(.*)$")
 
 
@@ -30,6 +32,8 @@ def options(command: str) -> dict:
         if match:
             short, long, sep, rest = match.groups()
             arg = "optional" if sep == "[=" else "required" if sep == "=" else "none"
+            if long in ARGUMENT_ON_NEXT_LINE.get(command, ()):
+                arg = "required"
             found.setdefault(long, {"short": short, "arg": arg})
             for alias in re.findall(r", --([a-z][\w-]*)=", rest):
                 found.setdefault(alias, {"short": None, "arg": arg})

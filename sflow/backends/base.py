@@ -1,47 +1,83 @@
 """The backend seam: how a job's nodes are obtained and given back.
 
-The local backend hands out this machine's virtual nodes; a cloud backend
-places bids. Both answer ``allocate`` with an Allocation or a reason to wait.
+The controller decides *when* a job may start (priority, dependencies, holds,
+limits); a backend decides *where*: the local backend hands out this
+machine's virtual nodes, a cloud backend places bids. Both answer
+``allocate`` with an ``Allocation`` or a ``Pending`` reason, and take nodes
+back with ``release``. Allocations are plain data: the controller stores them
+as JSON beside the job so a restarted controller knows what is in use.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
 class AllocatedNode:
     name: str
-    cpus: int
-    mem_mb: int = 0
-    gpu_indices: tuple[int, ...] = ()
-    root_dir: str = ""
-    address: str | None = None  # where to reach it (SSH); None: this machine
-    tasks: int = 1  # tasks of the job placed on this node
+    cpus: int  # CPUs of this node given to the job
+    mem_mb: int = 0  # memory reserved on this node; 0 when the job asked for none
+    gpu_indices: tuple[int, ...] = ()  # which of the node's GPUs (CUDA_VISIBLE_DEVICES)
+    root_dir: str = ""  # the node's working root (local: sflow_home()/nodes/<name>)
+    address: str | None = None  # where to reach it (SSH host); None: this machine
+    tasks: int = 1  # the job's tasks placed here (SLURM's block distribution)
 
 
 @dataclass
 class Allocation:
     job_id: int
     nodes: list[AllocatedNode] = field(default_factory=list)
+    exclusive: bool = False  # whole nodes: nobody else may share them
 
     @property
     def nodelist(self) -> str:
+        """SLURM's compressed host list, e.g. ``node[1-3]``."""
         from sflow.slurm.values import compress_hostlist
 
         return compress_hostlist([n.name for n in self.nodes])
 
+    @property
+    def num_cpus(self) -> int:
+        return sum(n.cpus for n in self.nodes)
+
+    @property
+    def tasks_per_node(self) -> list[int]:
+        return [n.tasks for n in self.nodes]
+
     def to_json(self) -> dict:
-        return {"job_id": self.job_id, "nodes": [asdict(n) for n in self.nodes]}
+        return {"job_id": self.job_id, "exclusive": self.exclusive,
+                "nodes": [asdict(n) for n in self.nodes]}
 
     @classmethod
     def from_json(cls, data: dict) -> "Allocation":
-        return cls(data["job_id"], [AllocatedNode(**{**n, "gpu_indices": tuple(n["gpu_indices"])})
-                                    for n in data["nodes"]])
+        nodes = [AllocatedNode(**{**n, "gpu_indices": tuple(n.get("gpu_indices", ()))})
+                 for n in data["nodes"]]
+        return cls(int(data["job_id"]), nodes, bool(data.get("exclusive", False)))
 
 
 @dataclass(frozen=True)
 class Pending:
-    """No allocation yet; ``reason`` is SLURM's word for why."""
+    """No allocation now; ``reason`` is SLURM's word for why (``Resources``...)."""
 
     reason: str
+
+
+class Backend(Protocol):
+    """What the controller needs of a place that runs jobs."""
+
+    name: str
+
+    def check(self, request, partition) -> str | None:
+        """At submit: raise SlurmError if the request can never run here; else the
+        pending reason it will wait with forever (``PartitionConfig``...) or None."""
+
+    def allocate(self, job, request) -> Allocation | Pending:
+        """Resources for ``job`` (a JobRecord) now, or why not."""
+
+    def release(self, allocation: Allocation) -> None:
+        """Give an allocation's resources back."""
+
+    def restore(self, allocation: Allocation) -> None:
+        """Mark an allocation in use again (a restarted controller adopting a job)."""

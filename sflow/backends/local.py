@@ -1,177 +1,313 @@
 """This machine as a cluster of virtual nodes: CPU, memory and GPU accounting per node.
 
-Placement follows SLURM's block rule: nodes in the cluster's order, each
-given as many of the job's tasks as its free CPUs hold, every chosen node at
-least one task.
+Placement follows what SLURM's cons_tres does on a plain cluster: nodes are
+tried in the cluster's order and packed first-fit, each chosen node taking as
+many of the job's tasks as its free CPUs hold (at least one each when the job
+spans several nodes), required nodes (``--nodelist``) first. Memory counts
+only for jobs that ask for it (SLURM's default ``CR_Core`` does not track
+memory otherwise); GPUs are handed out by index, lowest free first.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from sflow.backends.base import Allocation, AllocatedNode, Pending
+from sflow.backends.base import AllocatedNode, Allocation, Pending
+from sflow.errors import SlurmError
+
+NOT_AVAILABLE = "Batch job submission failed: Requested node configuration is not available"
 
 
 @dataclass
 class NodeUse:
     cpus: int = 0
     mem_mb: int = 0
-    gpus: set[int] = field(default_factory=set)
+    gpus: frozenset = frozenset()
     exclusive: bool = False
     jobs: int = 0
 
 
+class Usage:
+    """What is in use on each node; copied freely by the planner."""
+
+    def __init__(self, names=()):
+        self.nodes: dict[str, NodeUse] = {name: NodeUse() for name in names}
+
+    def get(self, name: str) -> NodeUse:
+        return self.nodes.get(name) or NodeUse()
+
+    def copy(self) -> "Usage":
+        other = Usage()
+        other.nodes = {k: replace(v) for k, v in self.nodes.items()}
+        return other
+
+    def add(self, alloc: Allocation) -> None:
+        for node in alloc.nodes:
+            use = self.nodes.setdefault(node.name, NodeUse())
+            use.cpus += node.cpus
+            use.mem_mb += node.mem_mb
+            use.gpus = use.gpus | frozenset(node.gpu_indices)
+            use.exclusive = use.exclusive or alloc.exclusive
+            use.jobs += 1
+
+    def remove(self, alloc: Allocation) -> None:
+        for node in alloc.nodes:
+            use = self.nodes.get(node.name)
+            if use is None:
+                continue
+            use.cpus = max(0, use.cpus - node.cpus)
+            use.mem_mb = max(0, use.mem_mb - node.mem_mb)
+            use.gpus = use.gpus - frozenset(node.gpu_indices)
+            use.jobs = max(0, use.jobs - 1)
+            if alloc.exclusive or use.jobs == 0:
+                use.exclusive = False
+
+    def busy_cpus(self) -> int:
+        return sum(u.cpus for u in self.nodes.values())
+
+
 @dataclass(frozen=True)
 class Need:
-    """What a job asks of the cluster, from its request."""
+    """What a job asks of the nodes, from its JobRequest."""
 
-    min_nodes: int
-    max_nodes: int | None
-    ntasks: int
-    cpus_per_task: int
-    ntasks_per_node: int | None
-    mem_per_node_mb: int | None
-    mem_per_cpu_mb: int | None
-    gpus_per_node: int
-    gpus_total: int
-    gpus_per_task: int
-    nodelist: tuple[str, ...]
-    exclude: tuple[str, ...]
-    exclusive: bool
-    nodes_given: bool
+    ntasks: int = 1
+    cpus_per_task: int = 1
+    min_nodes: int = 1
+    max_nodes: int | None = None  # None: as many as the tasks need
+    nodes_given: bool = False
+    ntasks_per_node: int | None = None
+    mem_per_node_mb: int | None = None  # 0: all of each node's memory
+    mem_per_cpu_mb: int | None = None
+    mem_per_gpu_mb: int | None = None
+    gpus_per_node: int = 0
+    gpus_per_task: int = 0
+    gpus_total: int = 0
+    gpu_type: str | None = None
+    nodelist: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    exclusive: bool = False
+    constraint: str | None = None
 
     @classmethod
     def of(cls, request) -> "Need":
-        per_node = request.gpus_per_node or sum(g.count for g in request.gres if g.name == "gpu")
-        return cls(request.min_nodes, request.max_nodes, request.ntasks, request.cpus_per_task,
-                   request.ntasks_per_node, request.mem_per_node_mb, request.mem_per_cpu_mb,
-                   per_node or 0, request.gpus or 0, request.gpus_per_task or 0,
-                   tuple(request.nodelist), tuple(request.exclude), request.exclusive, request.nodes_given)
+        gres_gpus = [g for g in request.gres if g.name == "gpu"]
+        per_node = request.gpus_per_node or sum(g.count for g in gres_gpus)
+        gpu_type = request.gpu_type or next((g.type for g in gres_gpus if g.type), None)
+        max_nodes = request.max_nodes
+        if request.nodes_given and max_nodes is None:
+            max_nodes = request.min_nodes
+        return cls(
+            ntasks=max(1, request.ntasks), cpus_per_task=max(1, request.cpus_per_task),
+            min_nodes=max(1, request.min_nodes), max_nodes=max_nodes, nodes_given=request.nodes_given,
+            ntasks_per_node=request.ntasks_per_node,
+            mem_per_node_mb=request.mem_per_node_mb, mem_per_cpu_mb=request.mem_per_cpu_mb,
+            mem_per_gpu_mb=request.mem_per_gpu_mb,
+            gpus_per_node=per_node or 0, gpus_per_task=request.gpus_per_task or 0,
+            gpus_total=request.gpus or 0, gpu_type=gpu_type,
+            nodelist=tuple(dict.fromkeys(request.nodelist)), exclude=tuple(request.exclude),
+            exclusive=request.exclusive, constraint=request.constraint,
+        )
+
+    def without_gpus(self) -> "Need":
+        return replace(self, gpus_per_node=0, gpus_per_task=0, gpus_total=0, mem_per_gpu_mb=None)
 
 
-class LocalCluster:
-    """Free resources of the cluster's nodes, and placement of jobs on them."""
+def _features_match(constraint: str | None, features: tuple[str, ...]) -> bool:
+    """``a&b``, ``a,b`` (all of) or ``a|b`` (any of); counts and brackets are not modelled."""
+    if not constraint:
+        return True
+    have = set(features)
+    if "|" in constraint:
+        return any(name.strip() in have for name in constraint.split("|"))
+    names = [n.strip() for n in constraint.replace(",", "&").split("&") if n.strip()]
+    return all(name.split("*")[0] in have for name in names)
+
+
+def estimate_nodes(need: Need, nodes) -> int:
+    """The node count SLURM shows for a pending job (NumNodes): tasks over the biggest node."""
+    if need.nodes_given:
+        return need.min_nodes
+    if need.ntasks_per_node:
+        return max(need.min_nodes, -(-need.ntasks // need.ntasks_per_node))
+    biggest = max((n.cpus for n in nodes), default=1)
+    per_node = max(1, biggest // need.cpus_per_task)
+    return max(need.min_nodes, len(need.nodelist), -(-need.ntasks // per_node))
+
+
+def place(need: Need, nodes, usage: Usage):
+    """First-fit placement over ``nodes`` (required ones first), or None if it does not fit.
+
+    Returns a list of ``(node, tasks, cpus, mem_mb, gpu_indices)``.
+    """
+    required = set(need.nodelist)
+    cpt = need.cpus_per_task
+    want_nodes = max(need.min_nodes, len(required))
+    if need.ntasks_per_node:
+        want_nodes = max(want_nodes, -(-need.ntasks // need.ntasks_per_node))
+    max_nodes = need.max_nodes if need.max_nodes is not None else len(nodes)
+    max_nodes = max(max_nodes, len(required))
+    remaining = need.ntasks
+    gpus_left = need.gpus_total
+    chosen = []
+    names: set[str] = set()
+    for node in nodes:
+        if remaining <= 0 and gpus_left <= 0 and len(chosen) >= want_nodes and required <= names:
+            break
+        if len(chosen) >= max_nodes:
+            break
+        is_required = node.name in required
+        use = usage.get(node.name)
+        if use.exclusive or (need.exclusive and use.jobs):
+            if is_required:
+                return None
+            continue
+        free_cpus = node.cpus - use.cpus
+        capacity = (node.cpus if need.exclusive else free_cpus) // cpt
+        if need.ntasks_per_node:
+            capacity = min(capacity, need.ntasks_per_node)
+        nodes_after = max(0, want_nodes - len(chosen) - 1)
+        take = min(capacity, max(0, remaining - nodes_after))
+        if take <= 0 and remaining > 0 and capacity > 0:
+            take = 1
+        if capacity <= 0 and (remaining > 0 or free_cpus < 1):
+            if is_required:
+                return None
+            continue
+        cpus = node.cpus if need.exclusive else max(take, 1) * cpt
+        tpc = max(1, node.threads_per_core)
+        cpus = min(node.cpus, -(-cpus // tpc) * tpc)  # whole cores, as CR_Core allocates
+        if cpus > (node.cpus if need.exclusive else free_cpus):
+            if is_required:
+                return None
+            continue
+        free_gpus = [i for i in range(node.gpus) if i not in use.gpus]
+        if need.gpu_type and node.gpu_type and need.gpu_type != node.gpu_type:
+            free_gpus = []
+        wanted = need.gpus_per_node + need.gpus_per_task * take
+        if wanted > len(free_gpus):
+            if is_required:
+                return None
+            continue
+        extra = min(gpus_left, len(free_gpus) - wanted)
+        if remaining <= 0 and len(chosen) >= want_nodes and not is_required and extra <= 0:
+            continue  # this node would add nothing the job still needs
+        gpus = tuple(free_gpus[: wanted + extra])
+        if need.exclusive:
+            mem = node.real_memory_mb
+        elif need.mem_per_node_mb is not None:
+            mem = need.mem_per_node_mb or node.real_memory_mb
+        elif need.mem_per_cpu_mb is not None:
+            mem = need.mem_per_cpu_mb * cpus
+        elif need.mem_per_gpu_mb is not None:
+            mem = need.mem_per_gpu_mb * len(gpus)
+        else:
+            mem = 0
+        if mem and mem > node.real_memory_mb - use.mem_mb:
+            if is_required:
+                return None
+            continue
+        chosen.append((node, take, cpus, mem, gpus))
+        names.add(node.name)
+        remaining -= take
+        gpus_left -= extra
+    if remaining > 0 or gpus_left > 0 or len(chosen) < want_nodes or not required <= names:
+        return None
+    return chosen
+
+
+class LocalBackend:
+    """The cluster's virtual nodes on this machine."""
+
+    name = "local"
 
     def __init__(self, cluster, home: str):
         self.cluster = cluster
         self.home = home
-        self.use: dict[str, NodeUse] = {n.name: NodeUse() for n in cluster.nodes}
+        self.usage = Usage(n.name for n in cluster.nodes)
+        self._by_name = {n.name: n for n in cluster.nodes}
 
-    def node_root(self, name: str) -> str:
-        path = os.path.join(self.home, "nodes", name)
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        return path
+    # ------------------------------------------------------------ the seam
 
-    # -------------------------------------------------------------- accounting
+    def check(self, request, partition) -> str | None:
+        need = Need.of(request)
+        return self.check_need(need, partition)
 
-    def take(self, alloc: Allocation, exclusive: bool = False) -> None:
-        for node in alloc.nodes:
-            use = self.use.setdefault(node.name, NodeUse())
-            use.cpus += node.cpus
-            use.mem_mb += node.mem_mb
-            use.gpus |= set(node.gpu_indices)
-            use.exclusive = use.exclusive or exclusive
-            use.jobs += 1
-
-    def give_back(self, alloc: Allocation, exclusive: bool = False) -> None:
-        for node in alloc.nodes:
-            use = self.use.get(node.name)
-            if use is None:
-                continue
-            use.cpus -= node.cpus
-            use.mem_mb -= node.mem_mb
-            use.gpus -= set(node.gpu_indices)
-            use.jobs -= 1
-            if exclusive or use.jobs == 0:
-                use.exclusive = False
-
-    # -------------------------------------------------------------- placement
-
-    def fits_ever(self, need: Need, partition) -> str | None:
-        """Why the job can never run in this partition, or None if it can."""
-        nodes = self._candidates(need, partition)
-        if len(nodes) < need.min_nodes:
-            return "PartitionNodeLimit" if need.min_nodes > len(partition.nodes) else "ReqNodeNotAvail"
-        empty = {n.name: NodeUse() for n in nodes}
-        if self._place(need, nodes, empty) is None:
-            return "Resources"
-        return None
-
-    def allocate(self, job_id: int, need: Need, partition) -> Allocation | Pending:
-        placed = self._place(need, self._candidates(need, partition), self.use)
-        if placed is None:
+    def allocate(self, job, request) -> Allocation | Pending:
+        need = Need.of(request)
+        partition = self.cluster.partition(job.partition)
+        alloc = self.place(job.job_id, need, partition, self.usage)
+        if alloc is None:
             return Pending("Resources")
-        alloc = Allocation(job_id, [
-            AllocatedNode(node.name, cpus, mem, gpus, self.node_root(node.name), None, tasks)
-            for node, tasks, cpus, mem, gpus in placed
-        ])
-        self.take(alloc, need.exclusive)
+        self.usage.add(alloc)
         return alloc
 
-    def _candidates(self, need: Need, partition):
+    def release(self, allocation: Allocation) -> None:
+        self.usage.remove(allocation)
+
+    def restore(self, allocation: Allocation) -> None:
+        self.usage.add(allocation)
+
+    # ------------------------------------------------------------ planning
+
+    def candidates(self, need: Need, partition) -> list:
         members = set(partition.nodes)
-        nodes = [n for n in self.cluster.nodes if n.name in members and n.name not in need.exclude]
+        excluded = set(need.exclude)
+        nodes = [n for n in self.cluster.nodes
+                 if n.name in members and n.name not in excluded and _features_match(need.constraint, n.features)]
         if need.nodelist:
             wanted = set(need.nodelist)
-            # Required nodes first, in cluster order, then the rest.
             nodes = [n for n in nodes if n.name in wanted] + [n for n in nodes if n.name not in wanted]
         return nodes
 
-    def _place(self, need: Need, nodes, use: dict[str, NodeUse]):
-        cpt = max(1, need.cpus_per_task)
-        required = set(need.nodelist)
-        chosen = []
-        tasks_left = need.ntasks
-        max_nodes = need.max_nodes or (need.min_nodes if need.nodes_given else len(nodes))
-        for node in nodes:
-            if len(chosen) >= max(max_nodes, len(required)):
-                break
-            if tasks_left <= 0 and len(chosen) >= need.min_nodes and not (required - {c[0].name for c in chosen}):
-                break
-            state = use.get(node.name, NodeUse())
-            if state.exclusive or (need.exclusive and state.jobs):
-                continue
-            free_cpus = node.cpus - state.cpus
-            if need.ntasks_per_node:
-                tasks = need.ntasks_per_node
-            else:
-                slots_after = max(0, need.min_nodes - len(chosen) - 1)
-                tasks = min(free_cpus // cpt, max(1, tasks_left - slots_after))
-                tasks = max(tasks, 1 if tasks_left <= 0 else 0)
-            if tasks <= 0 or tasks * cpt > free_cpus:
-                continue
-            cpus = node.cpus if need.exclusive else tasks * cpt
-            mem = 0
-            if need.mem_per_node_mb is not None:
-                mem = need.mem_per_node_mb or node.real_memory_mb
-            elif need.mem_per_cpu_mb is not None:
-                mem = need.mem_per_cpu_mb * cpus
-            if mem and mem > node.real_memory_mb - state.mem_mb:
-                continue
-            gpus_wanted = need.gpus_per_node + need.gpus_per_task * tasks
-            free_gpus = [i for i in range(node.gpus) if i not in state.gpus]
-            if gpus_wanted > len(free_gpus) or (need.gpus_total and not free_gpus):
-                continue
-            chosen.append((node, tasks, cpus, mem, tuple(free_gpus[:gpus_wanted])))
-            tasks_left -= tasks
-        if len(chosen) < need.min_nodes or tasks_left > 0:
+    def place(self, job_id: int, need: Need, partition, usage: Usage) -> Allocation | None:
+        placed = place(need, self.candidates(need, partition), usage)
+        if placed is None:
             return None
-        if required - {c[0].name for c in chosen}:
-            return None
-        if need.gpus_total:
-            # --gpus counts over the whole job: fill the chosen nodes in order.
-            left = need.gpus_total
-            spread = []
-            for node, tasks, cpus, mem, gpus in chosen:
-                free = [i for i in range(node.gpus) if i not in use.get(node.name, NodeUse()).gpus and i not in gpus]
-                extra = free[:left]
-                left -= len(extra)
-                spread.append((node, tasks, cpus, mem, tuple(sorted(gpus + tuple(extra)))))
-            if left > 0:
-                return None
-            chosen = spread
-        return chosen
+        return Allocation(job_id, [
+            AllocatedNode(node.name, cpus, mem, gpus, self.node_root(node.name), None, tasks)
+            for node, tasks, cpus, mem, gpus in placed
+        ], need.exclusive)
 
-    def usage(self) -> dict[str, NodeUse]:
-        return self.use
+    def node_root(self, name: str) -> str:
+        return os.path.join(self.home, "nodes", name)
+
+    def make_node_roots(self) -> None:
+        for node in self.cluster.nodes:
+            os.makedirs(self.node_root(node.name), mode=0o700, exist_ok=True)
+
+    def check_need(self, need: Need, partition) -> str | None:
+        """SLURM's refusal at submit for a job that can never run here (raises), or the
+        reason it will pend with until the partition changes, or None."""
+        known = self._by_name
+        for name in need.nodelist:
+            if name not in known:
+                raise SlurmError("Batch job submission failed: Invalid node name specified")
+        if any(name not in partition.nodes for name in need.nodelist):
+            raise SlurmError(NOT_AVAILABLE)
+        if set(need.nodelist) & set(need.exclude):
+            raise SlurmError(NOT_AVAILABLE)
+        nodes = self.candidates(need, partition)
+        if need.constraint and not nodes:
+            raise SlurmError("Batch job submission failed: Invalid feature specification")
+        if not nodes:
+            raise SlurmError(NOT_AVAILABLE)
+        if need.cpus_per_task > max(n.cpus for n in nodes):
+            raise SlurmError(f"CPU count per node can not be satisfied\n{NOT_AVAILABLE}")
+        biggest_mem = max(n.real_memory_mb for n in nodes)
+        if need.mem_per_node_mb and need.mem_per_node_mb > biggest_mem:
+            raise SlurmError(f"Memory specification can not be satisfied\n{NOT_AVAILABLE}")
+        if need.mem_per_cpu_mb and need.mem_per_cpu_mb * need.cpus_per_task > biggest_mem:
+            raise SlurmError(f"Memory specification can not be satisfied\n{NOT_AVAILABLE}")
+        if need.nodes_given and (need.min_nodes > len(partition.nodes)
+                                 or (partition.max_nodes and need.min_nodes > partition.max_nodes)):
+            return "PartitionNodeLimit"
+        empty = Usage(n.name for n in nodes)
+        if place(need, nodes, empty) is not None:
+            return None
+        if place(need.without_gpus(), nodes, empty) is None:
+            return "PartitionConfig"  # too many CPUs for the partition: SLURM queues it anyway
+        raise SlurmError(NOT_AVAILABLE)
+
+
+__all__ = ["LocalBackend", "Need", "NodeUse", "Usage", "estimate_nodes", "place", "field"]

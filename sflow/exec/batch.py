@@ -41,7 +41,9 @@ def job_dir(home: str, job_id: int) -> str:
 
 
 def _open_output(path: str, append: bool) -> int:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    # Always O_APPEND: slurmstepd's own notes ("*** JOB 12 CANCELLED ***") are
+    # appended by another writer and must not be overwritten by the job's offset.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (0 if append else os.O_TRUNC)
     return os.open(path, flags, 0o644)
 
 

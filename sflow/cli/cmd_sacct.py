@@ -1,0 +1,26 @@
+"""``sacct``: accounting from the database, jobs and their steps."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from sflow.cli.common import home, whoami
+    from sflow.exec import steplog
+    from sflow.queue import db
+    from sflow.views.sacct import sacct_main
+
+    state_home = home()
+    jobs = db.read_jobs(state_home)
+    steps = db.read_steps(state_home)
+    # Steps of jobs still running live in their step logs until the job ends.
+    recorded = {(s.job_id, s.step_id) for s in steps}
+    for job in jobs:
+        if job.state in ("RUNNING", "COMPLETING"):
+            steps += [s for s in steplog.read_steps(state_home, job.job_id) if (s.job_id, s.step_id) not in recorded]
+    out, err, code = sacct_main(argv, jobs, steps, user=whoami()[0], env=dict(os.environ))
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code

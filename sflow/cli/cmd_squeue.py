@@ -1,0 +1,27 @@
+"""``squeue``: read the queue straight from the database (no controller round trip)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from sflow.cli.common import home, whoami
+    from sflow.conf import load_cluster
+    from sflow.queue import db
+    from sflow.views.squeue import squeue_main
+
+    state_home = home()
+    jobs = db.read_jobs(state_home)
+
+    def pending_indices(job):
+        conn = db.connect(state_home, readonly=True)
+        row = conn.execute("SELECT pending_indices FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
+        return json.loads(row[0] or "[]") if row else []
+
+    out, err, code = squeue_main(argv, jobs, user=whoami()[0], min_job_age=load_cluster().min_job_age,
+                                 pending_indices=pending_indices)
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code

@@ -1,0 +1,157 @@
+"""``scontrol show job``: SLURM's keys, order and line breaks, one job or all."""
+
+from __future__ import annotations
+
+import time
+
+from sflow.records import INFINITE, JobRecord
+
+# Keys per printed line, as scontrol 22.05 groups them.
+LINES = [
+    ["JobId", "JobName"],
+    ["UserId", "GroupId", "MCS_label"],
+    ["Priority", "Nice", "Account", "QOS"],
+    ["JobState", "Reason", "Dependency"],
+    ["Requeue", "Restarts", "BatchFlag", "Reboot", "ExitCode"],
+    ["RunTime", "TimeLimit", "TimeMin"],
+    ["SubmitTime", "EligibleTime"],
+    ["AccrueTime"],
+    ["StartTime", "EndTime", "Deadline"],
+    ["SuspendTime", "SecsPreSuspend", "LastSchedEval", "Scheduler"],
+    ["Partition", "AllocNode:Sid"],
+    ["ReqNodeList", "ExcNodeList"],
+    ["NodeList"],
+    ["BatchHost"],
+    ["NumNodes", "NumCPUs", "NumTasks", "CPUs/Task", "ReqB:S:C:T"],
+    ["TRES"],
+    ["Socks/Node", "NtasksPerN:B:S:C", "CoreSpec"],
+    ["MinCPUsNode", "MinMemoryNode", "MinTmpDiskNode"],
+    ["Features", "DelayBoot"],
+    ["OverSubscribe", "Contiguous", "Licenses", "Network"],
+    ["Command"],
+    ["WorkDir"],
+    ["Comment"],
+    ["StdErr"],
+    ["StdIn"],
+    ["StdOut"],
+    ["Power"],
+]
+
+
+def _iso(value: float | None, missing: str = "Unknown") -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else missing
+
+
+def job_fields(job: JobRecord, now: float, host: str = "localhost") -> dict[str, str]:
+    from sflow.slurm.values import expand_hostlist, format_timelimit_scontrol
+
+    running = job.state not in ("PENDING",)
+    used = int(((job.end_time or now) - job.start_time)) if running and job.start_time else 0
+    days, rest = divmod(used, 86400)
+    hours, rest = divmod(rest, 3600)
+    run_time = (f"{days}-" if days else "") + f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    end = job.end_time
+    if end is None and job.start_time and job.time_limit not in (None, INFINITE):
+        end = job.start_time + job.time_limit * 60
+    fields = {
+        "JobId": str(job.job_id),
+        "ArrayJobId": str(job.array_job_id) if job.array_job_id is not None else None,
+        "ArrayTaskId": (str(job.array_task_id) if job.array_task_id is not None else job.array_task_str)
+        if job.array_job_id is not None else None,
+        "ArrayTaskThrottle": str(job.array_max_tasks) if job.array_max_tasks else None,
+        "JobName": job.name,
+        "UserId": f"{job.user}({job.uid})",
+        "GroupId": f"{_group(job.gid)}({job.gid})",
+        "MCS_label": "N/A",
+        "Priority": str(job.priority),
+        "Nice": "0",
+        "Account": job.account,
+        "QOS": job.qos,
+        "JobState": job.state,
+        "Reason": job.reason,
+        "Dependency": job.dependency or "(null)",
+        "Requeue": "1" if job.requeue else "0",
+        "Restarts": str(job.restart_count),
+        "BatchFlag": "1",
+        "Reboot": "0",
+        "ExitCode": f"{job.exit_code}:{job.exit_signal}",
+        "RunTime": run_time,
+        "TimeLimit": format_timelimit_scontrol(job.time_limit),
+        "TimeMin": "N/A",
+        "SubmitTime": _iso(job.submit_time),
+        "EligibleTime": _iso(job.eligible_time),
+        "AccrueTime": _iso(job.eligible_time),
+        "StartTime": _iso(job.start_time if running else None),
+        "EndTime": _iso(end if running else None),
+        "Deadline": "N/A",
+        "SuspendTime": "None",
+        "SecsPreSuspend": "0",
+        "LastSchedEval": _iso(job.start_time or job.submit_time),
+        "Scheduler": "Main",
+        "Partition": job.partition,
+        "AllocNode:Sid": f"{host}:0",
+        "ReqNodeList": "(null)",
+        "ExcNodeList": "(null)",
+        "NodeList": job.nodelist if running else "",
+        "BatchHost": expand_hostlist(job.nodelist)[0] if running and job.nodelist else None,
+        "NumNodes": str(job.num_nodes),
+        "NumCPUs": str(job.num_cpus),
+        "NumTasks": str(job.num_tasks),
+        "CPUs/Task": str(job.cpus_per_task),
+        "ReqB:S:C:T": "0:0:*:*",
+        "TRES": f"cpu={job.num_cpus},node={job.num_nodes},billing={job.num_cpus}",
+        "Socks/Node": "*",
+        "NtasksPerN:B:S:C": "0:0:*:*",
+        "CoreSpec": "*",
+        "MinCPUsNode": str(job.cpus_per_task),
+        "MinMemoryNode": f"{job.min_memory_mb}M" if job.min_memory_mb else "0",
+        "MinTmpDiskNode": "0",
+        "Features": "(null)",
+        "DelayBoot": "00:00:00",
+        "OverSubscribe": "OK",
+        "Contiguous": "0",
+        "Licenses": "(null)",
+        "Network": "(null)",
+        "Command": job.command,
+        "WorkDir": job.work_dir,
+        "Comment": job.comment or None,
+        "StdErr": job.stderr,
+        "StdIn": job.stdin,
+        "StdOut": job.stdout,
+        "Power": "",
+    }
+    if job.gres:
+        fields["TresPerNode"] = job.gres
+    return fields
+
+
+def _group(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    blocks = []
+    for job in jobs:
+        fields = job_fields(job, now)
+        lines = []
+        for keys in LINES:
+            if keys == ["JobId", "JobName"] and fields.get("ArrayJobId"):
+                keys = ["JobId", "ArrayJobId", "ArrayTaskId"] + (["ArrayTaskThrottle"] if fields.get("ArrayTaskThrottle") else []) + ["JobName"]
+            if keys == ["NumNodes", "NumCPUs", "NumTasks", "CPUs/Task", "ReqB:S:C:T"] and "TresPerNode" in fields:
+                pass
+            items = [f"{key}={fields[key]}" for key in keys if fields.get(key) is not None]
+            if items:
+                lines.append(" ".join(items))
+        if "TresPerNode" in fields:
+            lines.insert(len(lines) - 1, f"TresPerNode={fields['TresPerNode']}")
+        if one_liner:
+            blocks.append(" ".join(lines) + " \n")
+        else:
+            blocks.append(lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "   \n")
+    return "\n".join(blocks) if not one_liner else "".join(blocks)

@@ -1,0 +1,291 @@
+"""``sacct`` from JobRecords and StepRecords: rows, fields, widths and parsable forms."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from sflow.errors import SlurmError
+from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
+from sflow.views.fmt import load_table
+
+DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
+SHORT_STATES = {v: k for k, v in JOB_STATES.items()}
+
+
+def _iso(value: float | None, unknown: str = "Unknown") -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else unknown
+
+
+def _job_label(job: JobRecord) -> str:
+    if job.array_job_id is None:
+        return str(job.job_id)
+    if job.array_task_id is None:
+        return f"{job.array_job_id}_[{job.array_task_str}]"
+    return f"{job.array_job_id}_{job.array_task_id}"
+
+
+def _elapsed(start: float | None, end: float | None, now: float) -> int:
+    if start is None:
+        return 0
+    return int((end or now) - start)
+
+
+def _job_value(name: str, job: JobRecord, now: float) -> str:
+    from sflow.slurm.display import format_memory_mb
+    from sflow.slurm.values import format_elapsed_sacct
+
+    elapsed = _elapsed(job.start_time if job.state != "PENDING" else None, job.end_time, now)
+    if name == "JobID":
+        return _job_label(job)
+    if name == "JobIDRaw":
+        return str(job.job_id)
+    if name == "JobName":
+        return job.name
+    if name == "State":
+        if job.state == "CANCELLED" and job.cancelled_by is not None:
+            return f"CANCELLED by {job.cancelled_by}"
+        return job.state
+    if name == "ExitCode":
+        return f"{job.exit_code}:{job.exit_signal}"
+    if name == "DerivedExitCode":
+        return f"{job.derived_exit_code}:0"
+    if name in ("AllocCPUS", "NCPUS"):
+        return str(job.num_cpus) if job.state != "PENDING" else "0"
+    if name == "ReqCPUS":
+        return str(job.num_cpus)
+    if name in ("NNodes", "AllocNodes", "ReqNodes"):
+        return str(job.num_nodes)
+    if name == "Elapsed":
+        return format_elapsed_sacct(elapsed)
+    if name == "ElapsedRaw":
+        return str(elapsed)
+    if name == "CPUTime":
+        return format_elapsed_sacct(elapsed * job.num_cpus)
+    if name == "CPUTimeRAW":
+        return str(elapsed * job.num_cpus)
+    if name == "Start":
+        return _iso(job.start_time if job.state != "PENDING" else None)
+    if name == "End":
+        return _iso(job.end_time)
+    if name in ("Submit", "Eligible"):
+        return _iso(job.submit_time)
+    if name == "NodeList":
+        return job.nodelist or "None assigned"
+    if name == "User":
+        return job.user
+    if name == "UID":
+        return str(job.uid)
+    if name == "Group":
+        return _group(job.gid)
+    if name == "GID":
+        return str(job.gid)
+    if name == "WorkDir":
+        return job.work_dir
+    if name == "Timelimit":
+        return "UNLIMITED" if job.time_limit in (None, INFINITE) else format_elapsed_sacct(job.time_limit * 60)
+    if name == "TimelimitRaw":
+        return "UNLIMITED" if job.time_limit in (None, INFINITE) else str(job.time_limit)
+    if name == "ReqMem":
+        return format_memory_mb(job.min_memory_mb) if job.min_memory_mb else "0"
+    if name == "Partition":
+        return job.partition
+    if name == "Account":
+        return job.account
+    if name == "Comment":
+        return job.comment
+    if name == "Reason":
+        return job.reason
+    if name == "Priority":
+        return str(job.priority)
+    if name == "QOS":
+        return job.qos
+    if name in ("AllocTRES", "ReqTRES"):
+        tres = f"billing={job.num_cpus},cpu={job.num_cpus},node={job.num_nodes}"
+        return tres if name == "ReqTRES" or job.state != "PENDING" else ""
+    if name == "NTasks":
+        return ""
+    if name == "Cost":
+        return f"${job.cost_cents / 100:.2f}" if job.cost_cents is not None else ""
+    if name == "LimitPrice":
+        return job.limit_price or ""
+    if name == "Suspended":
+        return "00:00:00"
+    return ""
+
+
+def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
+    from sflow.slurm.values import format_elapsed_sacct
+
+    elapsed = _elapsed(step.start_time, step.end_time, now)
+    if name == "JobID":
+        return f"{_job_label(job)}.{step.step_id}"
+    if name == "JobIDRaw":
+        return f"{job.job_id}.{step.step_id}"
+    if name == "JobName":
+        return step.name
+    if name == "State":
+        return step.state
+    if name == "ExitCode":
+        return f"{step.exit_code}:{step.exit_signal}"
+    if name in ("AllocCPUS", "NCPUS", "ReqCPUS"):
+        return str(step.num_cpus)
+    if name in ("NNodes", "AllocNodes", "ReqNodes"):
+        return str(step.num_nodes)
+    if name == "NTasks":
+        return str(step.num_tasks)
+    if name == "Elapsed":
+        return format_elapsed_sacct(elapsed)
+    if name == "ElapsedRaw":
+        return str(elapsed)
+    if name in ("Start", "Submit", "Eligible"):
+        return _iso(step.start_time)
+    if name == "End":
+        return _iso(step.end_time)
+    if name == "NodeList":
+        return step.nodelist
+    if name == "Account":
+        return job.account
+    if name == "CPUTime":
+        return format_elapsed_sacct(elapsed * step.num_cpus)
+    if name == "CPUTimeRAW":
+        return str(elapsed * step.num_cpus)
+    if name == "Suspended":
+        return "00:00:00"
+    return ""
+
+
+def _group(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def _parse_time(text: str) -> float:
+    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%m/%d/%y", "%m/%d"):
+        try:
+            moment = datetime.strptime(text, fmt)
+            if fmt == "%m/%d":
+                moment = moment.replace(year=datetime.now().year)
+            return moment.timestamp()
+        except ValueError:
+            continue
+    if text.lower() == "now":
+        return time.time()
+    raise SlurmError(f"Invalid time specification: {text}")
+
+
+def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], *, now: float | None = None,
+               user: str = "", env: dict | None = None) -> tuple[str, str, int]:
+    from sflow.queue.select import parse_job_spec
+    from sflow.slurm.getopt import getopt
+
+    now = time.time() if now is None else now
+    parsed = getopt("sacct", argv)
+    fields_text = (env or {}).get("SACCT_FORMAT") or DEFAULT_FIELDS
+    header = True
+    delimiter = None
+    trailing = False
+    no_steps = False
+    ids: list[tuple[int, list[int] | None]] = []
+    states: set[str] = set()
+    names: set[str] = set()
+    users: set[str] | None = {user}
+    start: float | None = None
+    end: float | None = None
+    for option, raw in parsed.options:
+        name = option.long
+        if name == "format":
+            fields_text = raw
+        elif name == "noheader":
+            header = False
+        elif name == "parsable":
+            delimiter, trailing = "|", True
+        elif name == "parsable2":
+            delimiter, trailing = "|", False
+        elif name == "delimiter":
+            delimiter = raw
+        elif name == "allocations":
+            no_steps = True
+        elif name == "jobs":
+            for spec in raw.split(","):
+                parsed_spec = parse_job_spec(spec)
+                if parsed_spec is None:
+                    return "", f"sacct: fatal: Bad job/step specified: {spec}\n", 1
+                ids.append(parsed_spec)
+        elif name == "state":
+            for item in raw.split(","):
+                states.add(SHORT_STATES.get(item.upper(), item.upper()))
+        elif name == "name":
+            names |= set(raw.split(","))
+        elif name == "user":
+            users = set(raw.split(","))
+        elif name == "allusers":
+            users = None
+        elif name == "starttime":
+            start = _parse_time(raw)
+        elif name == "endtime":
+            end = _parse_time(raw)
+        elif name in ("help", "usage"):
+            from sflow.slurm.help import render_help
+
+            return render_help("sacct") + "\n", "", 0
+        elif name == "version":
+            return "slurm 22.05.8\n", "", 0
+    table = {row["name"].lower(): row for row in load_table("sacct_fields.toml")}
+    columns = []
+    for item in filter(None, fields_text.split(",")):
+        name, _, size = item.partition("%")
+        row = table.get(name.strip().lower())
+        if row is None:
+            return "", f"sacct: fatal: Invalid field requested: \"{name}\"\n", 1
+        width, align = row["width"], row["align"]
+        if size:
+            align = "left" if size.startswith("-") else "right"
+            width = int(size.lstrip("-"))
+        columns.append((row["name"], width, align))
+    if ids:
+        chosen = []
+        for job_id, indices in ids:
+            chosen += [j for j in jobs if (j.job_id == job_id or j.array_job_id == job_id)
+                       and (indices is None or j.array_task_id in indices)]
+        users = None if users == {user} else users
+    else:
+        midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        since = start if start is not None else midnight
+        chosen = [j for j in jobs if (j.end_time or now) >= since and (end is None or j.submit_time <= end)]
+    chosen = [j for j in chosen if (users is None or j.user in users) and (not names or j.name in names)
+              and (not states or j.state in states)]
+    chosen.sort(key=lambda j: (j.array_job_id or j.job_id, j.array_task_id if j.array_task_id is not None else -1))
+    steps_by_job: dict[int, list[StepRecord]] = {}
+    for step in steps:
+        steps_by_job.setdefault(step.job_id, []).append(step)
+    rows: list[list[str]] = []
+    for job in chosen:
+        rows.append([_job_value(name, job, now) for name, _, _ in columns])
+        if not no_steps:
+            ordered = sorted(steps_by_job.get(job.job_id, []),
+                             key=lambda s: (s.step_id != "batch", s.step_id != "extern",
+                                            int(s.step_id) if s.step_id.isdigit() else -1))
+            for step in ordered:
+                rows.append([_step_value(name, step, job, now) for name, _, _ in columns])
+    lines = []
+    if delimiter is not None:
+        if header:
+            lines.append(delimiter.join(name for name, _, _ in columns) + (delimiter if trailing else ""))
+        lines += [delimiter.join(row) + (delimiter if trailing else "") for row in rows]
+    else:
+        def fit(value: str, width: int, align: str) -> str:
+            if len(value) > width:
+                value = value[: width - 1] + "+"
+            return value.ljust(width) if align == "left" else value.rjust(width)
+
+        if header:
+            lines.append(" ".join(name[:width].ljust(width) if align == "left" else name[:width].rjust(width)
+                                  for name, width, align in columns) + " ")
+            lines.append(" ".join("-" * width for _, width, _ in columns) + " ")
+        lines += [" ".join(fit(v, width, align) for v, (_, width, align) in zip(row, columns)) + " " for row in rows]
+    return "".join(line + "\n" for line in lines), "", 0

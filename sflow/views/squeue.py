@@ -1,0 +1,245 @@
+"""``squeue`` from JobRecords: filters, formats and SLURM's column rules."""
+
+from __future__ import annotations
+
+import time
+
+from sflow.errors import SlurmError
+from sflow.records import FINISHED_STATES, INFINITE, JOB_STATES, JobRecord
+from sflow.views.fmt import Field, load_table, parse_name_format, parse_percent_format, render_rows
+
+DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
+LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
+STEPS_FORMAT = "%.15i %.8j %.9P %.8u %.9M %N"
+SHORT_STATES = {v: k for k, v in JOB_STATES.items()}
+ACTIVE = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING", "SIGNALING", "STAGE_OUT"}
+
+
+def _time(value: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else "N/A"
+
+
+def _used(job: JobRecord, now: float) -> int:
+    if job.start_time is None or job.state == "PENDING":
+        return 0
+    return int((job.end_time or now) - job.start_time)
+
+
+def job_id_display(job: JobRecord) -> str:
+    if job.array_job_id is None:
+        return str(job.job_id)
+    if job.array_task_id is None:
+        return f"{job.array_job_id}_[{job.array_task_str}]"
+    return f"{job.array_job_id}_{job.array_task_id}"
+
+
+def _value(source: str, job: JobRecord, now: float) -> str:
+    from sflow.slurm.display import format_memory_mb
+    from sflow.slurm.values import format_elapsed, format_timelimit_squeue
+
+    if source == "job_id_display":
+        return job_id_display(job)
+    if source == "array_or_job_id":
+        return str(job.job_id)
+    if source == "array_job_id":
+        return str(job.array_job_id if job.array_job_id is not None else job.job_id)
+    if source == "array_task":
+        if job.array_job_id is None:
+            return "N/A"
+        return job.array_task_str if job.array_task_id is None else str(job.array_task_id)
+    if source == "state_compact":
+        return JOB_STATES.get(job.state, job.state)
+    if source == "time_used":
+        return format_elapsed(_used(job, now))
+    if source == "time_limit":
+        return format_timelimit_squeue(job.time_limit)
+    if source == "time_left":
+        if job.time_limit in (None, INFINITE):
+            return "UNLIMITED"
+        return format_elapsed(max(0, job.time_limit * 60 - _used(job, now)))
+    if source == "nodelist_reason":
+        return f"({job.reason})" if job.state == "PENDING" else job.nodelist
+    if source in ("start_time", "end_time", "submit_time"):
+        return _time(getattr(job, source))
+    if source == "min_memory":
+        return format_memory_mb(job.min_memory_mb) if job.min_memory_mb else "0"
+    if source == "priority_float":
+        return f"{job.priority / 4294967296:.14f}"
+    if source == "dependency":
+        return job.dependency or "(null)"
+    if source == "comment":
+        return job.comment or "(null)"
+    if source == "exec_host":
+        return job.nodelist.split(",")[0] if job.nodelist and "[" not in job.nodelist else (
+            _first_node(job.nodelist) if job.nodelist else "n/a")
+    if source == "group":
+        return _group(job.gid)
+    if source == "oversubscribe":
+        return "OK"
+    if source in ("star",):
+        return "*"
+    if source == "sct":
+        return "*:*:*"
+    if source == "zero":
+        return "0"
+    if source == "na":
+        return "N/A"
+    if source in ("null", "features"):
+        return "(null)"
+    if source in ("req_nodes", "exc_nodes"):
+        return ""
+    if source == "nice":
+        return "0"
+    value = getattr(job, source, None)
+    return "" if value is None else str(value)
+
+
+def _first_node(nodelist: str) -> str:
+    from sflow.slurm.values import expand_hostlist
+
+    return expand_hostlist(nodelist)[0]
+
+
+def _group(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)
+
+
+def _expand_arrays(jobs: list[JobRecord], pending_indices) -> list[JobRecord]:
+    """``-r``: one row per pending array element instead of ``123_[4-9]``."""
+    out = []
+    for job in jobs:
+        if job.array_job_id is not None and job.array_task_id is None and job.array_task_str:
+            for index in pending_indices(job):
+                out.append(JobRecord(**{**job.__dict__, "array_task_id": index, "array_task_str": None}))
+        else:
+            out.append(job)
+    return out
+
+
+def _parse_states(text: str) -> set[str]:
+    states = set()
+    for item in text.split(","):
+        word = item.strip().upper()
+        if word == "ALL":
+            return set(JOB_STATES)
+        full = SHORT_STATES.get(word, word)
+        if full not in JOB_STATES:
+            raise SlurmError(f"Invalid job state specified: {item}")
+        states.add(full)
+    return states
+
+
+def squeue_main(argv: list[str], jobs: list[JobRecord], *, now: float | None = None, user: str = "",
+                min_job_age: int = 300, pending_indices=None) -> tuple[str, str, int]:
+    from sflow.queue.select import parse_job_spec
+    from sflow.slurm.getopt import getopt
+
+    now = time.time() if now is None else now
+    parsed = getopt("squeue", argv)
+    fmt = None
+    name_fmt = None
+    header = True
+    long = False
+    expand = False
+    ids: list[tuple[int, list[int] | None]] = []
+    states: set[str] | None = None
+    users: set[str] = set()
+    names: set[str] = set()
+    partitions: set[str] = set()
+    accounts: set[str] = set()
+    for option, raw in parsed.options:
+        name = option.long
+        if name == "format":
+            fmt = raw
+        elif name == "Format":
+            name_fmt = raw
+        elif name == "noheader":
+            header = False
+        elif name == "long":
+            long = True
+        elif name == "array":
+            expand = True
+        elif name == "jobs":
+            for spec in raw.split(","):
+                parsed_spec = parse_job_spec(spec)
+                if parsed_spec is None:
+                    return "", f"squeue: error: Invalid job id: {spec}\n", 1
+                ids.append(parsed_spec)
+        elif name == "states":
+            states = _parse_states(raw)
+        elif name == "user":
+            users |= set(raw.split(","))
+        elif name == "me":
+            users.add(user)
+        elif name == "name":
+            names |= set(raw.split(","))
+        elif name == "partition":
+            partitions |= set(raw.split(","))
+        elif name == "account":
+            accounts |= set(raw.split(","))
+        elif name in ("help", "usage"):
+            from sflow.slurm.help import render_help
+
+            return render_help("squeue") + "\n", "", 0
+        elif name == "version":
+            return "slurm 22.05.8\n", "", 0
+    for spec in parsed.positionals:
+        return "", f"squeue: error: Unrecognized option: {spec}\n", 1
+
+    def recent(job: JobRecord) -> bool:
+        return job.state not in FINISHED_STATES or (job.end_time or 0) >= now - min_job_age
+
+    visible = [j for j in jobs if recent(j)]
+    if ids:
+        wanted = []
+        for job_id, indices in ids:
+            matches = [j for j in visible if j.job_id == job_id or j.array_job_id == job_id]
+            if indices is not None:
+                matches = [j for j in matches if j.array_task_id in indices or j.array_task_id is None]
+            wanted += [j for j in matches if j not in wanted]
+        if not wanted:
+            return "", "slurm_load_jobs error: Invalid job id specified\n", 1
+        visible = wanted
+        if states is None:
+            states = set(JOB_STATES)
+    if states is None:
+        states = ACTIVE
+    rows = [j for j in visible if j.state in states
+            and (not users or j.user in users) and (not names or j.name in names)
+            and (not partitions or j.partition in partitions) and (not accounts or j.account in accounts)]
+    if expand and pending_indices is not None:
+        rows = _expand_arrays(rows, pending_indices)
+    # squeue's default order: running before pending, then by priority.
+    rows.sort(key=lambda j: (j.state == "PENDING", -j.priority if j.state == "PENDING" else 0, j.job_id))
+    table = {row["letter"]: row for row in load_table("squeue_format.toml")}
+    by_name = {row["name"].lower(): row for row in table.values()}
+    if name_fmt:
+        fields = parse_name_format(name_fmt)
+        prefix = ""
+        specs = []
+        for field in fields:
+            row = by_name.get(field.key.lower())
+            if row is None:
+                return "", f"squeue: error: Invalid job format specification: {field.key}\n", 1
+            specs.append(row)
+    else:
+        prefix, fields = parse_percent_format(fmt or (LONG_FORMAT if long else DEFAULT_FORMAT))
+        specs = []
+        for field in fields:
+            row = table.get(field.key)
+            if row is None:
+                return "", f"squeue: error: Invalid job format specification: {field.key}\n", 1
+            specs.append(row)
+    out = render_rows(prefix, fields, [[_value(spec["source"], job, now) for spec in specs] for job in rows],
+                      [spec["header"] for spec in specs] if header else None)
+    if long and header:
+        out = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)) + "\n" + out
+    return out, "", 0
+
+
+__all__ = ["squeue_main", "job_id_display", "DEFAULT_FORMAT", "Field"]
