@@ -32,7 +32,9 @@ def _early_exit(argv: list[str]) -> int | None:
             print(render_help("sbatch") if option.field == "help" else render_usage("sbatch"))
             return 0
         if option.field == "version":
-            print("slurm 22.05.8")
+            from sflow.slurm.help import VERSION_LINE
+
+            print(VERSION_LINE)
             return 0
     return None
 

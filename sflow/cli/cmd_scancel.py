@@ -50,7 +50,9 @@ def main(argv: list[str]) -> int:
             print(render_help("scancel"))
             return 0
         elif name == "version":
-            print("slurm 22.05.8")
+            from sflow.slurm.help import VERSION_LINE
+
+            print(VERSION_LINE)
             return 0
     for spec in parsed.positionals:
         for piece in spec.split(","):

@@ -106,7 +106,9 @@ def main(argv: list[str]) -> int:
             print(render_help("scontrol"))
             return 0
         elif option.long == "version":
-            print("slurm 22.05.8")
+            from sflow.slurm.help import VERSION_LINE
+
+            print(VERSION_LINE)
             return 0
     if not parsed.positionals:
         raise SlurmError("scontrol needs a command: show, hold, release, requeue, update")

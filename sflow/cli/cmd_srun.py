@@ -41,7 +41,9 @@ def _request(argv: list[str]):
             print(render_help("srun"))
             raise SystemExit(0)
         elif name == "version":
-            print("slurm 22.05.8")
+            from sflow.slurm.help import VERSION_LINE
+
+            print(VERSION_LINE)
             raise SystemExit(0)
     del values
     return req, warnings

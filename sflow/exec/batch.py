@@ -68,7 +68,20 @@ def output_paths(ctx: JobContext, stdout_pattern: str, stderr_pattern: str | Non
     return out, err, inp
 
 
-def start_batch(
+def start_batch(job, request, alloc, cluster, home: str | None = None) -> BatchProcess:
+    """The controller's seam: start ``job``'s batch step on ``alloc`` as ``request`` asks."""
+    from sflow.conf import sflow_home
+    from sflow.exec.context import job_context
+
+    ctx = job_context(job, request, alloc, cluster)
+    return launch_batch(
+        ctx, request.script, request.script_args, request.environment, home=home or sflow_home(),
+        stdout_pattern=request.stdout_pattern, stderr_pattern=request.error, input_pattern=request.input,
+        append=request.open_mode == "append" or job.restart_count > 0,
+    )
+
+
+def launch_batch(
     ctx: JobContext,
     script: str,
     script_args: list[str],

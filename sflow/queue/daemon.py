@@ -328,7 +328,7 @@ class Controller:
                           kill_at=None, signal_sent=0)
         ctx = self.context_for(job, req, alloc)
         try:
-            proc = batch.start_batch(
+            proc = batch.launch_batch(
                 ctx, req.script, req.script_args, req.environment, home=self.home,
                 stdout_pattern=req.stdout_pattern, stderr_pattern=req.error,
                 input_pattern=req.input, append=req.open_mode == "append" or job.restart_count > 0,
@@ -381,7 +381,10 @@ class Controller:
         if end_state == "REQUEUE":
             self.requeue_now(job_id)
             return True
-        if end_state in ("CANCELLED", "TIMEOUT", "PREEMPTED"):
+        if end_state and end_state.startswith("EXIT:"):
+            exit_code, sig = int(end_state[5:]), 0  # an allocation its owner released
+            state = "COMPLETED" if exit_code == 0 else "FAILED"
+        elif end_state in ("CANCELLED", "TIMEOUT", "PREEMPTED"):
             state = end_state
         elif status is None and not wrapper_signal:
             state = "NODE_FAIL"
@@ -544,6 +547,15 @@ class Controller:
         for index in json.loads(self.extra(job.job_id, "pending_indices")[0] or "[]"):
             self.cancel_array_element(self.job(job.job_id), index, uid)
 
+    def finish_allocation(self, job_id: int, exit_code: int) -> dict:
+        pid = self.extra(job_id, "pid")
+        if pid and pid[0]:
+            with self.transaction():
+                db.update_job(self.conn, job_id, end_state=f"EXIT:{exit_code}", kill_at=_now() + self.cluster.kill_wait)
+            batch.signal_job(pid[0], _signal.SIGTERM)
+        self.poke()
+        return {"ok": True}
+
     def hold(self, msg: dict, held: bool) -> dict:
         errors = []
         for job_id in msg["job_ids"]:
@@ -694,6 +706,8 @@ class Controller:
             return self.requeue(msg)
         if op == "update":
             return self.update(msg)
+        if op == "finish_allocation":
+            return self.finish_allocation(int(msg["job_id"]), int(msg.get("exit_code", 0)))
         if op == "ping":
             self.poke()
             return {"ok": True, "pid": os.getpid()}

@@ -54,7 +54,9 @@ def sinfo_main(argv: list[str], cluster, usage: dict[str, NodeUsage], now: float
 
             return render_help("sinfo") + "\n", "", 0
         elif option.long == "version":
-            return "slurm 22.05.8\n", "", 0
+            from sflow.slurm.help import VERSION_LINE
+
+            return VERSION_LINE + "\n", "", 0
     lines = []
     if long and header:
         lines.append(time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)))

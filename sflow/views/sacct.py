@@ -234,7 +234,9 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
 
             return render_help("sacct") + "\n", "", 0
         elif name == "version":
-            return "slurm 22.05.8\n", "", 0
+            from sflow.slurm.help import VERSION_LINE
+
+            return VERSION_LINE + "\n", "", 0
     table = {row["name"].lower(): row for row in load_table("sacct_fields.toml")}
     columns = []
     for item in filter(None, fields_text.split(",")):

@@ -187,7 +187,9 @@ def squeue_main(argv: list[str], jobs: list[JobRecord], *, now: float | None = N
 
             return render_help("squeue") + "\n", "", 0
         elif name == "version":
-            return "slurm 22.05.8\n", "", 0
+            from sflow.slurm.help import VERSION_LINE
+
+            return VERSION_LINE + "\n", "", 0
     for spec in parsed.positionals:
         return "", f"squeue: error: Unrecognized option: {spec}\n", 1
 

@@ -1,0 +1,31 @@
+"""``salloc``: hold an allocation while a command (by default a shell) runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from sflow.cli.allocation import _sbatch_args, hold_allocation, release
+    from sflow.conf import sflow_home
+    from sflow.exec.env import batch_environment
+
+    alloc_args, positionals = _sbatch_args("salloc", argv)
+    command = positionals or [os.environ.get("SHELL", "/bin/sh")]
+    job_id, context = hold_allocation("salloc", alloc_args, os.path.basename(command[0]))
+    print(f"salloc: Granted job allocation {job_id}", file=sys.stderr)
+    env = batch_environment(context, dict(os.environ))
+    env.pop("ENVIRONMENT", None)  # salloc's shell is interactive, not a batch script
+    code = 1
+    try:
+        code = subprocess.call(command, env=env)
+    except OSError as exc:
+        print(f"salloc: error: {command[0]}: {exc.strerror}", file=sys.stderr)
+        code = 127
+    finally:
+        print(f"salloc: Relinquishing job allocation {job_id}", file=sys.stderr)
+        release(job_id, code)
+    del sflow_home
+    return code

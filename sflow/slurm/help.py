@@ -1,0 +1,65 @@
+"""``--help``, ``--usage`` and ``--version`` text, from the option table."""
+
+from __future__ import annotations
+
+VERSION_LINE = "slurm-wlm 22.05.8"
+
+USAGE_TAIL = {
+    "sbatch": "script(0) [args(0)...]",
+    "srun": "executable(0) [args(0)...]",
+    "salloc": "[command [args...]]",
+}
+
+
+def _line(option) -> str:
+    short = f"-{option.short}, " if option.short else "    "
+    if option.arg == "required":
+        arg = f"={option.metavar or 'value'}"
+    elif option.arg == "optional":
+        arg = f"[={option.metavar or 'value'}]"
+    else:
+        arg = ""
+    left = f"  {short}--{option.long}{arg}"
+    text = option.help
+    if option.status == "ignored":
+        text = (text + " " if text else "") + "(accepted and ignored by sflow)"
+    elif option.status == "rejected":
+        text = (text + " " if text else "") + "(not supported by sflow)"
+    if not text:
+        return left
+    if len(left) < 30:
+        return f"{left:<30}{text}"
+    return f"{left}\n{'':<30}{text}"
+
+
+def render_help(command: str) -> str:
+    from sflow.slurm.options import table
+
+    options = sorted(table(command), key=lambda o: (o.short or o.long).lower())
+    main = [o for o in options if o.long not in ("help", "usage", "version")]
+    lines = [f"Usage: {command} [OPTIONS...] {USAGE_TAIL.get(command, '')}".rstrip(), ""]
+    lines.append("Parallel run options:" if command in USAGE_TAIL else "Options:")
+    lines += [_line(o) for o in main]
+    lines += ["", "Help options:", "  -h, --help                  show this help message",
+              "      --usage                 display brief usage message", "",
+              "Other options:", "  -V, --version               output version information and exit"]
+    return "\n".join(lines)
+
+
+def render_usage(command: str) -> str:
+    from sflow.slurm.options import table
+
+    items = []
+    for option in table(command):
+        if option.status != "supported" or option.long in ("help", "usage", "version"):
+            continue
+        items.append(f"[--{option.long}" + ("=" + (option.metavar or "value") if option.arg == "required" else "") + "]")
+    lines, current = [], f"Usage: {command}"
+    for item in items:
+        if len(current) + len(item) + 1 > 80:
+            lines.append(current)
+            current = " " * 14
+        current += " " + item
+    lines.append(current)
+    lines.append(" " * 14 + " " + USAGE_TAIL.get(command, "").strip())
+    return "\n".join(line.rstrip() for line in lines)
