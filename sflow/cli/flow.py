@@ -66,6 +66,45 @@ def run(dry_run: bool, as_json: bool, backend: str | None, sbatch_args: tuple[st
     sys.exit(submit_and_follow(list(sbatch_args), backend=backend))
 
 
+@cli.command()
+@click.argument("job_ids", nargs=-1)
+def status(job_ids: tuple[str, ...]) -> None:
+    """Show your jobs (or the ones named) as squeue -t all does."""
+    from sflow.cli.cmd_squeue import main as squeue
+
+    argv = ["-t", "all"] + (["-j", ",".join(job_ids)] if job_ids else [])
+    sys.exit(squeue(argv))
+
+
+@cli.command()
+@click.option("-f", "--follow", is_flag=True, help="Keep printing as the job writes, until it ends.")
+@click.argument("job_id", type=int)
+def logs(follow: bool, job_id: int) -> None:
+    """Print a job's output."""
+    from sflow.cli.common import read_jobs
+    from sflow.cli.follow import Tail, follow as follow_job, output_paths
+
+    jobs = read_jobs("job_id = ?", (job_id,))
+    if not jobs:
+        click.echo(f"flow: no job {job_id}", err=True)
+        sys.exit(1)
+    if follow:
+        sys.exit(follow_job(job_id))
+    out, err = output_paths(jobs[0])
+    Tail(out, sys.stdout.buffer).pump()
+    if err != out:
+        Tail(err, sys.stderr.buffer).pump()
+
+
+@cli.command()
+@click.argument("job_ids", nargs=-1, required=True)
+def cancel(job_ids: tuple[str, ...]) -> None:
+    """Cancel jobs (scancel's id forms work: 12, 12_3, 12_[1-4])."""
+    from sflow.cli.cmd_scancel import main as scancel
+
+    sys.exit(scancel(list(job_ids)))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

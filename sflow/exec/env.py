@@ -172,6 +172,8 @@ TABLE: list[tuple[str, str, Getter]] = [
     ("SLURM_RESTART_COUNT", BOTH, lambda j, w: str(j.restart_count) if j.restart_count else None),
     ("SLURM_JOB_DEPENDENCY", BOTH, lambda j, w: j.dependency or None),
     ("SLURM_EXPORT_ENV", BOTH, lambda j, w: j.export),
+    # With --export=NONE sbatch asks for the user's login environment instead.
+    ("SLURM_GET_USER_ENV", BATCH, lambda j, w: "1" if (j.export or "").split(",")[0] == "NONE" else None),
     ("SLURMD_NODENAME", BOTH, lambda j, w: _node(j, w).name),
     ("SLURM_TOPOLOGY_ADDR", BOTH, lambda j, w: _node(j, w).name),
     ("SLURM_TOPOLOGY_ADDR_PATTERN", BOTH, lambda j, w: "node"),
@@ -192,7 +194,9 @@ TABLE: list[tuple[str, str, Getter]] = [
     ("SLURM_SRUN_COMM_PORT", TASK, lambda j, w: str(w.step.launcher_port)),
     ("SLURM_SRUN_COMM_HOST", TASK, lambda j, w: "127.0.0.1"),
     ("SLURM_LAUNCH_NODE_IPADDR", TASK, lambda j, w: "127.0.0.1"),
-    ("SLURM_DISTRIBUTION", TASK, lambda j, w: w.step.distribution),
+    # One task per node is reported as cyclic (the two coincide), more as block.
+    ("SLURM_DISTRIBUTION", TASK, lambda j, w: "cyclic" if sum(w.step.tasks_per_node) <= len(w.step.nodes)
+     else w.step.distribution),
     ("SLURM_UMASK", TASK, lambda j, w: "0022"),
 ]
 
