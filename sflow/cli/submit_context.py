@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 
 
@@ -15,7 +14,7 @@ def identity() -> dict:
         user = pwd.getpwuid(uid).pw_name
     except (KeyError, ImportError):
         user = os.environ.get("USER", str(uid))
-    return {"user": user, "uid": uid, "gid": os.getgid(), "host": socket.gethostname().split(".")[0]}
+    return {"user": user, "uid": uid, "gid": os.getgid(), "host": os.uname().nodename.split(".")[0]}
 
 
 def read_stdin_script() -> str | None:

@@ -7,8 +7,6 @@ with ``+``); the query commands permute, so options may follow positionals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from sflow.errors import SlurmError, UsageError
 from sflow.slurm.options import Option, table
 
@@ -19,10 +17,14 @@ USAGE_EXIT = {"sbatch": 255, "srun": 255, "salloc": 255}
 NO_HINT = {"sacct"}
 
 
-@dataclass
 class ParsedArgs:
-    options: list[tuple[Option, str | None]] = field(default_factory=list)
-    positionals: list[str] = field(default_factory=list)
+    """Options in command-line order (with their arguments) and positional arguments."""
+
+    __slots__ = ("options", "positionals")
+
+    def __init__(self) -> None:
+        self.options: list[tuple[Option, str | None]] = []
+        self.positionals: list[str] = []
 
 
 def _usage(command: str, message: str) -> UsageError:

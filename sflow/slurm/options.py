@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from functools import lru_cache
 
 from sflow._resources import COMPAT_DIR
@@ -17,21 +16,35 @@ from sflow._resources import COMPAT_DIR
 TABLE_PATH = os.path.join(COMPAT_DIR, "options.toml")
 
 
-@dataclass(frozen=True)
 class Option:
-    long: str
-    arg: str  # "none" | "required" | "optional"
-    commands: tuple[str, ...]
-    status: str  # "supported" | "ignored" | "rejected"
-    short: str | None = None
-    value: str | None = None  # value kind: a parser in sflow.slurm.request.CONVERTERS
-    field: str | None = None  # what a supported option sets
-    note: str = ""  # the warning (ignored) or the reason (rejected)
-    env: dict | None = None  # command -> input environment variable
-    invalid: str | None = None  # SLURM's message for a bad value, without "sbatch: error: "
-    invalid_exit: int | None = None
-    help: str = ""
-    metavar: str = ""
+    """One option of one command family, as compat/options.toml describes it.
+
+    A plain class rather than a dataclass: ``dataclasses`` costs ~4 ms of
+    import time on every shim call.
+    """
+
+    __slots__ = ("long", "arg", "commands", "status", "short", "value", "field", "note", "env",
+                 "invalid", "invalid_exit", "help", "metavar")
+
+    def __init__(self, long: str, arg: str, commands: tuple[str, ...], status: str, short: str | None = None,
+                 value: str | None = None, field: str | None = None, note: str = "", env: dict | None = None,
+                 invalid: str | None = None, invalid_exit: int | None = None, help: str = "", metavar: str = ""):
+        self.long = long  # "nodes"
+        self.arg = arg  # "none" | "required" | "optional"
+        self.commands = commands
+        self.status = status  # "supported" | "ignored" | "rejected"
+        self.short = short
+        self.value = value  # value kind: a parser in sflow.slurm.request.CONVERTERS
+        self.field = field  # what a supported option sets
+        self.note = note  # the warning (ignored) or the reason (rejected)
+        self.env = env  # command -> input environment variable
+        self.invalid = invalid  # SLURM's message for a bad value, without "sbatch: error: "
+        self.invalid_exit = invalid_exit
+        self.help = help
+        self.metavar = metavar
+
+    def __repr__(self) -> str:
+        return f"Option(--{self.long}, {self.status})"
 
     def env_for(self, command: str) -> str | None:
         return (self.env or {}).get(command)
