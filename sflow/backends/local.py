@@ -11,7 +11,7 @@ memory otherwise); GPUs are handed out by index, lowest free first.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from sflow.backends.base import AllocatedNode, Allocation, Pending
 from sflow.errors import SlurmError
@@ -310,4 +310,4 @@ class LocalBackend:
         raise SlurmError(NOT_AVAILABLE)
 
 
-__all__ = ["LocalBackend", "Need", "NodeUse", "Usage", "estimate_nodes", "place", "field"]
+__all__ = ["LocalBackend", "Need", "NodeUse", "Usage", "estimate_nodes", "place"]

@@ -1,62 +1,140 @@
-"""Job dependencies: is a waiting job free to go, still waiting, or never going to?"""
+"""Job dependencies: may a waiting job go, must it wait, or will it never go?
+
+Pure: the controller hands in a ``Lookup`` of the other jobs. SLURM's rules
+(sbatch(1) ``--dependency``), as SLURM 22.05 applies them:
+
+- ``after:id[+min]``: the target started (or was cancelled before starting), ``min`` minutes ago;
+- ``afterany``: the target ended; ``afterok`` / ``afternotok``: it ended well / badly;
+- ``aftercorr``: task N of this array waits for task N of the other (afterok semantics);
+- ``singleton``: no other job of this name and user is running, or waiting ahead of it;
+- an id SLURM does not know (never existed) is satisfied;
+- an array id without a task means every task of it.
+
+``evaluate`` also renders what ``scontrol``/``squeue %E`` show: satisfied items
+drop out, the others carry ``(unfulfilled)`` or ``(failed)``.
+"""
 
 from __future__ import annotations
 
-from sflow.records import FINISHED_STATES, JobRecord
+from dataclasses import dataclass
 
-ACTIVE = ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED")
+from sflow.records import FINISHED_STATES
 
-
-def _targets(job_ref: str, everyone: dict[int, JobRecord]) -> list[JobRecord]:
-    """The jobs a reference names: ``12`` (a job, or every task of array 12) or ``12_3``."""
-    if "_" in job_ref:
-        base, index = job_ref.split("_", 1)
-        if index == "*":
-            return [j for j in everyone.values() if j.array_job_id == int(base)]
-        return [j for j in everyone.values() if j.array_job_id == int(base) and j.array_task_id == int(index)]
-    job_id = int(job_ref)
-    array = [j for j in everyone.values() if j.array_job_id == job_id]
-    if array:
-        return array
-    return [everyone[job_id]] if job_id in everyone else []
+OK, WAIT, NEVER = "ok", "wait", "never"
 
 
-def _item_state(job: JobRecord, item, everyone: dict[int, JobRecord], now: float) -> str:
-    """"ok", "wait" or "never" for one dependency item."""
+@dataclass
+class Target:
+    """What a dependency needs to know of one job (or array task)."""
+
+    state: str
+    exit_code: int = 0
+    exit_signal: int = 0
+    start_time: float | None = None
+    end_time: float | None = None
+
+
+class Lookup:
+    """The controller's view of other jobs; subclassed over the store and the live jobs."""
+
+    def job(self, job_id: int) -> Target | None:  # a plain job or one array task record
+        raise NotImplementedError
+
+    def array(self, array_job_id: int) -> list[Target] | None:  # every task, pending ones included
+        raise NotImplementedError
+
+    def task(self, array_job_id: int, index: int) -> Target | None:
+        raise NotImplementedError
+
+    def singleton_blocked(self, name: str, user: str, job_id: int, seq: int) -> bool:
+        raise NotImplementedError
+
+
+def _one(kind: str, target: Target, delay: int, now: float) -> str:
+    finished = target.state in FINISHED_STATES
+    if kind == "after":
+        if target.state == "PENDING" or (target.start_time is None and not finished):
+            return WAIT
+        since = target.start_time if target.start_time is not None else (target.end_time or now)
+        return OK if now >= since + delay * 60 else WAIT
+    if not finished:
+        return WAIT
+    good = target.state == "COMPLETED" and target.exit_code == 0 and target.exit_signal == 0
+    if kind == "afterany":
+        return OK
+    if kind in ("afterok", "aftercorr"):
+        return OK if good else NEVER
+    if kind == "afternotok":
+        return NEVER if good else OK
+    return OK  # afterburstbuffer: no burst buffers here
+
+
+def _many(kind: str, targets: list[Target], delay: int, now: float) -> str:
+    """An array as a whole: every task must satisfy; afternotok needs one failure among ended tasks."""
+    if kind == "afternotok":
+        if any(t.state not in FINISHED_STATES for t in targets):
+            return WAIT
+        return OK if any(_one(kind, t, 0, now) == OK for t in targets) else NEVER
+    results = [_one(kind, t, delay, now) for t in targets]
+    if NEVER in results:
+        return NEVER
+    return OK if all(r == OK for r in results) else WAIT
+
+
+def item_state(item, lookup: Lookup, *, job_id: int, name: str, user: str, seq: int,
+               task_index: int | None, now: float) -> str:
     if item.kind == "singleton":
-        rivals = [j for j in everyone.values() if j.name == job.name and j.user == job.user
-                  and j.job_id != job.job_id and j.state in ("RUNNING", "COMPLETING")
-                  or (j.name == job.name and j.user == job.user and j.state == "PENDING"
-                      and j.job_id < job.job_id and not (j.array_job_id and j.array_job_id == job.array_job_id))]
-        return "wait" if rivals else "ok"
-    targets = _targets(item.job_id, everyone)
-    if item.kind == "aftercorr" and job.array_task_id is not None:
-        targets = [t for t in targets if t.array_task_id == job.array_task_id] or targets
-    if not targets:
-        return "ok"  # long gone: SLURM no longer knows it either and lets the job go
-    pending_array = any(t.array_task_str for t in targets)
-    if item.kind == "after":
-        started = all(t.start_time is not None and t.start_time + item.delay_minutes * 60 <= now
-                      for t in targets) and not pending_array
-        return "ok" if started or all(t.state in FINISHED_STATES for t in targets) and not pending_array else "wait"
-    if pending_array or any(t.state not in FINISHED_STATES for t in targets):
-        return "wait"
-    if item.kind == "afterany":
-        return "ok"
-    succeeded = all(t.state == "COMPLETED" and t.exit_code == 0 for t in targets)
-    if item.kind in ("afterok", "aftercorr"):
-        return "ok" if succeeded else "never"
-    if item.kind == "afternotok":
-        return "ok" if all(t.state != "COMPLETED" or t.exit_code != 0 for t in targets) else "never"
-    return "ok"
+        return WAIT if lookup.singleton_blocked(name, user, job_id, seq) else OK
+    ref = str(item.job_id)
+    base, _, index = ref.partition("_")
+    try:
+        target_id = int(base)
+    except ValueError:
+        return OK
+    if index and index != "*":
+        try:
+            target = lookup.task(target_id, int(index))
+        except ValueError:
+            return OK
+        return OK if target is None else _one(item.kind, target, item.delay_minutes, now)
+    tasks = lookup.array(target_id)
+    if tasks is not None:
+        if item.kind == "aftercorr" and task_index is not None:
+            target = lookup.task(target_id, task_index)
+            return OK if target is None else _one(item.kind, target, 0, now)
+        return _many(item.kind, tasks, item.delay_minutes, now)
+    target = lookup.job(target_id)
+    if target is None:
+        return OK  # SLURM lets a job go whose dependency names a job it does not know
+    return _one(item.kind, target, item.delay_minutes, now)
 
 
-def dependency_state(job: JobRecord, dependency, everyone: dict[int, JobRecord], now: float) -> str:
-    states = [_item_state(job, item, everyone, now) for item in dependency.items]
+def _item_text(item) -> str:
+    if item.kind == "singleton":
+        return "singleton"
+    return f"{item.kind}:{item.job_id}" + (f"+{item.delay_minutes}" if item.delay_minutes else "")
+
+
+def evaluate(dependency, lookup: Lookup, *, job_id: int, name: str, user: str, seq: int = 0,
+             task_index: int | None = None, now: float) -> tuple[str, str]:
+    """(``ok``/``wait``/``never``, the text scontrol shows) for a job's whole dependency."""
+    if dependency is None or not dependency.items:
+        return OK, ""
+    states = [item_state(item, lookup, job_id=job_id, name=name, user=user, seq=seq,
+                         task_index=task_index, now=now) for item in dependency.items]
     if dependency.any_of:
-        if "ok" in states:
-            return "ok"
-        return "never" if all(s == "never" for s in states) else "wait"
-    if "never" in states:
-        return "never"
-    return "ok" if all(s == "ok" for s in states) else "wait"
+        if OK in states:
+            return OK, ""
+        verdict = NEVER if all(s == NEVER for s in states) else WAIT
+        shown = list(zip(dependency.items, states))
+    else:
+        verdict = NEVER if NEVER in states else (OK if all(s == OK for s in states) else WAIT)
+        if verdict == OK:
+            return OK, ""
+        shown = [(item, s) for item, s in zip(dependency.items, states) if s != OK]
+    words = {WAIT: "unfulfilled", NEVER: "failed", OK: "fulfilled"}
+    text = ("?" if dependency.any_of else ",").join(f"{_item_text(i)}({words[s]})" for i, s in shown)
+    return verdict, text
+
+
+__all__ = ["Lookup", "NEVER", "OK", "Target", "WAIT", "evaluate", "item_state"]

@@ -1,0 +1,146 @@
+"""Talking to the controller: one JSON object per line over a unix socket.
+
+On the path of every shim, so it imports only json, os, socket and time. The
+first command that finds no controller starts one (double fork, so no caller
+is left with a zombie); the controller's lock file makes racing starters end
+up with exactly one. A submission carries a random token, so resending it
+after a controller died mid-request can never queue the job twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from sflow.queue import paths
+
+socket_path = paths.socket_path
+START_TIMEOUT = 20.0
+
+
+class ControllerUnavailable(Exception):
+    """The controller could not be reached or started."""
+
+
+def _connect(home: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(paths.socket_path(home))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def start_controller(home: str) -> None:
+    """Start a controller for ``home`` in its own session, detached from this process."""
+    import sys
+
+    log = os.open(paths.log_path(home), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env["SFLOW_HOME"] = home
+    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    argv = [sys.executable, "-m", "sflow.queue.controller"]
+    child = os.fork()
+    if child == 0:  # the intermediate: new session, fork the controller, leave
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.chdir(home)
+                os.umask(0o077)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, 0)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                os.closerange(3, 65536)
+                os.execve(sys.executable, argv, env)
+        finally:
+            os._exit(0)
+    os.close(log)
+    os.waitpid(child, 0)
+
+
+def connect(home: str | None = None, start: bool = True, timeout: float = START_TIMEOUT) -> socket.socket:
+    home = home or paths.home()
+    try:
+        return _connect(home)
+    except OSError:
+        if not start:
+            raise ControllerUnavailable("the sflow controller is not running") from None
+    start_controller(home)
+    started = time.monotonic()
+    deadline = started + timeout
+    delay = 0.002
+    while True:
+        try:
+            return _connect(home)
+        except OSError:
+            now = time.monotonic()
+            if now > deadline:
+                raise ControllerUnavailable(
+                    f"the sflow controller did not start (see {paths.log_path(home)})") from None
+            if now - started > 1.0:
+                # The one started may have found a predecessor still holding the lock
+                # on its way out; starting another is harmless (the lock keeps one).
+                start_controller(home)
+                started = now
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+
+def _exchange(sock: socket.socket, message: dict, timeout: float | None) -> dict | None:
+    sock.settimeout(timeout)
+    sock.sendall(json.dumps(message).encode() + b"\n")
+    chunks = []
+    while True:
+        data = sock.recv(1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+        if data.endswith(b"\n"):
+            break
+    text = b"".join(chunks)
+    return json.loads(text) if text.strip() else None
+
+
+def call(home: str | None, op: str, start: bool = True, timeout: float | None = None, **payload) -> dict:
+    """Send one request and return the controller's reply (a dict with ``ok``).
+
+    A controller that vanishes before answering (killed, or exiting idle) is
+    started again and asked again; submissions are deduplicated by token.
+    """
+    home = home or paths.home()
+    message = {"op": op, **payload}
+    if op == "submit" and "token" not in message:
+        message["token"] = os.urandom(12).hex()
+    for attempt in range(5):
+        sock = connect(home, start=start)
+        try:
+            reply = _exchange(sock, message, timeout)
+        except (ConnectionError, BrokenPipeError):
+            reply = None
+        except socket.timeout:
+            raise ControllerUnavailable("the sflow controller did not answer in time") from None
+        finally:
+            sock.close()
+        if reply is not None:
+            return reply
+        if op == "shutdown":
+            return {"ok": True}
+        time.sleep(0.05 * (attempt + 1))
+    raise ControllerUnavailable("the sflow controller closed the connection")
+
+
+def wait(home: str | None, job_ids: list[int], poll: float = 1.0) -> dict:
+    """Block until every job named (each task, for an array) has ended; the controller's summary."""
+    while True:
+        try:
+            return call(home, "wait", job_ids=list(job_ids))
+        except ControllerUnavailable:
+            time.sleep(poll)
+
+
+__all__ = ["ControllerUnavailable", "call", "connect", "socket_path", "start_controller", "wait"]

@@ -1,0 +1,209 @@
+"""The controller's side of the executor seam: start, signal and watch batch steps.
+
+``sflow.exec.batch`` runs a job's batch step under a wrapper that writes the
+exit status to a file even if the controller is dead; this module starts it,
+signals the job's processes (all of them, the batch shell, or the srun
+steps), and knows a process by pid *and* kernel start time so a reused pid
+is never taken for a job.
+"""
+
+from __future__ import annotations
+
+import os
+import signal as _signal
+from dataclasses import dataclass
+
+from sflow.backends.base import Allocation
+from sflow.records import JobRecord
+
+
+@dataclass
+class Launched:
+    pid: int
+    pgid: int
+    pid_start: str
+    status_path: str
+    popen: object = None
+
+
+def start(job: JobRecord, request, alloc: Allocation, cluster, home: str) -> Launched:
+    """Start the batch step (``sflow.exec.batch.start_batch``); raises if it cannot."""
+    from sflow.exec import batch
+
+    for node in alloc.nodes:
+        if node.root_dir:
+            os.makedirs(node.root_dir, mode=0o700, exist_ok=True)
+    proc = batch.start_batch(job, request, alloc, cluster, home)
+    return Launched(proc.pid, proc.pgid, process_start_time(proc.pid), proc.status_path,
+                    getattr(proc, "popen", None))
+
+
+# ------------------------------------------------------------------ processes
+
+
+def _stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, kernel start time in clock ticks since boot) of ``pid``, or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0].decode(), fields[19].decode()
+
+
+def process_start_time(pid: int) -> str:
+    """The kernel's start time of ``pid``; "" if there is no such process."""
+    stat = _stat(pid)
+    return stat[1] if stat else ""
+
+
+def alive(pid: int | None, pid_start: str | None) -> bool:
+    """``pid`` is still the process started at ``pid_start``, and has not ended."""
+    if not pid or not pid_start:
+        return False
+    stat = _stat(pid)
+    return stat is not None and stat[1] == pid_start and stat[0] not in ("Z", "X")
+
+
+def read_status(path: str | None) -> tuple[int, int] | None:
+    """(exit code, signal) the wrapper recorded, or None."""
+    if not path:
+        return None
+    from sflow.exec import batch
+
+    return batch.read_status(path)
+
+
+def _children_map() -> dict[int, list[int]]:
+    """Parent pid -> child pids, for this user's processes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    return children
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().split(b"\0")
+    except OSError:
+        return []
+
+
+def _is_srun(pid: int) -> bool:
+    words = [os.path.basename(w) for w in _cmdline(pid)[:2]]
+    return b"srun" in words
+
+
+def step_processes(pgid: int) -> list[int]:
+    """The job's srun steps and their tasks: what a signal without ``--batch`` reaches.
+
+    SLURM signals the job's steps but not the batch shell (nor the shell's
+    other children); here a step is an ``srun`` process below the batch
+    shell, with everything it started.
+    """
+    children = _children_map()
+    found: list[int] = []
+    stack = list(children.get(pgid, []))  # the batch shell(s) under the wrapper
+    shells = set(stack)
+    while stack:
+        pid = stack.pop()
+        kids = children.get(pid, [])
+        if pid not in shells and _is_srun(pid):
+            todo = [pid]
+            while todo:
+                current = todo.pop()
+                found.append(current)
+                todo += children.get(current, [])
+            continue
+        stack += kids
+    return found
+
+
+def step_pids(pgid: int | None, step_id: int) -> list[int]:
+    """The processes of srun step ``step_id`` of the job led by ``pgid``."""
+    if not pgid:
+        return []
+    needle = f"\0SLURM_STEP_ID={step_id}\0".encode()
+    children = _children_map()
+    found, stack = [], list(children.get(pgid, []))
+    while stack:
+        pid = stack.pop()
+        stack += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if needle in b"\0" + handle.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
+    """Deliver ``signum``: ``all`` the job's processes, ``batch`` the batch shell only,
+    ``steps`` the srun steps only. False if nothing was there to signal."""
+    if not job_pgid:
+        return False
+    from sflow.exec import batch
+
+    if mode == "batch":
+        return batch.signal_job(job_pgid, signum, batch_only=True)
+    if mode == "steps":
+        sent = False
+        for pid in step_processes(job_pgid):
+            try:
+                os.kill(pid, signum)
+                sent = True
+            except ProcessLookupError:
+                pass
+        return sent
+    try:
+        os.killpg(job_pgid, signum)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+def find_launched(job_id: int, since: float, uid: int) -> tuple[int, str] | None:
+    """A batch wrapper started for ``job_id`` after ``since`` whose pid was never recorded.
+
+    Only needed when a controller died between starting a job and writing
+    down its pid: the wrapper is a session leader whose environment names
+    the job.
+    """
+    needle = f"\0SLURM_JOB_ID={job_id}\0".encode()
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        with open("/proc/stat") as handle:
+            boot = next(float(line.split()[1]) for line in handle if line.startswith("btime"))
+    except (OSError, StopIteration):
+        return None
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            if os.getsid(pid) != pid:
+                continue
+            start = process_start_time(pid)
+            if not start or boot + int(start) / ticks < since - 2:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if needle not in b"\0" + handle.read():
+                    continue
+        except OSError:
+            continue
+        return pid, start
+    return None
+
+
+SIGCONT, SIGTERM, SIGKILL = _signal.SIGCONT, _signal.SIGTERM, _signal.SIGKILL

@@ -1,0 +1,560 @@
+"""The controller's requests: one function per ``op``, each answering a dict.
+
+Every reply has ``ok``; a failing one has ``stderr`` (SLURM's wording, ready
+to print) and ``exit_code``. Handlers run inside the turn's transaction and
+may only change jobs through the controller (``save``/``finish``/...); their
+replies are sent after COMMIT. See docs/controller.md for the shapes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal as _signal
+import time
+
+from sflow.queue import store
+from sflow.queue.jobs import Job, base_priority
+from sflow.queue.select import parse_target, passes
+from sflow.records import FINISHED_STATES, StepRecord
+
+INVALID_JOB = "Invalid job id specified"
+ALREADY_DONE = "Job/step already completing or completed"
+NOT_NOW = "Job can not be altered now, try again later"
+NOT_NOW_EXIT = 228  # scancel exits with SLURM's error number (2020) modulo 256 here
+
+
+def dispatch(ctl, conn, msg: dict) -> dict | None:
+    op = msg.get("op")
+    handler = HANDLERS.get(op)
+    if handler is None:
+        return {"ok": False, "stderr": f"sflow: error: unknown request {op!r}\n", "exit_code": 1}
+    if op == "wait":
+        return wait(ctl, conn, msg)
+    return handler(ctl, msg)
+
+
+# ------------------------------------------------------------------ simple ops
+
+
+def ping(ctl, msg: dict) -> dict:
+    return {"ok": True, "pid": os.getpid(), "home": ctl.home, "active_jobs": len(ctl.jobs)}
+
+
+def shutdown(ctl, msg: dict) -> dict:
+    """Stop the controller; running jobs keep running and are adopted by the next one."""
+    ctl.stopping = True
+    return {"ok": True}
+
+
+def submit(ctl, msg: dict) -> dict:
+    from sflow.queue.submit import submit as do_submit
+
+    return do_submit(ctl, msg)
+
+
+def usage(ctl, msg: dict) -> dict:
+    return {"ok": True, "nodes": {name: {"cpus": u.cpus, "mem_mb": u.mem_mb, "gpus": sorted(u.gpus),
+                                         "jobs": u.jobs, "exclusive": u.exclusive}
+                                  for name, u in ctl.backend.usage.nodes.items()}}
+
+
+def jobs(ctl, msg: dict) -> dict:
+    ids = msg.get("job_ids")
+    records = store.read_jobs(ctl.conn, job_ids=[int(i) for i in ids] if ids else None)
+    return {"ok": True, "jobs": [dataclasses.asdict(r) for r in records]}
+
+
+# ------------------------------------------------------------------ wait
+
+
+def wait_summary(ctl, job_ids: list[int]) -> dict | None:
+    """None while any job named (any task, for an array) has not ended; else sbatch -W's answer."""
+    records = store.read_jobs(ctl.conn, job_ids=[int(i) for i in job_ids])
+    if any(r.state not in FINISHED_STATES for r in records):
+        return None
+    worst = max(records, key=lambda r: (r.exit_code, r.exit_signal, r.state != "COMPLETED"), default=None)
+    if worst is None:
+        code = 0
+    elif worst.exit_code:
+        code = worst.exit_code
+    else:
+        code = 0 if worst.state == "COMPLETED" else 1
+    return {"ok": True, "exit_code": code, "stdout": "", "stderr": "",
+            "states": {str(r.job_id): r.state for r in records}}
+
+
+def wait(ctl, conn, msg: dict) -> dict | None:
+    ids = [int(i) for i in msg.get("job_ids") or []]
+    summary = wait_summary(ctl, ids)
+    if summary is not None:
+        return summary
+    ctl.waiters.append((conn, ids))
+    conn.deferred += 1
+    return None
+
+
+# ------------------------------------------------------------------ finding jobs
+
+
+def _active_matches(ctl, job_id: int, indices: list[int] | None) -> list[tuple[Job, int | None]]:
+    """Live jobs a target names: (job, None) or (array remainder, index still pending)."""
+    found: list[tuple[Job, int | None]] = []
+    for job in sorted(ctl.jobs.values(), key=lambda j: j.job_id):
+        rec = job.rec
+        if indices is None:
+            if rec.job_id == job_id or rec.array_job_id == job_id:
+                found.append((job, None))
+            continue
+        if rec.array_job_id != job_id:
+            continue
+        if job.is_array_remainder:
+            found += [(job, i) for i in indices if i in (job.pending_indices or [])]
+        elif rec.array_task_id in indices:
+            found.append((job, None))
+    return found
+
+
+def _known(ctl, job_id: int, indices: list[int] | None) -> bool:
+    if indices is None:
+        row = ctl.conn.execute("SELECT 1 FROM jobs WHERE job_id = ? OR array_job_id = ? LIMIT 1",
+                               (job_id, job_id)).fetchone()
+    else:
+        marks = ",".join("?" * len(indices))
+        row = ctl.conn.execute(f"SELECT 1 FROM jobs WHERE array_job_id = ? AND array_task_id IN ({marks}) LIMIT 1",
+                               (job_id, *indices)).fetchone()
+    return row is not None
+
+
+def _load(ctl, job_id: int) -> Job | None:
+    """A job that has ended, back from the store (requeue brings it back to life)."""
+    from sflow.queue.jobs import COLUMN_NAMES
+
+    rows = store.read_internal(ctl.conn, "job_id = ?", (job_id,), COLUMN_NAMES)
+    if not rows:
+        return None
+    rec, *values = rows[0]
+    return Job.from_row(rec, dict(zip(COLUMN_NAMES, values)))
+
+
+# ------------------------------------------------------------------ cancel
+
+
+def cancel_element(ctl, job: Job, index: int, uid: int) -> None:
+    """Cancel one pending task of an array: it becomes a record of its own, as in SLURM."""
+    from sflow.slurm.values import format_array
+
+    rest = [i for i in job.pending_indices or [] if i != index]
+    if not rest:
+        job.rec.array_task_id, job.rec.array_task_str, job.pending_indices = index, None, None
+        ctl._task_paths(job)
+        job.rec.cancelled_by = uid
+        ctl.finish(job, "CANCELLED")
+        return
+    ctl.write()
+    task_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
+    rec = dataclasses.replace(job.rec, job_id=task_id, array_task_id=index, array_task_str=None, cancelled_by=uid)
+    task = Job(rec=rec, seq=job.seq, nice=job.nice, request=job.request, need=job.need)
+    ctl._task_paths(task)
+    ctl.insert(task)
+    ctl.finish(task, "CANCELLED")
+    job.pending_indices = rest
+    job.rec.array_task_str = format_array(rest, job.rec.array_max_tasks)
+    ctl.save(job)
+
+
+def _cancel_one(ctl, job: Job, index: int | None, uid: int) -> str | None:
+    state = job.rec.state
+    if state == "PENDING":
+        if index is not None:
+            cancel_element(ctl, job, index, uid)
+        else:
+            job.rec.cancelled_by = uid
+            ctl.finish(job, "CANCELLED")
+        return None
+    if state == "RUNNING":
+        job.rec.cancelled_by = uid
+        if job.launch == "launched":
+            ctl.start_kill(job, "CANCELLED", "")
+        else:  # not started yet (no process): nothing to signal
+            ctl.end_run(job)
+            ctl.finish(job, "CANCELLED")
+        return None
+    return ALREADY_DONE
+
+
+def _signal_one(ctl, job: Job, signum: int, batch: bool, full: bool) -> tuple[str | None, int]:
+    state = job.rec.state
+    if state == "PENDING":
+        return NOT_NOW, NOT_NOW_EXIT
+    if state != "RUNNING" or job.launch != "launched":
+        return (ALREADY_DONE if state == "COMPLETING" else INVALID_JOB), 1
+    from sflow.queue import launch
+
+    if full or (signum == _signal.SIGKILL and not batch):
+        mode = "all"
+    elif batch:
+        mode = "batch"
+    else:
+        mode = "steps"
+    pgid = job.pgid
+    ctl.after_commit.append(lambda: launch.signal_job(pgid, signum, mode))
+    return None, 0
+
+
+def _cancel_step(ctl, job_id: int, step: int, signum: int | None) -> tuple[str | None, int]:
+    job = ctl.jobs.get(job_id)
+    if job is None or job.rec.state != "RUNNING" or job.launch != "launched":
+        return INVALID_JOB, 1
+    from sflow.queue import launch
+
+    pids = launch.step_pids(job.pgid, step)
+    if not pids:
+        return "Invalid job step id specified", 1
+    signals = [signum] if signum is not None else [_signal.SIGCONT, _signal.SIGTERM]
+
+    def deliver() -> None:
+        for number in signals:
+            for pid in pids:
+                try:
+                    os.kill(pid, number)
+                except ProcessLookupError:
+                    pass
+
+    ctl.after_commit.append(deliver)
+    return None, 0
+
+
+def cancel(ctl, msg: dict) -> dict:
+    """scancel: ``targets`` (``12``, ``12_3``, ``12_[1-3]``, ``12.0``) and/or ``filters``."""
+    targets = list(msg.get("targets") or [])
+    filters = msg.get("filters") or {}
+    signum = msg.get("signal")
+    batch, full = bool(msg.get("batch")), bool(msg.get("full"))
+    uid = int(msg.get("uid", ctl.uid))
+    signalling = signum is not None or batch
+    if signalling and signum is None:
+        signum = int(_signal.SIGKILL)
+    results = []
+
+    def act(job: Job, index: int | None) -> tuple[str | None, int]:
+        if signalling:
+            return _signal_one(ctl, job, signum, batch, full)
+        error = _cancel_one(ctl, job, index, uid)
+        return error, 0
+
+    if targets:
+        for text in targets:
+            parsed = parse_target(text)
+            if parsed is None:
+                results.append({"target": text, "error": INVALID_JOB, "exit_code": 1, "step": False})
+                continue
+            job_id, indices, step = parsed
+            if step is not None:
+                error, code = _cancel_step(ctl, job_id, step, signum)
+                results.append({"target": text, "error": error, "exit_code": code, "step": True})
+                continue
+            matches = [(j, i) for j, i in _active_matches(ctl, job_id, indices) if passes(j.rec, filters)]
+            if not matches:
+                known = _known(ctl, job_id, indices)
+                results.append({"target": text, "error": ALREADY_DONE if known else INVALID_JOB,
+                                "exit_code": 1, "step": False, "unknown": not known})
+                continue
+            error, code = None, 0
+            for job, index in matches:
+                if job.job_id not in ctl.jobs:
+                    continue  # ended by an earlier action of this request (a remainder's last task)
+                one, one_code = act(job, index)
+                if one is not None and error is None:
+                    error, code = one, one_code
+            results.append({"target": text, "error": error, "exit_code": code, "step": False})
+    else:
+        for job in sorted(list(ctl.jobs.values()), key=lambda j: j.job_id):
+            if not passes(job.rec, filters) or job.job_id not in ctl.jobs:
+                continue
+            shown = job.display_id
+            error, code = act(job, None)
+            results.append({"target": shown, "error": error, "exit_code": code, "step": False})
+    return {"ok": True, "results": results, "signal": signum, "stdout": "", "stderr": ""}
+
+
+# ------------------------------------------------------------------ hold, release, requeue
+
+
+def _named(ctl, text: str) -> tuple[list[tuple[Job, int | None]] | None, bool]:
+    parsed = parse_target(str(text))
+    if parsed is None:
+        return None, False
+    job_id, indices, _ = parsed
+    return _active_matches(ctl, job_id, indices), _known(ctl, job_id, indices)
+
+
+def hold(ctl, msg: dict, held: bool = True) -> dict:
+    admin = bool(msg.get("admin"))
+    errors = []
+    for text in msg.get("job_ids") or []:
+        matches, known = _named(ctl, text)
+        if not matches:
+            if not known:
+                errors.append(f"Invalid job id specified for job {text}\nslurm_suspend error: Invalid job id specified\n")
+            continue
+        for job, _ in matches:
+            if job.rec.state != "PENDING" or job.job_id not in ctl.jobs:
+                continue  # SLURM says nothing for a job already running or done
+            rec = job.rec
+            if held:
+                rec.held, rec.priority = True, 0
+                rec.reason = "JobHeldAdmin" if admin else "JobHeldUser"
+            elif rec.held:
+                rec.held = False
+                job.seq = store.next_seq(ctl.conn)
+                rec.priority = base_priority(job.seq, job.nice)
+                rec.reason = "None"
+            ctl.save(job)
+    ctl.schedule_wanted = True
+    return {"ok": not errors, "stdout": "", "stderr": "".join(errors), "exit_code": 1 if errors else 0}
+
+
+def release(ctl, msg: dict) -> dict:
+    return hold(ctl, msg, held=False)
+
+
+def requeue(ctl, msg: dict) -> dict:
+    keep_held = bool(msg.get("hold"))
+    errors = []
+    for text in msg.get("job_ids") or []:
+        parsed = parse_target(str(text))
+        if parsed is None:
+            errors.append(f"Invalid job id specified for job {text}\n")
+            continue
+        job_id, indices, _ = parsed
+        matches = [j for j, i in _active_matches(ctl, job_id, indices) if i is None]
+        if not matches:
+            if indices is None:
+                ids = [r[0] for r in ctl.conn.execute(
+                    "SELECT job_id FROM jobs WHERE job_id = ? OR array_job_id = ?", (job_id, job_id))]
+            else:
+                marks = ",".join("?" * len(indices))
+                ids = [r[0] for r in ctl.conn.execute(
+                    f"SELECT job_id FROM jobs WHERE array_job_id = ? AND array_task_id IN ({marks})",
+                    (job_id, *indices))]
+            matches = [job for job in (_load(ctl, i) for i in ids) if job is not None]
+            if not matches:
+                pending = [j for j, i in _active_matches(ctl, job_id, indices)]
+                errors.append(f"Job is pending execution for job {text}\n" if pending
+                              else f"Invalid job id specified for job {text}\n")
+                continue
+        for job in matches:
+            rec = job.rec
+            if rec.state == "PENDING":
+                errors.append(f"Job is pending execution for job {text}\n")
+            elif not rec.requeue:
+                errors.append(f"Requested operation is presently disabled for job {text}\n")
+            elif rec.state == "RUNNING" and job.launch == "launched":
+                ctl.start_kill(job, "REQUEUE_HOLD" if keep_held else "REQUEUE", " DUE TO JOB REQUEUE")
+            elif rec.state == "RUNNING":
+                ctl.end_run(job)
+                ctl.requeue(job, hold=keep_held)
+            elif rec.state in FINISHED_STATES:
+                ctl.request_of(job)
+                ctl.check_never(job)
+                ctl.requeue(job, hold=keep_held)
+    ctl.schedule_wanted = True
+    return {"ok": not errors, "stdout": "", "stderr": "".join(dict.fromkeys(errors)),
+            "exit_code": 1 if errors else 0}
+
+
+# ------------------------------------------------------------------ update
+
+
+def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
+    from sflow.slurm import values
+
+    rec = job.rec
+    name = key.lower()
+    running = rec.state != "PENDING"
+    if name == "timelimit":
+        try:
+            if value[:1] in "+-" and value[1:]:
+                delta = values.parse_time_limit(value[1:])
+                base = rec.time_limit if rec.time_limit is not None and rec.time_limit < values_infinite() else 0
+                rec.time_limit = max(0, base + delta if value[0] == "+" else base - delta)
+            else:
+                rec.time_limit = values.parse_time_limit(value)
+        except (values.InvalidValue, ValueError):
+            return "scontrol: error: Invalid TimeLimit value"
+    elif name in ("jobname", "name"):
+        rec.name = value
+    elif name == "comment":
+        rec.comment = value
+    elif name == "nice":
+        try:
+            job.nice = int(value)
+        except ValueError:
+            return f"scontrol: error: Invalid nice value: {value}"
+        if not rec.held and not running:
+            rec.priority = base_priority(job.seq, job.nice)
+    elif name == "priority":
+        try:
+            rec.priority = int(value)
+        except ValueError:
+            return f"scontrol: error: Invalid priority value: {value}"
+    elif name in ("starttime", "begintime", "begin"):
+        if running:
+            return None
+        try:
+            from datetime import datetime
+
+            job.begin_time = values.parse_begin(value, datetime.now()).timestamp()
+        except (values.InvalidValue, ValueError):
+            return f"scontrol: error: Invalid StartTime value: {value}"
+        rec.eligible_time = None
+    elif name == "dependency":
+        if running:
+            return None
+        request = ctl.request_of(job)
+        if not value or value.lower() in ("none", "(null)"):
+            request.dependency = None
+            rec.dependency = ""
+        else:
+            try:
+                parsed = values.parse_dependency(value)
+            except values.InvalidValue:
+                return "Job dependency problem"
+            from sflow.slurm.display import format_dependency
+            from sflow.slurm.model import DependencyRequest
+
+            request.dependency = DependencyRequest.model_validate({
+                "any_of": parsed.any_of, "text": value,
+                "items": [{"kind": i.kind, "job_id": i.job_id, "delay_minutes": i.delay_minutes}
+                          for i in parsed.items]})
+            rec.dependency = format_dependency(request.dependency)
+        _store_request(ctl, job)
+    elif name == "arraytaskthrottle":
+        from sflow.slurm.values import format_array
+
+        try:
+            throttle = int(value)
+        except ValueError:
+            return f"scontrol: error: Invalid ArrayTaskThrottle value: {value}"
+        rec.array_max_tasks = throttle or None
+        if job.is_array_remainder:
+            rec.array_task_str = format_array(job.pending_indices or [], rec.array_max_tasks)
+    elif name == "requeue":
+        rec.requeue = value not in ("0", "no", "NO")
+    elif name == "partition":
+        if running:
+            return "Job is no longer pending execution"
+        try:
+            partition = ctl.cluster.partition(value)
+        except Exception:
+            return "Invalid partition name specified"
+        rec.partition = partition.name
+        ctl.check_never(job)
+    else:
+        return f"Update of this parameter is not supported: {key}={value}\nRequest aborted"
+    return None
+
+
+def values_infinite() -> int:
+    from sflow.records import INFINITE
+
+    return INFINITE
+
+
+def _store_request(ctl, job: Job) -> None:
+    owner = job
+    if job.request_json is None and job.rec.array_job_id is not None:
+        owner = ctl.jobs.get(job.rec.array_job_id) or job
+    if owner.request is not None:
+        owner.request_json = owner.request.model_dump_json()
+        ctl.save(owner)
+
+
+def update(ctl, msg: dict) -> dict:
+    text = str(msg.get("job_id", ""))
+    changes = msg.get("changes") or {}
+    matches, known = _named(ctl, text)
+    if matches is None or (not matches and not known):
+        return {"ok": False, "stdout": "", "stderr": f"Invalid job id specified for job {text}\n", "exit_code": 1}
+    for job, index in matches:
+        if job.job_id not in ctl.jobs:
+            continue
+        for key, value in changes.items():
+            error = _update_one(ctl, job, key, str(value))
+            if error is not None:
+                raise Refused(error + "\n")
+        ctl.save(job)
+    ctl.schedule_wanted = True
+    return {"ok": True, "stdout": "", "stderr": "", "exit_code": 0}
+
+
+class Refused(Exception):
+    """A request refused after it changed something: the controller undoes its changes."""
+
+    def __init__(self, stderr: str, exit_code: int = 1):
+        super().__init__(stderr)
+        self.reply = {"ok": False, "stdout": "", "stderr": stderr, "exit_code": exit_code}
+
+
+# ------------------------------------------------------------------ steps and allocations
+
+
+def step_start(ctl, msg: dict) -> dict:
+    job = ctl.jobs.get(int(msg["job_id"]))
+    if job is None or job.rec.state not in ("RUNNING", "COMPLETING"):
+        return {"ok": False, "stderr": f"Unable to create step for job {msg['job_id']}: {INVALID_JOB}\n",
+                "exit_code": 1}
+    ctl.write()
+    store.save_step(ctl.conn, StepRecord(
+        job.job_id, str(msg["step_id"]), msg.get("name", ""), "RUNNING", msg.get("start_time") or time.time(),
+        None, msg.get("nodelist", job.rec.nodelist), int(msg.get("num_nodes", 1)), int(msg.get("num_tasks", 1)),
+        int(msg.get("num_cpus", 1)), 0, 0, dict(msg.get("extra") or {})))
+    return {"ok": True}
+
+
+def step_end(ctl, msg: dict) -> dict:
+    job_id, step_id = int(msg["job_id"]), str(msg["step_id"])
+    steps = [s for s in store.read_steps(ctl.conn, [job_id]) if s.step_id == step_id]
+    if not steps:
+        return {"ok": False, "stderr": f"Invalid job step id specified: {job_id}.{step_id}\n", "exit_code": 1}
+    step = steps[0]
+    step.state = msg.get("state") or ("COMPLETED" if not msg.get("exit_code") else "FAILED")
+    step.end_time = msg.get("end_time") or time.time()
+    step.exit_code = int(msg.get("exit_code", 0))
+    step.exit_signal = int(msg.get("exit_signal", 0))
+    ctl.write()
+    store.save_step(ctl.conn, step)
+    return {"ok": True}
+
+
+def job_env_info(ctl, msg: dict) -> dict:
+    """What srun needs of a running job's allocation."""
+    job = ctl.jobs.get(int(msg["job_id"]))
+    if job is None or job.rec.state not in ("RUNNING", "COMPLETING") or job.alloc is None:
+        return {"ok": False, "stderr": f"Unable to confirm allocation for job {msg['job_id']}: {INVALID_JOB}\n",
+                "exit_code": 1}
+    return {"ok": True, "job": dataclasses.asdict(job.rec), "allocation": job.alloc.to_json(),
+            "context_path": os.path.join(ctl.job_dir(job.job_id), "context.json")}
+
+
+def finish_allocation(ctl, msg: dict) -> dict:
+    """An allocation held by salloc/srun ends with its command's exit code."""
+    job = ctl.jobs.get(int(msg["job_id"]))
+    code = int(msg.get("exit_code", 0))
+    if job is None:
+        return {"ok": True}
+    if job.rec.state == "PENDING":
+        job.rec.cancelled_by = ctl.uid
+        ctl.finish(job, "CANCELLED")
+    elif job.rec.state == "RUNNING" and job.launch == "launched":
+        ctl.start_kill(job, f"EXIT:{code}")
+    return {"ok": True}
+
+
+HANDLERS = {
+    "ping": ping, "shutdown": shutdown, "submit": submit, "wait": wait, "cancel": cancel,
+    "hold": hold, "release": release, "requeue": requeue, "update": update,
+    "step_start": step_start, "step_end": step_end, "job_env_info": job_env_info,
+    "finish_allocation": finish_allocation, "usage": usage, "jobs": jobs,
+}

@@ -1,0 +1,300 @@
+"""The controller's durable state: one SQLite database in WAL mode.
+
+``jobs`` has a column per ``JobRecord`` field (same names, for SQL filters
+and for people with the sqlite3 shell) and the same values packed once more
+in ``record`` (a marshalled tuple in field order): the read-only commands
+turn rows into records from that one column, ten thousand in a few
+milliseconds, with nothing but sqlite3. The controller is the only writer;
+readers never block it.
+
+Controller-only columns follow the record's (see ``INTERNAL``); ``steps``
+mirrors ``StepRecord``; ``meta`` holds the next job id and the submit counter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import marshal
+import os
+import sqlite3
+
+from sflow.queue.paths import db_path
+from sflow.records import JobRecord, StepRecord
+
+RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
+STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord) if f.name != "extra")
+# What the packed tuples are laid out as; a different layout is read from the columns.
+LAYOUT = ",".join(RECORD_FIELDS)
+ACTIVE_STATES = ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
+
+INTERNAL = {
+    "record": "BLOB",  # marshal.dumps of the record's values, in RECORD_FIELDS order
+    "request": "TEXT",  # the JobRequest as JSON; NULL for array tasks (their array's row has it)
+    "seq": "INTEGER",  # submission order: SLURM's priority/basic counts it down
+    "token": "TEXT",  # the submitting client's idempotency token
+    "nice": "INTEGER DEFAULT 0",
+    "alloc": "TEXT",  # the Allocation as JSON while the job holds resources
+    "launch": "TEXT",  # NULL, 'intent' (resources taken, process not yet known) or 'launched'
+    "launch_time": "REAL",
+    "pid": "INTEGER",  # the batch step's wrapper, leader of the job's process group
+    "pid_start": "TEXT",  # its kernel start time, so a reused pid is never mistaken for it
+    "pgid": "INTEGER",
+    "status_path": "TEXT",  # where the wrapper writes the exit status
+    "end_state": "TEXT",  # CANCELLED/TIMEOUT...: what to record once the processes are gone
+    "kill_at": "REAL",  # when SIGKILL follows the SIGTERM already sent
+    "signal_done": "INTEGER DEFAULT 0",  # --signal already delivered this run
+    "pending_indices": "TEXT",  # an array's indices not yet started, JSON list
+    "expected_start": "REAL",  # the planner's estimate for a pending job
+    "begin_time": "REAL",  # not eligible before (--begin, scontrol update, the requeue delay)
+}
+
+
+def _sql_type(field: dataclasses.Field) -> str:
+    text = str(field.type).replace(" ", "")
+    for prefix, sql in (("int", "INTEGER"), ("float", "REAL"), ("bool", "INTEGER"), ("str", "TEXT")):
+        if text.startswith(prefix):
+            return sql
+    return "TEXT"
+
+
+def _schema() -> list[str]:
+    record_cols = []
+    for f in dataclasses.fields(JobRecord):
+        col = f"{f.name} {_sql_type(f)}"
+        record_cols.append(col + " PRIMARY KEY" if f.name == "job_id" else col)
+    internal_cols = [f"{name} {sql}" for name, sql in INTERNAL.items()]
+    step_cols = [f"{f.name} {_sql_type(f)}" for f in dataclasses.fields(StepRecord) if f.name != "extra"]
+    return [
+        f"CREATE TABLE IF NOT EXISTS jobs ({', '.join(record_cols + internal_cols)})",
+        "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
+        "CREATE INDEX IF NOT EXISTS jobs_array ON jobs(array_job_id)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS jobs_token ON jobs(token)",
+        f"CREATE TABLE IF NOT EXISTS steps ({', '.join(step_cols)}, extra TEXT, "
+        "PRIMARY KEY (job_id, step_id))",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+    ]
+
+
+# ------------------------------------------------------------------ connections
+
+
+def open_db(home: str) -> sqlite3.Connection:
+    """The controller's connection: schema ensured, WAL, explicit transactions."""
+    path = db_path(home)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: an acknowledged submission survives a power cut too, not just a crash.
+    conn.execute("PRAGMA synchronous=FULL")
+    for statement in _schema():
+        conn.execute(statement)
+    _migrate(conn)
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add columns a newer JobRecord has; repack rows packed with another layout."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+    wanted = [(f.name, _sql_type(f)) for f in dataclasses.fields(JobRecord)]
+    wanted += list(INTERNAL.items())
+    for name, sql in wanted:
+        if name not in have:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql}")
+    if get_meta(conn, "layout") != LAYOUT:
+        conn.execute("BEGIN IMMEDIATE")
+        rows = conn.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM jobs").fetchall()
+        for row in rows:
+            job = _from_columns(row)
+            conn.execute("UPDATE jobs SET record = ? WHERE job_id = ?", (pack(job), job.job_id))
+        set_meta(conn, "layout", LAYOUT)
+        conn.execute("COMMIT")
+
+
+def reader(home: str) -> sqlite3.Connection | None:
+    """A connection for the read-only commands; None when nothing was ever submitted."""
+    path = db_path(home)
+    if not os.path.exists(path):
+        return None
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA query_only=1")
+    return conn
+
+
+def _conn(conn_or_home) -> tuple[sqlite3.Connection | None, bool]:
+    if isinstance(conn_or_home, sqlite3.Connection):
+        return conn_or_home, False
+    return reader(conn_or_home), True
+
+
+# ------------------------------------------------------------------ meta
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value) -> None:
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+
+def next_job_id(conn: sqlite3.Connection, first_job_id: int) -> int:
+    """Allocate one job id inside the caller's transaction (committed with the job, or not at all)."""
+    stored = get_meta(conn, "next_job_id")
+    top = conn.execute("SELECT MAX(job_id) FROM jobs").fetchone()[0] or 0
+    job_id = max(int(stored) if stored else first_job_id, first_job_id, top + 1)
+    set_meta(conn, "next_job_id", job_id + 1)
+    return job_id
+
+
+def next_seq(conn: sqlite3.Connection) -> int:
+    seq = int(get_meta(conn, "submit_seq") or 0) + 1
+    set_meta(conn, "submit_seq", seq)
+    return seq
+
+
+# ------------------------------------------------------------------ jobs
+
+
+def pack(job: JobRecord) -> bytes:
+    return marshal.dumps(tuple(getattr(job, name) for name in RECORD_FIELDS))
+
+
+_BOOL_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord) if _sql_type(f) == "INTEGER"
+                     and str(f.type).startswith("bool"))
+
+
+def _from_columns(row) -> JobRecord:
+    job = JobRecord(*row)
+    for name in _BOOL_FIELDS:
+        setattr(job, name, bool(getattr(job, name)))
+    return job
+
+
+def _where(job_ids, states, where) -> tuple[str, list]:
+    clauses, params = [], []
+    if job_ids is not None:
+        ids = [int(i) for i in job_ids]
+        clauses.append(f"(job_id IN ({','.join('?' * len(ids))}) OR array_job_id IN ({','.join('?' * len(ids))}))"
+                       if ids else "0")
+        params += ids + ids
+    if states is not None:
+        states = list(states)
+        clauses.append(f"state IN ({','.join('?' * len(states))})" if states else "0")
+        params += states
+    if where:
+        clauses.append(f"({where})")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (), *,
+              job_ids=None, states=None) -> list[JobRecord]:
+    """Job records, by job id; ``job_ids`` also matches every task of those arrays.
+
+    ``conn_or_home`` is a sqlite3 connection or the sflow home directory (no
+    database yet: no jobs). ``where``/``params``: an extra SQL condition on the
+    record columns.
+    """
+    conn, close = _conn(conn_or_home)
+    if conn is None:
+        return []
+    try:
+        clause, args = _where(job_ids, states, where)
+        args += list(params)
+        if get_meta(conn, "layout") == LAYOUT:
+            loads, n = marshal.loads, len(RECORD_FIELDS)
+            rows = conn.execute(f"SELECT record FROM jobs{clause} ORDER BY job_id", args).fetchall()
+            return [JobRecord(*loads(blob)[:n]) for (blob,) in rows]
+        rows = conn.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM jobs{clause} ORDER BY job_id",
+                            args).fetchall()
+        return [_from_columns(row) for row in rows]
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return []
+        raise
+    finally:
+        if close:
+            conn.close()
+
+
+_RECORD_COLUMNS = ", ".join(RECORD_FIELDS)
+_RECORD_MARKS = ", ".join("?" * len(RECORD_FIELDS))
+_RECORD_SETS = ", ".join(f"{name} = ?" for name in RECORD_FIELDS)
+
+
+def insert_job(conn: sqlite3.Connection, job: JobRecord, **internal) -> None:
+    names = list(internal)
+    values = [getattr(job, name) for name in RECORD_FIELDS]
+    conn.execute(
+        f"INSERT INTO jobs ({_RECORD_COLUMNS}, record{''.join(', ' + n for n in names)}) "
+        f"VALUES ({_RECORD_MARKS}, ?{', ?' * len(names)})",
+        [*values, pack(job), *internal.values()],
+    )
+
+
+def update_job(conn: sqlite3.Connection, job: JobRecord, **internal) -> None:
+    """Write the whole record back (and any controller-only columns given)."""
+    sets = _RECORD_SETS + ", record = ?" + "".join(f", {name} = ?" for name in internal)
+    values = [getattr(job, name) for name in RECORD_FIELDS]
+    conn.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?",
+                 [*values, pack(job), *internal.values(), job.job_id])
+
+
+def set_internal(conn: sqlite3.Connection, job_id: int, **internal) -> None:
+    if internal:
+        conn.execute(f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in internal)} WHERE job_id = ?",
+                     [*internal.values(), job_id])
+
+
+def read_internal(conn: sqlite3.Connection, where: str, params=(), columns=tuple(INTERNAL)) -> list[tuple]:
+    """(record, *columns) rows for the controller, record already unpacked."""
+    names = [c for c in columns if c != "record"]
+    rows = conn.execute(
+        f"SELECT {_RECORD_COLUMNS}{''.join(', ' + n for n in names)} FROM jobs WHERE {where} ORDER BY job_id",
+        list(params)).fetchall()
+    n = len(RECORD_FIELDS)
+    return [(_from_columns(row[:n]), *row[n:]) for row in rows]
+
+
+# ------------------------------------------------------------------ steps
+
+
+def read_steps(conn_or_home, job_ids=None) -> list[StepRecord]:
+    """Step records (``batch`` and srun steps), by job id and start."""
+    conn, close = _conn(conn_or_home)
+    if conn is None:
+        return []
+    try:
+        sql = f"SELECT {', '.join(STEP_FIELDS)}, extra FROM steps"
+        args: list = []
+        if job_ids is not None:
+            ids = [int(i) for i in job_ids]
+            sql += f" WHERE job_id IN ({','.join('?' * len(ids))})" if ids else " WHERE 0"
+            args = ids
+        rows = conn.execute(sql + " ORDER BY job_id, start_time", args).fetchall()
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return []
+        raise
+    finally:
+        if close:
+            conn.close()
+    loads = json.loads
+    return [StepRecord(*row[:-1], extra=loads(row[-1]) if row[-1] else {}) for row in rows]
+
+
+def save_step(conn: sqlite3.Connection, step: StepRecord) -> None:
+    values = [getattr(step, name) for name in STEP_FIELDS]
+    conn.execute(
+        f"INSERT OR REPLACE INTO steps ({', '.join(STEP_FIELDS)}, extra) "
+        f"VALUES ({', '.join('?' * len(STEP_FIELDS))}, ?)",
+        [*values, json.dumps(step.extra) if step.extra else None],
+    )
+
+
+__all__ = [
+    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "insert_job", "next_job_id", "next_seq", "open_db",
+    "read_internal", "read_jobs", "read_steps", "reader", "save_step", "set_internal", "update_job",
+]

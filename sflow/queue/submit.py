@@ -1,0 +1,217 @@
+"""``submit``: from sbatch's raw ingredients to a queued job, or sbatch's refusal.
+
+The controller parses (its grammars and models are warm), checks the request
+against the cluster as slurmctld does at submission, allocates the job id in
+the same transaction that stores the job, and answers only after COMMIT.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from sflow.backends.local import Need, estimate_nodes
+from sflow.errors import SflowError, SlurmError, render
+from sflow.queue import store
+from sflow.queue.jobs import Job, base_priority
+from sflow.records import INFINITE, JobRecord
+
+NO_TASK = 4294967294  # the task id SLURM shows in an array's pending record (NO_VAL - 1)
+
+
+def display_path(request, pattern: str | None, job_id: int, array_job_id: int | None = None,
+                 task: int | None = None) -> str:
+    """An output file as scontrol shows it: the pattern expanded with what is known before start."""
+    from sflow.slurm.values import expand_output_pattern
+
+    if not pattern:
+        return ""
+    ctx = {"job_id": job_id, "job_name": request.job_name, "user": request.user}
+    if request.array is not None:
+        ctx.update(array_job_id=array_job_id or job_id, array_task_id=NO_TASK if task is None else task)
+    try:
+        path = expand_output_pattern(pattern, ctx)
+    except (KeyError, ValueError):
+        path = pattern
+    return path if os.path.isabs(path) else os.path.join(request.work_dir, path)
+
+
+def _error(err: SflowError) -> dict:
+    return {"ok": False, "stdout": "", "stderr": render("sbatch", err) + "\n",
+            "exit_code": getattr(err, "exit_code", 1)}
+
+
+def _partition(ctl, request):
+    names = (request.partition or "").split(",") if request.partition else [None]
+    return ctl.cluster.partition(names[0] or None)
+
+
+def _enforce_part_limits(ctl, request, partition, limit: int, need) -> None:
+    """EnforcePartLimits=YES/ANY/ALL rejects at submission what would otherwise wait forever."""
+    mode = (ctl.config_value("EnforcePartLimits", "NO") or "NO").upper()
+    if mode in ("NO", "0"):
+        return
+    if partition.max_time not in (None, INFINITE) and limit > partition.max_time:
+        raise SlurmError("Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)")
+    if need.nodes_given and (need.min_nodes > len(partition.nodes)
+                             or (partition.max_nodes and need.min_nodes > partition.max_nodes)):
+        raise SlurmError("Batch job submission failed: Node count specification invalid")
+
+
+def submit(ctl, msg: dict) -> dict:
+    from sflow.slurm.request import parse_sbatch
+
+    token = msg.get("token")
+    if token:
+        row = ctl.conn.execute("SELECT job_id, request FROM jobs WHERE token = ?", (token,)).fetchone()
+        if row is not None:  # a resend after a controller died before answering
+            return _accepted(ctl, row[0], _flags_from_argv(msg.get("argv") or []), "")
+    ctl.maybe_reload()
+    try:
+        submission = parse_sbatch(
+            list(msg.get("argv") or []), env=msg.get("env") or {}, cwd=msg.get("cwd") or "/",
+            stdin_text=msg.get("stdin"), user=msg.get("user", ""), uid=int(msg.get("uid", os.getuid())),
+            gid=int(msg.get("gid", os.getgid())), host=msg.get("host", ""), cluster=ctl.cluster,
+        )
+        request, flags = submission.request, submission.flags
+        partition = _partition(ctl, request)
+        if partition.backend != "local" or (request.cloud.backend not in (None, "local")):
+            raise SlurmError("Batch job submission failed: the mithril backend is not available here yet")
+        need = Need.of(request)
+        never = ctl.backend.check_need(need, partition)
+        limit = request.time_limit
+        if limit is None:
+            limit = partition.default_time or partition.max_time or INFINITE
+        _enforce_part_limits(ctl, request, partition, limit, need)
+    except SflowError as err:
+        return _error(err)
+    warnings = "".join(f"sbatch: warning: {w}\n" for w in submission.warnings)
+    if flags.test_only:
+        return test_only(ctl, request, partition, need, never, limit, warnings)
+
+    ctl.write()
+    job_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
+    seq = store.next_seq(ctl.conn)
+    now = time.time()
+    rec = _record(ctl, request, partition, need, job_id, seq, limit, now)
+    job = Job(rec=rec, request_json=request.model_dump_json(), seq=seq, token=token, nice=request.nice,
+              begin_time=request.begin, request=request, need=need, never_reason=never)
+    if request.array is not None:
+        job.pending_indices = list(request.array.indices)
+    _write_script(ctl, job_id, request.script)
+    ctl.insert(job)
+    ctl.jobs[job_id] = job
+    ctl.schedule_wanted = True
+    flags_echo = {"parsable": flags.parsable, "quiet": flags.quiet, "wait": flags.wait}
+    return _accepted(ctl, job_id, flags_echo, warnings)
+
+
+def _flags_from_argv(argv: list[str]) -> dict:
+    from sflow.slurm.getopt import getopt
+
+    try:
+        fields = {option.field for option, _ in getopt("sbatch", argv).options}
+    except SflowError:
+        fields = set()
+    return {name: name in fields for name in ("parsable", "quiet", "wait")}
+
+
+def _accepted(ctl, job_id: int, flags: dict, warnings: str) -> dict:
+    if flags.get("quiet"):
+        out = ""
+    elif flags.get("parsable"):
+        out = f"{job_id}\n"
+    else:
+        out = f"Submitted batch job {job_id}\n"
+    return {"ok": True, "job_id": job_id, "stdout": out, "stderr": warnings, "exit_code": 0,
+            "wait": bool(flags.get("wait"))}
+
+
+def _write_script(ctl, job_id: int, script: str) -> None:
+    """The script as submitted, beside the job (SLURM keeps it for ``scontrol write batch_script``)."""
+    directory = ctl.job_dir(job_id)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(directory, "script"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
+        handle.write(script)
+
+
+def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, now: float) -> JobRecord:
+    from sflow.slurm.display import format_dependency, tres_per
+    from sflow.slurm.values import format_array
+
+    requeue = request.requeue
+    if requeue is None:
+        requeue = (ctl.config_value("JobRequeue", "1") or "1") != "0"
+    if request.hold:
+        priority = 0
+    elif request.priority is not None:
+        priority = request.priority
+    else:
+        priority = base_priority(seq, request.nice)
+    mem = request.mem_per_node_mb if request.mem_per_node_mb is not None else request.mem_per_cpu_mb
+    nodes = [ctl.cluster.node(name) for name in partition.nodes] or list(ctl.cluster.nodes)
+    array = request.array
+    return JobRecord(
+        job_id=job_id, name=request.job_name, user=request.user, uid=request.uid, gid=request.gid,
+        partition=partition.name, state="PENDING", reason="JobHeldUser" if request.hold else "None",
+        submit_time=now, work_dir=request.work_dir, command=request.script_path or "(null)",
+        array_job_id=job_id if array else None,
+        array_task_str=format_array(array.indices, array.throttle) if array else None,
+        array_max_tasks=array.throttle if array else None,
+        time_limit=limit, priority=priority,
+        num_nodes=estimate_nodes(need, nodes), num_cpus=request.ntasks * request.cpus_per_task,
+        num_tasks=request.ntasks, cpus_per_task=request.cpus_per_task, min_memory_mb=mem,
+        dependency=format_dependency(request.dependency) if request.dependency else "",
+        account=request.account or request.user, qos=request.qos or "normal",
+        stdout=display_path(request, request.stdout_pattern, job_id),
+        stderr=display_path(request, request.stderr_pattern, job_id),
+        stdin=display_path(request, request.input, job_id) if request.input else "/dev/null",
+        requeue=bool(requeue), held=request.hold, comment=request.comment or "",
+        gres=tres_per(request).get("TresPerNode", ""), backend=partition.backend,
+        limit_price=request.cloud.limit_price,
+    )
+
+
+def test_only(ctl, request, partition, need, never, limit, warnings: str) -> dict:
+    """``--test-only``: when and where the job would start, without queueing it (the id is spent)."""
+    from sflow.queue.scheduler import FOREVER, Timeline
+
+    ctl.write()
+    job_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
+    if never is not None:
+        return {"ok": False, "stdout": "",
+                "stderr": warnings + "allocation failure: Requested node configuration is not available\n",
+                "exit_code": 1}
+    now = time.time()
+    running = [j for j in ctl.jobs.values() if j.alloc is not None]
+    timeline = Timeline(ctl.backend, now, [(j.deadline() or FOREVER, j.alloc) for j in running])
+    for job in sorted((j for j in ctl.jobs.values() if j.expected_start and j.rec.state == "PENDING"),
+                      key=lambda j: j.expected_start):
+        # Jobs already waiting keep their place ahead of this one.
+        fit = timeline.earliest(job.job_id, job.need, partition, _duration(job.rec.time_limit))
+        if fit is not None and job.need is not None:
+            timeline.reserve(fit[0], fit[0] + _duration(job.rec.time_limit), fit[1])
+    fit = timeline.earliest(job_id, need, partition, _duration(limit))
+    if fit is None:
+        when, alloc = FOREVER, ctl.backend.place(job_id, need, partition, _empty(ctl))
+    else:
+        when, alloc = fit
+    shown = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(when, 32503680000)))
+    cpus = alloc.num_cpus if alloc is not None else request.ntasks * request.cpus_per_task
+    nodes = alloc.nodelist if alloc is not None else "(null)"
+    text = (f"sbatch: Job {job_id} to start at {shown} using {cpus} processors on nodes {nodes} "
+            f"in partition {partition.name}\n")
+    return {"ok": True, "job_id": None, "stdout": "", "stderr": warnings + text, "exit_code": 0}
+
+
+def _duration(limit):
+    from sflow.queue.scheduler import FOREVER
+
+    return FOREVER if limit is None or limit >= INFINITE else limit * 60
+
+
+def _empty(ctl):
+    from sflow.backends.local import Usage
+
+    return Usage(n.name for n in ctl.cluster.nodes)

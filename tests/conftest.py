@@ -1,0 +1,65 @@
+"""Shared fixtures: a private sflow home and cluster per test that needs a controller."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REF_CONF = os.path.join(ROOT, "compat", "golden", "ref-slurm.conf")
+BIN = os.path.dirname(sys.executable)
+
+
+class Cluster:
+    """Runs the drop-in commands against one private controller."""
+
+    def __init__(self, home: str, work: str, env: dict):
+        self.home, self.work, self.env = home, work, env
+
+    def run(self, *argv: str, input: str | None = None, timeout: float = 120, cwd: str | None = None):
+        return subprocess.run(list(argv), cwd=cwd or self.work, env=self.env, input=input, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def shutdown(self) -> None:
+        from sflow.queue import client
+
+        try:
+            client.call(self.home, "shutdown", start=False)
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A 4-node cluster (the reference SLURM's slurm.conf) behind the shims on PATH."""
+    home = tmp_path / "home"
+    work = tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    env = {**os.environ, "SFLOW_HOME": str(home), "SFLOW_CONF": REF_CONF,
+           "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "SFLOW_CONTROLLER_IDLE": "30"}
+    for name in [n for n in env if n.startswith("SLURM_") or n.startswith("SBATCH_")]:
+        del env[name]
+    c = Cluster(str(home), str(work), env)
+    old = {k: os.environ.get(k) for k in ("SFLOW_HOME", "SFLOW_CONF")}
+    os.environ.update(SFLOW_HOME=str(home), SFLOW_CONF=REF_CONF)
+    yield c
+    c.shutdown()
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def examples_dir() -> str:
+    return os.path.join(ROOT, "examples", "slurm")
+
+
+def copy_examples(dest: str) -> None:
+    for name in os.listdir(examples_dir()):
+        shutil.copy(os.path.join(examples_dir(), name), dest)

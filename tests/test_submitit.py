@@ -1,0 +1,77 @@
+"""submitit's SlurmExecutor, unchanged, against the sflow shims on PATH."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+submitit = pytest.importorskip("submitit")
+
+
+def add(a, b):
+    return a + b
+
+
+def rank_and_node():
+    env = submitit.JobEnvironment()
+    return env.global_rank, env.num_tasks, os.environ["SLURMD_NODENAME"]
+
+
+def sleep_long():
+    time.sleep(120)
+    return "never"
+
+
+def _done(job, timeout: float):
+    deadline = time.time() + timeout
+    while not job.done() and time.time() < deadline:
+        time.sleep(0.2)
+    assert job.done(), f"job {job.job_id} still {job.state} after {timeout}s"
+    return job
+
+
+@pytest.fixture
+def executor(cluster, tmp_path, monkeypatch):
+    for key, value in cluster.env.items():
+        monkeypatch.setenv(key, value)
+    # The job unpickles functions from this module: make it importable there.
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.abspath(__file__)))
+    ex = submitit.AutoExecutor(folder=str(tmp_path / "logs"), cluster="slurm")
+    ex.update_parameters(timeout_min=5, slurm_partition="debug")
+    return ex
+
+
+def test_function_result(executor):
+    job = executor.submit(add, 2, 3)
+    assert _done(job, 90).result() == 5
+    deadline = time.time() + 30  # submitit refreshes sacct's view on its own schedule
+    while job.state != "COMPLETED" and time.time() < deadline:
+        time.sleep(0.5)
+    assert job.state == "COMPLETED"
+
+
+def test_map_array(executor):
+    executor.update_parameters(slurm_array_parallelism=2)
+    jobs = executor.map_array(add, [1, 2, 3, 4], [10, 20, 30, 40])
+    assert [_done(j, 120).result() for j in jobs] == [11, 22, 33, 44]
+
+
+def test_multi_task_job(executor):
+    executor.update_parameters(nodes=2, tasks_per_node=2)
+    job = executor.submit(rank_and_node)
+    results = _done(job, 120).results()
+    assert sorted(results) == [(0, 4, "node1"), (1, 4, "node1"), (2, 4, "node2"), (3, 4, "node2")]
+
+
+def test_cancellation(executor):
+    job = executor.submit(sleep_long)
+    deadline = time.time() + 60
+    while job.state not in ("RUNNING",) and time.time() < deadline:
+        time.sleep(0.3)
+    job.cancel()
+    deadline = time.time() + 60
+    while not job.done() and time.time() < deadline:
+        time.sleep(0.3)
+    assert job.state.startswith("CANCELLED")
