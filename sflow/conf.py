@@ -1,20 +1,24 @@
 """The cluster description, read from slurm.conf syntax.
 
 ``$SFLOW_CONF``, else ``$SFLOW_HOME/slurm.conf``, else this machine as a
-one-node cluster. An admin's own slurm.conf works: the keys sflow acts on are
-read, the others kept and shown by ``scontrol show config``. sflow adds one
-partition key, ``Backend=local|mithril``.
+one-node cluster. An admin's own slurm.conf works: node and partition lines
+and the keys sflow acts on are read, every other key is kept and shown by
+``scontrol show config``. sflow adds one partition key, ``Backend=local|mithril``.
+
+Every shim reads the cluster, so ``load_cluster`` keeps the parsed form in
+``sflow_home()/cache`` keyed by each file's path, size and mtime; parsing
+(and importing lark) happens only when a file changed.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field, replace
 
 from sflow.errors import SlurmError
 
-INFINITE = 0xFFFFFFFE
+INFINITE = 0xFFFFFFFE  # records.INFINITE: SLURM's UNLIMITED
+CACHE_VERSION = 2  # bump when the dataclasses below change shape
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,16 @@ class Node:
     sockets: int = 1
     cores_per_socket: int | None = None
     threads_per_core: int = 1
+    # Beyond what scheduling needs: what sinfo and scontrol show.
+    boards: int = 1
+    addr: str | None = None  # NodeAddr; None: the node's name
+    hostname: str | None = None  # NodeHostname; None: the node's name
+    port: int | None = None  # Port, when the file sets one
+    tmp_disk_mb: int = 0
+    weight: int = 1
+    gres: tuple[str, ...] = ()  # as configured: ("gpu:h100:8",)
+    state: str | None = None  # State= in the file (DOWN, DRAIN, FUTURE...); None: UNKNOWN
+    reason: str | None = None  # Reason= in the file (or a DownNodes line)
 
 
 @dataclass(frozen=True)
@@ -35,11 +49,37 @@ class Partition:
     name: str
     nodes: tuple[str, ...]
     default: bool = False
-    max_time: int | None = None  # minutes; INFINITE or None: no limit
+    max_time: int | None = None  # minutes; INFINITE for UNLIMITED; None if unset (= UNLIMITED)
     default_time: int | None = None
     max_nodes: int | None = None
-    state: str = "UP"
-    backend: str = "local"
+    state: str = "UP"  # UP, DOWN, DRAIN, INACTIVE
+    backend: str = "local"  # sflow extension: local | mithril
+    # Beyond what scheduling needs: what sinfo and scontrol show.
+    min_nodes: int = 0
+    hidden: bool = False
+    priority_tier: int = 1
+    priority_job_factor: int = 1
+    oversubscribe: str = "NO"  # NO, EXCLUSIVE, YES:n, FORCE:n
+    root_only: bool = False
+    exclusive_user: bool = False
+    disable_root_jobs: bool = False
+    lln: bool = False
+    req_resv: bool = False
+    allow_groups: str = "ALL"
+    allow_accounts: str = "ALL"
+    allow_qos: str = "ALL"
+    alloc_nodes: str = "ALL"
+    qos: str | None = None
+    grace_time: int = 0
+    preempt_mode: str | None = None  # None: the cluster's PreemptMode
+    over_time_limit: int | None = None
+    max_cpus_per_node: int | None = None
+    def_mem_per_cpu: int | None = None
+    def_mem_per_node: int | None = None
+    max_mem_per_cpu: int | None = None
+    max_mem_per_node: int | None = None
+    select_type_parameters: str | None = None
+    job_defaults: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,13 +93,15 @@ class Cluster:
     min_job_age: int = 300
     max_array_size: int = 1001
     source: str | None = None
+    controllers: tuple[str, ...] = ()  # SlurmctldHost lines, in order
 
     def partition(self, name: str | None = None) -> Partition:
+        """The named partition, or the default one (``None``)."""
         for part in self.partitions:
-            if (name is None and part.default) or part.name == name:
+            if (part.default if name is None else part.name == name):
                 return part
-        if name is None and self.partitions:
-            return self.partitions[0]
+        if name is None:
+            raise SlurmError("Batch job submission failed: No partition specified or system default partition")
         raise SlurmError(
             f"invalid partition specified: {name}\n"
             "Batch job submission failed: Invalid partition name specified"
@@ -71,6 +113,17 @@ class Cluster:
                 return node
         raise SlurmError(f"Invalid node name specified: {name}")
 
+    def config_value(self, key: str, default: str | None = None) -> str | None:
+        """A slurm.conf key, compared case-insensitively as SLURM does."""
+        wanted = key.lower()
+        for name, value in self.config.items():
+            if name.lower() == wanted:
+                return value
+        return default
+
+
+# ------------------------------------------------------------------ where things live
+
 
 def sflow_home(env=os.environ) -> str:
     home = env.get("SFLOW_HOME")
@@ -81,52 +134,110 @@ def sflow_home(env=os.environ) -> str:
     return home
 
 
+def config_path(env=os.environ) -> str | None:
+    if env.get("SFLOW_CONF"):
+        return env["SFLOW_CONF"]
+    candidate = os.path.join(sflow_home(env), "slurm.conf")
+    return candidate if os.path.exists(candidate) else None
+
+
+# ------------------------------------------------------------------ this machine
+
+
 def _meminfo_mb() -> int:
+    """MemTotal in MB, rounded down, as ``slurmd -C`` reports RealMemory."""
     try:
         with open("/proc/meminfo") as handle:
             for line in handle:
                 if line.startswith("MemTotal:"):
                     return int(line.split()[1]) // 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
-    return 1024
+    return 1
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _topology(cpus: int) -> tuple[int, int, int]:
+    """(sockets, cores per socket, threads per core) of the CPUs we may use, as slurmd -C counts them."""
+    try:
+        usable = sorted(os.sched_getaffinity(0))
+        threads: dict[tuple[str, str], int] = {}
+        for cpu in usable:
+            base = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+            with open(base + "physical_package_id") as handle:
+                package = handle.read().strip()
+            with open(base + "core_id") as handle:
+                core = handle.read().strip()
+            threads[(package, core)] = threads.get((package, core), 0) + 1
+        sockets = len({package for package, _ in threads})
+        per_core = max(threads.values())
+        if sockets * (len(threads) // sockets) * per_core == cpus and len(threads) % sockets == 0:
+            return sockets, len(threads) // sockets, per_core
+    except (OSError, AttributeError, ValueError, ZeroDivisionError):
+        pass
+    return 1, cpus, 1
 
 
 def _gpu_count() -> int:
+    """GPUs listed by ``nvidia-smi -L`` (0 without the binary); cached per boot, it takes a while."""
     import shutil
-    import subprocess
 
-    if not shutil.which("nvidia-smi"):
+    binary = shutil.which("nvidia-smi")
+    if not binary:
         return 0
     try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            boot = handle.read().strip()
+    except OSError:
+        boot = ""
+    cache = os.path.join(sflow_home(), "cache", f"gpus-{boot}") if boot else None
+    if cache:
+        try:
+            with open(cache) as handle:
+                return int(handle.read())
+        except (OSError, ValueError):
+            pass
+    import subprocess
+
+    try:
+        out = subprocess.run([binary, "-L"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    count = sum(1 for line in out.splitlines() if line.startswith("GPU "))
+    if cache:
+        _write_atomic(cache, str(count))
+    return count
 
 
 def default_cluster() -> Cluster:
     """This machine as one node named after its short hostname, in partition ``debug``."""
-    name = socket.gethostname().split(".")[0] or "localhost"
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    node = Node(name, cpus, _meminfo_mb(), _gpu_count())
-    config = {"ClusterName": "sflow", "FirstJobId": "1"}
+    name = os.uname().nodename.split(".")[0] or "localhost"
+    cpus = _cpu_count()
+    sockets, cores, threads = _topology(cpus)
+    gpus = _gpu_count()
+    node = Node(name, cpus, _meminfo_mb(), gpus, sockets=sockets, cores_per_socket=cores,
+                threads_per_core=threads, gres=(f"gpu:{gpus}",) if gpus else ())
+    config = _with_defaults({"ClusterName": "sflow", "FirstJobId": "1"})
     return Cluster("sflow", (node,), (Partition("debug", (name,), default=True),), config)
 
 
-# ------------------------------------------------------------------ parsing
+# ------------------------------------------------------------------ reading the file
 
 
-def _logical_lines(path: str, seen: tuple[str, ...] = ()):
-    """(file, line number, text) with comments stripped and ``\\`` continuations joined."""
+def _read_lines(path: str, where: str | None = None):
+    """(file, line number, text) per logical line: comments cut, ``\\`` continuations joined."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8", errors="replace") as handle:
             raw = handle.read().split("\n")
     except OSError as err:
-        raise SlurmError(f"Unable to read configuration file {path}: {err.strerror}") from None
+        raise SlurmError(f"Unable to open configuration file {path}: {err.strerror}"
+                         + (f" ({where})" if where else "")) from None
     pending, start = "", 0
     for number, line in enumerate(raw, start=1):
         line = line.split("#", 1)[0].rstrip()
@@ -135,156 +246,521 @@ def _logical_lines(path: str, seen: tuple[str, ...] = ()):
         if line.endswith("\\"):
             pending += line[:-1] + " "
             continue
-        yield path, start, pending + line
+        text = (pending + line).strip()
         pending = ""
+        if text:
+            yield path, start, text
 
 
-def _pairs(path: str, seen: tuple[str, ...] = ()):
-    from lark.exceptions import LarkError
+def _parse_line(text: str, path: str, number: int):
+    """("include", path) or ("pairs", [(key, value), ...])."""
+    from lark.exceptions import UnexpectedInput
 
     from sflow.slurm.grammars import parser
 
-    for source, number, text in _logical_lines(path):
-        if not text.strip():
+    try:
+        tree = parser("slurm_conf").parse(text)
+    except UnexpectedInput as err:
+        word = text.split()[0] if "=" not in text.split()[0] else text[max(0, err.column - 1):].split()[0]
+        raise SlurmError(f"Parsing error at unrecognized key: {word}", line=number, source=path) from None
+    first = tree.children[0]
+    if first.data == "include":
+        return "include", str(first.children[0])
+    pairs = []
+    for pair in tree.children:
+        key = str(pair.children[0])
+        value = str(pair.children[1].children[0]) if len(pair.children) > 1 else ""
+        if value.startswith('"'):
+            value = value[1:-1]
+        pairs.append((key, value))
+    return "pairs", pairs
+
+
+def _statements(path: str, top_dir: str, cluster_name: list[str], stack: tuple[str, ...] = ()):
+    """(file, line, pairs) for every line of the file and of the files it includes."""
+    for source, number, text in _read_lines(path):
+        kind, payload = _parse_line(text, source, number)
+        if kind == "pairs":
+            for key, value in payload:
+                if key.lower() == "clustername":
+                    cluster_name[0] = value.lower()  # %c in later Include lines (SLURM lowercases it)
+            yield source, number, payload
             continue
+        target = payload.replace("%c", cluster_name[0] or "")
+        if not os.path.isabs(target):
+            target = os.path.join(top_dir, target)  # relative to slurm.conf's directory, as SLURM does
+        target = os.path.normpath(target)
+        if target in stack + (os.path.normpath(path),):
+            raise SlurmError(f"Include loop: {target} includes itself", line=number, source=source)
+        if not os.path.exists(target):
+            raise SlurmError(f"Unable to open configuration file {target}: No such file or directory",
+                             line=number, source=source)
+        yield from _statements(target, top_dir, cluster_name, stack + (os.path.normpath(path),))
+        yield source, number, [("\0include", target)]  # noted for the cache's file list
+
+
+# ------------------------------------------------------------------ values
+
+
+class _Where:
+    """Where a value came from, for error messages."""
+
+    def __init__(self, source: str, line: int):
+        self.source, self.line = source, line
+
+    def error(self, message: str) -> SlurmError:
+        return SlurmError(message, line=self.line, source=self.source)
+
+    def int(self, key: str, value: str, low: int | None = None, high: int | None = None) -> int:
+        text = value.strip()
+        if not text.lstrip("-").isdigit():
+            raise self.error(f'"{key}" value "{value}" is not a valid number')
+        number = int(text)
+        if (low is not None and number < low) or (high is not None and number > high):
+            bounds = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise self.error(f'"{key}" value "{value}" is out of range ({bounds})')
+        return number
+
+    def yes_no(self, key: str, value: str) -> bool:
+        word = value.strip().upper()
+        if word in ("YES", "Y", "1", "TRUE"):
+            return True
+        if word in ("NO", "N", "0", "FALSE"):
+            return False
+        raise self.error(f'"{key}" value "{value}" is not YES or NO')
+
+    def minutes(self, key: str, value: str) -> int:
+        from sflow.slurm.values import InvalidValue, parse_time_limit
+
+        if value.strip().upper() in ("INFINITE", "UNLIMITED"):
+            return INFINITE
         try:
-            tree = parser("slurm_conf", "line").parse(text.strip())
-        except LarkError:
-            raise SlurmError(f"{source} line {number}: cannot parse: {text.strip()}") from None
-        if tree.data == "include":
-            target = str(tree.children[1])
-            if not os.path.isabs(target):
-                target = os.path.join(os.path.dirname(path), target)
-            if target in seen:
-                raise SlurmError(f"{source} line {number}: Include loop through {target}")
-            yield from _pairs(target, seen + (path,))
-            continue
-        pairs = []
-        for pair in tree.children:
-            key = str(pair.children[0])
-            value_tree = pair.children[1]
-            value = str(value_tree.children[0]) if value_tree.children else ""
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]
-            pairs.append((key, value))
-        yield source, number, pairs
+            return parse_time_limit(value)
+        except InvalidValue:
+            raise self.error(f'"{key}" value "{value}" is not a valid time') from None
+
+    def limit(self, key: str, value: str) -> int | None:
+        """An integer or UNLIMITED/INFINITE (None)."""
+        if value.strip().upper() in ("UNLIMITED", "INFINITE"):
+            return None
+        return self.int(key, value, 0)
+
+    def hosts(self, key: str, value: str) -> list[str]:
+        from sflow.slurm.values import InvalidValue, expand_hostlist
+
+        try:
+            return expand_hostlist(value)
+        except InvalidValue:
+            raise self.error(f'"{key}" value "{value}" is not a valid hostlist') from None
 
 
-def _int(value: str, key: str, where: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise SlurmError(f"{where}: invalid value for {key}: {value}") from None
+NODE_KEYS = {
+    "nodename", "nodehostname", "nodeaddr", "bcastaddr", "boards", "corespeccount", "corespersocket",
+    "cpubind", "cpus", "cpuspeclist", "features", "feature", "gres", "memspeclimit", "port", "procs",
+    "realmemory", "reason", "sockets", "socketsperboard", "state", "threadspercore", "tmpdisk", "weight",
+}
+PARTITION_KEYS = {
+    "partitionname", "allocnodes", "allowaccounts", "allowgroups", "allowqos", "alternate", "cpubind",
+    "default", "defaulttime", "defcpupergpu", "defmempercpu", "defmempergpu", "defmempernode",
+    "denyaccounts", "denyqos", "disablerootjobs", "exclusiveuser", "gracetime", "hidden", "lln",
+    "maxcpuspernode", "maxmempercpu", "maxmempernode", "maxnodes", "maxtime", "minnodes", "nodes",
+    "oversubscribe", "overtimelimit", "preemptmode", "priority", "priorityjobfactor", "prioritytier", "qos",
+    "reqresv", "resumetimeout", "rootonly", "selecttypeparameters", "shared", "state", "suspendtime",
+    "suspendtimeout", "tresbillingweights", "jobdefaults", "backend",
+}
+NODE_STATES = {"UNKNOWN", "IDLE", "DOWN", "DRAIN", "FAIL", "FAILING", "FUTURE", "CLOUD"}
+PARTITION_STATES = {"UP", "DOWN", "DRAIN", "INACTIVE"}
+BACKENDS = ("local", "mithril")
 
 
-def _time(value: str, where: str) -> int | None:
-    from sflow.slurm.values import InvalidValue, parse_time_limit
-
-    try:
-        return parse_time_limit(value)
-    except InvalidValue:
-        raise SlurmError(f"{where}: invalid time: {value}") from None
+def _check_keys(pairs, allowed: set[str], where: _Where) -> None:
+    for key, _ in pairs:
+        if key.lower() not in allowed:
+            raise where.error(f"Parsing error at unrecognized key: {key}")
 
 
-def load_file(path: str) -> Cluster:
-    from sflow.slurm.values import InvalidValue, expand_hostlist
+def _per_node(key: str, value: str | None, count: int, where: _Where) -> list[str | None]:
+    """NodeAddr/NodeHostname/Port: one value for all nodes of the line, or one per node."""
+    if value is None:
+        return [None] * count
+    items = where.hosts(key, value) if key != "Port" else _ports(value, where)
+    if len(items) == 1:
+        return items * count
+    if len(items) != count:
+        raise where.error(f"{key} count ({len(items)}) does not match NodeName count ({count})")
+    return items
 
-    config: dict[str, str] = {}
-    node_defaults: dict[str, str] = {}
-    part_defaults: dict[str, str] = {}
-    nodes: list[Node] = []
-    partitions: list[Partition] = []
-    for source, number, pairs in _pairs(path):
-        where = f"{source} line {number}"
-        keys = {k.lower(): v for k, v in pairs}
-        head = pairs[0][0].lower()
-        if head == "nodename":
-            if pairs[0][1].upper() == "DEFAULT":
-                node_defaults.update({k.lower(): v for k, v in pairs[1:]})
-                continue
-            spec = {**node_defaults, **keys}
-            try:
-                names = expand_hostlist(pairs[0][1])
-            except InvalidValue:
-                raise SlurmError(f"{where}: invalid NodeName: {pairs[0][1]}") from None
-            gpus, gtype = 0, None
-            for gres in filter(None, spec.get("gres", "").split(",")):
-                bits = gres.split(":")
-                if bits[0] == "gpu":
-                    count = bits[-1] if len(bits) > 1 and bits[-1].isdigit() else "1"
-                    gpus += int(count)
-                    if len(bits) == 3:
-                        gtype = bits[1]
-            for name in names:
-                nodes.append(Node(
-                    name=name,
-                    cpus=_int(spec.get("cpus", spec.get("procs", "1")), "CPUs", where),
-                    real_memory_mb=_int(spec.get("realmemory", "1"), "RealMemory", where),
-                    gpus=gpus, gpu_type=gtype,
-                    features=tuple(filter(None, spec.get("features", spec.get("feature", "")).split(","))),
-                    sockets=_int(spec.get("sockets", "1"), "Sockets", where),
-                    threads_per_core=_int(spec.get("threadspercore", "1"), "ThreadsPerCore", where),
-                ))
-        elif head == "partitionname":
-            if pairs[0][1].upper() == "DEFAULT":
-                part_defaults.update({k.lower(): v for k, v in pairs[1:]})
-                continue
-            spec = {**part_defaults, **keys}
-            members = spec.get("nodes", "")
-            if members.upper() == "ALL":
-                member_names = tuple(n.name for n in nodes)
-            else:
-                try:
-                    member_names = tuple(expand_hostlist(members)) if members else ()
-                except InvalidValue:
-                    raise SlurmError(f"{where}: invalid Nodes: {members}") from None
-            backend = spec.get("backend", "local").lower()
-            if backend not in ("local", "mithril"):
-                raise SlurmError(f"{where}: Backend must be local or mithril, not {backend}")
-            partitions.append(Partition(
-                name=pairs[0][1], nodes=member_names,
-                default=spec.get("default", "NO").upper() == "YES",
-                max_time=_time(spec["maxtime"], where) if "maxtime" in spec else None,
-                default_time=_time(spec["defaulttime"], where) if "defaulttime" in spec else None,
-                max_nodes=None if spec.get("maxnodes", "UNLIMITED").upper() == "UNLIMITED"
-                else _int(spec["maxnodes"], "MaxNodes", where),
-                state=spec.get("state", "UP").upper(), backend=backend,
-            ))
+
+def _ports(value: str, where: _Where) -> list[str]:
+    """``6818``, or one per node: ``[7001-7004]``, ``7001,7003``."""
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    ports = []
+    for item in text.split(","):
+        low, _, high = item.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()) or (high and int(high) < int(low)):
+            raise where.error(f'"Port" value "{value}" is not a valid number')
+        ports += [str(p) for p in range(int(low), int(high or low) + 1)]
+    return ports
+
+
+def _gres(value: str, where: _Where) -> tuple[tuple[str, ...], int, str | None]:
+    """``gpu:h100:8,mps:100`` -> (the items, GPU count, GPU type)."""
+    items, gpus, gtype = [], 0, None
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        bare = item.split("(", 1)[0]  # gpu:8(S:0-1): the socket binding does not change the count
+        bits = bare.split(":")
+        count = 1
+        if len(bits) > 1 and bits[-1].isdigit():
+            count = int(bits[-1])
+            kind = bits[1] if len(bits) == 3 else None
+        elif len(bits) <= 2:
+            kind = bits[1] if len(bits) == 2 else None
         else:
-            for key, value in pairs:
-                config[key] = value
-    lower = {k.lower(): v for k, v in config.items()}
-    where = path
-    if not nodes:
-        raise SlurmError(f"{path}: no NodeName lines: a cluster needs nodes")
-    if not partitions:
-        partitions.append(Partition("debug", tuple(n.name for n in nodes), default=True))
-    known = {n.name for n in nodes}
-    for part in partitions:
-        missing = [n for n in part.nodes if n not in known]
-        if missing:
-            raise SlurmError(f"{path}: partition {part.name} names unknown nodes: {','.join(missing)}")
-    return Cluster(
-        name=lower.get("clustername", "sflow"),
-        nodes=tuple(nodes), partitions=tuple(partitions), config=config,
-        first_job_id=_int(lower.get("firstjobid", "1"), "FirstJobId", where),
-        kill_wait=_int(lower.get("killwait", "30"), "KillWait", where),
-        min_job_age=_int(lower.get("minjobage", "300"), "MinJobAge", where),
-        max_array_size=_int(lower.get("maxarraysize", "1001"), "MaxArraySize", where),
-        source=os.path.abspath(path),
+            raise where.error(f'"Gres" value "{value}" is not valid')
+        if bits[0].lower() == "gpu":
+            gpus += count
+            gtype = gtype or kind
+        items.append(bare)
+    return tuple(items), gpus, gtype
+
+
+def _make_nodes(spec: dict[str, str], names: list[str], where: _Where) -> list[Node]:
+    def number(key: str, default: int, low: int = 0) -> int:
+        return where.int(key, spec[key.lower()], low) if key.lower() in spec else default
+
+    boards = number("Boards", 1, 1)
+    threads = number("ThreadsPerCore", 1, 1)
+    cores = number("CoresPerSocket", 1, 1)
+    if "sockets" in spec:
+        sockets = number("Sockets", 1, 1)
+    elif "socketsperboard" in spec:
+        sockets = boards * number("SocketsPerBoard", 1, 1)
+    else:
+        sockets = None
+    if "cpus" in spec or "procs" in spec:
+        key = "CPUs" if "cpus" in spec else "Procs"
+        cpus = where.int(key, spec[key.lower()], 1)
+        if sockets is None:  # inferred from CPUs, as slurm.conf(5) says
+            sockets = max(1, cpus // (cores * threads))
+    else:
+        sockets = sockets or 1
+        cpus = sockets * cores * threads
+    gres, gpus, gtype = _gres(spec.get("gres", ""), where)
+    state = spec.get("state", "").upper() or None
+    if state and state.split("+")[0] not in NODE_STATES:
+        raise where.error(f'"State" value "{spec["state"]}" is not a valid node state')
+    features = tuple(f for f in (spec.get("features", spec.get("feature", ""))).split(",") if f)
+    addrs = _per_node("NodeAddr", spec.get("nodeaddr"), len(names), where)
+    hostnames = _per_node("NodeHostname", spec.get("nodehostname"), len(names), where)
+    ports = _per_node("Port", spec.get("port"), len(names), where)
+    common = dict(
+        cpus=cpus, real_memory_mb=number("RealMemory", 1, 1), gpus=gpus, gpu_type=gtype, features=features,
+        sockets=sockets, cores_per_socket=cores, threads_per_core=threads, boards=boards,
+        tmp_disk_mb=number("TmpDisk", 0), weight=number("Weight", 1, 0), gres=gres, state=state,
+        reason=spec.get("reason") or None,
+    )
+    return [Node(name=name, addr=addr, hostname=host, port=int(port) if port else None, **common)
+            for name, addr, host, port in zip(names, addrs, hostnames, ports)]
+
+
+def _split_top(text: str) -> list[str]:
+    """Comma-separated items, not splitting inside brackets: ``a[1-2,4],ALL`` -> [``a[1-2,4]``, ``ALL``]."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text + ","):
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            if text[start:i]:
+                items.append(text[start:i])
+            start = i + 1
+    return items
+
+
+def _make_partition(name: str, spec: dict[str, str], nodes: list[Node], nodesets: dict[str, list[str]],
+                    where: _Where) -> Partition:
+    known = {n.name: i for i, n in enumerate(nodes)}
+    members: set[str] = set()
+    for item in _split_top(spec.get("nodes", "")):
+        if item.upper() == "ALL":
+            members |= set(known)
+        elif item in nodesets:
+            members |= set(nodesets[item])
+        else:
+            for host in where.hosts("Nodes", item):
+                if host not in known:
+                    raise where.error(f'Partition "{name}": node {host} is not defined by a NodeName line')
+                members.add(host)
+    state = spec.get("state", "UP").upper()
+    if state not in PARTITION_STATES:
+        raise where.error(f'"State" value "{spec["state"]}" is not UP, DOWN, DRAIN or INACTIVE')
+    backend = spec.get("backend", "local").lower()
+    if backend not in BACKENDS:
+        raise where.error(f'"Backend" value "{spec["backend"]}" is not local or mithril')
+    oversubscribe = spec.get("oversubscribe", spec.get("shared", "NO")).upper()
+    if oversubscribe in ("YES", "FORCE"):
+        oversubscribe += ":4"  # SLURM's default job count per resource
+
+    def opt_int(key: str, low: int = 0) -> int | None:
+        return where.int(key, spec[key.lower()], low) if key.lower() in spec else None
+
+    def flag(key: str) -> bool:
+        return where.yes_no(key, spec[key.lower()]) if key.lower() in spec else False
+
+    priority = opt_int("Priority")  # the old spelling sets both
+    tier = opt_int("PriorityTier")
+    factor = opt_int("PriorityJobFactor")
+    over_time = spec.get("overtimelimit")
+    return Partition(
+        name=name,
+        nodes=tuple(sorted(members, key=known.__getitem__)),
+        default=flag("Default"),
+        max_time=where.minutes("MaxTime", spec["maxtime"]) if "maxtime" in spec else None,
+        default_time=where.minutes("DefaultTime", spec["defaulttime"]) if "defaulttime" in spec else None,
+        max_nodes=where.limit("MaxNodes", spec["maxnodes"]) if "maxnodes" in spec else None,
+        state=state, backend=backend,
+        min_nodes=opt_int("MinNodes") or 0,
+        hidden=flag("Hidden"),
+        priority_tier=tier if tier is not None else (priority if priority is not None else 1),
+        priority_job_factor=factor if factor is not None else (priority if priority is not None else 1),
+        oversubscribe=oversubscribe,
+        root_only=flag("RootOnly"), exclusive_user=flag("ExclusiveUser"),
+        disable_root_jobs=flag("DisableRootJobs"), lln=flag("LLN"), req_resv=flag("ReqResv"),
+        allow_groups=spec.get("allowgroups", "ALL"), allow_accounts=spec.get("allowaccounts", "ALL"),
+        allow_qos=spec.get("allowqos", "ALL"), alloc_nodes=spec.get("allocnodes", "ALL"),
+        qos=spec.get("qos") or None,
+        grace_time=opt_int("GraceTime") or 0,
+        preempt_mode=spec["preemptmode"].upper() if "preemptmode" in spec else None,
+        over_time_limit=(None if over_time is None or over_time.upper() in ("UNLIMITED", "INFINITE")
+                         else where.int("OverTimeLimit", over_time, 0)),
+        max_cpus_per_node=where.limit("MaxCPUsPerNode", spec["maxcpuspernode"]) if "maxcpuspernode" in spec
+        else None,
+        def_mem_per_cpu=opt_int("DefMemPerCPU"), def_mem_per_node=opt_int("DefMemPerNode"),
+        max_mem_per_cpu=opt_int("MaxMemPerCPU"), max_mem_per_node=opt_int("MaxMemPerNode"),
+        select_type_parameters=spec.get("selecttypeparameters", "").upper() or None,
+        job_defaults=spec.get("jobdefaults") or None,
     )
 
 
-def config_path(env=os.environ) -> str | None:
-    if env.get("SFLOW_CONF"):
-        return env["SFLOW_CONF"]
-    candidate = os.path.join(sflow_home(env), "slurm.conf")
-    return candidate if os.path.exists(candidate) else None
+# ------------------------------------------------------------------ the configuration keys
+
+
+def config_rows() -> list[dict]:
+    """compat/scontrol_config.toml's rows: every key scontrol show config prints, in order.
+
+    Kept in the cache as well (as the cluster is): tomllib costs 4 ms, and
+    the defaults are needed even for the built-in cluster.
+    """
+    import marshal
+
+    from sflow._resources import COMPAT_DIR
+
+    source = os.path.join(COMPAT_DIR, "scontrol_config.toml")
+    stamp = _stamp(source)
+    cache = os.path.join(sflow_home(), "cache", "scontrol_config.bin")
+    try:
+        with open(cache, "rb") as handle:
+            saved = marshal.load(handle)
+        if saved["stamp"] == stamp:
+            return saved["rows"]
+    except (OSError, ValueError, TypeError, KeyError, EOFError):
+        pass
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    with open(source, "rb") as handle:
+        rows = tomllib.load(handle)["key"]
+    _write_atomic(cache, marshal.dumps({"stamp": stamp, "rows": rows}))
+    return rows
+
+
+def _config_table() -> dict[str, dict]:
+    """The rows by lower-cased name and alias."""
+    table = {}
+    for row in config_rows():
+        table[row["name"].lower()] = row
+        for alias in row.get("alias", ()):
+            table[alias.lower()] = row
+    return table
+
+
+def _with_defaults(given: dict[str, str]) -> dict[str, str]:
+    """The keys as given, then SLURM's default for every key it shows that the file leaves unset."""
+    table = _config_table()
+    config = dict(given)
+    seen = {table[k.lower()]["name"] if k.lower() in table else k for k in given}
+    for row in {id(r): r for r in table.values()}.values():
+        if row["name"] in seen or row.get("show") == "derived" or row["default"] in ("(null)", ""):
+            continue
+        config[row["name"]] = row["default"]
+    return config
+
+
+# ------------------------------------------------------------------ building the cluster
+
+
+def load_file(path: str) -> Cluster:
+    """Parse one slurm.conf (and what it includes) into a Cluster; errors name the file and line."""
+    return _load(path)[0]
+
+
+def _load(path: str) -> tuple[Cluster, list[str]]:
+    path = os.path.abspath(path)
+    table = _config_table()
+    files = [path]
+    given: dict[str, str] = {}
+    controllers: list[str] = []
+    node_default: dict[str, str] = {}
+    part_default: dict[str, str] = {}
+    nodes: list[Node] = []
+    node_index: dict[str, int] = {}
+    partitions: list[Partition] = []
+    nodesets: dict[str, list[str]] = {}
+    for source, number, pairs in _statements(path, os.path.dirname(path), [""]):
+        where = _Where(source, number)
+        head, value = pairs[0][0].lower(), pairs[0][1]
+        spec = {k.lower(): v for k, v in pairs}
+        if head == "\0include":
+            files.append(value)
+        elif head == "nodename":
+            _check_keys(pairs, NODE_KEYS, where)
+            if value.upper() == "DEFAULT":
+                node_default.update({k: v for k, v in spec.items() if k != "nodename"})
+                continue
+            names = where.hosts("NodeName", value)
+            for node in _make_nodes({**node_default, **spec}, names, where):
+                if node.name in node_index:
+                    raise where.error(f"Duplicated NodeName {node.name}")
+                node_index[node.name] = len(nodes)
+                nodes.append(node)
+        elif head == "partitionname":
+            _check_keys(pairs, PARTITION_KEYS, where)
+            if value.upper() == "DEFAULT":
+                part_default.update({k: v for k, v in spec.items() if k != "partitionname"})
+                continue
+            if any(p.name == value for p in partitions):
+                raise where.error(f"Duplicated PartitionName {value}")
+            part = _make_partition(value, {**part_default, **spec}, nodes, nodesets, where)
+            if part.default:  # the last Default=YES wins
+                partitions = [replace(p, default=False) for p in partitions]
+            partitions.append(part)
+        elif head == "downnodes":
+            _check_keys(pairs, {"downnodes", "reason", "state"}, where)
+            for host in where.hosts("DownNodes", value):
+                if host not in node_index:
+                    raise where.error(f"DownNodes: node {host} is not defined by a NodeName line")
+                old = nodes[node_index[host]]
+                nodes[node_index[host]] = replace(old, state=spec.get("state", "DOWN").upper(),
+                                                  reason=spec.get("reason") or old.reason)
+        elif head == "nodeset":
+            members = where.hosts("Nodes", spec["nodes"]) if "nodes" in spec else \
+                [n.name for n in nodes if spec.get("feature") in n.features]
+            nodesets[value] = members
+        elif head in ("frontendname", "switchname"):
+            continue  # front-end and topology lines: nothing sflow does depends on them
+        else:
+            for key, val in pairs:
+                row = table.get(key.lower())
+                # SLURM's own spelling of a key it knows (alternative names keep theirs)
+                spellings = [row["name"], *row.get("alias", ())] if row else []
+                name = next((s for s in spellings if s.lower() == key.lower()), key)
+                if key.lower() in ("slurmctldhost", "controlmachine"):
+                    controllers.append(val)
+                    name = "SlurmctldHost"
+                given[name] = val
+    if not nodes:
+        raise SlurmError(f"{path}: no NodeName lines: a cluster needs nodes")
+    if not partitions:
+        # sflow's convenience (SLURM would run no jobs): every node in one default partition
+        partitions.append(Partition("debug", tuple(n.name for n in nodes), default=True))
+    where = _Where(path, 0)
+
+    def setting(key: str, default: int, low: int, high: int | None = None) -> int:
+        for name, val in given.items():
+            if name.lower() == key.lower():
+                return where.int(key, val, low, high)
+        return default
+
+    first_job_id = setting("FirstJobId", 1, 1)
+    kill_wait = setting("KillWait", 30, 0, 65533)
+    min_job_age = setting("MinJobAge", 300, 0)
+    max_array_size = setting("MaxArraySize", 1001, 0, 4000001)
+    name = next((v for k, v in given.items() if k.lower() == "clustername"), "sflow").lower()
+    cluster = Cluster(
+        name=name, nodes=tuple(nodes), partitions=tuple(partitions), config=_with_defaults(given),
+        first_job_id=first_job_id, kill_wait=kill_wait, min_job_age=min_job_age,
+        max_array_size=max_array_size, source=path, controllers=tuple(controllers),
+    )
+    return cluster, files
+
+
+# ------------------------------------------------------------------ the cache
+
+
+def _stamp(path: str) -> list | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return [path, stat.st_size, stat.st_mtime_ns]
+
+
+def _cache_path(path: str, env) -> str:
+    import zlib  # built in: hashlib would cost 2 ms on every shim call
+
+    digest = f"{zlib.crc32(path.encode()):08x}"  # a clash only costs a parse: the entry names its files
+    return os.path.join(sflow_home(env), "cache", f"cluster-{digest}.bin")
+
+
+def _write_atomic(target: str, data: str | bytes) -> None:
+    try:
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        temporary = f"{target}.{os.getpid()}"
+        with open(temporary, "wb" if isinstance(data, bytes) else "w") as handle:
+            handle.write(data)
+        os.replace(temporary, target)
+    except OSError:
+        pass  # a cache we cannot write only costs time
+
+
+def _from_saved(data: dict) -> Cluster:
+    data = dict(data)
+    data["nodes"] = tuple(Node(**{**n, "features": tuple(n["features"]), "gres": tuple(n["gres"])})
+                          for n in data["nodes"])
+    data["partitions"] = tuple(Partition(**{**p, "nodes": tuple(p["nodes"])}) for p in data["partitions"])
+    data["controllers"] = tuple(data["controllers"])
+    return Cluster(**data)
 
 
 def load_cluster(env=os.environ) -> Cluster:
+    """The cluster: $SFLOW_CONF, else $SFLOW_HOME/slurm.conf, else this machine.
+
+    The parsed form is cached (marshal: built in, no import cost) with each
+    file's size and mtime; any change to the file or what it includes parses again.
+    """
+    import marshal
+    from dataclasses import asdict
+
     path = config_path(env)
-    return load_file(path) if path else default_cluster()
+    if not path:
+        return default_cluster()
+    path = os.path.abspath(path)
+    cache = _cache_path(path, env)
+    try:
+        with open(cache, "rb") as handle:
+            saved = marshal.load(handle)
+        if saved["version"] == CACHE_VERSION and all(_stamp(f[0]) == list(f) for f in saved["files"]):
+            return _from_saved(saved["cluster"])
+    except (OSError, ValueError, TypeError, KeyError, EOFError):
+        pass
+    stamps = [_stamp(path)]  # before parsing: an edit during the parse makes the next call parse again
+    cluster, files = _load(path)
+    stamps += [_stamp(f) for f in files[1:]]
+    if all(stamps):
+        _write_atomic(cache, marshal.dumps({"version": CACHE_VERSION, "files": stamps, "cluster": asdict(cluster)}))
+    return cluster
 
 
-__all__ = ["Cluster", "Node", "Partition", "default_cluster", "load_cluster", "load_file", "sflow_home", "replace"]
+__all__ = ["Cluster", "Node", "Partition", "INFINITE", "config_path", "default_cluster", "load_cluster",
+           "load_file", "sflow_home", "replace"]

@@ -32,11 +32,10 @@ def _sbatch_args(command: str, argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def hold_allocation(command: str, alloc_args: list[str], name: str) -> tuple[int, dict]:
-    from sflow.cli.common import call, home
+    from sflow.cli.common import call, home, read_jobs
     from sflow.cli.submit_context import identity
     from sflow.errors import SlurmError
     from sflow.exec.srun import load_context
-    from sflow.queue import db
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     reply = call("submit", argv=["--job-name", name, "--output", "/dev/null", *alloc_args],
@@ -47,7 +46,7 @@ def hold_allocation(command: str, alloc_args: list[str], name: str) -> tuple[int
     job_id = reply["job_id"]
     announced = False
     while True:
-        job = db.read_jobs(home(), "job_id = ?", (job_id,))[0]
+        job = read_jobs("job_id = ?", (job_id,))[0]
         if job.state == "RUNNING":
             context = load_context(home(), job_id)
             if context is not None:

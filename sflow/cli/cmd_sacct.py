@@ -7,14 +7,13 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import home, whoami
+    from sflow.cli.common import home, read_jobs, read_steps, whoami
     from sflow.exec import steplog
-    from sflow.queue import db
     from sflow.views.sacct import sacct_main
 
     state_home = home()
-    jobs = db.read_jobs(state_home)
-    steps = db.read_steps(state_home)
+    jobs = read_jobs()
+    steps = read_steps()
     # Steps of jobs still running live in their step logs until the job ends.
     recorded = {(s.job_id, s.step_id) for s in steps}
     for job in jobs:

@@ -41,12 +41,11 @@ def _early_exit(argv: list[str]) -> int | None:
 
 def wait_for(job_id: int, poll: float = 0.2) -> int:
     """Block until the job (and, for an array, every task) ends; its exit code."""
-    from sflow.cli.common import home
-    from sflow.queue import db
+    from sflow.cli.common import read_jobs
     from sflow.records import FINISHED_STATES
 
     while True:
-        jobs = db.read_jobs(home(), "job_id = ? OR array_job_id = ?", (job_id, job_id))
+        jobs = read_jobs("job_id = ? OR array_job_id = ?", (job_id, job_id))
         if jobs and all(j.state in FINISHED_STATES and not j.array_task_str for j in jobs):
             worst = max(jobs, key=lambda j: (j.exit_code, j.exit_signal, j.state != "COMPLETED"))
             if worst.exit_code:

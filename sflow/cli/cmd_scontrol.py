@@ -34,10 +34,10 @@ def _show(args: list[str], one_liner: bool) -> int:
             return 1
         return 0
     if entity in ("job", "jobs", "jobid"):
-        from sflow.queue import db
+        from sflow.cli.common import read_jobs
         from sflow.views.job_show import show_job
 
-        jobs = db.read_jobs(home())
+        jobs = read_jobs()
         if rest:
             spec = rest[0]
             base = spec.split("_")[0]

@@ -8,13 +8,13 @@ import sys
 def node_usage(home: str) -> dict:
     import json
 
-    from sflow.queue import db
+    from sflow.queue import store
     from sflow.views.cluster import NodeUsage
 
     usage: dict[str, NodeUsage] = {}
-    if not __import__("os").path.exists(db.db_path(home)):
+    conn = store.reader(home)
+    if conn is None:
         return usage
-    conn = db.connect(home, readonly=True)
     for (alloc,) in conn.execute("SELECT alloc FROM jobs WHERE state IN ('RUNNING', 'COMPLETING') AND alloc IS NOT NULL"):
         for node in json.loads(alloc)["nodes"]:
             use = usage.setdefault(node["name"], NodeUsage())

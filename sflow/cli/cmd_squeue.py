@@ -7,16 +7,16 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import home, whoami
+    from sflow.cli.common import home, read_jobs, whoami
     from sflow.conf import load_cluster
-    from sflow.queue import db
+    from sflow.queue import store
     from sflow.views.squeue import squeue_main
 
     state_home = home()
-    jobs = db.read_jobs(state_home)
+    jobs = read_jobs()
 
     def pending_indices(job):
-        conn = db.connect(state_home, readonly=True)
+        conn = store.reader(state_home)
         row = conn.execute("SELECT pending_indices FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
         return json.loads(row[0] or "[]") if row else []
 

@@ -6,9 +6,10 @@ import os
 
 
 def home() -> str:
-    from sflow.conf import sflow_home
+    # sflow.queue.paths mirrors sflow.conf.sflow_home with the standard library only.
+    from sflow.queue.paths import home as state_home
 
-    return sflow_home()
+    return state_home()
 
 
 def call(op: str, **payload) -> dict:

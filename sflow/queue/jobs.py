@@ -21,7 +21,7 @@ PRIORITY_BASE = 0xFFFF0000
 @dataclass
 class Job:
     rec: JobRecord
-    request_json: str | None = None  # None for an array task: its array's row has it
+    request_json: str | None = None  # set when new or changed; else in the store's ``requests``
     seq: int = 0
     token: str | None = None
     nice: int = 0
@@ -74,7 +74,7 @@ class Job:
 
     def columns(self) -> dict:
         return {
-            "request": self.request_json, "seq": self.seq, "token": self.token, "nice": self.nice,
+            "seq": self.seq, "token": self.token, "nice": self.nice,
             "alloc": json.dumps(self.alloc.to_json()) if self.alloc else None,
             "launch": self.launch, "launch_time": self.launch_time, "pid": self.pid,
             "pid_start": self.pid_start, "pgid": self.pgid, "status_path": self.status_path,
@@ -88,7 +88,7 @@ class Job:
         alloc = columns.get("alloc")
         pending = columns.get("pending_indices")
         return cls(
-            rec=rec, request_json=columns.get("request"), seq=columns.get("seq") or 0,
+            rec=rec, seq=columns.get("seq") or 0,
             token=columns.get("token"), nice=columns.get("nice") or 0,
             alloc=Allocation.from_json(json.loads(alloc)) if alloc else None,
             launch=columns.get("launch"), launch_time=columns.get("launch_time"),

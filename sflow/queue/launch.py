@@ -171,6 +171,33 @@ def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
         return False
 
 
+def kill_stragglers(pgid: int | None, job_id: int) -> None:
+    """SIGKILL what is left in the job's process group once its batch step is over.
+
+    Only processes that carry the job's id in their environment: a group
+    whose leader ended long ago (the controller was down) may share its
+    number with a newer, unrelated group.
+    """
+    if not pgid:
+        return
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return  # nothing left: the usual case
+    needle = f"\0SLURM_JOB_ID={job_id}\0".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != pgid:
+                continue
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if needle in b"\0" + handle.read():
+                    os.kill(int(entry), _signal.SIGKILL)
+        except OSError:
+            continue
+
+
 def find_launched(job_id: int, since: float, uid: int) -> tuple[int, str] | None:
     """A batch wrapper started for ``job_id`` after ``since`` whose pid was never recorded.
 

@@ -140,27 +140,36 @@ def _load(ctl, job_id: int) -> Job | None:
 # ------------------------------------------------------------------ cancel
 
 
-def cancel_element(ctl, job: Job, index: int, uid: int) -> None:
-    """Cancel one pending task of an array: it becomes a record of its own, as in SLURM."""
+def split_element(ctl, job: Job, index: int) -> Job:
+    """Take one pending task out of an array's pending record: a record of its own, as in SLURM
+    (the last one left is the pending record itself, which keeps the array's id)."""
     from sflow.slurm.values import format_array
 
     rest = [i for i in job.pending_indices or [] if i != index]
     if not rest:
         job.rec.array_task_id, job.rec.array_task_str, job.pending_indices = index, None, None
         ctl._task_paths(job)
-        job.rec.cancelled_by = uid
-        ctl.finish(job, "CANCELLED")
-        return
+        ctl.save(job)
+        return job
     ctl.write()
     task_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
-    rec = dataclasses.replace(job.rec, job_id=task_id, array_task_id=index, array_task_str=None, cancelled_by=uid)
-    task = Job(rec=rec, seq=job.seq, nice=job.nice, request=job.request, need=job.need)
+    rec = dataclasses.replace(job.rec, job_id=task_id, array_task_id=index, array_task_str=None)
+    task = Job(rec=rec, seq=job.seq, nice=job.nice, begin_time=job.begin_time, request=job.request,
+               need=job.need, never_reason=job.never_reason)
     ctl._task_paths(task)
     ctl.insert(task)
-    ctl.finish(task, "CANCELLED")
+    ctl.jobs[task_id] = task
     job.pending_indices = rest
     job.rec.array_task_str = format_array(rest, job.rec.array_max_tasks)
     ctl.save(job)
+    return task
+
+
+def cancel_element(ctl, job: Job, index: int, uid: int) -> None:
+    """Cancel one pending task of an array."""
+    task = split_element(ctl, job, index)
+    task.rec.cancelled_by = uid
+    ctl.finish(task, "CANCELLED")
 
 
 def _cancel_one(ctl, job: Job, index: int | None, uid: int) -> str | None:
@@ -255,6 +264,8 @@ def cancel(ctl, msg: dict) -> dict:
                 results.append({"target": text, "error": error, "exit_code": code, "step": True})
                 continue
             matches = [(j, i) for j, i in _active_matches(ctl, job_id, indices) if passes(j.rec, filters)]
+            if not matches and any(filters.values()):
+                continue  # scancel keeps only the jobs that pass its filters, and names no others
             if not matches:
                 known = _known(ctl, job_id, indices)
                 results.append({"target": text, "error": ALREADY_DONE if known else INVALID_JOB,
@@ -298,9 +309,11 @@ def hold(ctl, msg: dict, held: bool = True) -> dict:
             if not known:
                 errors.append(f"Invalid job id specified for job {text}\nslurm_suspend error: Invalid job id specified\n")
             continue
-        for job, _ in matches:
+        for job, index in matches:
             if job.rec.state != "PENDING" or job.job_id not in ctl.jobs:
                 continue  # SLURM says nothing for a job already running or done
+            if index is not None:
+                job = split_element(ctl, job, index)
             rec = job.rec
             if held:
                 rec.held, rec.priority = True, 0
@@ -463,12 +476,9 @@ def values_infinite() -> int:
 
 
 def _store_request(ctl, job: Job) -> None:
-    owner = job
-    if job.request_json is None and job.rec.array_job_id is not None:
-        owner = ctl.jobs.get(job.rec.array_job_id) or job
-    if owner.request is not None:
-        owner.request_json = owner.request.model_dump_json()
-        ctl.save(owner)
+    owner_id = job.rec.array_job_id if job.rec.array_job_id is not None else job.job_id
+    ctl.write()
+    store.save_request(ctl.conn, owner_id, job.request.model_dump_json())
 
 
 def update(ctl, msg: dict) -> dict:

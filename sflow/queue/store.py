@@ -7,8 +7,10 @@ turn rows into records from that one column, ten thousand in a few
 milliseconds, with nothing but sqlite3. The controller is the only writer;
 readers never block it.
 
-Controller-only columns follow the record's (see ``INTERNAL``); ``steps``
-mirrors ``StepRecord``; ``meta`` holds the next job id and the submit counter.
+Controller-only columns follow the record's (see ``INTERNAL``); ``requests``
+holds each job's ``JobRequest`` as JSON (an array's tasks share their array's);
+``steps`` mirrors ``StepRecord``; ``meta`` holds the next job id and the
+submit counter.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ ACTIVE_STATES = ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
 
 INTERNAL = {
     "record": "BLOB",  # marshal.dumps of the record's values, in RECORD_FIELDS order
-    "request": "TEXT",  # the JobRequest as JSON; NULL for array tasks (their array's row has it)
     "seq": "INTEGER",  # submission order: SLURM's priority/basic counts it down
     "token": "TEXT",  # the submitting client's idempotency token
     "nice": "INTEGER DEFAULT 0",
@@ -73,6 +74,8 @@ def _schema() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS steps ({', '.join(step_cols)}, extra TEXT, "
         "PRIMARY KEY (job_id, step_id))",
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
+        # Requests are big (the exported environment): kept apart so job rows stay small to scan.
+        "CREATE TABLE IF NOT EXISTS requests (job_id INTEGER PRIMARY KEY, request TEXT NOT NULL)",
     ]
 
 
@@ -102,6 +105,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for name, sql in wanted:
         if name not in have:
             conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql}")
+    if "request" in have:  # requests were kept in the jobs table once
+        conn.execute("INSERT OR IGNORE INTO requests (job_id, request) "
+                     "SELECT job_id, request FROM jobs WHERE request IS NOT NULL")
     if get_meta(conn, "layout") != LAYOUT:
         conn.execute("BEGIN IMMEDIATE")
         rows = conn.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM jobs").fetchall()
@@ -258,6 +264,15 @@ def read_internal(conn: sqlite3.Connection, where: str, params=(), columns=tuple
     return [(_from_columns(row[:n]), *row[n:]) for row in rows]
 
 
+def save_request(conn: sqlite3.Connection, job_id: int, text: str) -> None:
+    conn.execute("INSERT OR REPLACE INTO requests (job_id, request) VALUES (?, ?)", (job_id, text))
+
+
+def load_request(conn: sqlite3.Connection, job_id: int) -> str | None:
+    row = conn.execute("SELECT request FROM requests WHERE job_id = ?", (job_id,)).fetchone()
+    return row[0] if row else None
+
+
 # ------------------------------------------------------------------ steps
 
 
@@ -296,5 +311,6 @@ def save_step(conn: sqlite3.Connection, step: StepRecord) -> None:
 
 __all__ = [
     "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "insert_job", "next_job_id", "next_seq", "open_db",
-    "read_internal", "read_jobs", "read_steps", "reader", "save_step", "set_internal", "update_job",
+    "load_request", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
+    "set_internal", "update_job",
 ]

@@ -63,7 +63,7 @@ def submit(ctl, msg: dict) -> dict:
 
     token = msg.get("token")
     if token:
-        row = ctl.conn.execute("SELECT job_id, request FROM jobs WHERE token = ?", (token,)).fetchone()
+        row = ctl.conn.execute("SELECT job_id FROM jobs WHERE token = ?", (token,)).fetchone()
         if row is not None:  # a resend after a controller died before answering
             return _accepted(ctl, row[0], _flags_from_argv(msg.get("argv") or []), "")
     ctl.maybe_reload()
@@ -76,7 +76,7 @@ def submit(ctl, msg: dict) -> dict:
         request, flags = submission.request, submission.flags
         partition = _partition(ctl, request)
         if partition.backend != "local" or (request.cloud.backend not in (None, "local")):
-            raise SlurmError("Batch job submission failed: the mithril backend is not available here yet")
+            raise SlurmError("Batch job submission failed: backend mithril is not available")
         need = Need.of(request)
         never = ctl.backend.check_need(need, partition)
         limit = request.time_limit

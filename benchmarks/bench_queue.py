@@ -1,0 +1,148 @@
+"""The local cluster's speed, side by side with real SLURM where it is installed.
+
+    python3 benchmarks/bench_queue.py [--quick]
+
+Medians of many runs (this machine is shared and noisy):
+- sbatch latency (one submission, controller already running) against bare ``python3 -c pass``;
+- squeue with 10,000 jobs queued;
+- submissions per second from 8 parallel clients;
+- submit-to-completion of ``sbatch --wrap true``;
+- jobs executed per second.
+Each sflow figure uses a private SFLOW_HOME and a cluster description in slurm.conf syntax.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import summary, time_command  # noqa: E402
+
+BIN = os.path.dirname(sys.executable)
+REAL = "/usr/bin"
+CONF = """ClusterName=bench
+FirstJobId=1
+NodeName=node[1-4] CPUs=64 RealMemory=64000
+PartitionName=debug Nodes=node[1-4] Default=YES MaxTime=INFINITE
+"""
+
+
+def sflow_env(home: str) -> dict:
+    conf = os.path.join(home, "slurm.conf")
+    with open(conf, "w") as handle:
+        handle.write(CONF)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+    env.update(SFLOW_HOME=home, SFLOW_CONF=conf, PATH=BIN + os.pathsep + env.get("PATH", ""))
+    return env
+
+
+def real_slurm() -> bool:
+    return os.path.exists(f"{REAL}/sbatch") and subprocess.run(
+        [f"{REAL}/sinfo", "-h"], capture_output=True).returncode == 0
+
+
+def wait_idle(env: dict, squeue: str, timeout: float = 600) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = subprocess.run([squeue, "-h", "-o", "%i"], env=env, capture_output=True, text=True).stdout
+        if not out.strip():
+            return
+        time.sleep(0.2)
+
+
+def bench_latency(env, runs, label, sbatch):
+    samples = time_command([sbatch, "--hold", "--wrap", "true"], runs, env=env)
+    print(f"{label:34s}{summary(samples)}")
+    return statistics.median(samples)
+
+
+def bench_squeue(env, runs, label, squeue, sbatch, count):
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: subprocess.run([sbatch, "--hold", "--array=0-999", "--wrap", "true"], env=env,
+                                               capture_output=True), range(count // 1000)))
+    samples = time_command([squeue, "-r"], runs, env=env)
+    print(f"{label:34s}{summary(samples)}")
+    return statistics.median(samples)
+
+
+def bench_throughput(env, label, sbatch, clients=8, per_client=50):
+    def client(_):
+        for _ in range(per_client):
+            subprocess.run([sbatch, "--hold", "--wrap", "true"], env=env, capture_output=True)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    rate = clients * per_client / (time.perf_counter() - start)
+    print(f"{label:34s}{rate:8.0f} submissions/s ({clients} clients x {per_client})")
+    return rate
+
+
+def bench_roundtrip(env, runs, label, sbatch):
+    samples = time_command([sbatch, "--wait", "--wrap", "true"], runs, env=env)
+    print(f"{label:34s}{summary(samples)}")
+
+
+def bench_execution(env, label, sbatch, squeue, count):
+    start = time.perf_counter()
+    subprocess.run([sbatch, f"--array=0-{count - 1}", "-o", "/dev/null", "--wrap", "true"], env=env, capture_output=True)
+    wait_idle(env, squeue)
+    rate = count / (time.perf_counter() - start)
+    print(f"{label:34s}{rate:8.0f} jobs/s ({count} one-task jobs)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer runs and jobs")
+    args = parser.parse_args()
+    runs = 10 if args.quick else 30
+    home = tempfile.mkdtemp(prefix="sflow-bench-")
+    env = sflow_env(home)
+    sb, sq = os.path.join(BIN, "sbatch"), os.path.join(BIN, "squeue")
+    try:
+        base = statistics.median(time_command([sys.executable, "-c", "pass"], runs))
+        print(f"{'python3 -c pass':34s}median {base * 1000:7.2f} ms")
+        subprocess.run([sb, "--hold", "--wrap", "true"], env=env, capture_output=True)  # start the controller
+        latency = bench_latency(env, runs, "sflow sbatch (held)", sb)
+        print(f"{'':34s}= python3 -c pass + {(latency - base) * 1000:.1f} ms")
+        if real_slurm():
+            bench_latency(dict(os.environ), runs, "slurm sbatch (held)", f"{REAL}/sbatch")
+            subprocess.run([f"{REAL}/scancel", "-u", os.environ.get("USER", "root")])
+        bench_throughput(env, "sflow, 8 parallel clients", sb)
+        if real_slurm():
+            bench_throughput(dict(os.environ), "slurm, 8 parallel clients", f"{REAL}/sbatch")
+            subprocess.run([f"{REAL}/scancel", "-u", os.environ.get("USER", "root")])
+        subprocess.run([os.path.join(BIN, "scancel"), "-u", os.environ.get("USER", "root")], env=env)
+        bench_roundtrip(env, runs, "sflow sbatch --wait --wrap true", sb)
+        if real_slurm():
+            bench_roundtrip(dict(os.environ), min(runs, 5), "slurm sbatch --wait --wrap true", f"{REAL}/sbatch")
+        bench_execution(env, "sflow execution rate", sb, sq, 200 if args.quick else 1000)
+        count = 2000 if args.quick else 10000
+        sflow_squeue = bench_squeue(env, runs, f"sflow squeue, {count} jobs", sq, sb, count)
+        if real_slurm():
+            real = bench_squeue(dict(os.environ), runs, f"slurm squeue, {count} jobs", f"{REAL}/squeue",
+                                f"{REAL}/sbatch", count)
+            print(f"{'':34s}sflow/slurm = {sflow_squeue / real:.2f}")
+            subprocess.run([f"{REAL}/scancel", "-u", os.environ.get("USER", "root")])
+    finally:
+        subprocess.run([os.path.join(BIN, "scancel"), "-u", os.environ.get("USER", "root")], env=env,
+                       capture_output=True)
+        from sflow.queue import client
+
+        try:
+            client.call(home, "shutdown", start=False)
+        except Exception:
+            pass
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
