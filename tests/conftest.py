@@ -6,12 +6,18 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+import getpass
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF_CONF = os.path.join(ROOT, "compat", "golden", "ref-slurm.conf")
 BIN = os.path.dirname(sys.executable)
+
+
+def _user() -> str:
+    return getpass.getuser()
 
 
 class Cluster:
@@ -25,9 +31,13 @@ class Cluster:
                               text=True, timeout=timeout)
 
     def shutdown(self) -> None:
+        """Cancel whatever a test left running (a timed-out job must not outlive it), then stop."""
         from sflow.queue import client
 
         try:
+            if os.path.exists(os.path.join(self.home, "sflow.db")):
+                self.run("scancel", "-u", _user(), timeout=30)
+                time.sleep(0.5)
             client.call(self.home, "shutdown", start=False)
         except Exception:
             pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import re
 import time
 
@@ -65,12 +66,19 @@ def test_dependency_pipeline(cluster):
     assert open(os.path.join(cluster.work, f"train-{train}.out")).read().strip() == "9"
 
 
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_torchrun_two_nodes(cluster):
     pytest.importorskip("torch")
     copy_examples(cluster.work)
     # Local virtual nodes are all this machine: the rendezvous host is loopback.
     cluster.env["MASTER_ADDR"] = "127.0.0.1"
-    done = cluster.run("sbatch", "--wait", "torchrun.slurm", timeout=300)
+    cluster.env["MASTER_PORT"] = str(_free_port())
+    done = cluster.run("sbatch", "--wait", "torchrun.slurm", timeout=240)
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.split()[-1]
     text = open(os.path.join(cluster.work, f"ddp-{job_id}.out")).read()
