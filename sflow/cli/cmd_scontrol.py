@@ -7,80 +7,61 @@ import sys
 from sflow.errors import SlurmError
 
 
-def _show(args: list[str], one_liner: bool) -> int:
+def _show(args: list[str], one_liner: bool, show_all: bool) -> int:
     from sflow.cli.common import home
     from sflow.conf import load_cluster
-    from sflow.slurm.values import InvalidValue, compress_hostlist, expand_hostlist
+    from sflow.views.cluster_show import scontrol_show
 
-    if not args:
-        raise SlurmError("too few arguments for keyword:show")
-    entity, rest = args[0].lower(), args[1:]
-    if entity in ("hostnames", "hostname"):
-        import os
-
-        text = rest[0] if rest else os.environ.get("SLURM_JOB_NODELIST", "")
-        try:
-            names = expand_hostlist(text)
-        except InvalidValue:
-            print(f"scontrol: error: Invalid hostlist: {text}", file=sys.stderr)
-            return 1
-        sys.stdout.write("".join(f"{n}\n" for n in names))
-        return 0
-    if entity == "hostlist":
-        try:
-            print(compress_hostlist(expand_hostlist(rest[0] if rest else "")))
-        except InvalidValue:
-            print(f"scontrol: error: Invalid hostlist: {rest[0] if rest else ''}", file=sys.stderr)
-            return 1
-        return 0
-    if entity in ("job", "jobs", "jobid"):
-        from sflow.cli.common import read_jobs
-        from sflow.views.job_show import show_job
-
-        jobs = read_jobs()
-        if rest:
-            spec = rest[0]
-            base = spec.split("_")[0]
-            if not base.isdigit():
-                print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
-                return 1
-            jobs = [j for j in jobs if j.job_id == int(base) or j.array_job_id == int(base)]
-            if "_" in spec:
-                jobs = [j for j in jobs if str(j.array_task_id) == spec.split("_", 1)[1]]
-            if not jobs:
-                print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
-                return 1
-        elif not jobs:
-            print("No jobs in the system")
-            return 0
-        sys.stdout.write(show_job(jobs, one_liner=one_liner))
-        return 0
+    if args and args[0].lower() in ("job", "jobs", "jobid"):
+        return _show_jobs(args[1:], one_liner)
     cluster = load_cluster()
-    if entity in ("node", "nodes"):
-        from sflow.cli.cmd_sinfo import node_usage
-        from sflow.views.cluster import show_node
+    states = {}
+    if args and args[0].lower().startswith(("node", "part")):
+        from sflow.cli.cmd_sinfo import node_states
 
-        text = show_node(cluster, node_usage(home()), rest[0] if rest else None, one_liner)
-        if not text:
-            print(f"Node {rest[0]} not found", file=sys.stderr)
+        states = node_states(home(), cluster)
+    shown = scontrol_show(args, cluster, states, one_liner=one_liner, show_all=show_all,
+                          next_job_id=_next_job_id(cluster) if args and args[0].lower().startswith("conf") else None)
+    if shown is None:
+        if args and args[0].lower() in ("step", "steps"):
+            raise SlurmError(f"invalid entity:{args[0]} for keyword:show")
+        print("scontrol: error: Usage: scontrol show hostlist <hostnames>", file=sys.stderr)
+        return 1
+    out, err, code = shown
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
+
+
+def _next_job_id(cluster) -> int | None:
+    from sflow.cli.common import read_jobs
+
+    ids = [j.job_id for j in read_jobs()]
+    return max(ids) + 1 if ids else None
+
+
+def _show_jobs(rest: list[str], one_liner: bool) -> int:
+    from sflow.cli.common import read_jobs
+    from sflow.views.job_show import show_job
+
+    jobs = read_jobs()
+    if rest:
+        spec = rest[0]
+        base = spec.split("_")[0]
+        if not base.isdigit():
+            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
             return 1
-        sys.stdout.write(text)
-        return 0
-    if entity in ("partition", "partitions"):
-        from sflow.views.cluster import show_partition
-
-        text = show_partition(cluster, rest[0] if rest else None, one_liner)
-        if not text.strip():
-            print(f"Partition {rest[0]} not found", file=sys.stderr)
+        jobs = [j for j in jobs if j.job_id == int(base) or j.array_job_id == int(base)]
+        if "_" in spec:
+            jobs = [j for j in jobs if str(j.array_task_id) == spec.split("_", 1)[1]]
+        if not jobs:
+            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
             return 1
-        sys.stdout.write(text)
+    elif not jobs:
+        print("No jobs in the system")
         return 0
-    if entity in ("config", "configuration"):
-        from sflow.views.cluster import show_config
-
-        sys.stdout.write(show_config(cluster))
-        return 0
-    raise SlurmError(f"invalid entity:{args[0]} for keyword:show")
+    sys.stdout.write(show_job(jobs, one_liner=one_liner))
+    return 0
 
 
 def _job_ids(args: list[str]) -> list[str]:
@@ -96,10 +77,12 @@ def main(argv: list[str]) -> int:
     from sflow.slurm.getopt import getopt
 
     parsed = getopt("scontrol", argv)
-    one_liner = False
+    one_liner = show_all = False
     for option, _ in parsed.options:
         if option.long == "oneliner":
             one_liner = True
+        elif option.long == "all":
+            show_all = True
         elif option.long == "help":
             from sflow.slurm.help import render_help
 
@@ -114,7 +97,7 @@ def main(argv: list[str]) -> int:
         raise SlurmError("scontrol needs a command: show, hold, release, requeue, update")
     command, args = parsed.positionals[0].lower(), parsed.positionals[1:]
     if command == "show":
-        return _show(args, one_liner)
+        return _show(args, one_liner, show_all)
     if command in ("hold", "uhold", "release", "requeue"):
         if not args:
             raise SlurmError(f"too few arguments for keyword:{command}")

@@ -5,31 +5,35 @@ from __future__ import annotations
 import sys
 
 
-def node_usage(home: str) -> dict:
+def node_states(home: str, cluster) -> dict:
+    """Each configured node's usage as SLURM would report it, from the running jobs' allocations."""
     import json
 
     from sflow.queue import store
-    from sflow.views.cluster import NodeUsage
+    from sflow.views.cluster_show import NodeUsage, machine_facts
 
-    usage: dict[str, NodeUsage] = {}
+    held: dict[str, list[int]] = {}
     conn = store.reader(home)
-    if conn is None:
-        return usage
-    for (alloc,) in conn.execute("SELECT alloc FROM jobs WHERE state IN ('RUNNING', 'COMPLETING') AND alloc IS NOT NULL"):
-        for node in json.loads(alloc)["nodes"]:
-            use = usage.setdefault(node["name"], NodeUsage())
-            use.alloc_cpus += node["cpus"]
-            use.alloc_mem_mb += node["mem_mb"]
-            use.alloc_gpus += len(node["gpu_indices"])
-    return usage
+    if conn is not None:
+        rows = conn.execute("SELECT alloc FROM jobs WHERE state IN ('RUNNING', 'COMPLETING') AND alloc IS NOT NULL")
+        for (alloc,) in rows:
+            for node in json.loads(alloc)["nodes"]:
+                use = held.setdefault(node["name"], [0, 0, 0])
+                use[0] += node["cpus"]
+                use[1] += node["mem_mb"]
+                use[2] += len(node["gpu_indices"])
+    facts = machine_facts()  # every virtual node is this machine
+    return {node.name: NodeUsage.from_allocation(node, *held.get(node.name, (0, 0, 0)), **facts)
+            for node in cluster.nodes}
 
 
 def main(argv: list[str]) -> int:
     from sflow.cli.common import home
     from sflow.conf import load_cluster
-    from sflow.views.cluster import sinfo_main
+    from sflow.views.sinfo import sinfo_main
 
-    out, err, code = sinfo_main(argv, load_cluster(), node_usage(home()))
+    cluster = load_cluster()
+    out, err, code = sinfo_main(argv, cluster, node_states(home(), cluster))
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code
