@@ -50,3 +50,17 @@ def render(command: str, err: SflowError) -> str:
             lines[0] = f"{lines[0]} ({err.source or 'batch script'} line {err.line})"
         return "\n".join(lines if usage else [f"{command}: error: {line}" for line in lines])
     return f"{command}: error: {err}"
+
+
+class MithrilError(SflowError):
+    """The Mithril API refused or could not answer a request.
+
+    The message is one line for a person (``mithril: ...``), never a traceback
+    and never the API key; ``status`` is the HTTP status when there was one.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, exit_code: int = 1):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.exit_code = exit_code

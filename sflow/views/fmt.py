@@ -66,13 +66,20 @@ def cell(value: str, field: Field) -> str:
     return value.rjust(field.width) if field.right else value.ljust(field.width)
 
 
+def _cell_function(field: Field):
+    """One formatter per column, chosen once (a listing calls it for every row)."""
+    width, suffix = field.width, field.suffix
+    if width is None:
+        return lambda value: value + suffix
+    if field.right:
+        return lambda value: value[:width].rjust(width) + suffix
+    return lambda value: value[:width].ljust(width) + suffix
+
+
 def render_rows(prefix: str, fields: list[Field], rows: list[list[str]], headers: list[str] | None) -> str:
-    lines = []
-    for values in ([headers] if headers is not None else []) + rows:
-        parts = [prefix]
-        for field, value in zip(fields, values):
-            parts.append(cell(value, field) + field.suffix)
-        lines.append("".join(parts))
+    cells = [_cell_function(field) for field in fields]
+    lines = [prefix + "".join([fmt(value) for fmt, value in zip(cells, values)])
+             for values in ([headers] if headers is not None else []) + rows]
     return "\n".join(lines) + ("\n" if lines else "")
 
 

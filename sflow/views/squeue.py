@@ -33,65 +33,84 @@ def job_id_display(job: JobRecord) -> str:
     return f"{job.array_job_id}_{job.array_task_id}"
 
 
-def _value(source: str, job: JobRecord, now: float) -> str:
-    from sflow.slurm.display import format_memory_mb
-    from sflow.slurm.values import format_elapsed, format_timelimit_squeue
+def _elapsed(seconds) -> str:
+    from sflow.slurm.values import format_elapsed
 
-    if source == "job_id_display":
-        return job_id_display(job)
-    if source == "array_or_job_id":
-        return str(job.job_id)
-    if source == "array_job_id":
-        return str(job.array_job_id if job.array_job_id is not None else job.job_id)
-    if source == "array_task":
-        if job.array_job_id is None:
-            return "N/A"
-        return job.array_task_str if job.array_task_id is None else str(job.array_task_id)
-    if source == "state_compact":
-        return JOB_STATES.get(job.state, job.state)
-    if source == "time_used":
-        return format_elapsed(_used(job, now))
-    if source == "time_limit":
-        return format_timelimit_squeue(job.time_limit)
-    if source == "time_left":
-        if job.time_limit in (None, INFINITE):
-            return "UNLIMITED"
-        return format_elapsed(max(0, job.time_limit * 60 - _used(job, now)))
-    if source == "nodelist_reason":
-        return f"({job.reason})" if job.state == "PENDING" else job.nodelist
-    if source in ("start_time", "end_time", "submit_time"):
-        return _time(getattr(job, source))
-    if source == "min_memory":
-        return format_memory_mb(job.min_memory_mb) if job.min_memory_mb else "0"
-    if source == "priority_float":
-        return f"{job.priority / 4294967296:.14f}"
-    if source == "dependency":
-        return job.dependency or "(null)"
-    if source == "comment":
-        return job.comment or "(null)"
-    if source == "exec_host":
-        return job.nodelist.split(",")[0] if job.nodelist and "[" not in job.nodelist else (
-            _first_node(job.nodelist) if job.nodelist else "n/a")
-    if source == "group":
-        return _group(job.gid)
-    if source == "oversubscribe":
-        return "OK"
-    if source in ("star",):
-        return "*"
-    if source == "sct":
-        return "*:*:*"
-    if source == "zero":
-        return "0"
-    if source == "na":
-        return "N/A"
-    if source in ("null", "features"):
-        return "(null)"
-    if source in ("req_nodes", "exc_nodes"):
-        return ""
-    if source == "nice":
-        return "0"
-    value = getattr(job, source, None)
-    return "" if value is None else str(value)
+    return format_elapsed(seconds)
+
+
+def _time_left(job: JobRecord, now: float) -> str:
+    if job.time_limit in (None, INFINITE):
+        return "UNLIMITED"
+    return _elapsed(max(0, job.time_limit * 60 - _used(job, now)))
+
+
+def _memory(job: JobRecord, now: float) -> str:
+    from sflow.slurm.display import format_memory_mb
+
+    return format_memory_mb(job.min_memory_mb) if job.min_memory_mb else "0"
+
+
+def _limit(job: JobRecord, now: float) -> str:
+    from sflow.slurm.values import format_timelimit_squeue
+
+    return format_timelimit_squeue(job.time_limit)
+
+
+def _exec_host(job: JobRecord, now: float) -> str:
+    if not job.nodelist:
+        return "n/a"
+    return job.nodelist.split(",")[0] if "[" not in job.nodelist else _first_node(job.nodelist)
+
+
+def _const(text: str):
+    return lambda job, now: text
+
+
+# One getter per source named in compat/squeue_format.toml: (job, now) -> the cell's text.
+# Built as a table so a 10,000-row listing does one dict lookup per column, not per cell.
+GETTERS = {
+    "job_id_display": lambda job, now: job_id_display(job),
+    "array_or_job_id": lambda job, now: str(job.job_id),
+    "array_job_id": lambda job, now: str(job.array_job_id if job.array_job_id is not None else job.job_id),
+    "array_task": lambda job, now: ("N/A" if job.array_job_id is None else
+                                    job.array_task_str if job.array_task_id is None else str(job.array_task_id)),
+    "state_compact": lambda job, now: JOB_STATES.get(job.state, job.state),
+    "time_used": lambda job, now: _elapsed(_used(job, now)),
+    "time_limit": _limit,
+    "time_left": _time_left,
+    "nodelist_reason": lambda job, now: f"({job.reason})" if job.state == "PENDING" else job.nodelist,
+    "start_time": lambda job, now: _time(job.start_time),
+    "end_time": lambda job, now: _time(job.end_time),
+    "submit_time": lambda job, now: _time(job.submit_time),
+    "min_memory": _memory,
+    "priority_float": lambda job, now: f"{job.priority / 4294967296:.14f}",
+    "dependency": lambda job, now: job.dependency or "(null)",
+    "comment": lambda job, now: job.comment or "(null)",
+    "exec_host": _exec_host,
+    "group": lambda job, now: _group(job.gid),
+    "oversubscribe": _const("OK"),
+    "star": _const("*"),
+    "sct": _const("*:*:*"),
+    "zero": _const("0"),
+    "na": _const("N/A"),
+    "null": _const("(null)"),
+    "features": _const("(null)"),
+    "req_nodes": _const(""),
+    "exc_nodes": _const(""),
+    "nice": _const("0"),
+}
+
+
+def _getter(source: str):
+    if source in GETTERS:
+        return GETTERS[source]
+
+    def attribute(job, now):
+        value = getattr(job, source, None)
+        return "" if value is None else str(value)
+
+    return attribute
 
 
 def _first_node(nodelist: str) -> str:
@@ -115,7 +134,9 @@ def _expand_arrays(jobs: list[JobRecord], pending_indices) -> list[JobRecord]:
     for job in jobs:
         if job.array_job_id is not None and job.array_task_id is None and job.array_task_str:
             for index in pending_indices(job):
-                out.append(JobRecord(**{**job.__dict__, "array_task_id": index, "array_task_str": None}))
+                task = object.__new__(JobRecord)  # a plain copy; __init__'s checks already ran once
+                task.__dict__ = {**job.__dict__, "array_task_id": index, "array_task_str": None}
+                out.append(task)
         else:
             out.append(job)
     return out
@@ -237,7 +258,8 @@ def squeue_main(argv: list[str], jobs: list[JobRecord], *, now: float | None = N
             if row is None:
                 return "", f"squeue: error: Invalid job format specification: {field.key}\n", 1
             specs.append(row)
-    out = render_rows(prefix, fields, [[_value(spec["source"], job, now) for spec in specs] for job in rows],
+    getters = [_getter(spec["source"]) for spec in specs]
+    out = render_rows(prefix, fields, [[get(job, now) for get in getters] for job in rows],
                       [spec["header"] for spec in specs] if header else None)
     if long and header:
         out = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)) + "\n" + out
