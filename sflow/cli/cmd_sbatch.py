@@ -39,19 +39,15 @@ def _early_exit(argv: list[str]) -> int | None:
     return None
 
 
-def wait_for(job_id: int, poll: float = 0.2) -> int:
-    """Block until the job (and, for an array, every task) ends; its exit code."""
-    from sflow.cli.common import read_jobs
-    from sflow.records import FINISHED_STATES
+def wait_for(job_id: int) -> int:
+    """Block until the job (and, for an array, every task) ends; its exit code.
 
-    while True:
-        jobs = read_jobs("job_id = ? OR array_job_id = ?", (job_id, job_id))
-        if jobs and all(j.state in FINISHED_STATES and not j.array_task_str for j in jobs):
-            worst = max(jobs, key=lambda j: (j.exit_code, j.exit_signal, j.state != "COMPLETED"))
-            if worst.exit_code:
-                return worst.exit_code
-            return 0 if worst.state == "COMPLETED" else 1
-        time.sleep(poll)
+    The controller answers the moment the job's end is committed, so there is no polling delay.
+    """
+    from sflow.cli.common import home
+    from sflow.queue import client
+
+    return int(client.wait(home(), [job_id]).get("exit_code", 1))
 
 
 def main(argv: list[str]) -> int:

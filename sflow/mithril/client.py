@@ -263,8 +263,8 @@ def error_for(method: str, path: str, response: "httpx.Response") -> MithrilErro
         return AuthError(f"mithril: permission denied (403): {detail or f'the API key may not {method} {path}'}",
                          status=status)
     if status == 404:
-        return NotFound(f"mithril: {detail} (404)" if detail else f"mithril: {_thing(method, path)} was not found (404)",
-                        status=status)
+        what = detail or f"{_thing(method, path)} was not found"
+        return NotFound(f"mithril: {what} (404)", status=status)
     if status == 409:
         return Conflict(f"mithril: {detail or f'{method} {path} conflicts with its current state (409)'}",
                         status=status)

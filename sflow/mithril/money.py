@@ -55,4 +55,5 @@ def times(cents: int, factor: Decimal | int, rounding: str = ROUND_CEILING) -> i
     return int((Decimal(cents) * Decimal(factor)).to_integral_value(rounding=rounding))
 
 
-__all__ = ["ROUND_CEILING", "ROUND_FLOOR", "ROUND_HALF_UP", "dollars", "parse_amount", "parse_dollars", "per_gpu", "times"]
+__all__ = ["ROUND_CEILING", "ROUND_FLOOR", "ROUND_HALF_UP", "dollars", "parse_amount", "parse_dollars", "per_gpu",
+           "times"]

@@ -19,7 +19,9 @@ from typing import Any, Literal, Mapping
 
 from sflow.errors import SlurmError
 from sflow.mithril.catalog import Catalog, InstanceType, Market
-from sflow.mithril.money import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, dollars, parse_amount, per_gpu, times
+from sflow.mithril.money import (
+    ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, dollars, parse_amount, parse_dollars, per_gpu, times,
+)
 
 INFINITE = 0xFFFFFFFE  # SLURM's UNLIMITED time limit (sflow.slurm.model.INFINITE)
 MIN_RESERVATION_HOURS = 3  # Mithril reserves 3 hours to 2 weeks, in whole hours
@@ -61,7 +63,9 @@ class PlanConfig:
             try:
                 fields["headroom"] = Decimal(str(fields["headroom"]))
             except InvalidOperation:
-                raise SlurmError(f"Mithril headroom {value['headroom']!r} is not a number") from None
+                fields["headroom"] = Decimal(-1)
+            if not fields["headroom"].is_finite() or fields["headroom"] <= 0:
+                raise SlurmError(f"Mithril headroom {value['headroom']!r} is not a positive number")
         if "reserved_partitions" in fields:
             fields["reserved_partitions"] = frozenset(fields["reserved_partitions"])
         return cls(**fields)
@@ -71,7 +75,7 @@ class PlanConfig:
         if self.max_price_per_gpu_hour is None:
             return None
         try:
-            return _cents(self.max_price_per_gpu_hour)
+            return parse_dollars(self.max_price_per_gpu_hour, rounding=ROUND_FLOOR)
         except ValueError:
             raise SlurmError(f"Mithril max_price_per_gpu_hour {self.max_price_per_gpu_hour!r} "
                              "is not a dollar amount") from None
@@ -300,11 +304,6 @@ def _choose_type(request, catalog: Catalog, config: PlanConfig, capacity: Capaci
         raise _nothing_fits(request, candidates, demand(request, high), high, bool(request.cloud.instance_type),
                             spread=high > low)
 
-    offered = [(nodes, t, _offered(catalog, t, capacity, region)) for nodes, t in fitting]
-    available = [(nodes, t, markets) for nodes, t, markets in offered if markets]
-    if not available:
-        raise _not_offered(catalog, [t for _, t in fitting], capacity, region)
-
     asks_gpus = demand(request, low).gpus > 0
 
     def rank(entry):
@@ -317,6 +316,12 @@ def _choose_type(request, catalog: Catalog, config: PlanConfig, capacity: Capaci
         # Without GPUs only the bill matters: a GPU instance is never worth it for its CPUs alone.
         return (nodes * price, nodes, kind.gpus, kind.name)
 
+    anywhere = sorted(((n, t, _offered(catalog, t, capacity, None)) for n, t in fitting), key=rank)
+    available = [(n, t, [m for m in markets if region is None or m.region == region])
+                 for n, t, markets in anywhere]
+    available = [entry for entry in available if entry[2]]
+    if not available:
+        raise _not_offered(anywhere, capacity, region)
     nodes, kind, _ = min(available, key=rank)
     return kind, nodes
 
@@ -332,12 +337,14 @@ def _nothing_fits(request, candidates: list[InstanceType], need: Demand, nodes: 
     if need.gpus > max(t.gpus for t in candidates):
         biggest = max(candidates, key=lambda t: (t.gpus, t.name))
         if biggest.gpus == 0:
-            subject = f"instance type {biggest.name} has" if named else "no Mithril instance type has any"
-            return SlurmError(f"{subject} GPUs; the job asks for {need.gpus} per node")
+            if named:
+                return SlurmError(f"instance type {biggest.name} has no GPUs, and the job asks for GPUs; "
+                                  "name a GPU instance type")
+            return SlurmError("no Mithril instance type has GPUs, and the job asks for GPUs")
         total = need.gpus * nodes
         more = math.ceil(total / biggest.gpus)
-        head = (f"instance type {biggest.name} has {_count(biggest.gpus, 'GPU')}, not {need.gpus} per node" if named else
-                f"no Mithril instance type has {need.gpus} {gpu_word} per node; largest is "
+        head = (f"instance type {biggest.name} has {_count(biggest.gpus, 'GPU')}, not {need.gpus} per node"
+                if named else f"no Mithril instance type has {need.gpus} {gpu_word} per node; largest is "
                 f"{biggest.name} ({biggest.gpus} GPUs)")
         return SlurmError(f"{head}; use --nodes={more} --gpus-per-node={biggest.gpus}")
 
@@ -349,9 +356,9 @@ def _nothing_fits(request, candidates: list[InstanceType], need: Demand, nodes: 
         head = (f"instance type {biggest.name} has {biggest.cpus} CPUs, not {need.cpus} per node" if named else
                 f"no Mithril instance type{context} has {need.cpus} CPUs per node; most is "
                 f"{biggest.name} ({biggest.cpus} CPUs)")
-        return SlurmError(f"{head} ({_count(need.tasks, 'task')} x {_count(max(1, request.cpus_per_task), 'CPU')}); "
-                          "ask for at most "
-                          f"{biggest.cpus} CPUs per node (--ntasks-per-node x --cpus-per-task)")
+        shares = f"{_count(need.tasks, 'task')} x {_count(max(1, request.cpus_per_task), 'CPU')}"
+        return SlurmError(f"{head} ({shares}); ask for at most {biggest.cpus} CPUs per node "
+                          "(--ntasks-per-node x --cpus-per-task)")
 
     with_cpus = [t for t in with_gpus if t.cpus >= need.cpus]
     biggest = max(with_cpus, key=lambda t: (t.memory_mb, t.name))
@@ -370,16 +377,21 @@ def _memory(mb: int) -> str:
     return f"{mb // 1024}G" if mb % 1024 == 0 else f"{mb}M"
 
 
-def _not_offered(catalog: Catalog, kinds: list[InstanceType], capacity: Capacity, region: str | None) -> SlurmError:
+def _not_offered(ranked: list, capacity: Capacity, region: str | None) -> SlurmError:
+    """Nothing that fits is offered (in ``region``): name the type that would have been chosen."""
     how = "on spot" if capacity == "spot" else "for reservation"
-    names = ", ".join(t.name for t in kinds)
+    best = ranked[0][1]
     if region is None:
-        hint = "; try #SFLOW --reserved" if capacity == "spot" and any(catalog.markets_of(t.id) for t in kinds) \
-            else ""
-        return SlurmError(f"{names} is not offered {how} in any region right now{hint}")
-    elsewhere = sorted({m.region for t in kinds for m in _offered(catalog, t, capacity, None)})
-    where = f"; it is offered in {', '.join(elsewhere)}" if elsewhere else f"; nor in any other region"
-    return SlurmError(f"{names} is not offered {how} in {region}{where}")
+        return SlurmError(f"{best.name} is not offered {how} in any region right now")
+    kind, markets = next(((t, m) for _, t, m in ranked if m), (best, []))
+    regions = ", ".join(sorted({m.region for m in markets}))
+    if not regions:
+        where = "nor in any other region"
+    elif kind is best:
+        where = f"it is offered in {regions}"
+    else:
+        where = f"{kind.name} is offered in {regions}"
+    return SlurmError(f"{best.name} is not offered {how} in {region}; {where}")
 
 
 # ------------------------------------------------------------------ the region
@@ -448,10 +460,6 @@ def parse_limit_price(text: str, gpus: int, type_name: str) -> int:
 def _bad_limit(text: str) -> SlurmError:
     return SlurmError(f"Invalid --limit-price specification: {text}: write dollars per instance-hour "
                       "($16.00) or per GPU-hour (2.00/gpu-hr)")
-
-
-def _cents(text: str) -> int:
-    return int(parse_amount(text) * 100)
 
 
 def price_text(cents: int, gpus: int) -> str:

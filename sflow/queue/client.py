@@ -24,6 +24,10 @@ class ControllerUnavailable(Exception):
     """The controller could not be reached or started."""
 
 
+class ControllerFailed(ControllerUnavailable):
+    """The controller refused to start; the message says why (a bad slurm.conf...)."""
+
+
 def _connect(home: str) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -41,6 +45,8 @@ def start_controller(home: str) -> None:
     log = os.open(paths.log_path(home), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["SFLOW_HOME"] = home
+    if env.get("SFLOW_CONF"):  # the controller runs in its home, not in the caller's directory
+        env["SFLOW_CONF"] = os.path.abspath(env["SFLOW_CONF"])
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     argv = [sys.executable, "-m", "sflow.queue.controller"]
@@ -63,6 +69,14 @@ def start_controller(home: str) -> None:
     os.waitpid(child, 0)
 
 
+def _failure(home: str) -> str | None:
+    try:
+        with open(paths.failure_path(home)) as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
 def connect(home: str | None = None, start: bool = True, timeout: float = START_TIMEOUT) -> socket.socket:
     home = home or paths.home()
     try:
@@ -70,6 +84,10 @@ def connect(home: str | None = None, start: bool = True, timeout: float = START_
     except OSError:
         if not start:
             raise ControllerUnavailable("the sflow controller is not running") from None
+    try:
+        os.unlink(paths.failure_path(home))  # a previous failure is not this start's
+    except OSError:
+        pass
     start_controller(home)
     started = time.monotonic()
     deadline = started + timeout
@@ -79,6 +97,9 @@ def connect(home: str | None = None, start: bool = True, timeout: float = START_
             return _connect(home)
         except OSError:
             now = time.monotonic()
+            failure = _failure(home)
+            if failure:
+                raise ControllerFailed(failure) from None
             if now > deadline:
                 raise ControllerUnavailable(
                     f"the sflow controller did not start (see {paths.log_path(home)})") from None
@@ -143,4 +164,4 @@ def wait(home: str | None, job_ids: list[int], poll: float = 1.0) -> dict:
             time.sleep(poll)
 
 
-__all__ = ["ControllerUnavailable", "call", "connect", "socket_path", "start_controller", "wait"]
+__all__ = ["ControllerFailed", "ControllerUnavailable", "call", "connect", "socket_path", "start_controller", "wait"]

@@ -26,6 +26,7 @@ import time
 import traceback
 
 from sflow.backends.local import LocalBackend, Need
+from sflow.errors import SflowError
 from sflow.queue import paths, store
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
@@ -457,7 +458,19 @@ def main() -> int:
     with open(paths.pid_path(home), "w") as handle:
         handle.write(f"{os.getpid()}\n")
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} controller {os.getpid()} starting in {home}", file=sys.stderr)
-    controller = Controller(home)
+    try:
+        os.unlink(paths.failure_path(home))
+    except OSError:
+        pass
+    try:
+        controller = Controller(home)
+    except SflowError as err:  # e.g. a bad slurm.conf: the waiting command shows the message
+        message = err.render() if hasattr(err, "render") else str(err)
+        fd = os.open(paths.failure_path(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, message.encode())
+        os.close(fd)
+        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} controller cannot start: {message}", file=sys.stderr)
+        return 1
     try:
         controller.run()
     finally:

@@ -52,6 +52,11 @@ def pid_path(home: str) -> str:
     return os.path.join(home, PID_NAME)
 
 
+def failure_path(home: str) -> str:
+    """Why the last controller could not start (a bad slurm.conf...), for the command that started it."""
+    return os.path.join(home, "controller.failed")
+
+
 def log_path(home: str) -> str:
     return os.path.join(home, LOG_NAME)
 

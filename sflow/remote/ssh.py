@@ -292,12 +292,18 @@ def _env_for(env: EnvSpec, target: Target) -> Mapping[str, str] | None:
     return env(target) if callable(env) else env
 
 
+def _check(targets: list[Target], command: str, env: EnvSpec, cwd: str | None) -> None:
+    """Build every command line once, so a refused value stops the run before any host is contacted."""
+    for target in targets:
+        build_command(command, _env_for(env, target), cwd)
+
+
 async def _run_one(target: Target, command: str, connection: Connection | None, *, env: EnvSpec, cwd, stdin,
                    on_stdout, on_stderr, capture, key, known_hosts, timeout) -> Result:
     own = connection is None
     try:
         conn = connection or await connect(target, key=key, known_hosts=known_hosts, timeout=timeout)
-    except SflowError as exc:
+    except (RemoteError, HostKeyChanged) as exc:
         return Result(target, error=str(exc))
     try:
         return await conn.run(
@@ -305,7 +311,7 @@ async def _run_one(target: Target, command: str, connection: Connection | None, 
             on_stdout=(lambda data: on_stdout(target, data)) if on_stdout else None,
             on_stderr=(lambda data: on_stderr(target, data)) if on_stderr else None,
         )
-    except SflowError as exc:
+    except RemoteError as exc:
         return Result(target, error=str(exc))
     finally:
         if own:
@@ -328,6 +334,7 @@ async def run_all(targets: Iterable[Target], command: str, *, env: EnvSpec = Non
     from sflow.remote.keys import client_key
 
     targets = list(targets)
+    _check(targets, command, env, cwd)
     key = key or client_key()
     known_hosts = known_hosts or KnownHosts()
     gate = asyncio.Semaphore(limit)
@@ -396,9 +403,13 @@ class SshClient:
 
     def run_all(self, targets: Iterable[Target], command: str, timeout: float | None = None, **kwargs) -> list[Result]:
         targets = list(targets)
+        _check(targets, command, kwargs.get("env"), kwargs.get("cwd"))
 
         async def go() -> list[Result]:
             opened = await asyncio.gather(*(self._connection(t) for t in targets), return_exceptions=True)
+            for outcome in opened:
+                if isinstance(outcome, BaseException) and not isinstance(outcome, (RemoteError, HostKeyChanged)):
+                    raise outcome
             conns = {t: c for t, c in zip(targets, opened) if isinstance(c, Connection)}
             failed = {t: str(c) for t, c in zip(targets, opened) if isinstance(c, BaseException)}
             results = await run_all([t for t in targets if t in conns], command, connections=conns,

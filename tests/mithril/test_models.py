@@ -21,7 +21,7 @@ HERE = Path(__file__).parent
 EXTRACT = HERE / "schema_components.json"
 FULL_SCHEMA_CANDIDATES = [
     os.environ.get("MITHRIL_OPENAPI", ""),
-    str(HERE.parents[1] / "compat" / "mithril" / "openapi.json"),
+    str(HERE.parents[1] / "sflow" / "mithril" / "emulator" / "openapi.json"),
     "/work/shared/mithril/openapi.json",
 ]
 

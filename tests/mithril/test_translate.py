@@ -193,6 +193,13 @@ def test_gpu_type_table(catalog, lines, name):
     assert plan(job(*lines), catalog, config).instance_type == name
 
 
+def test_fewest_gpus_before_the_cheapest():
+    types = [_type("it_2", "2xh100", 2, "H100", 48, 450, 6.0), _type("it_4", "4xh100", 4, "H100", 96, 900, 5.0)]
+    built = Catalog.from_api(types, [_auction("it_2", "r1", 5, "$6.00"), _auction("it_4", "r1", 5, "$5.00")])
+    assert plan(job("#SBATCH --gpus-per-node=2"), built).instance_type == "2xh100"
+    assert plan(job("#SBATCH --gpus-per-node=3"), built).instance_type == "4xh100"
+
+
 def test_gpu_type_table_words_are_unknown_without_it(catalog):
     assert "a100-80gb GPUs" in refusal(job("#SBATCH --constraint=a100-80gb --gpus=1"), catalog)
 
@@ -267,9 +274,9 @@ REFUSED_SHAPES = [
     (["#SBATCH -N 1 --gpus-per-node=h100:8 -c 256"],
      "no Mithril instance type with 8 GPUs has 256 CPUs per node; most is 8xh100 (192 CPUs) "
      "(1 task x 256 CPUs); ask for at most 192 CPUs per node (--ntasks-per-node x --cpus-per-task)"),
-    (["#SBATCH -N 2 --ntasks-per-node=4 -c 8 --gpus-per-node=a100:1"],
-     "no Mithril instance type with 1 GPU has 32 CPUs per node; most is 1xa100 (16 CPUs) "
-     "(4 tasks x 8 CPUs); ask for at most 16 CPUs per node (--ntasks-per-node x --cpus-per-task)"),
+    (["#SBATCH -N 2 --ntasks-per-node=4 -c 40 --gpus-per-node=a100:1"],
+     "no Mithril instance type with 1 GPU has 160 CPUs per node; most is 8xa100 (128 CPUs) "
+     "(4 tasks x 40 CPUs); ask for at most 128 CPUs per node (--ntasks-per-node x --cpus-per-task)"),
     (["#SBATCH --gpus=h100:8 -c 256"],
      "no Mithril instance type has 256 CPUs per node; most is 8xh100 (192 CPUs) "
      "(1 task x 256 CPUs); ask for at most 192 CPUs per node (--ntasks-per-node x --cpus-per-task)"),
@@ -291,7 +298,8 @@ REFUSED_SHAPES = [
      "cpu.96"),
     (["#SFLOW --instance-type=1xh100", "#SBATCH -N 1 --gpus-per-node=8"],
      "instance type 1xh100 has 1 GPU, not 8 per node; use --nodes=8 --gpus-per-node=1"),
-    (["#SFLOW --instance-type=cpu.32", "#SBATCH --gpus=1"], "instance type cpu.32 has GPUs; the job asks for 1 per node"),
+    (["#SFLOW --instance-type=cpu.32", "#SBATCH --gpus=1"],
+     "instance type cpu.32 has no GPUs, and the job asks for GPUs; name a GPU instance type"),
     (["#SFLOW --instance-type=1xh100", "#SBATCH --mem=300G"],
      "instance type 1xh100 has 225G of memory, not 300G per node; ask for --mem=225G or less per node"),
 ]
@@ -315,7 +323,11 @@ def test_a_fitting_type_not_offered_anywhere_is_skipped():
     built = Catalog.from_api(types, [_auction("it_b", "r1", 2, "$16.00")])
     assert plan(job("#SBATCH --gpus=1"), built).instance_type == "8xh100"
     only_small = Catalog.from_api(types, [_auction("it_s", "r1", 2, "$2.00")])
-    assert refusal(job("#SBATCH --gpus=8"), only_small) == "8xh100 is not offered on spot in any region right now"
+    assert plan(job("#SBATCH --gpus=8"), only_small).instance_quantity == 8  # spread, as SLURM may
+    assert refusal(job("#SBATCH -N 1 --gpus-per-node=8"), only_small) == \
+        "8xh100 is not offered on spot in any region right now"
+    assert refusal(job("#SBATCH -N 1 --gpus-per-node=8", "#SFLOW --region=r1"), only_small) == \
+        "8xh100 is not offered on spot in r1; nor in any other region"
 
 
 # ------------------------------------------------------------------ regions
@@ -333,14 +345,22 @@ def test_region_by_capacity_then_price(catalog, lines, region):
     assert plan(job(*lines), catalog).region == region
 
 
+def test_region_at_equal_price_takes_the_most_capacity():
+    types = [_type("it_a", "8xh100", 8, "H100", 192, 1800, 20.0)]
+    built = Catalog.from_api(types, [_auction("it_a", "a", 2, "$16.00"), _auction("it_a", "b", 9, "$16.00"),
+                                     _auction("it_a", "c", 5, "$16.00")])
+    assert plan(job("#SBATCH --gpus=8"), built).region == "b"
+
+
 def test_region_without_capacity_says_the_bid_waits(catalog):
     chosen = plan(job("#SBATCH -N 10 --gpus-per-node=h100:8"), catalog)
     assert chosen.notes == ("us-east1-b has 1 instances free now: the bid waits for 10 at once",)
 
 
-def test_region_before_type_when_the_type_is_only_offered_there(catalog):
-    chosen = plan(job("#SBATCH --gpus=h100:1", "#SFLOW --region=eu-west1-a"), catalog)
-    assert chosen.instance_type == "8xh100"
+def test_no_gpu_instance_types_at_all():
+    built = Catalog.from_api(INSTANCE_TYPES[5:], AUCTIONS)
+    assert refusal(job("#SBATCH --gpus=2"), built) == \
+        "no Mithril instance type has GPUs, and the job asks for GPUs"
 
 
 @pytest.mark.parametrize("lines, message", [
@@ -348,6 +368,8 @@ def test_region_before_type_when_the_type_is_only_offered_there(catalog):
      "8xh100 is not offered on spot in asia-east1-a; it is offered in eu-west1-a, us-central1-a, us-east1-b"),
     (["#SFLOW --instance-type=4xh100 --region=eu-west1-a"],
      "4xh100 is not offered on spot in eu-west1-a; it is offered in us-central1-a"),
+    (["#SBATCH -N 1 --gpus-per-node=a100:8", "#SFLOW --region=eu-west1-a"],
+     "8xa100 is not offered on spot in eu-west1-a; it is offered in us-central1-a"),
 ])
 def test_region_not_offered(catalog, lines, message):
     assert refusal(job(*lines), catalog) == message
@@ -381,7 +403,8 @@ def test_limit_price_spellings(text, gpus, cents):
                      "or per GPU-hour (2.00/gpu-hr)"),
     ("16.001", 8, "Invalid --limit-price specification: 16.001: not a whole number of cents"),
     ("0", 8, "Invalid --limit-price specification: 0: a limit price must be more than $0"),
-    ("2/gpu-hr", 0, "--limit-price=2/gpu-hr is per GPU-hour but cpu.32 has no GPUs; write it per instance-hour ($2.00)"),
+    ("2/gpu-hr", 0,
+     "--limit-price=2/gpu-hr is per GPU-hour but cpu.32 has no GPUs; write it per instance-hour ($2.00)"),
 ])
 def test_limit_price_refused(text, gpus, message):
     with pytest.raises(SlurmError) as caught:
@@ -441,6 +464,8 @@ def test_limit_below_the_minimum_is_refused(catalog):
 def test_limit_at_the_minimum_is_accepted(catalog):
     request = job("#SBATCH -N 2 --gpus-per-node=h100:8", "#SFLOW --limit-price=$8")
     assert plan(request, catalog).limit_price_cents == 800
+    request = job("#SBATCH -N 2 --gpus-per-node=h100:8", "#SFLOW --limit-price=$7.99")
+    assert refusal(request, catalog).startswith("limit price $7.99/instance-hr ($1.00/GPU-hr) is below the minimum")
 
 
 def test_a_cap_below_the_minimum_is_refused_too(catalog):
@@ -577,9 +602,9 @@ def test_cost_estimate(catalog, time, count, at_most, about):
 
 def test_cost_bound_rounds_up():
     types = [_type("it_a", "1xh100", 1, "H100", 24, 225, 2.0)]
-    built = Catalog.from_api(types, [_auction("it_a", "r1", 3, "$1.00")])
-    chosen = plan(job("#SBATCH --gpus=1 -t 1", "#SFLOW --limit-price=$1.01"), built)
-    assert (chosen.max_cost_cents, chosen.current_cost_cents) == (2, 2)  # 1.68 up; 1.67 to the nearest
+    built = Catalog.from_api(types, [_auction("it_a", "r1", 3, "$0.40")])
+    chosen = plan(job("#SBATCH --gpus=1 -t 1", "#SFLOW --limit-price=$0.70"), built)
+    assert (chosen.max_cost_cents, chosen.current_cost_cents) == (2, 1)  # 1.17 up; 0.67 to the nearest
 
 
 def test_format_plan_spot(catalog):
@@ -684,6 +709,11 @@ def test_config_refuses_unknown_settings(catalog):
     with pytest.raises(SlurmError, match="unknown Mithril plan setting: headrom"):
         plan(job("#SBATCH --gpus=1"), catalog, {"headrom": "2"})
     assert PlanConfig.of({"headroom": "1.5"}) == PlanConfig()
+    for bad in ("-1", "0", "lots", "nan"):
+        with pytest.raises(SlurmError, match="is not a positive number"):
+            PlanConfig.of({"headroom": bad})
+    with pytest.raises(SlurmError, match="max_price_per_gpu_hour 'cheap' is not a dollar amount"):
+        plan(job("#SBATCH --gpus=1"), catalog, {"max_price_per_gpu_hour": "cheap"})
 
 
 def test_plan_is_pure(catalog):

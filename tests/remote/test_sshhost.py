@@ -116,6 +116,7 @@ def test_host_factory_starts_and_stops_an_instance(key, tmp_path, monkeypatch):
     try:
         assert address.startswith("127.0.0.1:")
         host = sshhost.default_pool().get("inst-01")
+        assert (host.name, host.hostname, host.address) == ("inst-01", "worker-7", address)
         assert host.root == os.path.realpath(tmp_path / "mithril" / "instances" / "inst-01")
         assert _run(host, key, "hostname").stdout == "worker-7\n"
         pidfile = os.path.join(host.root, "job.pid")

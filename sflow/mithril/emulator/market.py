@@ -390,7 +390,8 @@ class Market:
                 free -= c.quantity
         allocated_limits = [c.limit_cents for c in winners if c.bid is None or c.bid.status == ALLOCATED]
         pool.lowest_allocated_cents = min(allocated_limits) if allocated_limits else None
-        for bid in self._pool_bids(pool, (ALLOCATED, PREEMPTING)):
+        # a bid under notice keeps the price it had: it is leaving, not bidding
+        for bid in self._pool_bids(pool, (ALLOCATED,)):
             self._set_price(bid, min(pool.clearing_cents, bid.limit_cents), at)
 
     def _pool_bids(self, pool: Pool, statuses: tuple[str, ...]) -> list[Bid]:
