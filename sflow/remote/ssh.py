@@ -245,7 +245,10 @@ class RemoteProcess:
 
     @property
     def done(self) -> bool:
-        return self._result is not None
+        """The remote command has ended (its exit was reported, or the link is gone)."""
+        process = self._process
+        return (self._result is not None or process.exit_status is not None or process.exit_signal is not None
+                or self.conn.closed)
 
     async def write(self, data: bytes) -> None:
         self._process.stdin.write(data)

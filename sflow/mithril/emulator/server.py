@@ -19,6 +19,7 @@ _POLL_SECONDS = 0.1
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real clients expect
+    disable_nagle_algorithm = True  # headers and body leave in two writes: don't wait for an ACK between
     server_version = "mithril-emulator"
     service: Service  # set on the subclass made per server
 
@@ -82,7 +83,8 @@ class Emulator:
         return self.service.violations
 
     def start(self) -> "Emulator":
-        self._threads = [threading.Thread(target=self._httpd.serve_forever, name="mithril-emulator-http", daemon=True),
+        serve = lambda: self._httpd.serve_forever(poll_interval=0.05)  # noqa: E731 - a quick close()
+        self._threads = [threading.Thread(target=serve, name="mithril-emulator-http", daemon=True),
                          threading.Thread(target=self._ticker, name="mithril-emulator-ticker", daemon=True)]
         for t in self._threads:
             t.start()
