@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import summary, time_command  # noqa: E402
+from _timing import precompile, summary, time_command  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
+    precompile()
 
     sbatch = shutil.which("sbatch")
     if sbatch is None or not open(sbatch, "rb").read(2) == b"#!":

@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import summary, time_command  # noqa: E402
+from _timing import precompile, summary, time_command  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 REAL = "/usr/bin"
@@ -103,6 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer runs and jobs")
     args = parser.parse_args()
+    precompile()
     runs = 10 if args.quick else 30
     home = tempfile.mkdtemp(prefix="sflow-bench-")
     env = sflow_env(home)

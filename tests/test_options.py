@@ -99,3 +99,11 @@ def test_getopt_fails_only_with_clean_errors(command, argv):
         getopt(command, argv)
     except SflowError:
         pass
+
+
+def test_options_page_is_generated_from_the_table():
+    from sflow.slurm.options_doc import render
+
+    page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "options.md")
+    with open(page, encoding="utf-8") as handle:
+        assert handle.read() == render(), "docs/options.md is stale: python3 -m sflow.slurm.options_doc > docs/options.md"
