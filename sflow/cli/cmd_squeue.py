@@ -7,13 +7,15 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import home, read_jobs, whoami
+    from sflow.cli.common import home, whoami
     from sflow.conf import load_cluster
     from sflow.queue import store
     from sflow.views.squeue import squeue_main
 
     state_home = home()
-    jobs = read_jobs()
+
+    def jobs(job_ids=None, states=None):
+        return store.read_jobs(state_home, job_ids=job_ids, states=states)
 
     def pending_indices(job):
         conn = store.reader(state_home)

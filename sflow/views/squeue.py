@@ -155,8 +155,9 @@ def _parse_states(text: str) -> set[str]:
     return states
 
 
-def squeue_main(argv: list[str], jobs: list[JobRecord], *, now: float | None = None, user: str = "",
+def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = "",
                 min_job_age: int = 300, pending_indices=None) -> tuple[str, str, int]:
+    """squeue over ``jobs``: a list of JobRecords, or a loader ``jobs(job_ids=..., states=...)``."""
     from sflow.queue.select import parse_job_spec
     from sflow.slurm.getopt import getopt
 
@@ -217,6 +218,9 @@ def squeue_main(argv: list[str], jobs: list[JobRecord], *, now: float | None = N
     def recent(job: JobRecord) -> bool:
         return job.state not in FINISHED_STATES or (job.end_time or 0) >= now - min_job_age
 
+    if callable(jobs):  # a loader: let the database do the coarse filtering (10,000 jobs queued...)
+        wanted_states = None if ids and states is None else (states if states is not None else ACTIVE)
+        jobs = jobs(job_ids=[job_id for job_id, _ in ids] or None, states=wanted_states)
     visible = [j for j in jobs if recent(j)]
     if ids:
         wanted = []
