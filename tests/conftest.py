@@ -25,6 +25,7 @@ class Cluster:
 
     def __init__(self, home: str, work: str, env: dict):
         self.home, self.work, self.env = home, work, env
+        self.user = _user()
 
     def run(self, *argv: str, input: str | None = None, timeout: float = 120, cwd: str | None = None):
         return subprocess.run(list(argv), cwd=cwd or self.work, env=self.env, input=input, capture_output=True,

@@ -40,10 +40,12 @@ def _request(job_id: int):
     conn = store.reader(home())
     if conn is None:
         return None
-    row = conn.execute("SELECT request, array_job_id FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-    if row and row[0] is None and row[1] is not None:
-        row = conn.execute("SELECT request, array_job_id FROM jobs WHERE job_id = ?", (row[1],)).fetchone()
-    return JobRequest.model_validate_json(row[0]) if row and row[0] else None
+    text = store.load_request(conn, job_id)
+    if text is None:  # an array task: the request is kept once, under the array's id
+        row = conn.execute("SELECT array_job_id FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        if row and row[0] is not None:
+            text = store.load_request(conn, row[0])
+    return JobRequest.model_validate_json(text) if text else None
 
 
 class Tail:

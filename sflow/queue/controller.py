@@ -62,6 +62,7 @@ class Controller(JobLife, SocketServer):
         self.to_launch: list[Job] = []
         self.schedule_wanted = True
         self.plan_wake = FOREVER
+        self.schedule_not_before = 0.0  # see turn()
         self.waiters: list[tuple[Conn, list[int]]] = []
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, Conn] = {}
@@ -362,10 +363,15 @@ class Controller(JobLife, SocketServer):
             self.handle_line(conn, line)
         self.poll_processes(now)
         running_wake = self.check_running(now)
-        if self.schedule_wanted or now >= self.plan_wake:
+        if (self.schedule_wanted or now >= self.plan_wake) and now >= self.schedule_not_before:
             self.schedule_wanted = False
             self.schedule(now)
+            # A pass over a long queue costs milliseconds: space passes so that scheduling takes
+            # at most a fifth of the loop and a burst of submissions is not quadratic.
+            self.schedule_not_before = now + 4 * (time.time() - now)
         self.next_wake = min(running_wake, self.plan_wake)
+        if self.schedule_wanted:
+            self.next_wake = min(self.next_wake, self.schedule_not_before)
         self.commit()
         replies, self.replies = self.replies, []
         for conn, reply in replies:
