@@ -24,46 +24,56 @@ class Field:
     suffix: str = ""  # literal text after the field
 
 
-def parse_percent_format(text: str) -> tuple[str, list[Field]]:
-    """-o style: the literal prefix and the fields (each with the literal text that follows it)."""
+_TOKEN = re.compile(r"(\.)?(\d*)(.?)(.*)", re.S)
+
+
+def parse_percent_format(text: str, known=None) -> tuple[str, list[Field], list[str]]:
+    """-o style, split as SLURM splits it: on every ``%`` (so ``%%`` is no literal percent).
+
+    Returns the literal prefix, the fields (each with the literal text that follows
+    it) and the specifiers that are not in ``known``: SLURM complains about each
+    one and prints it as literal text.
+    """
     fields: list[Field] = []
-    pos = 0
+    bad: list[str] = []
+    starts_with_field = text.startswith("%")
+    tokens = [t for t in text.split("%") if t]
     prefix = ""
-    for match in _SPEC.finditer(text.replace("%%", "\0")):
-        literal = text.replace("%%", "\0")[pos:match.start()].replace("\0", "%")
+    if tokens and not starts_with_field:
+        prefix = tokens.pop(0)
+
+    def literal(more: str) -> None:
+        nonlocal prefix
         if fields:
             last = fields[-1]
-            fields[-1] = Field(last.key, last.width, last.right, literal)
+            fields[-1] = Field(last.key, last.width, last.right, last.suffix + more)
         else:
-            prefix = literal
-        fields.append(Field(match.group(3), int(match.group(2)) if match.group(2) else None, bool(match.group(1))))
-        pos = match.end()
-    tail = text.replace("%%", "\0")[pos:].replace("\0", "%")
-    if fields:
-        last = fields[-1]
-        fields[-1] = Field(last.key, last.width, last.right, tail)
-    else:
-        prefix += tail
-    return prefix, fields
+            prefix += more
+
+    for token in tokens:
+        dot, digits, key, rest = _TOKEN.fullmatch(token).groups()
+        if not key or (known is not None and key not in known) or not (key.isalpha()):
+            bad.append(key)
+            literal("%" + token)
+            continue
+        fields.append(Field(key, int(digits) if digits else None, bool(dot), rest))
+    return prefix, fields, bad
 
 
 def parse_name_format(text: str, default_width: int = 20) -> list[Field]:
-    """-O style: ``Name[:[.]width]`` items separated by commas; each followed by one space."""
+    """-O style: ``Name[:[.][width][suffix]]`` items separated by commas, with no separator of
+    their own: a bare name is 20 wide; a ``:`` without digits means no padding at all."""
     fields = []
     for item in filter(None, text.split(",")):
-        name, _, size = item.partition(":")
-        right = size.startswith(".")
-        size = size.lstrip(".")
-        width = int(size) if size.isdigit() else default_width
-        fields.append(Field(name.strip(), width, right, " "))
+        name, colon, spec = item.partition(":")
+        if not colon:
+            fields.append(Field(name.strip(), default_width, False, ""))
+            continue
+        match = re.match(r"(\.?)(\d*)(.*)", spec, re.S)
+        right, digits, suffix = match.group(1) == ".", match.group(2), match.group(3)
+        width = int(digits) if digits and int(digits) > 0 else None
+        fields.append(Field(name.strip(), width, right, suffix))
     return fields
-
-
-def cell(value: str, field: Field) -> str:
-    if field.width is None:
-        return value
-    value = value[: field.width]
-    return value.rjust(field.width) if field.right else value.ljust(field.width)
 
 
 def _cell_function(field: Field):

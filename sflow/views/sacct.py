@@ -175,7 +175,26 @@ def _parse_time(text: str) -> float:
             continue
     if text.lower() == "now":
         return time.time()
-    raise SlurmError(f"Invalid time specification: {text}")
+    from sflow.errors import UsageError
+
+    # sacct prints this line bare (no "sacct: error:"), with where its parse stopped.
+    raise UsageError([f"Invalid time specification (pos={_bad_field_at(text)}): {text}"], 1)
+
+
+# (lowest, highest) of each numeric field of YYYY-MM-DDTHH:MM:SS, in order.
+_FIELD_RANGES = ((0, 9999), (1, 12), (1, 31), (0, 23), (0, 59), (0, 59))
+
+
+def _bad_field_at(text: str) -> int:
+    """Where the first out-of-range field of a date starts (0 when it is not a date at all)."""
+    import re
+
+    if not text[:1].isdigit():
+        return 0
+    for (low, high), match in zip(_FIELD_RANGES, re.finditer(r"\d+", text)):
+        if not low <= int(match.group()) <= high:
+            return match.start()
+    return 0
 
 
 def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], *, now: float | None = None,

@@ -245,29 +245,25 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
     rows.sort(key=lambda j: (j.state == "PENDING", -j.priority if j.state == "PENDING" else 0, j.job_id))
     table = {row["letter"]: row for row in load_table("squeue_format.toml")}
     by_name = {row["name"].lower(): row for row in table.values()}
+    warnings = ""
     if name_fmt:
         fields = parse_name_format(name_fmt)
         prefix = ""
-        specs = []
-        for field in fields:
-            row = by_name.get(field.key.lower())
-            if row is None:
-                return "", f"squeue: error: Invalid job format specification: {field.key}\n", 1
-            specs.append(row)
+        unknown = [f for f in fields if f.key.lower() not in by_name]
+        # SLURM names each unknown field and lists the rest (an empty line if none is left).
+        warnings = "".join(f"squeue: error: Invalid job format specification: {f.key}\n" for f in unknown)
+        fields = [f for f in fields if f not in unknown]
+        specs = [by_name[f.key.lower()] for f in fields]
     else:
-        prefix, fields = parse_percent_format(fmt or (LONG_FORMAT if long else DEFAULT_FORMAT))
-        specs = []
-        for field in fields:
-            row = table.get(field.key)
-            if row is None:
-                return "", f"squeue: error: Invalid job format specification: {field.key}\n", 1
-            specs.append(row)
+        prefix, fields, bad = parse_percent_format(fmt or (LONG_FORMAT if long else DEFAULT_FORMAT), table)
+        warnings = "".join(f"squeue: error: Invalid job format specification: {key}\n" for key in bad)
+        specs = [table[field.key] for field in fields]
     getters = [_getter(spec["source"]) for spec in specs]
     out = render_rows(prefix, fields, [[get(job, now) for get in getters] for job in rows],
                       [spec["header"] for spec in specs] if header else None)
     if long and header:
         out = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)) + "\n" + out
-    return out, "", 0
+    return out, warnings, 0
 
 
 __all__ = ["squeue_main", "job_id_display", "DEFAULT_FORMAT", "Field"]
