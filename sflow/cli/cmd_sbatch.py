@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 
 def _wants_stdin(argv: list[str]) -> bool:

@@ -12,9 +12,11 @@ Money: bids, auctions and reservations carry dollar strings (``"$25.60"``);
 
 from __future__ import annotations
 
+from sflow.mithril import money
+
 import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Literal, Optional
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -49,24 +51,19 @@ def dollars_to_cents(text: str) -> int:
     """
     if not isinstance(text, str):
         raise ValueError(f"a price must be a dollar string such as \"$25.60\", not {type(text).__name__}")
-    match = _DOLLARS.fullmatch(text.strip())
-    if match is None:
+    if not _DOLLARS.fullmatch(text.strip()):
         raise ValueError(f"{text!r} is not a dollar amount such as \"$25.60\"")
     try:
-        cents = Decimal(match.group(1).replace(",", "")) * 100
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not a dollar amount such as \"$25.60\"") from None
-    if cents != cents.to_integral_value():
-        raise ValueError(f"{text!r} is not a whole number of cents")
-    return int(cents)
+        return money.parse_dollars(text.strip().replace(",", ""))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number of cents") from None
 
 
 def cents_to_dollars(cents: int) -> str:
     """``2560`` -> ``"$25.60"``, the way the API writes money."""
     if isinstance(cents, bool) or not isinstance(cents, int):
         raise ValueError(f"cents must be an integer, not {type(cents).__name__}")
-    sign = "-" if cents < 0 else ""
-    return f"{sign}${Decimal(abs(cents)).scaleb(-2):.2f}"
+    return money.dollars(cents)
 
 
 def _optional_cents(text: Optional[str]) -> Optional[int]:

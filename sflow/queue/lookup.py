@@ -85,7 +85,6 @@ class JobLookup(deps.Lookup):
         return None
 
     def singleton_blocked(self, name: str, user: str, job_id: int, seq: int) -> bool:
-        me = self.ctl.jobs.get(job_id)
         for job in self.rivals.get((name, user), []):
             if job.job_id == job_id:
                 continue

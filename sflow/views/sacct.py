@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from sflow.errors import SlurmError
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
 from sflow.views.fmt import load_table
 

@@ -48,11 +48,15 @@ class Catalog:
 
 
 def default_catalog() -> Catalog:
-    h100x8 = InstanceType("8xh100", 8, "H100", 80, "SXM5", 224, 1800, 7800, 8, 4, reserve_cents=800, reserved_cents=2000)
-    a100x8 = InstanceType("8xa100", 8, "A100", 80, "SXM4", 128, 1000, 7000, 4, 2, reserve_cents=480, reserved_cents=1200)
-    a100x4 = InstanceType("4xa100", 4, "A100", 80, "SXM4", 64, 500, 3500, 2, 1, reserve_cents=240, reserved_cents=600)
-    a100x1 = InstanceType("1xa100", 1, "A100", 80, "SXM4", 16, 120, 850, 0, 0, reserve_cents=60, reserved_cents=150,
-                          network_type=None)
+    # name, GPUs, GPU, GPU GB, socket, CPUs, RAM GB, local disk GB, IB ports, bridges
+    h100x8 = InstanceType("8xh100", 8, "H100", 80, "SXM5", 224, 1800, 7800, 8, 4,
+                          reserve_cents=800, reserved_cents=2000)
+    a100x8 = InstanceType("8xa100", 8, "A100", 80, "SXM4", 128, 1000, 7000, 4, 2,
+                          reserve_cents=480, reserved_cents=1200)
+    a100x4 = InstanceType("4xa100", 4, "A100", 80, "SXM4", 64, 500, 3500, 2, 1,
+                          reserve_cents=240, reserved_cents=600)
+    a100x1 = InstanceType("1xa100", 1, "A100", 80, "SXM4", 16, 120, 850, 0, 0,
+                          reserve_cents=60, reserved_cents=150, network_type=None)
     return Catalog(
         instance_types=[h100x8, a100x8, a100x4, a100x1],
         supply={

@@ -24,7 +24,8 @@ LIVE_BID = (OPEN, ALLOCATED, PREEMPTING, PAUSED)
 
 # Instance statuses (InstanceModel.status)
 S_NEW, S_STARTING, S_RUNNING = "STATUS_NEW", "STATUS_STARTING", "STATUS_RUNNING"
-S_PREEMPTING, S_PAUSED, S_TERMINATED, S_ERROR = "STATUS_PREEMPTING", "STATUS_PAUSED", "STATUS_TERMINATED", "STATUS_ERROR"
+S_PREEMPTING, S_PAUSED = "STATUS_PREEMPTING", "STATUS_PAUSED"
+S_TERMINATED, S_ERROR = "STATUS_TERMINATED", "STATUS_ERROR"
 # statuses in which an instance still occupies a machine
 HOLDING = (S_NEW, S_STARTING, S_RUNNING, S_PREEMPTING)
 
@@ -40,10 +41,11 @@ RESERVATION_START_GRACE = 300.0
 class MarketError(Exception):
     """A request the market refuses; ``status`` is the HTTP status to answer with."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.field = field  # the request field at fault, for a 422
 
 
 @dataclass
@@ -65,6 +67,10 @@ class Pool:
     clearing_cents: int = 0
     lowest_allocated_cents: int | None = None
     competing_held: int = 0  # instances competing demand won at the last auction
+
+    def holds(self, thing) -> bool:
+        """Whether a bid, instance or reservation belongs to this auction."""
+        return (thing.region, thing.instance_type) == (self.region, self.instance_type.fid)
 
     def supply_at(self, offset: float) -> int:
         capacity = 0
@@ -231,7 +237,7 @@ class Market:
         self.advance(now)
         pool = self.pool(region, instance_type)
         if quantity < 1:
-            raise MarketError("instance_quantity must be at least 1", 422)
+            raise MarketError("instance_quantity must be at least 1", 422, "instance_quantity")
         self._seq += 1
         bid = Bid(self.ids.new("bid"), name, project, created_by, now, region, pool.instance_type.fid, quantity,
                   limit_cents, dict(launch_specification), self._seq, notification_email)
@@ -344,15 +350,15 @@ class Market:
         out = [_Contender(limit, qty, (-limit, self.start + offset, 0, i), None)
                for i, (offset, limit, qty) in enumerate(pool.demand_at(at - self.start))]
         for bid in self.bids.values():
-            if bid.status in (OPEN, ALLOCATED) and (bid.region, bid.instance_type) == (pool.region, pool.instance_type.fid):
-                out.append(_Contender(bid.limit_cents, bid.quantity, (-bid.limit_cents, bid.created_at, 1, bid.seq), bid))
+            if bid.status in (OPEN, ALLOCATED) and pool.holds(bid):
+                order = (-bid.limit_cents, bid.created_at, 1, bid.seq)
+                out.append(_Contender(bid.limit_cents, bid.quantity, order, bid))
         out.sort(key=lambda c: c.order)
         return out
 
     def capacity(self, pool: Pool, at: float) -> int:
         """Spot capacity: supply less what active reservations hold."""
-        reserved = sum(r.quantity for r in self.reservations.values()
-                       if r.status == R_ACTIVE and (r.region, r.instance_type) == (pool.region, pool.instance_type.fid))
+        reserved = sum(r.quantity for r in self.reservations.values() if r.status == R_ACTIVE and pool.holds(r))
         return max(0, pool.supply_at(at - self.start) - reserved)
 
     @staticmethod
@@ -395,15 +401,12 @@ class Market:
             self._set_price(bid, min(pool.clearing_cents, bid.limit_cents), at)
 
     def _pool_bids(self, pool: Pool, statuses: tuple[str, ...]) -> list[Bid]:
-        return [b for b in self.bids.values()
-                if b.status in statuses and (b.region, b.instance_type) == (pool.region, pool.instance_type.fid)]
+        return [b for b in self.bids.values() if b.status in statuses and pool.holds(b)]
 
     def _held(self, pool: Pool) -> int:
         """Instances of users' bids occupying machines of the pool right now (reservations are
         already taken out of the capacity)."""
-        return sum(1 for i in self.instances.values()
-                   if i.bid is not None and i.status in HOLDING
-                   and (i.region, i.instance_type) == (pool.region, pool.instance_type.fid))
+        return sum(1 for i in self.instances.values() if i.bid is not None and i.status in HOLDING and pool.holds(i))
 
     def available(self, pool: Pool, at: float) -> int:
         return max(0, self.capacity(pool, at) - pool.competing_held - self._held(pool))
@@ -484,7 +487,7 @@ class Market:
         if bid.price_cents == price:
             return
         bid.price_cents = price
-        for fid, intervals in self.ledger[bid.fid].items():
+        for intervals in self.ledger[bid.fid].values():
             if intervals and intervals[-1].end is None:
                 if intervals[-1].start >= at:
                     intervals[-1].price_cents = price
@@ -513,9 +516,7 @@ class Market:
 
     def free_segments(self, pool: Pool, begin: float, end: float) -> list[tuple[float, float, int]]:
         """Reservable capacity over ``[begin, end)`` as constant stretches ``(start, end, free)``."""
-        mine = [r for r in self.reservations.values()
-                if r.status in (R_PENDING, R_ACTIVE, R_PAUSED)
-                and (r.region, r.instance_type) == (pool.region, pool.instance_type.fid)]
+        mine = [r for r in self.reservations.values() if r.status in (R_PENDING, R_ACTIVE, R_PAUSED) and pool.holds(r)]
         cuts = {begin, end}
         cuts.update(self.start + t for t, _ in pool.supply)
         for r in mine:
@@ -538,7 +539,7 @@ class Market:
     def latest_end(self, pool: Pool, begin: float, quantity: int) -> float | None:
         """How long ``quantity`` instances can be held from ``begin`` (whole hours, at most two weeks)."""
         end = begin
-        for a, b, free in self.free_segments(pool, begin, begin + MAX_RESERVATION_HOURS * HOUR):
+        for _, b, free in self.free_segments(pool, begin, begin + MAX_RESERVATION_HOURS * HOUR):
             if free < quantity:
                 break
             end = b
@@ -552,11 +553,11 @@ class Market:
         pool = self.pool(region, instance_type)
         hours = (end - start) / HOUR
         if hours != int(hours) or not MIN_RESERVATION_HOURS <= hours <= MAX_RESERVATION_HOURS:
-            raise MarketError("A reservation lasts whole hours, from 3 hours to 2 weeks", 422)
+            raise MarketError("A reservation lasts whole hours, from 3 hours to 2 weeks", 422, "end_time")
         if start < now - RESERVATION_START_GRACE:
-            raise MarketError("A reservation cannot start in the past", 422)
+            raise MarketError("A reservation cannot start in the past", 422, "start_time")
         if quantity < 1:
-            raise MarketError("instance_quantity must be at least 1", 422)
+            raise MarketError("instance_quantity must be at least 1", 422, "instance_quantity")
         unit = pool.instance_type.reserved_cents
         if max_unit_cents is not None and unit > max_unit_cents:
             raise MarketError(f"The unit price {unit} cents is above max_unit_price {max_unit_cents}", 400)

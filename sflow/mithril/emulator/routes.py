@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from sflow.mithril.emulator import views
 from sflow.mithril.emulator.market import MarketError, Pool
-from sflow.mithril.emulator.money import parse_dollars
+from sflow.mithril.money import parse_dollars
 from sflow.mithril.emulator.schema import invalid
 
 if TYPE_CHECKING:
@@ -284,15 +284,10 @@ def create_reservation(svc, req):
     quantity = _quantity(body["instance_quantity"], ["body", "instance_quantity"])
     spec = _launch_spec(svc, body["project"], body["launch_specification"], ["body", "launch_specification"])
     price = body.get("price_specification") or {}
-    try:
-        res = svc.market.create_reservation(
-            req.now, project=body["project"], region=body["region"], instance_type=it, start=start, end=end,
-            quantity=quantity, name=body["name"], launch_specification=spec, created_by=svc.account.user_fid,
-            notification_email=body.get("notification_email"), max_unit_cents=price.get("max_unit_price"))
-    except MarketError as e:
-        if e.status == 422:
-            raise invalid(["body", "end_time"], e.message) from None
-        raise
+    res = svc.market.create_reservation(
+        req.now, project=body["project"], region=body["region"], instance_type=it, start=start, end=end,
+        quantity=quantity, name=body["name"], launch_specification=spec, created_by=svc.account.user_fid,
+        notification_email=body.get("notification_email"), max_unit_cents=price.get("max_unit_price"))
     return 201, views.reservation(res)
 
 

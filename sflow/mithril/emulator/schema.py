@@ -8,12 +8,12 @@ on 149 fields, which 2020-12 ignores; the real service does answer ``null`` ther
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import unquote
 
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
@@ -118,7 +118,8 @@ class ApiSchema:
                 content = (op.get("requestBody") or {}).get("content", {}).get("application/json")
                 if content:
                     extra["bodies"][opid] = content["schema"]
-                    body_ref, body_required = _pointer("x-emulator", "bodies", opid), op["requestBody"].get("required", False)
+                    body_ref = _pointer("x-emulator", "bodies", opid)
+                    body_required = op["requestBody"].get("required", False)
                 responses = {}
                 for status, resp in op.get("responses", {}).items():
                     body = (resp.get("content") or {}).get("application/json")
@@ -144,7 +145,7 @@ class ApiSchema:
         allowed = sorted(op.method for op in same)
         for op in same:
             if op.method == method:
-                return op, op.regex.match(path).groupdict(), allowed
+                return op, {k: unquote(v) for k, v in op.regex.match(path).groupdict().items()}, allowed
         return None, {}, allowed
 
     def by_id(self, operation_id: str) -> Operation:

@@ -7,6 +7,7 @@ the fields of ``EmulatorConfig``.
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -40,10 +41,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        if response.status != 204:
+        if response.status != 204 and self.command != "HEAD":
             self.wfile.write(payload)
 
-    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _answer
+    def __getattr__(self, name: str):
+        # every method, even one http.server has never heard of, reaches the service,
+        # so that an unsupported one is a JSON 405 as FastAPI answers, not an HTML 501
+        if name.startswith("do_"):
+            return self._answer
+        raise AttributeError(name)
 
     def log_message(self, format, *args):  # quiet: tests and users read the API, not an access log
         pass
@@ -54,6 +60,10 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6  # --host ::1
+
+
 class Emulator:
     """A running emulator: HTTP server plus background ticker over one ``Service``."""
 
@@ -61,14 +71,15 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.service = Service(self.config)
         handler = type("Handler", (_Handler,), {"service": self.service})
-        self._httpd = _Server((self.config.host, self.config.port), handler)
+        server = _Server6 if ":" in self.config.host else _Server
+        self._httpd = server((self.config.host, self.config.port), handler)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     @property
     def market(self):

@@ -20,7 +20,7 @@ from sflow.mithril.emulator.catalog import Catalog, default_catalog
 from sflow.mithril.emulator.faults import KINDS, Fault, FaultPlan
 from sflow.mithril.emulator.ids import Ids
 from sflow.mithril.emulator.market import Market, MarketConfig, MarketError
-from sflow.mithril.emulator.money import parse_dollars
+from sflow.mithril.money import parse_dollars
 from sflow.mithril.emulator.routes import ROUTES, Request
 from sflow.mithril.emulator.schema import ApiSchema, Operation, RequestInvalid, default_schema
 
@@ -212,8 +212,12 @@ class Service:
                 status, payload = 422, {"detail": e.detail}
             except MarketError as e:
                 status = e.status
-                payload = ({"detail": [{"loc": ["body"], "msg": e.message, "type": "value_error"}]}
+                loc = ["body", e.field] if e.field else ["body"]
+                payload = ({"detail": [{"loc": loc, "msg": e.message, "type": "value_error"}]}
                            if status == 422 else {"detail": e.message})
+            except Exception:  # a fault of the emulator's own: say so rather than drop the connection
+                log.exception("%s %s failed", op.method, op.path)
+                status, payload = 500, {"detail": "Internal Server Error"}
             if self.config.check_responses:
                 self.violations.extend(self.schema.response_errors(op, status, payload))
             return Response(status, payload)

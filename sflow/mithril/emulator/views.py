@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sflow.mithril.emulator.account import Account, Project, SshKey
 from sflow.mithril.emulator.catalog import InstanceType
 from sflow.mithril.emulator.market import Bid, Instance, Market, Pool, Reservation
-from sflow.mithril.emulator.money import dollars
+from sflow.mithril.money import dollars
 
 
 def iso(t: float | None) -> str | None:
