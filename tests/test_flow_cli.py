@@ -59,3 +59,25 @@ def test_flow_status_logs_and_cancel(cluster):
     while time.time() < deadline and " CA " not in cluster.run("flow", "status", job_id).stdout:
         time.sleep(0.2)
     assert cluster.run("flow", "status", job_id).stdout.splitlines()[1].split()[4] == "CA"
+
+
+def test_flow_init_saves_the_key_from_stdin_readable_by_the_owner_only(tmp_path):
+    import stat
+    import subprocess
+
+    from sflow.mithril.emulator import start_emulator
+
+    config = tmp_path / "conf" / "config.toml"
+    env = {**os.environ, "SFLOW_CONFIG": str(config), "SFLOW_HOME": str(tmp_path / "home")}
+    env.pop("MITHRIL_API_KEY", None)
+    with start_emulator(api_key="fkey_right") as emulator:
+        wrong = subprocess.run(["flow", "init", "--api-url", emulator.url], input="fkey_wrong\n", env=env,
+                               capture_output=True, text=True)
+        assert wrong.returncode == 1 and not config.exists()
+        assert "fkey_wrong" not in wrong.stdout + wrong.stderr and "Traceback" not in wrong.stderr
+        right = subprocess.run(["flow", "init", "--api-url", emulator.url], input="fkey_right\n", env=env,
+                               capture_output=True, text=True)
+    assert right.returncode == 0, right.stderr
+    assert "fkey_right" not in right.stdout + right.stderr
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert 'api_key = "fkey_right"' in config.read_text()

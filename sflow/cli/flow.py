@@ -105,6 +105,52 @@ def cancel(job_ids: tuple[str, ...]) -> None:
     sys.exit(scancel(list(job_ids)))
 
 
+@cli.command()
+@click.option("--api-url", help="Mithril API base URL to check the key against (default: $MITHRIL_API_URL or the real service).")
+@click.option("--no-check", is_flag=True, help="Save the key without asking the API whether it works.")
+def init(api_url: str | None, no_check: bool) -> None:
+    """Save your Mithril API key in sflow's config file (mode 0600).
+
+    The key is read from the terminal without echo, or from standard input when it
+    is not a terminal (``flow init < keyfile``): never from the command line, where
+    other users could see it in the process list.
+    """
+    from sflow.mithril.client import MithrilClient, config_path, save_api_key
+
+    if sys.stdin.isatty():
+        key = click.prompt("Mithril API key", hide_input=True).strip()
+    else:
+        key = sys.stdin.readline().strip()
+    if not key:
+        click.echo("flow: error: no API key given", err=True)
+        sys.exit(1)
+    try:
+        if not no_check:
+            with MithrilClient(api_key=key, base_url=api_url) as client:
+                me = client.me()
+            click.echo(f"flow: the key works (user {getattr(me, 'email', None) or getattr(me, 'fid', '?')})", err=True)
+        path = config_path()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        save_api_key(path, key)
+    except SflowError as err:
+        _fail("flow", err)
+    click.echo(f"flow: saved the key in {path} (readable by you only)", err=True)
+
+
+@cli.command("mithril-emulator")
+@click.option("--port", type=int, default=0, show_default=True, help="TCP port on loopback (0: any free port).")
+@click.argument("options", nargs=-1, type=click.UNPROCESSED)
+def mithril_emulator(port: int, options: tuple[str, ...]) -> None:
+    """Serve a local emulator of the Mithril API (auction, instances as loopback SSH hosts).
+
+    It prints its base URL; point sflow at it with MITHRIL_API_URL. Other options
+    (--tick, --fault-rate, --api-key, ...) are the emulator's: see --help after --.
+    """
+    from sflow.mithril.emulator import main as emulator_main
+
+    sys.exit(emulator_main(["--port", str(port), *options]))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)
