@@ -19,10 +19,14 @@ from sflow.exec.env import JobContext, batch_environment
 # $1: status file; the rest: the script and its arguments. Traps (not ignores)
 # keep the wrapper alive through signals meant for the job: a trapped signal
 # is reset to its default in the script, an ignored one would be inherited.
+# The wrapper's own stderr is /dev/null and the script gets the job's (fd 3) from
+# a shell that execs it: a shell reports a child killed by a signal
+# ("Terminated") on the stderr in force while it waits, and SLURM prints nothing.
 WRAPPER = (
     'status=$1; shift; '
     'trap : HUP INT QUIT TERM USR1 USR2 ALRM CONT; '
-    '"$@"; rc=$?; '
+    'exec 3>&2 2>/dev/null; '
+    '/bin/sh -c \'exec "$@" 2>&3 3>&-\' sflow-exec "$@"; rc=$?; '
     'printf "%s\\n" "$rc" > "$status.tmp" && mv "$status.tmp" "$status"'
 )
 
