@@ -17,7 +17,9 @@ def _wait_done(cluster, job_ids, timeout=90):
     while time.time() < deadline:
         out = cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", ",".join(job_ids)).stdout
         rows = [line.split("|") for line in out.splitlines() if line]
-        if rows and all(state not in ("PENDING", "RUNNING", "COMPLETING") for _, state, _ in rows):
+        # A job waiting on a dependency has no accounting row yet, as in SLURM: wait for every one.
+        listed = {row[0].split("_")[0] for row in rows}
+        if listed >= set(job_ids) and all(state not in ("PENDING", "RUNNING", "COMPLETING") for _, state, _ in rows):
             return rows
         time.sleep(0.2)
     raise AssertionError(f"jobs {job_ids} did not finish")

@@ -23,6 +23,7 @@ class AllocatedNode:
     root_dir: str = ""  # the node's working root (local: sflow_home()/nodes/<name>)
     address: str | None = None  # where to reach it (SSH host); None: this machine
     tasks: int = 1  # the job's tasks placed here (SLURM's block distribution)
+    instance: str | None = None  # a cloud instance's id: names its pinned SSH host key
 
 
 @dataclass

@@ -15,10 +15,7 @@ def main(argv: list[str]) -> int:
     jobs = read_jobs()
     steps = read_steps()
     # Steps of jobs still running live in their step logs until the job ends.
-    recorded = {(s.job_id, s.step_id) for s in steps}
-    for job in jobs:
-        if job.state in ("RUNNING", "COMPLETING"):
-            steps += [s for s in steplog.read_steps(state_home, job.job_id) if (s.job_id, s.step_id) not in recorded]
+    steps += steplog.live_steps(state_home, jobs, steps)
     out, err, code = sacct_main(argv, jobs, steps, user=whoami()[0], env=dict(os.environ))
     sys.stdout.write(out)
     sys.stderr.write(err)

@@ -53,15 +53,62 @@ def _show_jobs(rest: list[str], one_liner: bool) -> int:
             return 1
         jobs = [j for j in jobs if j.job_id == int(base) or j.array_job_id == int(base)]
         if "_" in spec:
-            jobs = [j for j in jobs if str(j.array_task_id) == spec.split("_", 1)[1]]
+            index = spec.split("_", 1)[1]
+            jobs = [j for j in jobs if str(j.array_task_id) == index] or _pending_element(jobs, index)
         if not jobs:
             print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
             return 1
     elif not jobs:
         print("No jobs in the system")
         return 0
-    sys.stdout.write(show_job(jobs, one_liner=one_liner))
+    sys.stdout.write(show_job(jobs, one_liner=one_liner, node_memory_mb=_node_memory()))
     return 0
+
+
+def _pending_element(jobs: list, index: str) -> list:
+    """``123_4`` while element 4 still waits in the array's pending record: that record as element 4."""
+    import dataclasses
+    import json
+
+    from sflow.cli.common import home
+    from sflow.queue import store
+
+    if not index.isdigit():
+        return []
+    for job in jobs:
+        if job.array_task_id is not None or job.array_job_id is None:
+            continue
+        row = store.reader(home()).execute("SELECT pending_indices FROM jobs WHERE job_id = ?",
+                                           (job.job_id,)).fetchone()
+        if row and int(index) in json.loads(row[0] or "[]"):
+            # Paths were expanded with SLURM's placeholder task id; the element's own replaces it.
+            return [dataclasses.replace(job, array_task_id=int(index), array_task_str=None,
+                                        stdout=job.stdout.replace("4294967294", index),
+                                        stderr=job.stderr.replace("4294967294", index))]
+    return []
+
+
+def _node_memory() -> dict[str, int]:
+    """Each partition's memory per node (the least of its nodes)."""
+    from sflow.conf import load_cluster
+
+    cluster = load_cluster()
+    memory = {}
+    for partition in cluster.partitions:
+        sizes = [cluster.node(name).real_memory_mb for name in partition.nodes]
+        if sizes:
+            memory[partition.name] = min(sizes)
+    return memory
+
+
+def _is_operator() -> bool:
+    """root and SlurmUser hold jobs as administrators (JobHeldAdmin), others as users."""
+    import os
+
+    from sflow.cli.common import whoami
+    from sflow.conf import load_cluster
+
+    return os.getuid() == 0 or whoami()[0] == (load_cluster().config_value("SlurmUser") or "root")
 
 
 def _job_ids(args: list[str]) -> list[str]:
@@ -102,7 +149,7 @@ def main(argv: list[str]) -> int:
         if not args:
             raise SlurmError(f"too few arguments for keyword:{command}")
         op = {"uhold": "hold"}.get(command, command)
-        return emit(call(op, job_ids=_job_ids(args)))
+        return emit(call(op, job_ids=_job_ids(args), admin=command == "hold" and _is_operator()))
     if command == "update":
         changes = dict(a.split("=", 1) for a in args if "=" in a)
         job_id = changes.pop("JobId", changes.pop("jobid", None))

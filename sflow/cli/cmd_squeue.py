@@ -22,8 +22,14 @@ def main(argv: list[str]) -> int:
         row = conn.execute("SELECT pending_indices FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
         return json.loads(row[0] or "[]") if row else []
 
+    def running_steps(running):
+        from sflow.exec import steplog
+
+        recorded = store.read_steps(state_home, [j.job_id for j in running])
+        return [s for s in steplog.live_steps(state_home, running, recorded) if s.state == "RUNNING"]
+
     out, err, code = squeue_main(argv, jobs, user=whoami()[0], min_job_age=load_cluster().min_job_age,
-                                 pending_indices=pending_indices)
+                                 pending_indices=pending_indices, running_steps=running_steps)
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code

@@ -63,6 +63,8 @@ def main(argv: list[str]) -> int:
     job_id = os.environ.get("SLURM_JOB_ID")
     home = sflow_home()
     job = load_context(home, job_id) if job_id else None
+    if job is None and os.environ.get("SFLOW_NODES"):  # on a cloud node: never a new allocation from here
+        raise SlurmError(f"Unable to confirm allocation for job {job_id}: no job context in {home}")
     if job is None:
         from sflow.cli.allocation import run_in_new_allocation
 
@@ -80,6 +82,8 @@ def main(argv: list[str]) -> int:
 
     step_log.started(home, job.job_id, step, name=req.job_name or os.path.basename(req.argv[0]))
     runner = StepRunner(job, step, req, dict(os.environ))
+    runner.cancelled_by = lambda: step_log.cancelled(home, job.job_id, step_id)
+    runner.kill_wait = _kill_wait()
     forwarded = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGQUIT)
     previous = {s: _signal.signal(s, lambda signum, frame: runner.signal(signum)) for s in forwarded}
     try:
@@ -90,6 +94,15 @@ def main(argv: list[str]) -> int:
             _signal.signal(signum, handler)
     step_log.finished(home, job.job_id, step_id, runner.tasks)
     return code
+
+
+def _kill_wait() -> int:
+    from sflow.conf import load_cluster
+
+    try:
+        return load_cluster().kill_wait
+    except Exception:  # no readable configuration: SLURM's default
+        return 30
 
 
 if __name__ == "__main__":

@@ -54,26 +54,56 @@ def run(dry_run: bool, as_json: bool, backend: str | None, sbatch_args: tuple[st
     for warning in submission.warnings:
         click.echo(f"sbatch: warning: {warning}", err=True)
     if dry_run:
+        plan = _mithril_plan(submission.request)
         if as_json:
-            click.echo(json.dumps(submission.request.model_dump(mode="json"), indent=2, sort_keys=True))
+            data = submission.request.model_dump(mode="json")
+            if plan is not None:
+                data["mithril_plan"] = plan.to_dict()
+            click.echo(json.dumps(data, indent=2, sort_keys=True))
         else:
             from sflow.cli.describe import describe_request
 
             click.echo(describe_request(submission.request))
+            if plan is not None:
+                from sflow.mithril.translate import format_plan
+
+                click.echo(format_plan(plan))
         return
     from sflow.cli.follow import submit_and_follow
 
     sys.exit(submit_and_follow(list(sbatch_args), backend=backend))
 
 
+def _mithril_plan(request):
+    """A Mithril job's plan against the market now (None for a local job); refusals end the command."""
+    from sflow.conf import load_cluster
+    from sflow.mithril.translate import uses_mithril
+
+    if not uses_mithril(request, load_cluster()):
+        return None
+    from sflow.mithril.fetch import plan_now
+
+    try:
+        return plan_now(request)
+    except SflowError as err:
+        _fail("sbatch", err)
+
+
 @cli.command()
 @click.argument("job_ids", nargs=-1)
 def status(job_ids: tuple[str, ...]) -> None:
-    """Show your jobs (or the ones named) as squeue -t all does."""
+    """Show your jobs (or the ones named) as squeue -t all does, and what Mithril jobs cost."""
     from sflow.cli.cmd_squeue import main as squeue
 
     argv = ["-t", "all"] + (["-j", ",".join(job_ids)] if job_ids else [])
-    sys.exit(squeue(argv))
+    code = squeue(argv)
+    from sflow.cli.common import home, read_jobs
+    from sflow.queue import bids
+    from sflow.views.costs import cost_lines
+
+    jobs = [j for j in read_jobs("backend = ?", ("mithril",)) if not job_ids or str(j.job_id) in job_ids]
+    sys.stdout.write(cost_lines(jobs, {j.job_id: bids.of_job(home(), j.job_id) for j in jobs}))
+    sys.exit(code)
 
 
 @cli.command()

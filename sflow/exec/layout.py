@@ -19,6 +19,7 @@ class NodeSlot:
     mem_mb: int = 0
     root_dir: str = ""  # the virtual node's own scratch root
     address: str | None = None  # where to reach it (SSH host), None for this machine
+    instance: str | None = None  # a cloud instance's id, which names its pinned host key
 
 
 def compress_counts(counts: list[int]) -> str:

@@ -3,7 +3,8 @@
 Plain data in (the job's context, srun's options), processes out. Each task
 gets the job's environment plus its own rank variables; labelled output,
 per-task files, stdin to task 0 and SLURM's messages for failing tasks follow
-srun 22.05.
+srun 22.05. Tasks of nodes that are other machines (a cloud job's instances)
+run there over SSH (``sflow.exec.remote_srun``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from sflow.errors import SlurmError
 from sflow.exec.env import JobContext, StepContext, Where, task_environment
 from sflow.exec.layout import block_layout, ranks_by_node
+from sflow.exec.remote_srun import RemoteTasks, is_remote
 
 SIGNAL_WORDS = {
     _signal.SIGKILL: "Killed", _signal.SIGTERM: "Terminated", _signal.SIGSEGV: "Segmentation fault",
@@ -138,6 +140,10 @@ class StepRunner:
         self.tasks: list[Task] = []
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self.remote = None  # RemoteTasks, when some nodes are other machines
+        # () -> (uid, time) of the scancel that ended this step, or None; and KillWait, for its notice.
+        self.cancelled_by = lambda: None
+        self.kill_wait = 30
         total = sum(step.tasks_per_node)
         self._label_width = len(str(total - 1))
 
@@ -180,6 +186,13 @@ class StepRunner:
                 where = Where(node_index=node_index, rank=rank, local_id=local_id, step=self.step,
                               task_gpus=self._gpus_for(node_index, local_id))
                 env = task_environment(self.job, self.base_env, where)
+                node = self.step.nodes[node_index]
+                if is_remote(node):
+                    if self.remote is None:
+                        self.remote = RemoteTasks(self)
+                    self.tasks.append(task)
+                    self.remote.start(task, node, env)
+                    continue
                 stdin = subprocess.DEVNULL
                 if self.req.input:
                     fd = os.open(self._pattern(self.req.input, task), os.O_RDONLY)
@@ -215,6 +228,8 @@ class StepRunner:
             os.close(fd)
 
     def signal(self, signum: int) -> None:
+        if self.remote is not None:
+            self.remote.signal(signum)
         for task in self.tasks:
             if task.process is not None and task.process.poll() is None:
                 try:
@@ -241,6 +256,16 @@ class StepRunner:
                     break
         for thread in self._threads:
             thread.join()
+        if self.remote is not None:
+            self.remote.wait()
+        cancelled = self.cancelled_by()
+        if cancelled is not None:  # srun's notice, then slurmstepd's, as a cancelled step leaves them
+            import time
+
+            when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(cancelled[1]))
+            self.err.write(f"srun: Job step aborted: Waiting up to {self.kill_wait + 2} seconds for job step "
+                           f"to finish.\nslurmstepd: error: *** STEP {self.job.job_id}.{self.step.step_id} ON "
+                           f"{self.step.nodes[0].name} CANCELLED AT {when} ***\n".encode())
         for task in self.tasks:
             if task.signal:
                 word = SIGNAL_WORDS.get(task.signal, f"Signal {task.signal}")
@@ -251,7 +276,7 @@ class StepRunner:
             node = self.step.nodes[node_index].name
             self.err.write(f"srun: error: {node}: {_describe(ranks)}: {what}\n".encode())
         killed = [t.signal for t in self.tasks if t.signal]
-        if killed:
+        if _signal.SIGKILL in killed and cancelled is None:  # srun says so of SIGKILL alone
             self.err.write(f"srun: Force Terminated StepId={self.job.job_id}.{self.step.step_id}\n".encode())
         self.err.flush()
         codes = [t.exit_code for t in self.tasks] + [128 + s for s in killed]

@@ -43,8 +43,58 @@ def finished(home: str, job_id: int, step_id: int, tasks) -> None:
         state = "CANCELLED" if signals[0] in (15, 9) else "FAILED"
     else:
         state = "FAILED" if exit_code else "COMPLETED"
-    _append(home, job_id, {"event": "end", "step_id": str(step_id), "time": time.time(), "state": state,
-                           "exit_code": exit_code, "signal": signals[0] if signals else 0})
+    entry = {"event": "end", "step_id": str(step_id), "time": time.time(), "state": state,
+             "exit_code": exit_code, "signal": signals[0] if signals else 0}
+    by = cancelled(home, job_id, step_id)
+    if by is not None:
+        entry["state"], entry["cancelled_by"] = "CANCELLED", by[0]
+    _append(home, job_id, entry)
+
+
+def _cancel_path(home: str, job_id: int, step_id) -> str:
+    return os.path.join(home, "jobs", str(job_id), f"step-{step_id}.cancelled")
+
+
+def mark_cancelled(home: str, job_id: int, step_id, uid: int) -> None:
+    """scancel of one step: who and when, for the step's srun to report before its tasks die."""
+    with open(_cancel_path(home, job_id, step_id), "w") as handle:
+        handle.write(f"{uid} {time.time()}\n")
+
+
+def cancelled(home: str, job_id: int, step_id) -> tuple[int, float] | None:
+    """(uid, time) of the scancel that ended this step, or None."""
+    try:
+        with open(_cancel_path(home, job_id, step_id)) as handle:
+            uid, when = handle.read().split()
+        return int(uid), float(when)
+    except (OSError, ValueError):
+        return None
+
+
+def running_batch_step(home: str, job):
+    """The batch step of a running job (recorded only when it ends), from its start and first node."""
+    from sflow.records import StepRecord
+
+    node, cpus = job.nodelist, job.num_cpus
+    try:
+        with open(os.path.join(home, "jobs", str(job.job_id), "context.json")) as handle:
+            first = json.load(handle)["nodes"][0]
+        node, cpus = first["name"], first["cpus"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        pass
+    return StepRecord(job_id=job.job_id, step_id="batch", name="batch", state="RUNNING",
+                      start_time=job.start_time, nodelist=node, num_nodes=1, num_tasks=1, num_cpus=cpus)
+
+
+def live_steps(home: str, jobs, recorded=()) -> list:
+    """The steps of running jobs, not yet in the store: the batch step and srun's from their log."""
+    known = {(s.job_id, s.step_id) for s in recorded}
+    steps = []
+    for job in jobs:
+        if job.state in ("RUNNING", "COMPLETING"):
+            batch = [running_batch_step(home, job)] if (job.job_id, "batch") not in known else []
+            steps += batch + [s for s in read_steps(home, job.job_id) if (s.job_id, s.step_id) not in known]
+    return steps
 
 
 def read_steps(home: str, job_id: int) -> list:
@@ -71,4 +121,6 @@ def read_steps(home: str, job_id: int) -> list:
             step = steps[entry["step_id"]]
             step.state, step.end_time = entry["state"], entry["time"]
             step.exit_code, step.exit_signal = entry["exit_code"], entry["signal"]
+            if "cancelled_by" in entry:
+                step.extra["cancelled_by"] = entry["cancelled_by"]
     return list(steps.values())

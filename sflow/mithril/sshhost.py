@@ -24,7 +24,7 @@ import signal as _signal
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import asyncssh
@@ -214,7 +214,8 @@ class _CommandChannel(asyncssh.SSHServerProcess):
                 env=self.instance.environment(self.env), start_new_session=True,
             )
         except OSError as exc:
-            self._finish(lambda: (self.stderr.write(f"sh: {exc.strerror}\n".encode()), self.exit(127)))
+            message = f"sh: {exc.strerror}\n".encode()
+            self._finish(lambda: (self.stderr.write(message), self.exit(127)))
             return
         self.pgid = proc.pid
         self.instance.processes.add(proc)

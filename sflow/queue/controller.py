@@ -13,6 +13,10 @@ to do. A single thread turns a ``selectors`` loop; each turn:
    committed in step 3 as an *intent*; each pid is committed right after its
    launch. ``recovery`` resolves intents a killed controller left behind, so
    no job is lost and none runs twice.
+
+Mithril jobs add one thread, the backend's worker, which makes every API
+call; it takes commands after COMMIT and its reports wake the loop through a
+pipe (``sflow.queue.cloud``), so the loop never waits on the network.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import traceback
 from sflow.backends.local import LocalBackend, Need
 from sflow.errors import SflowError
 from sflow.queue import paths, store
+from sflow.queue.cloud import CloudLife, Deferred
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
 from sflow.queue.scheduler import FOREVER, Scheduler
@@ -45,7 +50,7 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
-class Controller(JobLife, SocketServer):
+class Controller(JobLife, CloudLife, SocketServer):
     def __init__(self, home: str, cluster=None):
         from sflow.conf import load_cluster
 
@@ -54,7 +59,9 @@ class Controller(JobLife, SocketServer):
         self.conf_stamp = self._conf_stamp()
         self.conn = store.open_db(home)
         self.backend = LocalBackend(self.cluster, home)
-        self.scheduler = Scheduler(self.cluster, self.backend, self._kill_invalid_default())
+        self.mithril = None  # the Mithril backend, made when a Mithril job first needs it
+        self.deferred: list = []  # submissions waiting for the Mithril market
+        self.scheduler = Scheduler(self.cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
         self.jobs: dict[int, Job] = {}
         self.in_tx = False
         self.after_commit: list = []
@@ -118,10 +125,10 @@ class Controller(JobLife, SocketServer):
         self.conf_stamp = stamp
         self.backend = LocalBackend(cluster, self.home)
         for job in self.jobs.values():
-            if job.alloc is not None:
+            if job.alloc is not None and job.rec.backend != "mithril":
                 self.backend.restore(job.alloc)
             job.never_reason = None
-        self.scheduler = Scheduler(cluster, self.backend, self._kill_invalid_default())
+        self.scheduler = Scheduler(cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
         for job in self.jobs.values():
             if job.rec.state == "PENDING":
                 self.check_never(job)
@@ -186,6 +193,9 @@ class Controller(JobLife, SocketServer):
         from sflow.errors import SflowError
 
         self.request_of(job)
+        if job.rec.backend == "mithril":
+            job.never_reason = None  # the translator decided at submission; the market decides now
+            return
         try:
             job.never_reason = self.backend.check_need(job.need, self.cluster.partition(job.rec.partition))
         except SflowError:
@@ -213,7 +223,7 @@ class Controller(JobLife, SocketServer):
         plan = self.scheduler.plan(now, pending, running, JobLookup(self))
         self.plan_wake = plan.wake_at
         for job in plan.cancels:
-            job.rec.cancelled_by = job.rec.uid
+            job.rec.cancelled_by = None  # the controller cancels it, no user: sacct says plain CANCELLED
             self.finish(job, "CANCELLED", reason="DependencyNeverSatisfied")
         cancelled = {j.job_id for j in plan.cancels}
         for job in pending:
@@ -240,8 +250,6 @@ class Controller(JobLife, SocketServer):
     # ------------------------------------------------------------------ requests
 
     def handle_line(self, conn: Conn, line: bytes) -> None:
-        from sflow.queue import ops
-
         try:
             message = json.loads(line)
             if not isinstance(message, dict):
@@ -249,11 +257,21 @@ class Controller(JobLife, SocketServer):
         except ValueError as err:
             self.answer(conn, {"ok": False, "stderr": f"sflow: error: bad request: {err}\n", "exit_code": 1})
             return
+        self.handle_message(conn, message)
+
+    def handle_message(self, conn: Conn, message: dict) -> None:
+        from sflow.queue import ops
+
         self.last_activity = time.time()
         self.write()
         self.conn.execute("SAVEPOINT request")
         try:
             reply = ops.dispatch(self, conn, message)
+        except Deferred:  # needs the Mithril market: asked again when it arrives
+            self.conn.execute("ROLLBACK TO request")
+            self.conn.execute("RELEASE request")
+            self.defer(conn, message)
+            return
         except ops.Refused as refused:
             self.conn.execute("ROLLBACK TO request")
             self.conn.execute("RELEASE request")
@@ -289,9 +307,10 @@ class Controller(JobLife, SocketServer):
         self.jobs = fresh
         self.backend = LocalBackend(self.cluster, self.home)
         for job in fresh.values():
-            if job.alloc is not None:
+            if job.alloc is not None and job.rec.backend != "mithril":
                 self.backend.restore(job.alloc)
         self.scheduler.backend = self.backend
+        self.cloud_resync()
         for job in fresh.values():
             if job.rec.state in RUNNING_STATES and job.launch == "launched" and job.pidfd is None:
                 self.watch(job)  # its end may have been seen by what was undone: look again
@@ -316,7 +335,7 @@ class Controller(JobLife, SocketServer):
         """Anything that can move without a new command: a client, a running job, a timer,
         a pending job that may start. Jobs held, or waiting on what only a command can
         change, do not keep the controller up (the next command starts one again)."""
-        if self.conns or self.plan_wake < FOREVER:
+        if self.conns or self.plan_wake < FOREVER or self.cloud_busy():
             return True
         for job in self.jobs.values():
             if job.rec.state != "PENDING" or job.rec.reason in WAITING_TO_START:
@@ -332,7 +351,7 @@ class Controller(JobLife, SocketServer):
             kind, data = key.data
             if kind == "listen":
                 self.accept()
-            elif kind == "wakeup":
+            elif kind in ("wakeup", "mithril"):
                 try:
                     while os.read(key.fd, 512):
                         pass
@@ -361,6 +380,7 @@ class Controller(JobLife, SocketServer):
                 self.reap(job)
         for conn, line in lines:
             self.handle_line(conn, line)
+        self.cloud_turn(now)
         self.poll_processes(now)
         running_wake = self.check_running(now)
         if (self.schedule_wanted or now >= self.plan_wake) and now >= self.schedule_not_before:
@@ -387,6 +407,7 @@ class Controller(JobLife, SocketServer):
 
         self.load()
         recover(self)
+        self.cloud_recover()
         self.commit()
         self.launch_started()
         self.listen()
@@ -418,6 +439,8 @@ class Controller(JobLife, SocketServer):
         for conn in list(self.conns.values()):
             self.flush(conn)
             self.drop(conn)
+        if self.mithril is not None:
+            self.mithril.close()  # deletes already asked for get one more try; the store keeps the rest
 
     def undo_turn(self) -> None:
         """A turn failed halfway: forget all of it (nothing was answered or signalled yet)."""

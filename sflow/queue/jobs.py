@@ -32,7 +32,7 @@ class Job:
     pid_start: str | None = None
     pgid: int | None = None
     status_path: str | None = None
-    end_state: str | None = None  # CANCELLED, TIMEOUT, REQUEUE, REQUEUE_HOLD, EXIT:<n>
+    end_state: str | None = None  # CANCELLED, TIMEOUT, REQUEUE, REQUEUE_HOLD, EXIT:<n>, PREEMPTED
     kill_at: float | None = None
     signal_done: bool = False
     pending_indices: list[int] | None = None  # an array's remainder

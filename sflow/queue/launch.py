@@ -1,7 +1,8 @@
 """The controller's side of the executor seam: start, signal and watch batch steps.
 
 ``sflow.exec.batch`` runs a job's batch step under a wrapper that writes the
-exit status to a file even if the controller is dead; this module starts it,
+exit status to a file even if the controller is dead (``sflow.exec.remote_batch``
+does the same for remote nodes through a local agent); this module starts it,
 signals the job's processes (all of them, the batch shell, or the srun
 steps), and knows a process by pid *and* kernel start time so a reused pid
 is never taken for a job.
@@ -30,6 +31,11 @@ def start(job: JobRecord, request, alloc: Allocation, cluster, home: str) -> Lau
     """Start the batch step (``sflow.exec.batch.start_batch``); raises if it cannot."""
     from sflow.exec import batch
 
+    if any(node.address for node in alloc.nodes):  # remote nodes: a local agent runs the step over SSH
+        from sflow.exec.remote_batch import start_remote_batch
+
+        proc = start_remote_batch(job, request, alloc, cluster, home)
+        return Launched(proc.pid, proc.pgid, process_start_time(proc.pid), proc.status_path, proc.popen)
     for node in alloc.nodes:
         if node.root_dir:
             os.makedirs(node.root_dir, mode=0o700, exist_ok=True)
@@ -117,7 +123,8 @@ def step_processes(pgid: int) -> list[int]:
         pid = stack.pop()
         kids = children.get(pid, [])
         if pid not in shells and _is_srun(pid):
-            todo = [pid]
+            # The tasks, not srun itself: srun passes signals on to its tasks, which would get two.
+            todo = list(kids)
             while todo:
                 current = todo.pop()
                 found.append(current)
@@ -151,8 +158,11 @@ def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
     ``steps`` the srun steps only. False if nothing was there to signal."""
     if not job_pgid:
         return False
-    from sflow.exec import batch
+    from sflow.exec import batch, remote_batch
 
+    agent = remote_batch.agent_dir(job_pgid) if mode != "all" else None
+    if agent is not None:  # a remote step: its agent picks the processes over there
+        return remote_batch.request_signal(job_pgid, agent, signum, mode)
     if mode == "batch":
         return batch.signal_job(job_pgid, signum, batch_only=True)
     if mode == "steps":

@@ -66,7 +66,7 @@ class JobLife:
             task.pid = task.pgid = task.pid_start = task.status_path = None
             task.end_state, task.kill_at, task.signal_done = None, None, False
             task.expected_start = None
-            self.backend.restore(alloc)
+            self.backend_for(task).restore(alloc)
             if task is not job:
                 self.insert(task)
                 self.jobs[task.job_id] = task
@@ -165,6 +165,8 @@ class JobLife:
             self.finish(job, "COMPLETED" if code == 0 else "FAILED", code, 0)
         elif end_state in ("CANCELLED", "TIMEOUT"):
             self.finish(job, end_state, exit_code, sig)
+        elif end_state == "PREEMPTED":
+            self.preempted(job, exit_code, sig)
         elif status is None and not wrapper_signal:
             self.node_fail(job)
         else:
@@ -186,7 +188,7 @@ class JobLife:
         if record_steps and job.rec.start_time is not None:
             self.record_steps(job, exit_code, sig, end_state, now)
         if job.alloc is not None:
-            self.backend.release(job.alloc)
+            self.backend_for(job).release(job.alloc)
             job.alloc = None
         job.launch = None
         job.pid = job.pgid = job.pid_start = None
@@ -221,6 +223,7 @@ class JobLife:
         rec = job.rec
         if job.alloc is not None or job.pidfd is not None:
             self.end_run(job)
+        self.cloud_run_over(job, state)
         rec.state = state
         rec.end_time = now
         if rec.start_time is None:
@@ -229,7 +232,8 @@ class JobLife:
         if reason is not None:
             rec.reason = reason
         elif state == "FAILED":
-            rec.reason = "NonZeroExitCode"
+            # SLURM blames a batch shell killed by a signal on its launch.
+            rec.reason = "JobLaunchFailure" if sig else "NonZeroExitCode"
         elif state == "TIMEOUT":
             rec.reason = "TimeLimit"
         elif state == "NODE_FAIL":
@@ -250,6 +254,7 @@ class JobLife:
         if job.alloc is not None or job.pidfd is not None:
             self.end_run(job)
         self.write()
+        self.cloud_run_over(job, "REQUEUED")
         if count:
             rec.restart_count += 1
         rec.state = "PENDING"

@@ -20,8 +20,10 @@ from sflow.records import FINISHED_STATES, StepRecord
 
 INVALID_JOB = "Invalid job id specified"
 ALREADY_DONE = "Job/step already completing or completed"
+FINISHED = "Job has already finished"
 NOT_NOW = "Job can not be altered now, try again later"
 NOT_NOW_EXIT = 228  # scancel exits with SLURM's error number (2020) modulo 256 here
+INVALID_JOB_EXIT = 225  # the same for ESLURM_INVALID_JOB_ID (2017)
 
 
 def dispatch(ctl, conn, msg: dict) -> dict | None:
@@ -166,10 +168,19 @@ def split_element(ctl, job: Job, index: int) -> Job:
 
 
 def cancel_element(ctl, job: Job, index: int, uid: int) -> None:
-    """Cancel one pending task of an array."""
-    task = split_element(ctl, job, index)
-    task.rec.cancelled_by = uid
-    ctl.finish(task, "CANCELLED")
+    """Cancel one pending task of an array: SLURM drops the index and keeps no record of it
+    (the last index left goes with the pending record itself)."""
+    from sflow.slurm.values import format_array
+
+    rest = [i for i in job.pending_indices or [] if i != index]
+    if not rest:
+        job.rec.cancelled_by = uid
+        job.rec.array_task_str = ""  # no index left: SLURM shows the bare job id
+        ctl.finish(job, "CANCELLED")
+        return
+    job.pending_indices = rest
+    job.rec.array_task_str = format_array(rest, job.rec.array_max_tasks)
+    ctl.save(job)
 
 
 def _cancel_one(ctl, job: Job, index: int | None, uid: int) -> str | None:
@@ -211,16 +222,22 @@ def _signal_one(ctl, job: Job, signum: int, batch: bool, full: bool) -> tuple[st
     return None, 0
 
 
-def _cancel_step(ctl, job_id: int, step: int, signum: int | None) -> tuple[str | None, int]:
+def _cancel_step(ctl, job_id: int, step: int, signum: int | None, uid: int) -> tuple[str | None, int, bool]:
+    """(error, exit code, whether scancel names the job alone) of cancelling or signalling a step."""
     job = ctl.jobs.get(job_id)
     if job is None or job.rec.state != "RUNNING" or job.launch != "launched":
-        return INVALID_JOB, 1
+        return INVALID_JOB, 1, False
+    from sflow.exec import steplog
     from sflow.queue import launch
 
     pids = launch.step_pids(job.pgid, step)
     if not pids:
-        return "Invalid job step id specified", 1
-    signals = [signum] if signum is not None else [_signal.SIGCONT, _signal.SIGTERM]
+        # SLURM 22.05: a signal to a step that is not there passes silently; a cancel fails
+        # naming the job only, and scancel exits with the error number (2017) modulo 256.
+        return (None, 0, False) if signum is not None else (INVALID_JOB, INVALID_JOB_EXIT, True)
+    if signum is None:  # a cancelled step is killed outright; its srun tells the job's output
+        steplog.mark_cancelled(ctl.home, job_id, step, uid)
+    signals = [signum] if signum is not None else [_signal.SIGKILL]
 
     def deliver() -> None:
         for number in signals:
@@ -231,7 +248,7 @@ def _cancel_step(ctl, job_id: int, step: int, signum: int | None) -> tuple[str |
                     pass
 
     ctl.after_commit.append(deliver)
-    return None, 0
+    return None, 0, False
 
 
 def cancel(ctl, msg: dict) -> dict:
@@ -260,16 +277,19 @@ def cancel(ctl, msg: dict) -> dict:
                 continue
             job_id, indices, step = parsed
             if step is not None:
-                error, code = _cancel_step(ctl, job_id, step, signum)
-                results.append({"target": text, "error": error, "exit_code": code, "step": True})
+                error, code, job_only = _cancel_step(ctl, job_id, step, signum, uid)
+                results.append({"target": str(job_id) if job_only else text, "error": error, "exit_code": code,
+                                "step": True})
                 continue
             matches = [(j, i) for j, i in _active_matches(ctl, job_id, indices) if passes(j.rec, filters)]
             if not matches and any(filters.values()):
                 continue  # scancel keeps only the jobs that pass its filters, and names no others
             if not matches:
                 known = _known(ctl, job_id, indices)
-                results.append({"target": text, "error": ALREADY_DONE if known else INVALID_JOB,
-                                "exit_code": 1, "step": False, "unknown": not known})
+                # scancel checks a job it signals is active first: one that ended is no job to it.
+                error = ALREADY_DONE if known and not signalling else INVALID_JOB
+                results.append({"target": text, "error": error, "exit_code": 1, "step": False,
+                                "unknown": not known})
                 continue
             error, code = None, 0
             for job, index in matches:
@@ -306,8 +326,8 @@ def hold(ctl, msg: dict, held: bool = True) -> dict:
     for text in msg.get("job_ids") or []:
         matches, known = _named(ctl, text)
         if not matches:
-            if not known:
-                errors.append(f"Invalid job id specified for job {text}\nslurm_suspend error: Invalid job id specified\n")
+            error = FINISHED if known else INVALID_JOB
+            errors.append(f"{error} for job {text}\nslurm_suspend error: {error}\n")
             continue
         for job, index in matches:
             if job.rec.state != "PENDING" or job.job_id not in ctl.jobs:
@@ -485,8 +505,9 @@ def update(ctl, msg: dict) -> dict:
     text = str(msg.get("job_id", ""))
     changes = msg.get("changes") or {}
     matches, known = _named(ctl, text)
-    if matches is None or (not matches and not known):
-        return {"ok": False, "stdout": "", "stderr": f"Invalid job id specified for job {text}\n", "exit_code": 1}
+    if matches is None or not matches:
+        error = FINISHED if matches is not None and known else INVALID_JOB
+        return {"ok": False, "stdout": "", "stderr": f"{error} for job {text}\n", "exit_code": 1}
     for job, index in matches:
         if job.job_id not in ctl.jobs:
             continue

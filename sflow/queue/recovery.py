@@ -67,7 +67,7 @@ def recover(ctl) -> None:
         if job.rec.state not in ("RUNNING", "COMPLETING"):
             continue
         if job.alloc is not None:
-            ctl.backend.restore(job.alloc)
+            ctl.backend_for(job).restore(job.alloc)
         if job.launch != "launched" and not resolve_intent(ctl, job):
             lost += 1
             ctl.end_run(job)

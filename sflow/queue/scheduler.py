@@ -11,7 +11,9 @@ time limits of what runs and of the reservations before it; a lower-priority
 job starts now only if it fits *around* every reservation, so it never
 delays a job ahead of it. The first job blocked in a partition waits for
 ``Resources``, the ones behind it for ``Priority``. Pure: the controller
-applies the plan.
+applies the plan. The one exception is a Mithril job: past the gates it asks
+the Mithril backend, which places (or withdraws) its bid and answers an
+allocation once the bid's instances run; such jobs never touch the timeline.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ FOREVER = math.inf
 # Reservations computed per pass, as SLURM's bf_max_job_test bounds backfill's work.
 MAX_RESERVATIONS = 48
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin", "launch failed requeued held")
+HELD_PREFIXES = ("MithrilRefused",)  # held by sflow when Mithril refused the job's bid
 
 
 @dataclass
@@ -110,10 +113,11 @@ class Timeline:
 
 
 class Scheduler:
-    def __init__(self, cluster, backend, kill_invalid_default: bool = False):
+    def __init__(self, cluster, backend, kill_invalid_default: bool = False, cloud=None):
         self.cluster = cluster
         self.backend = backend
         self.kill_invalid_default = kill_invalid_default
+        self.cloud = cloud  # () -> the Mithril backend
 
     # ------------------------------------------------------------ gates
 
@@ -122,7 +126,8 @@ class Scheduler:
         rec = job.rec
         request = job.request
         if rec.held:
-            return (rec.reason if rec.reason in HELD_REASONS else "JobHeldUser"), None
+            held = rec.reason in HELD_REASONS or rec.reason.startswith(HELD_PREFIXES)
+            return (rec.reason if held else "JobHeldUser"), None
         indices = None
         dependency = request.dependency
         if dependency is not None and dependency.items:
@@ -192,12 +197,15 @@ class Scheduler:
         for job in running:
             if job.rec.array_job_id is not None:
                 running_tasks[job.rec.array_job_id] = running_tasks.get(job.rec.array_job_id, 0) + 1
-        timeline = Timeline(self.backend, now,
-                            [(job.deadline() or FOREVER, job.alloc) for job in running if job.alloc])
+        timeline = Timeline(self.backend, now, [(job.deadline() or FOREVER, job.alloc) for job in running
+                                                if job.alloc and job.rec.backend != "mithril"])
         blocked: set[str] = set()
         budget = MAX_RESERVATIONS
         order = sorted(pending, key=lambda j: (-j.rec.priority, j.seq, j.job_id))
         for job in order:
+            if job.rec.backend == "mithril" and self.cloud is not None:
+                self._plan_cloud(job, now, lookup, plan, running_tasks)
+                continue
             reason, indices = self.gate(job, now, lookup, plan, running_tasks)
             if reason is not None:
                 plan.reasons[job.job_id] = reason
@@ -250,6 +258,23 @@ class Scheduler:
                 waiting_reason = "Dependency" if indices is not None else "Resources"
             plan.reasons[job.job_id] = waiting_reason
         return plan
+
+    def _plan_cloud(self, job, now: float, lookup, plan: Plan, running_tasks: dict) -> None:
+        """A Mithril job: the same gates, then its bid (none while a gate is closed)."""
+        from sflow.backends.mithril import RECHECK_SECONDS
+
+        backend = self.cloud()
+        reason, _ = self.gate(job, now, lookup, plan, running_tasks)
+        if reason is not None:
+            plan.reasons[job.job_id] = reason
+            backend.withdraw(job.job_id)
+            return
+        outcome = backend.allocate(job, job.request, now)
+        if isinstance(outcome, Allocation):
+            plan.starts.append((job, None, outcome))
+            return
+        plan.reasons[job.job_id] = outcome.reason
+        plan.wake_at = min(plan.wake_at, now + RECHECK_SECONDS)
 
 
 __all__ = ["FOREVER", "Plan", "Scheduler", "Timeline"]

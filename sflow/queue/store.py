@@ -10,7 +10,7 @@ readers never block it.
 Controller-only columns follow the record's (see ``INTERNAL``); ``requests``
 holds each job's ``JobRequest`` as JSON (an array's tasks share their array's);
 ``steps`` mirrors ``StepRecord``; ``meta`` holds the next job id and the
-submit counter.
+submit counter; ``bids`` the Mithril bids placed for jobs (``sflow.queue.bids``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import marshal
 import os
 import sqlite3
 
+from sflow.queue import bids
 from sflow.queue.paths import db_path
 from sflow.records import JobRecord, StepRecord
 
@@ -76,6 +77,7 @@ def _schema() -> list[str]:
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
         # Requests are big (the exported environment): kept apart so job rows stay small to scan.
         "CREATE TABLE IF NOT EXISTS requests (job_id INTEGER PRIMARY KEY, request TEXT NOT NULL)",
+        *bids.SCHEMA,  # Mithril bids, written before each create call (sflow/queue/bids.py)
     ]
 
 

@@ -3,6 +3,12 @@
 The controller parses (its grammars and models are warm), checks the request
 against the cluster as slurmctld does at submission, allocates the job id in
 the same transaction that stores the job, and answers only after COMMIT.
+
+A Mithril job (``#SFLOW --backend=mithril``, or a partition with
+``Backend=mithril``) is checked by the translator against the market instead:
+what it cannot satisfy is refused with the translator's one line. The market
+is fetched by the backend's worker thread; a submission that arrives before
+there is one is answered once it is there (``Deferred``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import os
 import time
 
 from sflow.backends.local import Need, estimate_nodes
+from sflow.mithril.translate import uses_mithril
 from sflow.errors import SflowError, SlurmError, render
 from sflow.queue import store
 from sflow.queue.jobs import Job, base_priority
@@ -46,16 +53,45 @@ def _partition(ctl, request):
     return ctl.cluster.partition(names[0] or None)
 
 
-def _enforce_part_limits(ctl, request, partition, limit: int, need) -> None:
+def _enforce_part_limits(ctl, request, partition, limit: int, need, nodes: bool = True) -> None:
     """EnforcePartLimits=YES/ANY/ALL rejects at submission what would otherwise wait forever."""
     mode = (ctl.config_value("EnforcePartLimits", "NO") or "NO").upper()
     if mode in ("NO", "0"):
         return
     if partition.max_time not in (None, INFINITE) and limit > partition.max_time:
         raise SlurmError("Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)")
-    if need.nodes_given and (need.min_nodes > len(partition.nodes)
+    if nodes and need.nodes_given and (need.min_nodes > len(partition.nodes)
                              or (partition.max_nodes and need.min_nodes > partition.max_nodes)):
         raise SlurmError("Batch job submission failed: Node count specification invalid")
+
+
+def _mithril_plan(ctl, request, msg: dict, limit: int):
+    """The translator's plan for a Mithril job, or its refusal (raises ``Deferred`` without a market)."""
+    import time as _time
+
+    from sflow.mithril.translate import plan
+
+    if request.array is not None:
+        raise SlurmError("job arrays cannot run on Mithril yet: submit one job per task")
+    if limit is not None and limit != request.time_limit:
+        request = request.model_copy(update={"time_limit": limit})  # the partition's limit bounds the cost
+    backend = ctl.cloud()
+    catalog = backend.catalog_for_submit(msg.get("env") or {}, _time.time())
+    result = plan(request, catalog, backend.settings.plan)
+    if result.capacity == "reserved":
+        raise SlurmError("reserved Mithril capacity is not supported by sflow's scheduler yet: use spot "
+                         "(drop --reserved)")
+    return result
+
+
+def _mithril_test_only(ctl, cloud_plan, warnings: str) -> dict:
+    """``--test-only`` for a Mithril job: the plan, nothing placed (the id is spent, as sbatch does)."""
+    from sflow.mithril.translate import format_plan
+
+    ctl.write()
+    store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
+    return {"ok": True, "job_id": None, "stdout": "", "stderr": warnings + format_plan(cloud_plan) + "\n",
+            "exit_code": 0}
 
 
 def submit(ctl, msg: dict) -> dict:
@@ -75,17 +111,18 @@ def submit(ctl, msg: dict) -> dict:
         )
         request, flags = submission.request, submission.flags
         partition = _partition(ctl, request)
-        if partition.backend != "local" or (request.cloud.backend not in (None, "local")):
-            raise SlurmError("Batch job submission failed: backend mithril is not available")
         need = Need.of(request)
-        never = ctl.backend.check_need(need, partition)
         limit = request.time_limit
         if limit is None:
             limit = partition.default_time or partition.max_time or INFINITE
-        _enforce_part_limits(ctl, request, partition, limit, need)
+        cloud_plan = _mithril_plan(ctl, request, msg, limit) if uses_mithril(request, ctl.cluster) else None
+        never = ctl.backend.check_need(need, partition) if cloud_plan is None else None
+        _enforce_part_limits(ctl, request, partition, limit, need, nodes=cloud_plan is None)
     except SflowError as err:
         return _error(err)
     warnings = "".join(f"sbatch: warning: {w}\n" for w in submission.warnings)
+    if flags.test_only and cloud_plan is not None:
+        return _mithril_test_only(ctl, cloud_plan, warnings)
     if flags.test_only:
         return test_only(ctl, request, partition, need, never, limit, warnings)
 
@@ -94,6 +131,9 @@ def submit(ctl, msg: dict) -> dict:
     seq = store.next_seq(ctl.conn)
     now = time.time()
     rec = _record(ctl, request, partition, need, job_id, seq, limit, now)
+    if cloud_plan is not None:
+        rec.backend, rec.num_nodes = "mithril", cloud_plan.instance_quantity
+        rec.limit_price = cloud_plan.limit_price
     job = Job(rec=rec, request_json=request.model_dump_json(), seq=seq, token=token, nice=request.nice,
               begin_time=request.begin, request=request, need=need, never_reason=never)
     if request.array is not None:
@@ -136,6 +176,17 @@ def _write_script(ctl, job_id: int, script: str) -> None:
         handle.write(script)
 
 
+def _first_reason(request, now: float) -> str:
+    """Why a job waits from the moment it is queued, before any scheduling pass, as slurmctld says."""
+    if request.hold:
+        return "JobHeldUser"
+    if request.dependency:
+        return "Dependency"
+    if request.begin and request.begin > now:
+        return "BeginTime"
+    return "None"
+
+
 def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, now: float) -> JobRecord:
     from sflow.slurm.display import format_dependency, tres_per
     from sflow.slurm.values import format_array
@@ -154,7 +205,7 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
     array = request.array
     return JobRecord(
         job_id=job_id, name=request.job_name, user=request.user, uid=request.uid, gid=request.gid,
-        partition=partition.name, state="PENDING", reason="JobHeldUser" if request.hold else "None",
+        partition=partition.name, state="PENDING", reason=_first_reason(request, now),
         submit_time=now, work_dir=request.work_dir, command=request.script_path or "(null)",
         array_job_id=job_id if array else None,
         array_task_str=format_array(array.indices, array.throttle) if array else None,

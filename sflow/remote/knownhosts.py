@@ -39,18 +39,22 @@ class Entry:
     key: asyncssh.SSHKey
 
 
-def _parse(text: str) -> list[Entry]:
+def _parse(text: str, name: str | None = None) -> list[Entry]:
+    """The file's entries; given ``name``, only the lines naming it (keys are decoded only for those)."""
     entries = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith(("#", "@")):
             continue  # markers (@revoked, @cert-authority) are OpenSSH's, not ours
         names, _, rest = line.partition(" ")
+        names = tuple(names.split(","))
+        if name is not None and name not in names:
+            continue
         try:
             key = asyncssh.import_public_key(rest.strip())
         except (asyncssh.KeyImportError, ValueError):
             continue
-        entries.append(Entry(tuple(names.split(",")), key))
+        entries.append(Entry(names, key))
     return entries
 
 
@@ -68,10 +72,10 @@ class KnownHosts:
             os.fchmod(fd, 0o600)
         return fd
 
-    def entries(self) -> list[Entry]:
+    def entries(self, name: str | None = None) -> list[Entry]:
         try:
             with open(self.path, encoding="utf-8", errors="replace") as handle:
-                return _parse(handle.read())
+                return _parse(handle.read(), name)
         except FileNotFoundError:
             return []
 
@@ -81,8 +85,7 @@ class KnownHosts:
 
     def pinned(self, pin: str | None, host: str, port: int = DEFAULT_PORT) -> list[asyncssh.SSHKey]:
         """Keys trusted for this host: those on lines naming the pin (or host:port, without one)."""
-        name = self._lookup_name(pin, host, port)
-        return [e.key for e in self.entries() if name in e.names]
+        return [e.key for e in self.entries(self._lookup_name(pin, host, port))]
 
     def verify(self, key: asyncssh.SSHKey, pin: str | None, host: str, port: int = DEFAULT_PORT) -> bool:
         """True if ``key`` was already pinned; pins it (False) on first contact.
@@ -96,7 +99,7 @@ class KnownHosts:
             fcntl.flock(fd, fcntl.LOCK_EX)
             with open(os.dup(fd), encoding="utf-8", errors="replace") as handle:
                 handle.seek(0)
-                known = [e.key for e in _parse(handle.read()) if name in e.names]
+                known = [e.key for e in _parse(handle.read(), name)]
             if known:
                 if key in known:
                     return True

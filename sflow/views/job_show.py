@@ -42,7 +42,21 @@ def _iso(value: float | None, missing: str = "Unknown") -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else missing
 
 
-def job_fields(job: JobRecord, now: float, host: str = "localhost") -> dict[str, str]:
+def _tres(job: JobRecord, node_memory_mb: int | None) -> str:
+    """The job's trackable resources; a pending job's count the memory it would get per node
+    (a requeued one still shows what its last run was given)."""
+    from sflow.slurm.display import format_memory_mb
+
+    mem = ""
+    if job.state == "PENDING" and not job.restart_count:
+        per_node = job.min_memory_mb or node_memory_mb
+        if per_node:
+            mem = f"mem={format_memory_mb(per_node * job.num_nodes)},"
+    return f"cpu={job.num_cpus},{mem}node={job.num_nodes},billing={job.num_cpus}"
+
+
+def job_fields(job: JobRecord, now: float, host: str = "localhost",
+               node_memory_mb: int | None = None) -> dict[str, str]:
     from sflow.slurm.values import expand_hostlist, format_timelimit_scontrol
 
     running = job.state not in ("PENDING",)
@@ -81,7 +95,9 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost") -> dict[str,
         "SubmitTime": _iso(job.submit_time),
         "EligibleTime": _iso(job.eligible_time),
         "AccrueTime": _iso(job.eligible_time),
-        "StartTime": _iso(job.start_time if running else None),
+        # A pending job waiting for its begin time is expected to start then.
+        "StartTime": _iso(job.start_time if running else
+                          job.eligible_time if job.eligible_time and job.eligible_time > now else None),
         "EndTime": _iso(end if running else None),
         "Deadline": "N/A",
         "SuspendTime": "None",
@@ -99,7 +115,7 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost") -> dict[str,
         "NumTasks": str(job.num_tasks),
         "CPUs/Task": str(job.cpus_per_task),
         "ReqB:S:C:T": "0:0:*:*",
-        "TRES": f"cpu={job.num_cpus},node={job.num_nodes},billing={job.num_cpus}",
+        "TRES": _tres(job, node_memory_mb),
         "Socks/Node": "*",
         "NtasksPerN:B:S:C": "0:0:*:*",
         "CoreSpec": "*",
@@ -134,11 +150,13 @@ def _group(gid: int) -> str:
         return str(gid)
 
 
-def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | None = None) -> str:
+def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | None = None,
+             node_memory_mb: dict[str, int] | None = None) -> str:
+    """``node_memory_mb``: partition -> the memory of its nodes, what a job that asks none gets."""
     now = time.time() if now is None else now
     blocks = []
     for job in jobs:
-        fields = job_fields(job, now)
+        fields = job_fields(job, now, node_memory_mb=(node_memory_mb or {}).get(job.partition))
         lines = []
         for keys in LINES:
             if keys == ["JobId", "JobName"] and fields.get("ArrayJobId"):
@@ -153,5 +171,5 @@ def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | Non
         if one_liner:
             blocks.append(" ".join(lines) + " \n")
         else:
-            blocks.append(lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "   \n")
-    return "\n".join(blocks) if not one_liner else "".join(blocks)
+            blocks.append(lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "   \n\n")
+    return "".join(blocks)

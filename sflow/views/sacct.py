@@ -17,7 +17,7 @@ def _iso(value: float | None, unknown: str = "Unknown") -> str:
 
 
 def _job_label(job: JobRecord) -> str:
-    if job.array_job_id is None:
+    if job.array_job_id is None or job.array_task_str == "":  # "": every index cancelled
         return str(job.job_id)
     if job.array_task_id is None:
         return f"{job.array_job_id}_[{job.array_task_str}]"
@@ -44,8 +44,12 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
     if name == "State":
         if job.state == "CANCELLED" and job.cancelled_by is not None:
             return f"CANCELLED by {job.cancelled_by}"
+        if job.state == "PENDING" and job.restart_count:
+            return "REQUEUED"  # accounting still holds the run that was requeued
         return job.state
     if name == "ExitCode":
+        if job.state == "CANCELLED":
+            return "0:0"  # accounting closed the job when it was cancelled, before its shell died
         return f"{job.exit_code}:{job.exit_signal}"
     if name == "DerivedExitCode":
         return f"{job.derived_exit_code}:0"
@@ -124,6 +128,8 @@ def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
     if name == "JobName":
         return step.name
     if name == "State":
+        if step.state == "CANCELLED" and step.extra.get("cancelled_by") is not None:
+            return f"CANCELLED by {step.extra['cancelled_by']}"
         return step.state
     if name == "ExitCode":
         return f"{step.exit_code}:{step.exit_signal}"
@@ -152,6 +158,12 @@ def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
     if name == "Suspended":
         return "00:00:00"
     return ""
+
+
+def _in_accounting(job: JobRecord) -> bool:
+    """slurmctld tells accounting of a job once it is eligible to start: a held job, or one
+    waiting on a dependency, has no row until it becomes eligible or ends."""
+    return job.state != "PENDING" or job.eligible_time is not None or job.restart_count > 0
 
 
 def _group(gid: int) -> str:
@@ -208,7 +220,7 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
     delimiter = None
     trailing = False
     no_steps = False
-    ids: list[tuple[int, list[int] | None]] = []
+    ids: list[tuple[int, list[int] | None, str | None]] = []
     states: set[str] = set()
     names: set[str] = set()
     users: set[str] | None = {user}
@@ -230,10 +242,11 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
             no_steps = True
         elif name == "jobs":
             for spec in raw.split(","):
-                parsed_spec = parse_job_spec(spec)
-                if parsed_spec is None:
+                job_text, dot, step = spec.partition(".")
+                parsed_spec = parse_job_spec(job_text)
+                if parsed_spec is None or (dot and not (step.isdigit() or step in ("batch", "extern"))):
                     return "", f"sacct: fatal: Bad job/step specified: {spec}\n", 1
-                ids.append(parsed_spec)
+                ids.append((*parsed_spec, step if dot else None))
         elif name == "state":
             for item in raw.split(","):
                 states.add(SHORT_STATES.get(item.upper(), item.upper()))
@@ -267,31 +280,44 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
             align = "left" if size.startswith("-") else "right"
             width = int(size.lstrip("-"))
         columns.append((row["name"], width, align))
+    # Named steps: job id -> the steps asked for, or None for the whole job.
+    only_steps: dict[int, set[str] | None] = {}
     if ids:
         chosen = []
-        for job_id, indices in ids:
-            chosen += [j for j in jobs if (j.job_id == job_id or j.array_job_id == job_id)
-                       and (indices is None or j.array_task_id in indices)]
+        for job_id, indices, step in ids:
+            for job in jobs:
+                if (job.job_id == job_id or job.array_job_id == job_id) and (
+                        indices is None or job.array_task_id in indices):
+                    if job not in chosen:
+                        chosen.append(job)
+                        only_steps[job.job_id] = set()
+                    if step is None or only_steps[job.job_id] is None:
+                        only_steps[job.job_id] = None
+                    else:
+                        only_steps[job.job_id].add(step)
         users = None if users == {user} else users
     else:
         midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         since = start if start is not None else midnight
         chosen = [j for j in jobs if (j.end_time or now) >= since and (end is None or j.submit_time <= end)]
     chosen = [j for j in chosen if (users is None or j.user in users) and (not names or j.name in names)
-              and (not states or j.state in states)]
+              and (not states or j.state in states) and _in_accounting(j)]
     chosen.sort(key=lambda j: (j.array_job_id or j.job_id, j.array_task_id if j.array_task_id is not None else -1))
     steps_by_job: dict[int, list[StepRecord]] = {}
     for step in steps:
         steps_by_job.setdefault(step.job_id, []).append(step)
     rows: list[list[str]] = []
     for job in chosen:
-        rows.append([_job_value(name, job, now) for name, _, _ in columns])
-        if not no_steps:
+        steps_wanted = only_steps.get(job.job_id)
+        if steps_wanted is None:
+            rows.append([_job_value(name, job, now) for name, _, _ in columns])
+        if not no_steps or steps_wanted:
             ordered = sorted(steps_by_job.get(job.job_id, []),
                              key=lambda s: (s.step_id != "batch", s.step_id != "extern",
                                             int(s.step_id) if s.step_id.isdigit() else -1))
             for step in ordered:
-                rows.append([_step_value(name, step, job, now) for name, _, _ in columns])
+                if steps_wanted is None or step.step_id in steps_wanted:
+                    rows.append([_step_value(name, step, job, now) for name, _, _ in columns])
     lines = []
     if delimiter is not None:
         if header:

@@ -10,6 +10,7 @@ from sflow.views.fmt import Field, load_table, parse_name_format, parse_percent_
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
+START_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.19S %.6D %20Y %R"
 STEPS_FORMAT = "%.15i %.8j %.9P %.8u %.9M %N"
 SHORT_STATES = {v: k for k, v in JOB_STATES.items()}
 ACTIVE = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING", "SIGNALING", "STAGE_OUT"}
@@ -26,7 +27,7 @@ def _used(job: JobRecord, now: float) -> int:
 
 
 def job_id_display(job: JobRecord) -> str:
-    if job.array_job_id is None:
+    if job.array_job_id is None or job.array_task_str == "":  # "": every index cancelled
         return str(job.job_id)
     if job.array_task_id is None:
         return f"{job.array_job_id}_[{job.array_task_str}]"
@@ -142,6 +143,51 @@ def _expand_arrays(jobs: list[JobRecord], pending_indices) -> list[JobRecord]:
     return out
 
 
+# squeue --steps: its own fields, letter -> (header, value of (step, job, now)).
+STEP_FIELDS = {
+    "i": ("STEPID", lambda s, j, now: f"{job_id_display(j)}.{s.step_id}"),
+    "j": ("NAME", lambda s, j, now: s.name),
+    "P": ("PARTITION", lambda s, j, now: j.partition),
+    "u": ("USER", lambda s, j, now: j.user),
+    "M": ("TIME", lambda s, j, now: _elapsed(int(now - s.start_time)) if s.start_time else "0:00"),
+    "N": ("NODELIST", lambda s, j, now: s.nodelist),
+    "l": ("TIME_LIMIT", lambda s, j, now: "UNLIMITED"),
+    "S": ("START_TIME", lambda s, j, now: _time(s.start_time)),
+    "b": ("TRES_PER_NODE", lambda s, j, now: "N/A"),
+}
+
+
+def _steps_listing(jobs: list[JobRecord], fmt: str | None, header: bool, now: float, running_steps) -> str:
+    """``squeue -s``: the steps running now, by job then step (the batch step after numbered ones)."""
+    running = [j for j in jobs if j.state in ("RUNNING", "COMPLETING")]
+    by_id = {j.job_id: j for j in running}
+    found = [s for s in (running_steps(running) if running_steps else []) if s.job_id in by_id]
+    found.sort(key=lambda s: (by_id[s.job_id].partition, s.job_id,
+                              int(s.step_id) if s.step_id.isdigit() else 0xFFFFFFFB))
+    prefix, fields, _ = parse_percent_format(fmt or STEPS_FORMAT, STEP_FIELDS)
+    getters = [STEP_FIELDS[f.key][1] for f in fields]
+    rows = [[get(s, by_id[s.job_id], now) for get in getters] for s in found]
+    return render_rows(prefix, fields, rows, [STEP_FIELDS[f.key][0] for f in fields] if header else None)
+
+
+def _default_order(job: JobRecord) -> tuple:
+    """squeue's default sort "P,t,-p": the compact state's text ("CD" < "PD" < "R"), then priority,
+    highest first; jobs alike in both come newest first, as slurmctld lists them."""
+    return JOB_STATES.get(job.state, job.state), -job.priority, -job.job_id
+
+
+def _elements(job: JobRecord, indices: list[int], pending_indices) -> list[JobRecord]:
+    """What ``123_[indices]`` names of ``job``: itself if it is one of them, or its pending ones."""
+    if job.array_job_id is None:
+        return []
+    if job.array_task_id is not None:
+        return [job] if job.array_task_id in indices else []
+    if pending_indices is None:
+        return [job]
+    chosen = [i for i in pending_indices(job) if i in indices]
+    return _expand_arrays([job], lambda _: chosen)
+
+
 def _parse_states(text: str) -> set[str]:
     states = set()
     for item in text.split(","):
@@ -156,8 +202,9 @@ def _parse_states(text: str) -> set[str]:
 
 
 def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = "",
-                min_job_age: int = 300, pending_indices=None) -> tuple[str, str, int]:
-    """squeue over ``jobs``: a list of JobRecords, or a loader ``jobs(job_ids=..., states=...)``."""
+                min_job_age: int = 300, pending_indices=None, running_steps=None) -> tuple[str, str, int]:
+    """squeue over ``jobs``: a list of JobRecords, or a loader ``jobs(job_ids=..., states=...)``;
+    ``running_steps(jobs)``: the steps running in those jobs, for ``--steps``."""
     from sflow.queue.select import parse_job_spec
     from sflow.slurm.getopt import getopt
 
@@ -168,6 +215,8 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
     header = True
     long = False
     expand = False
+    start = False
+    steps = False
     ids: list[tuple[int, list[int] | None]] = []
     states: set[str] | None = None
     users: set[str] = set()
@@ -186,6 +235,10 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
             long = True
         elif name == "array":
             expand = True
+        elif name == "start":
+            start = True
+        elif name == "steps":
+            steps = True
         elif name == "jobs":
             for spec in raw.split(","):
                 parsed_spec = parse_job_spec(spec)
@@ -218,31 +271,33 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
     def recent(job: JobRecord) -> bool:
         return job.state not in FINISHED_STATES or (job.end_time or 0) >= now - min_job_age
 
+    if start:
+        states = {"PENDING"}  # --start: when the pending jobs are expected to start
+    elif states is None:
+        states = ACTIVE  # naming jobs does not widen the states shown
     if callable(jobs):  # a loader: let the database do the coarse filtering (10,000 jobs queued...)
-        wanted_states = None if ids and states is None else (states if states is not None else ACTIVE)
-        jobs = jobs(job_ids=[job_id for job_id, _ in ids] or None, states=wanted_states)
+        # Named jobs are loaded in every state: one that exists but is filtered out is no error.
+        jobs = jobs(job_ids=[job_id for job_id, _ in ids] or None, states=None if ids else states)
     visible = [j for j in jobs if recent(j)]
     if ids:
         wanted = []
         for job_id, indices in ids:
             matches = [j for j in visible if j.job_id == job_id or j.array_job_id == job_id]
             if indices is not None:
-                matches = [j for j in matches if j.array_task_id in indices or j.array_task_id is None]
+                # A pending remainder named by index shows as just those elements.
+                matches = [task for j in matches for task in _elements(j, indices, pending_indices)]
             wanted += [j for j in matches if j not in wanted]
         if not wanted:
             return "", "slurm_load_jobs error: Invalid job id specified\n", 1
         visible = wanted
-        if states is None:
-            states = set(JOB_STATES)
-    if states is None:
-        states = ACTIVE
+    if steps:
+        return _steps_listing(visible, fmt, header, now, running_steps), "", 0
     rows = [j for j in visible if j.state in states
             and (not users or j.user in users) and (not names or j.name in names)
             and (not partitions or j.partition in partitions) and (not accounts or j.account in accounts)]
     if expand and pending_indices is not None:
         rows = _expand_arrays(rows, pending_indices)
-    # squeue's default order: running before pending, then by priority.
-    rows.sort(key=lambda j: (j.state == "PENDING", -j.priority if j.state == "PENDING" else 0, j.job_id))
+    rows.sort(key=_default_order)
     table = {row["letter"]: row for row in load_table("squeue_format.toml")}
     by_name = {row["name"].lower(): row for row in table.values()}
     warnings = ""
@@ -255,7 +310,8 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
         fields = [f for f in fields if f not in unknown]
         specs = [by_name[f.key.lower()] for f in fields]
     else:
-        prefix, fields, bad = parse_percent_format(fmt or (LONG_FORMAT if long else DEFAULT_FORMAT), table)
+        default = START_FORMAT if start else LONG_FORMAT if long else DEFAULT_FORMAT
+        prefix, fields, bad = parse_percent_format(fmt or default, table)
         warnings = "".join(f"squeue: error: Invalid job format specification: {key}\n" for key in bad)
         specs = [table[field.key] for field in fields]
     getters = [_getter(spec["source"]) for spec in specs]

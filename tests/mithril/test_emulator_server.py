@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -54,7 +53,8 @@ def conforms(response: httpx.Response, operation_id: str) -> None:
 def bid_body(project: str, instance_type: str, *, limit: str = "$16.00", quantity: int = 1, name: str = "job",
              **spec) -> dict:
     return {"project": project, "region": REGION, "instance_type": instance_type, "limit_price": limit,
-            "instance_quantity": quantity, "name": name, "launch_specification": {"volumes": [], "ssh_keys": [], **spec}}
+            "instance_quantity": quantity, "name": name,
+            "launch_specification": {"volumes": [], "ssh_keys": [], **spec}}
 
 
 def iso(dt: datetime) -> str:

@@ -141,11 +141,9 @@ def test_array_elements_ranges_and_whole_arrays(queue):
     array = queue.sbatch("--hold", "--array=0-5", "--wrap", "true")
     result = queue.scancel("-v", f"{array}_2", f"{array}_[4-5]")
     assert result.stderr == f"scancel: Terminating job {array}_2\nscancel: Terminating job {array}_[4-5]\n"
+    # As in SLURM, a cancelled pending element leaves the array and keeps no record of its own.
     jobs = {(j.array_task_id, j.array_task_str): j for j in queue.jobs(array)}
-    assert jobs[(None, "0-1,3")].state == "PENDING"
-    cancelled = sorted(j.array_task_id for j in jobs.values() if j.state == "CANCELLED")
-    assert cancelled == [2, 4, 5]
-    assert all(j.job_id > array for j in jobs.values() if j.state == "CANCELLED")
+    assert list(jobs) == [(None, "0-1,3")] and jobs[(None, "0-1,3")].state == "PENDING"
     queue.scancel(str(array))
     remainder = queue.job(array)
     assert (remainder.state, remainder.array_task_str) == ("CANCELLED", "0-1,3")

@@ -41,7 +41,7 @@ def test_wait_reports_the_worst_exit_code(queue):
     summary = queue.wait_done(killed)
     assert summary["exit_code"] == 1 and summary["states"][str(killed)] == "FAILED"
     job = queue.job(killed)
-    assert (job.exit_code, job.exit_signal, job.reason) == (0, 9, "NonZeroExitCode")
+    assert (job.exit_code, job.exit_signal, job.reason) == (0, 9, "JobLaunchFailure")  # SLURM's word for it
 
 
 def test_hold_release_and_priority(queue):

@@ -1,0 +1,366 @@
+"""Mithril as a backend: a job's nodes are the instances of one all-or-nothing spot bid.
+
+``allocate`` is asked each scheduling pass for a Mithril job that passed
+every gate. The first time it writes a bid record (with its idempotency key)
+and, once that is committed, has the worker thread place the bid; the job
+waits with a reason that explains the market (``BidOpen: ...``). When every
+instance of the bid is running with an SSH destination, ``allocate`` answers
+an ``Allocation`` of whole instances, named after them, reached at their
+``ssh_destination``. ``release`` (the job's run is over) and ``withdraw``
+(the job left the queue, or a gate closed again) mark the bid "must delete"
+in the store before the worker deletes it, so a crash cannot leave it billing.
+
+Every change to a bid record happens in the controller's transaction; every
+API call happens on the worker thread after COMMIT (``sflow.mithril.worker``).
+``apply`` turns the worker's reports into record changes and into events for
+the controller (``sflow.queue.cloud``): a pending job's bid moved, a running
+job's bid is being preempted, a job's cost changed, the market arrived.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from sflow.backends.base import AllocatedNode, Allocation, Pending
+from sflow.queue import bids
+from sflow.queue.bids import BidRow
+
+FRESH_CATALOG = 30.0  # seconds a fetched market is good for checking submissions
+USABLE_CATALOG = 600.0  # older than this, a submission waits for a new one
+ERROR_SHOWN = 5.0  # a failed fetch is reported to the submissions waiting for it, then retried
+BILLABLE = ("STATUS_RUNNING", "STATUS_PREEMPTING")  # Mithril bills running instances, not start-up
+BROKEN = ("STATUS_ERROR",)  # an instance that will never come up
+RECHECK_SECONDS = 30.0  # a waiting Mithril job is planned again at least this often
+
+
+def node_name(instance: dict) -> str:
+    """A SLURM node name from an instance's name (or id): letters, digits, '.', '_' and '-'."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", instance.get("name") or "").strip("-")
+    return name or re.sub(r"[^A-Za-z0-9-]+", "-", instance["fid"])
+
+
+class MithrilBackend:
+    name = "mithril"
+
+    def __init__(self, ctl):
+        from sflow.mithril.client import load_api_key
+        from sflow.mithril.fetch import load_settings
+        from sflow.mithril.worker import Worker
+
+        self.ctl = ctl
+        self.settings = load_settings()
+        try:
+            self.api_key = load_api_key()
+        except Exception:  # an unreadable config file: said when a call needs the key
+            self.api_key = None
+        self.wake_fd, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.worker = Worker(ctl.home, self.settings, self.api_key, self._wake_w)
+        self.rows: dict[str, BidRow] = {}  # live bid records by idempotency key
+        self.markets: dict[str, tuple] = {}  # key -> (clearing cents, free capacity), last seen
+        self.catalog = None
+        self.catalog_time = 0.0
+        self.catalog_error: tuple[float, str] | None = None
+        self.catalog_asked = False
+
+    # ------------------------------------------------------------ the seam
+
+    def check(self, request, partition) -> str | None:
+        return None  # the translator decides at submission (sflow.queue.submit)
+
+    def allocate(self, job, request, now: float | None = None) -> Allocation | Pending:
+        now = time.time() if now is None else now
+        row = self.current(job.job_id)
+        if row is None:
+            plan = self._plan(request, now)
+            if isinstance(plan, Pending):
+                return plan
+            self._place(job, plan, now)
+            return Pending("BidPlacing")
+        allocation = self._allocation(job, request, row)
+        if allocation is None:
+            return Pending(self.reason(row))
+        row.started = now
+        self._save(row)
+        return allocation
+
+    def release(self, allocation: Allocation) -> None:
+        self.withdraw(allocation.job_id)
+
+    def restore(self, allocation: Allocation) -> None:
+        pass  # what is in use is the bid records, which the store keeps
+
+    # ------------------------------------------------------------ bids
+
+    def current(self, job_id: int) -> BidRow | None:
+        """The job's live bid, not being deleted (the newest)."""
+        found = [r for r in self.rows.values() if r.job_id == job_id and not r.must_delete]
+        return max(found, key=lambda r: r.created) if found else None
+
+    def withdraw(self, job_id: int) -> None:
+        """Delete the job's bids: committed as "must delete" first, then asked of the worker."""
+        for row in [r for r in self.rows.values() if r.job_id == job_id and not r.must_delete]:
+            row.must_delete = True
+            self._save(row)
+            key, bid_id, spec = row.idempotency_key, row.bid_id, self._spec(row)
+            self.ctl.after_commit.append(lambda k=key, b=bid_id, s=spec: self.worker.delete(k, b, s))
+
+    def record_outcome(self, job_id: int, run: int, outcome: str) -> None:
+        """How the job's run on its bids ended (the first word stays: PREEMPTED, then REQUEUED)."""
+        self.ctl.write()
+        self.ctl.conn.execute("UPDATE bids SET outcome = ? WHERE job_id = ? AND run = ? AND outcome IS NULL",
+                              (outcome, job_id, run))
+        for row in self.rows.values():
+            if row.job_id == job_id and row.run == run and row.outcome is None:
+                row.outcome = outcome
+
+    def busy(self) -> bool:
+        return bool(self.rows) or self.worker.busy()
+
+    def _plan(self, request, now: float):
+        """The translator's plan for a new bid, or why the job waits."""
+        from sflow.errors import SflowError
+        from sflow.mithril.translate import plan
+
+        if self.catalog is None or now - self.catalog_time > 2 * FRESH_CATALOG:
+            self.refresh_catalog()
+            if self.catalog is None:
+                return Pending("BidPlacing")
+        try:
+            return plan(request, self.catalog, self.settings.plan)
+        except SflowError as err:  # the market moved since submission: wait for it to move back
+            return Pending(f"MithrilRefused: {err}")
+
+    def _place(self, job, plan, now: float) -> None:
+        from sflow.mithril.client import new_idempotency_key
+
+        row = BidRow(
+            idempotency_key=new_idempotency_key(), job_id=job.job_id, run=job.rec.restart_count, status="Placing",
+            plan={"type_id": plan.instance_type_id, "type_name": plan.instance_type, "region": plan.region,
+                  "quantity": plan.instance_quantity, "gpus": plan.gpus_per_instance, "gpu_type": plan.gpu_type,
+                  "cpus": plan.cpus_per_instance, "memory_gb": plan.memory_gb_per_instance},
+            limit_cents=plan.limit_price_cents, created=now)
+        self.rows[row.idempotency_key] = row
+        self._save(row)
+        key, spec = row.idempotency_key, self._spec(row)
+        # Only once the key is on disk may the create be sent.
+        self.ctl.after_commit.append(lambda: self.worker.create(key, spec))
+
+    @staticmethod
+    def _spec(row: BidRow) -> dict:
+        plan = row.plan
+        return {"name": row.name, "region": plan["region"], "type_id": plan["type_id"],
+                "limit_cents": row.limit_cents, "quantity": plan["quantity"]}
+
+    def _save(self, row: BidRow) -> None:
+        self.ctl.write()
+        bids.save(self.ctl.conn, row)
+
+    def _allocation(self, job, request, row: BidRow) -> Allocation | None:
+        """Whole instances, once all of them run and can be reached."""
+        from sflow.exec.layout import block_layout
+
+        plan = row.plan
+        ready = [i for i in row.instances if i["status"] == "STATUS_RUNNING" and i.get("ssh")]
+        if row.status != "Allocated" or row.bid_id is None or len(ready) < plan["quantity"]:
+            return None
+        ready.sort(key=lambda i: (i.get("name") or "", i["fid"]))
+        cpus = max(1, plan["cpus"])
+        tasks = block_layout(max(1, request.ntasks), [cpus] * len(ready), max(1, request.cpus_per_task),
+                             request.ntasks_per_node)
+        nodes = [AllocatedNode(node_name(inst), cpus, plan["memory_gb"] * 1024, tuple(range(plan["gpus"])), "",
+                               inst["ssh"], count, instance=inst["fid"])
+                 for inst, count in zip(ready, tasks)]
+        return Allocation(job.job_id, nodes, exclusive=True)
+
+    def reason(self, row: BidRow) -> str:
+        """Why a job waits on its bid, in one line for squeue's %R."""
+        from sflow.mithril.money import dollars
+
+        if row.bid_id is None:
+            return f"MithrilUnavailable: {row.error}" if row.error else "BidPlacing"
+        plan = row.plan
+        if row.status == "Open":
+            clearing, capacity = self.markets.get(row.idempotency_key, (None, None))
+            if capacity is not None and capacity < plan["quantity"]:
+                return (f"BidOpen: waiting for {plan['quantity']} x {plan['type_name']} in {plan['region']} "
+                        f"({capacity} free)")
+            if clearing is not None and clearing > row.limit_cents:
+                return f"BidOpen: limit {dollars(row.limit_cents)}/hr below spot {dollars(clearing)}/hr"
+            return "BidOpen: waiting for the next auction"
+        if row.status == "Allocated":
+            return "BidAllocated: instances starting"
+        return f"Bid{row.status}"
+
+    # ------------------------------------------------------------ the market
+
+    def refresh_catalog(self) -> None:
+        if not self.catalog_asked:
+            self.catalog_asked = True
+            self.worker.catalog()  # no record depends on it: asked at once
+
+    def catalog_for_submit(self, env: dict, now: float):
+        """The market to check a submission against; raises ``Deferred`` until one has been fetched."""
+        from sflow.errors import MithrilError
+        from sflow.queue.cloud import Deferred
+
+        self.adopt_credentials(env)
+        age = now - self.catalog_time
+        if self.catalog is not None and age < FRESH_CATALOG:
+            return self.catalog
+        if self.catalog_error is not None and now - self.catalog_error[0] < ERROR_SHOWN:
+            raise MithrilError(self.catalog_error[1])
+        self.refresh_catalog()
+        if self.catalog is not None and age < USABLE_CATALOG:
+            return self.catalog
+        raise Deferred()
+
+    def adopt_credentials(self, env: dict) -> None:
+        """A controller started without the API key (or address) takes the submitter's, in memory only."""
+        changed = False
+        if not self.api_key and (env.get("MITHRIL_API_KEY") or "").strip():
+            self.api_key = env["MITHRIL_API_KEY"].strip()
+            changed = True
+        if not self.settings.api_url and env.get("MITHRIL_API_URL"):
+            self.settings.api_url = env["MITHRIL_API_URL"]
+            changed = True
+        if changed:
+            self.worker.set_api_key(self.api_key)
+
+    # ------------------------------------------------------------ what the worker saw
+
+    def apply(self, reports: list, now: float) -> list[tuple]:
+        """Record what the worker reported; events for the controller: ``(kind, job_id, ...)``."""
+        events: list[tuple] = []
+        for report in reports:
+            kind = report[0]
+            if kind == "catalog":
+                _, catalog, error = report
+                self.catalog_asked = False
+                if catalog is not None:
+                    self.catalog, self.catalog_time, self.catalog_error = catalog, now, None
+                else:
+                    self.catalog_error = (now, error)
+                events.append(("catalog", None))
+                continue
+            row = self.rows.get(report[1]) if kind != "bids" else None
+            if kind == "created" and row is not None:
+                row.bid_id, row.status, row.error = report[2], report[3], None
+                self._save(row)
+                events.append(("changed", row.job_id))
+            elif kind == "create_failed" and row is not None:
+                row.error = report[2]
+                if report[3]:  # refused for good: there is no bid
+                    row.status, row.ended = "Refused", now
+                    self.rows.pop(row.idempotency_key, None)
+                    if not row.must_delete:
+                        events.append(("refused", row.job_id, report[2]))
+                else:
+                    events.append(("changed", row.job_id))
+                self._save(row)
+            elif kind in ("delete_failed", "poll_failed") and row is not None:
+                if row.error != report[2]:
+                    row.error = report[2]
+                    self._save(row)
+            elif kind == "deleted" and row is not None:
+                row.bid_id = row.bid_id or report[3]
+                events += self._deleted(row, report[2])
+            elif kind == "bids":
+                for key, snapshot in report[1].items():
+                    row = self.rows.get(key)
+                    if row is not None:
+                        events += self._observe(row, snapshot)
+        return events
+
+    def _deleted(self, row: BidRow, when: float) -> list[tuple]:
+        self._accrue(row, when)  # billing stops when the bid is deleted
+        row.instances = [{**i, "status": "STATUS_TERMINATED"} for i in row.instances]
+        row.status, row.ended, row.must_delete, row.error = "Terminated", when, False, None
+        self.rows.pop(row.idempotency_key, None)
+        self.markets.pop(row.idempotency_key, None)
+        self._save(row)
+        return [("cost", row.job_id), ("changed", row.job_id)]
+
+    def _observe(self, row: BidRow, snapshot: dict) -> list[tuple]:
+        when = snapshot.get("when") or time.time()
+        before = (row.status, row.price_cents, [(i["fid"], i["status"], i.get("ssh")) for i in row.instances])
+        cost_before = round(row.cost_cents)
+        reason_before = self.reason(row)
+        self._accrue(row, when)
+        status = snapshot["status"]
+        seen = {i["fid"]: i for i in row.instances}
+        instances = []
+        for inst in snapshot["instances"]:
+            since = seen.get(inst["fid"], {}).get("running_since")
+            if since is None and inst["status"] == "STATUS_RUNNING":
+                since = when  # billing starts when the instance runs (start-up is free)
+            instances.append({**inst, "running_since": since})
+        row.instances = instances
+        clearing = snapshot.get("clearing")
+        self.markets[row.idempotency_key] = (clearing, snapshot.get("capacity"))
+        if status == "Allocated" and clearing is not None:
+            row.price_cents = min(clearing, row.limit_cents)  # second price: never above the limit
+        elif status == "Allocated" and row.price_cents is None:
+            row.price_cents = row.limit_cents  # market not seen yet: the most it can cost
+        # A bid under notice keeps the price it had: it is leaving, not bidding.
+        row.status = "Terminated" if status == "Gone" else status
+        after = (row.status, row.price_cents, [(i["fid"], i["status"], i.get("ssh")) for i in row.instances])
+        if after != before or round(row.cost_cents) != cost_before:
+            self._save(row)
+        events: list[tuple] = []
+        if round(row.cost_cents) != cost_before:
+            events.append(("cost", row.job_id))
+        if row.must_delete:
+            return events
+        if row.started is None:
+            if row.status == "Allocated" and any(i["status"] in BROKEN for i in row.instances):
+                row.outcome = "INSTANCE_ERROR"  # won, but an instance failed: bid again
+                self.withdraw(row.job_id)
+                events.append(("changed", row.job_id))
+            elif after != before or self.reason(row) != reason_before:
+                events.append(("changed", row.job_id))
+        elif row.status in ("Preempting", "Open"):
+            events.append(("preempting", row.job_id))  # Open again: the notice ran out unseen
+        return events
+
+    def _accrue(self, row: BidRow, until: float) -> None:
+        """Add price x billed instance time since the last accrual (the previous snapshot's view)."""
+        if row.price_cents is not None:
+            for inst in row.instances:
+                since = inst.get("running_since")
+                if since is None or inst["status"] not in BILLABLE:
+                    continue
+                start = max(since, row.accrued_to or since)
+                if until > start:
+                    row.cost_cents += row.price_cents * (until - start) / 3600.0
+        row.accrued_to = until
+
+    def job_cost_cents(self, job_id: int) -> int | None:
+        total = self.ctl.conn.execute("SELECT SUM(cost_cents), COUNT(*) FROM bids WHERE job_id = ?",
+                                      (job_id,)).fetchone()
+        return int(total[0] + 0.5) if total and total[1] else None
+
+    # ------------------------------------------------------------ start, stop, crash
+
+    def reload(self) -> None:
+        """The live records from the store (at start, and after a turn was undone)."""
+        self.rows = {r.idempotency_key: r for r in bids.live(self.ctl.conn)}
+
+    def kick(self) -> None:
+        """Hand the worker every live record again: deletes, creates never answered, bids to watch.
+        Repeats are harmless: creates carry their keys, a second delete finds nothing."""
+        for row in self.rows.values():
+            spec = self._spec(row)
+            if row.must_delete:
+                self.worker.delete(row.idempotency_key, row.bid_id, spec)
+            elif row.bid_id is None:
+                self.worker.create(row.idempotency_key, spec)
+            else:
+                self.worker.watch(row.idempotency_key, row.bid_id)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.worker.close(timeout)
+
+
+__all__ = ["BILLABLE", "MithrilBackend", "node_name"]

@@ -1,0 +1,63 @@
+"""What of an environment travels to another machine, and where a job's files live there.
+
+SLURM exports the submit environment to the job because every node shares
+the submitting machine's layout. A cloud instance does not: its own HOME,
+PATH, shell and temporary directory must stay, and sflow's and Mithril's
+settings (the API key above all) stay home. Variables named explicitly with
+``--export=NAME=value`` still travel.
+
+On an instance, paths are relative to the login user's home (where SSH
+commands start and SFTP is rooted):
+
+| path | what |
+| --- | --- |
+| ``sflow-job-<id>/`` | the staged submit directory (``SLURM_SUBMIT_DIR``) |
+| ``.sflow/`` | ``SFLOW_HOME`` for ``srun`` inside the job |
+| ``.sflow/jobs/<id>/`` | ``context.json``, ``slurm_script``, the batch step's ``stdout``/``stderr``/``status``, ``steps.jsonl`` |
+| ``.sflow/ssh/``, ``.sflow/known_hosts`` | on the first node only: how its ``srun`` reaches the others |
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+# This machine's, not the instance's.
+LOCAL_ONLY = frozenset({
+    "HOME", "PATH", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME", "HOSTNAME", "TMPDIR", "TERM", "DISPLAY", "MAIL",
+    "SHLVL", "_", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "SFLOW_HOSTNAME", "LANG", "LANGUAGE",
+})
+LOCAL_PREFIXES = ("SSH_", "XDG_", "SFLOW_", "MITHRIL_", "CONDA_", "DBUS_", "LC_")
+SECRETS = ("MITHRIL_API_KEY",)
+
+STATE_DIR = ".sflow"
+
+
+def portable(env: Mapping[str, str], keep: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` without what belongs to this machine; ``keep`` (explicit ``--export`` values) always goes."""
+    chosen = {k: v for k, v in env.items()
+              if k not in LOCAL_ONLY and not k.startswith(LOCAL_PREFIXES) and not k.startswith("BASH_FUNC_")}
+    for name, value in (keep or {}).items():
+        if name not in SECRETS:
+            chosen[name] = value
+    return chosen
+
+
+def submit_dir(job_id: int) -> str:
+    return f"sflow-job-{job_id}"
+
+
+def job_dir(job_id: int) -> str:
+    return f"{STATE_DIR}/jobs/{job_id}"
+
+
+def relative_to_home(path: str, home: str) -> str:
+    """A remote absolute path under ``home`` as the relative path another instance understands."""
+    home = home.rstrip("/")
+    if path == home:
+        return "."
+    if home and path.startswith(home + "/"):
+        return path[len(home) + 1:]
+    return path
+
+
+__all__ = ["LOCAL_ONLY", "STATE_DIR", "job_dir", "portable", "relative_to_home", "submit_dir"]

@@ -1,0 +1,281 @@
+"""The Mithril backend's network thread: every API call the controller needs, off its loop.
+
+The controller never waits on the network. It hands this thread commands (a
+queue) and, when the thread wakes it through a pipe, reads what came back
+(``take_reports``). Commands, each answered by one report:
+
+- ``catalog()`` -> ``("catalog", Catalog | None, error | None)``
+- ``create(key, spec)`` -> ``("created", key, bid_id, status)`` or
+  ``("create_failed", key, message, permanent)``; the idempotency ``key`` was
+  committed by the controller before this call, so a retry (here, or by the
+  next controller) can never place a second bid. Transient failures are
+  retried here every poll.
+- ``delete(key, bid_id, spec)`` -> ``("deleted", key, when, bid_id)``; a 404 counts as
+  deleted, anything else is retried every poll until Mithril confirms. A bid
+  whose create was never answered (``bid_id`` None) is created again with its
+  key first, which finds it if it exists, and then deleted.
+- ``watch(key, bid_id)`` / ``forget(key)``: the bids looked at every poll,
+  reported together as ``("bids", {key: snapshot})``; a snapshot has the
+  bid's ``status`` (``Gone`` after a 404), its ``instances`` (fid, name,
+  status, ssh destination), its market's ``clearing`` price and free
+  ``capacity``, and ``when`` it was taken.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import socket
+import threading
+import time
+import traceback
+
+from sflow.errors import MithrilError
+
+_STOP = ("stop",)
+_PERMANENT_STATUSES = (400, 401, 403, 404, 409, 422)
+
+
+def _permanent(err: MithrilError) -> bool:
+    return err.status in _PERMANENT_STATUSES
+
+
+class Worker:
+    def __init__(self, home: str, settings, api_key: str | None, wake_fd: int):
+        self.home = home
+        self.settings = settings
+        self.api_key = api_key
+        self.wake_fd = wake_fd
+        self.inbox: queue.Queue = queue.Queue()
+        self.reports: collections.deque = collections.deque()
+        self.watched: dict[str, str] = {}  # key -> bid id
+        self.creating: dict[str, dict] = {}  # key -> spec, failed transiently: retried each poll
+        self.deleting: dict[str, tuple[str | None, dict]] = {}  # key -> (bid id, spec), until confirmed
+        self._client = None
+        self._project: str | None = None
+        self._ssh_key: str | None = None
+        self._thread = threading.Thread(target=self._main, name="sflow-mithril", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ the controller's side
+
+    def catalog(self) -> None:
+        self.inbox.put(("catalog",))
+
+    def create(self, key: str, spec: dict) -> None:
+        self.inbox.put(("create", key, spec))
+
+    def delete(self, key: str, bid_id: str | None, spec: dict) -> None:
+        self.inbox.put(("delete", key, bid_id, spec))
+
+    def watch(self, key: str, bid_id: str) -> None:
+        self.inbox.put(("watch", key, bid_id))
+
+    def forget(self, key: str) -> None:
+        self.inbox.put(("forget", key))
+
+    def set_api_key(self, key: str) -> None:
+        self.inbox.put(("key", key))
+
+    def take_reports(self) -> list:
+        out = []
+        while self.reports:
+            out.append(self.reports.popleft())
+        return out
+
+    def busy(self) -> bool:
+        return bool(self.deleting or self.creating or not self.inbox.empty())
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop after the commands already given (pending deletes get one more try)."""
+        self.inbox.put(_STOP)
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------ the thread
+
+    def _report(self, *report) -> None:
+        self.reports.append(report)
+        try:
+            os.write(self.wake_fd, b"m")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full: the controller is waking anyway
+
+    def _main(self) -> None:
+        next_poll = 0.0
+        while True:
+            waiting = self.watched or self.creating or self.deleting
+            timeout = max(0.0, next_poll - time.monotonic()) if waiting else 1.0
+            try:
+                command = self.inbox.get(timeout=timeout)
+            except queue.Empty:
+                command = None
+            if command == _STOP:
+                self._retry()
+                return
+            if command is not None:
+                self._safely(self._do, command)
+                continue  # every command already given goes before the next poll
+            if waiting and time.monotonic() >= next_poll:
+                self._safely(self._retry)
+                self._safely(self._poll)
+                next_poll = time.monotonic() + self.settings.poll_seconds
+
+    def _safely(self, fn, *args) -> None:
+        try:
+            fn(*args)
+        except Exception:  # a bug must not stop the thread that deletes bids
+            traceback.print_exc()
+
+    def _do(self, command) -> None:
+        kind = command[0]
+        if kind == "catalog":
+            self._fetch_catalog()
+        elif kind == "create":
+            self._create(command[1], command[2])
+        elif kind == "delete":
+            self.creating.pop(command[1], None)
+            self.deleting[command[1]] = (command[2], command[3])
+            self._delete(command[1])
+        elif kind == "watch":
+            self.watched[command[1]] = command[2]
+        elif kind == "forget":
+            self.watched.pop(command[1], None)
+        elif kind == "key":
+            self.api_key = command[1]
+            self._client = None
+
+    # ------------------------------------------------------------ API calls
+
+    def client(self):
+        if self._client is None:
+            from sflow.mithril.client import MithrilClient
+
+            # Few quick retries: this thread also carries the deletes that stop billing.
+            self._client = MithrilClient(api_key=self.api_key, base_url=self.settings.api_url, max_retries=2,
+                                         max_backoff=5.0, timeout=30.0)
+        return self._client
+
+    def project(self) -> str:
+        if self._project is None:
+            from sflow.mithril.fetch import choose_project
+
+            self._project = choose_project(self.client(), self.settings.project)
+        return self._project
+
+    def ssh_key(self) -> str:
+        """The id of sflow's public key in the project, uploaded the first time."""
+        if self._ssh_key is None:
+            from sflow.remote.keys import public_key
+
+            mine = public_key(self.home)
+            wanted = mine.split()[:2]
+            client, project = self.client(), self.project()
+            for key in client.ssh_keys(project):
+                if key.public_key.split()[:2] == wanted:
+                    self._ssh_key = key.fid
+                    break
+            else:
+                self._ssh_key = client.create_ssh_key(project, f"sflow-{socket.gethostname()}", mine).fid
+        return self._ssh_key
+
+    def _fetch_catalog(self) -> None:
+        from sflow.mithril.fetch import fetch_catalog
+
+        try:
+            catalog = fetch_catalog(self.client())
+        except MithrilError as err:
+            self._report("catalog", None, err.message)
+            return
+        self._report("catalog", catalog, None)
+
+    def _body(self, spec: dict) -> dict:
+        from sflow.mithril.money import dollars
+
+        # The same spec always makes the same body: a retried create must match the first.
+        return {"project": self.project(), "region": spec["region"], "instance_type": spec["type_id"],
+                "limit_price": dollars(spec["limit_cents"]), "instance_quantity": spec["quantity"],
+                "name": spec["name"], "launch_specification": {"volumes": [], "ssh_keys": [self.ssh_key()]}}
+
+    def _create(self, key: str, spec: dict) -> None:
+        try:
+            bid = self.client().create_bid(self._body(spec), idempotency_key=key)
+        except MithrilError as err:
+            permanent = _permanent(err)
+            if permanent:
+                self.creating.pop(key, None)
+            else:
+                self.creating[key] = spec
+            self._report("create_failed", key, err.message, permanent)
+            return
+        self.creating.pop(key, None)
+        self.watched[key] = bid.fid
+        self._report("created", key, bid.fid, bid.status)
+
+    def _delete(self, key: str) -> None:
+        bid_id, spec = self.deleting[key]
+        try:
+            client = self.client()
+            if bid_id is None:
+                # The create may or may not have reached Mithril: asking again with the same key
+                # finds the bid if it did (and places one that is deleted at once if not).
+                bid_id = client.create_bid(self._body(spec), idempotency_key=key).fid
+                self.deleting[key] = (bid_id, spec)
+            client.cancel_bid(bid_id)  # False on 404: already gone, which is what we want
+        except MithrilError as err:
+            if bid_id is None and _permanent(err):
+                pass  # the create is refused: there is no bid to delete
+            else:
+                self._report("delete_failed", key, err.message)
+                return
+        self.deleting.pop(key, None)
+        self.watched.pop(key, None)
+        self._report("deleted", key, time.time(), bid_id)
+
+    def _retry(self) -> None:
+        for key in list(self.deleting):
+            self._delete(key)
+        for key, spec in list(self.creating.items()):
+            self._create(key, spec)
+
+    def _poll(self) -> None:
+        if not self.watched:
+            return
+        from sflow.mithril.client import NotFound
+        from sflow.mithril.models import dollars_to_cents
+
+        try:
+            client = self.client()
+        except MithrilError as err:
+            for key in self.watched:
+                self._report("poll_failed", key, err.message)
+            return
+        try:
+            markets = {(a.instance_type, a.region): a for a in client.spot_availability()}
+        except MithrilError:
+            markets = {}
+        snapshots = {}
+        for key, bid_id in list(self.watched.items()):
+            try:
+                bid = client.get_bid(bid_id)
+                instances = []
+                if bid.status in ("Allocated", "Preempting") and bid.instances:
+                    instances = [{"fid": i.fid, "name": i.name, "status": i.status, "ssh": i.ssh_destination}
+                                 for i in client.list_instances(bid.project, bid=bid_id)]
+            except NotFound:
+                snapshots[key] = {"status": "Gone", "instances": [], "when": time.time()}
+                continue
+            except MithrilError as err:
+                self._report("poll_failed", key, err.message)
+                continue
+            market = markets.get((bid.instance_type, bid.region))
+            snapshots[key] = {
+                "status": bid.status, "instances": instances, "when": time.time(),
+                "clearing": dollars_to_cents(market.last_instance_price) if market else None,
+                "capacity": market.capacity if market else None,
+            }
+        if snapshots:
+            self._report("bids", snapshots)
+
+
+__all__ = ["Worker"]

@@ -1,0 +1,128 @@
+"""Durable records of the Mithril bids placed for jobs: one row per bid, in the controller's store.
+
+A row is written, with its idempotency key, in the transaction that decides
+to bid, and committed *before* the create call is made: a controller killed
+while the call is in flight retries it with the same key after a restart,
+and the service answers with the bid it already has. Rows are never deleted;
+one whose bid is gone has ``ended`` set, so the table doubles as the history
+of a job's runs and what each cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, field
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS bids ("
+    " idempotency_key TEXT PRIMARY KEY,"  # sent with the create; the same on every retry
+    " job_id INTEGER NOT NULL,"
+    " run INTEGER NOT NULL,"  # the job's restart count when the bid was placed
+    " bid_id TEXT,"  # Mithril's id, once the create was answered
+    " status TEXT NOT NULL,"  # Placing, then Mithril's own: Open, Allocated, Preempting, Terminated
+    " plan TEXT NOT NULL,"  # what was bid for (JSON): instance type, region, quantity, limit
+    " limit_cents INTEGER NOT NULL,"  # per instance-hour
+    " price_cents INTEGER,"  # what each instance pays per hour now (the clearing price, at most the limit)
+    " instances TEXT,"  # JSON list: fid, name, status, ssh, running_since, ended
+    " created REAL NOT NULL,"
+    " started REAL,"  # when the job started on the bid's instances
+    " accrued_to REAL,"  # cost is counted up to this time
+    " cost_cents REAL NOT NULL DEFAULT 0,"  # clearing price x billed instance time, fractional cents
+    " must_delete INTEGER NOT NULL DEFAULT 0,"  # delete it; retried until Mithril confirms
+    " outcome TEXT,"  # how the run on it ended: COMPLETED, PREEMPTED, CANCELLED...
+    " error TEXT,"  # the last failure the service reported for it
+    " ended REAL)",  # the bid is gone (deleted, confirmed)
+    "CREATE INDEX IF NOT EXISTS bids_job ON bids(job_id)",
+]
+
+COLUMNS = ("idempotency_key", "job_id", "run", "bid_id", "status", "plan", "limit_cents", "price_cents",
+           "instances", "created", "started", "accrued_to", "cost_cents", "must_delete", "outcome", "error",
+           "ended")
+
+
+@dataclass
+class BidRow:
+    idempotency_key: str
+    job_id: int
+    run: int
+    status: str
+    plan: dict
+    limit_cents: int
+    created: float
+    bid_id: str | None = None
+    price_cents: int | None = None
+    instances: list = field(default_factory=list)
+    started: float | None = None
+    accrued_to: float | None = None
+    cost_cents: float = 0.0
+    must_delete: bool = False
+    outcome: str | None = None
+    error: str | None = None
+    ended: float | None = None
+
+    @property
+    def live(self) -> bool:
+        """Still to be watched or deleted."""
+        return self.ended is None
+
+    @property
+    def name(self) -> str:
+        """The bid's name at Mithril (its instances are named after it)."""
+        return f"sflow-{self.job_id}" + (f"r{self.run}" if self.run else "")
+
+    def values(self) -> list:
+        return [self.idempotency_key, self.job_id, self.run, self.bid_id, self.status, json.dumps(self.plan),
+                self.limit_cents, self.price_cents, json.dumps(self.instances), self.created, self.started,
+                self.accrued_to, self.cost_cents, int(self.must_delete), self.outcome, self.error, self.ended]
+
+    @classmethod
+    def from_row(cls, row) -> "BidRow":
+        data = dict(zip(COLUMNS, row))
+        data["plan"] = json.loads(data["plan"])
+        data["instances"] = json.loads(data["instances"] or "[]")
+        data["must_delete"] = bool(data["must_delete"])
+        return cls(**data)
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA:
+        conn.execute(statement)
+
+
+def save(conn: sqlite3.Connection, row: BidRow) -> None:
+    conn.execute(f"INSERT OR REPLACE INTO bids ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                 row.values())
+
+
+def read(conn: sqlite3.Connection, where: str = "1", params=()) -> list[BidRow]:
+    try:
+        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM bids WHERE {where} ORDER BY created, rowid",
+                            list(params)).fetchall()
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return []
+        raise
+    return [BidRow.from_row(r) for r in rows]
+
+
+def live(conn: sqlite3.Connection) -> list[BidRow]:
+    return read(conn, "ended IS NULL")
+
+
+def of_job(conn_or_home, job_id: int) -> list[BidRow]:
+    """Every bid a job has had, oldest first (a connection, or the sflow home for readers)."""
+    if isinstance(conn_or_home, sqlite3.Connection):
+        return read(conn_or_home, "job_id = ?", (job_id,))
+    from sflow.queue import store
+
+    conn = store.reader(conn_or_home)
+    if conn is None:
+        return []
+    try:
+        return read(conn, "job_id = ?", (job_id,))
+    finally:
+        conn.close()
+
+
+__all__ = ["BidRow", "SCHEMA", "ensure_schema", "live", "of_job", "read", "save"]

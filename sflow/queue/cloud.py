@@ -1,0 +1,180 @@
+"""Mithril jobs in the controller: the backend made on demand, its reports applied to jobs.
+
+A mixin of ``Controller``. The Mithril backend (``sflow.backends.mithril``)
+is created the first time a Mithril job is submitted or found in the store;
+its worker thread wakes the controller's loop through a pipe, and each turn
+``cloud_turn`` applies what it reported inside the turn's transaction:
+
+- a pending job's bid moved: plan again (the reason in squeue follows);
+- a running job's bid is being preempted: the job's ``--signal`` (else
+  SIGCONT and SIGTERM) goes to it now, within the notice; when its batch
+  step ends it is requeued with the same id (``--no-requeue``: PREEMPTED);
+- a bid was refused for good: the job is held, with Mithril's reason;
+- a job's cost changed: its record's ``cost_cents`` follows;
+- the market arrived: submissions waiting for it are taken up again.
+"""
+
+from __future__ import annotations
+
+import selectors
+import signal as _signal
+import sys
+
+from sflow.queue import launch
+
+
+class Deferred(Exception):
+    """A submission needs the market, which the worker is fetching: it is answered later."""
+
+
+class CloudLife:
+    mithril = None  # the MithrilBackend, once needed
+    deferred: list = []  # (conn, message): submissions waiting for the market
+
+    def cloud(self):
+        if self.mithril is None:
+            from sflow.backends.mithril import MithrilBackend
+
+            self.mithril = MithrilBackend(self)
+            self.mithril.reload()
+            self.sel.register(self.mithril.wake_fd, selectors.EVENT_READ, ("mithril", None))
+        return self.mithril
+
+    def backend_for(self, job):
+        return self.cloud() if job.rec.backend == "mithril" else self.backend
+
+    def cloud_needed(self) -> bool:
+        """At start: live bids or Mithril jobs left by a previous controller."""
+        if any(job.rec.backend == "mithril" for job in self.jobs.values()):
+            return True
+        try:
+            row = self.conn.execute("SELECT 1 FROM bids WHERE ended IS NULL LIMIT 1").fetchone()
+        except Exception:
+            return False
+        return row is not None
+
+    def cloud_recover(self) -> None:
+        """Bids of jobs that are over are deleted; every live bid goes back to the worker."""
+        if not self.cloud_needed():
+            return
+        backend = self.cloud()
+        for row in list(backend.rows.values()):
+            job = self.jobs.get(row.job_id)
+            if not row.must_delete and (job is None or job.rec.state not in ("PENDING", "RUNNING", "COMPLETING")):
+                backend.withdraw(row.job_id)
+        backend.kick()
+
+    def cloud_resync(self) -> None:
+        """After a turn was undone: the records as stored, handed to the worker again."""
+        if self.mithril is not None:
+            self.mithril.reload()
+            self.mithril.kick()
+
+    def cloud_busy(self) -> bool:
+        return bool(self.deferred) or (self.mithril is not None and self.mithril.busy())
+
+    # ------------------------------------------------------------ submissions waiting for the market
+
+    def defer(self, conn, message: dict) -> None:
+        if not self.deferred:
+            self.deferred = []
+        self.deferred.append((conn, message))
+        conn.deferred += 1
+
+    def retry_deferred(self) -> None:
+        waiting, self.deferred = self.deferred, []
+        for conn, message in waiting:
+            conn.deferred -= 1
+            self.handle_message(conn, message)
+
+    # ------------------------------------------------------------ the worker's reports
+
+    def cloud_turn(self, now: float) -> None:
+        if self.mithril is None:
+            return
+        reports = self.mithril.worker.take_reports()
+        if not reports:
+            return
+        for event in self.mithril.apply(reports, now):
+            kind, job_id = event[0], event[1]
+            job = self.jobs.get(job_id) if job_id is not None else None
+            if kind == "catalog":
+                self.retry_deferred()
+                self.schedule_wanted = True
+            elif kind == "changed":
+                self.schedule_wanted = True
+            elif kind == "cost":
+                self.record_cost(job_id)
+            elif kind == "preempting" and job is not None:
+                self.preempt(job)
+            elif kind == "refused" and job is not None and job.rec.state == "PENDING":
+                self.hold_refused(job, event[2])
+
+    def record_cost(self, job_id: int) -> None:
+        cents = self.mithril.job_cost_cents(job_id)
+        job = self.jobs.get(job_id)
+        if job is not None:
+            if job.rec.cost_cents != cents:
+                job.rec.cost_cents = cents
+                self.save(job)
+            return
+        from sflow.queue import store
+
+        records = store.read_jobs(self.conn, "job_id = ?", (job_id,))
+        if records and records[0].cost_cents != cents:
+            records[0].cost_cents = cents
+            self.write()
+            store.update_job(self.conn, records[0])
+
+    def hold_refused(self, job, message: str) -> None:
+        """Mithril refused the bid for good: held, as SLURM holds a job whose launch failed."""
+        print(f"job {job.job_id}: bid refused: {message}", file=sys.stderr)
+        rec = job.rec
+        rec.held, rec.priority = True, 0
+        rec.reason = f"MithrilRefused: {message.removeprefix('mithril: ')}"
+        self.save(job)
+        self.schedule_wanted = True
+
+    # ------------------------------------------------------------ preemption
+
+    def preempt(self, job) -> None:
+        """The bid is being preempted: signal the job within the notice (once)."""
+        if job.rec.state not in ("RUNNING", "COMPLETING") or job.end_state is not None:
+            return
+        request = self.request_of(job)
+        job.end_state = "PREEMPTED"
+        self.save(job)
+        self.after_commit.append(lambda: self.note_in_output(job, " DUE TO PREEMPTION"))
+        pgid = job.pgid
+        if not pgid:
+            return  # not started yet: the agent finds the instances gone and the step ends
+        if request.signal is not None:
+            mode = "batch" if request.signal.batch_only else "steps"
+            number = request.signal.number
+            self.after_commit.append(lambda: launch.signal_job(pgid, number, mode))
+        else:
+            def terminate() -> None:
+                launch.signal_job(pgid, _signal.SIGCONT)
+                launch.signal_job(pgid, _signal.SIGTERM)
+
+            self.after_commit.append(terminate)
+
+    def preempted(self, job, exit_code: int, sig: int) -> None:
+        """A preempted run is over (its resources already released): requeued, or PREEMPTED."""
+        self.cloud_run_over(job, "PREEMPTED")
+        if job.rec.requeue:
+            self.write()
+            self.requeue(job)
+        else:
+            self.finish(job, "PREEMPTED", exit_code, sig, reason="None")
+
+    def cloud_run_over(self, job, outcome: str) -> None:
+        """A Mithril job's run ended (or it left the queue): its bids go, with how it ended."""
+        if job.rec.backend != "mithril":
+            return
+        backend = self.cloud()
+        backend.withdraw(job.job_id)
+        backend.record_outcome(job.job_id, job.rec.restart_count, outcome)
+
+
+__all__ = ["CloudLife", "Deferred"]

@@ -1,0 +1,104 @@
+"""The Mithril backend's parts on their own: environments, node names, cost accrual, the worker."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from sflow.backends.mithril import MithrilBackend, node_name
+from sflow.exec.remote_env import portable, relative_to_home
+from sflow.mithril.emulator import start_emulator
+from sflow.mithril.fetch import Settings
+from sflow.mithril.worker import Worker
+from sflow.queue.bids import BidRow
+
+
+def test_only_what_is_not_this_machines_travels():
+    env = {"HOME": "/home/me", "PATH": "/opt/venv/bin", "PWD": "/w", "MITHRIL_API_KEY": "fkey_x",
+           "MITHRIL_API_URL": "u", "SFLOW_HOME": "/h", "SSH_AUTH_SOCK": "/s", "LC_ALL": "C", "BASH_FUNC_f%%": "()",
+           "OMP_NUM_THREADS": "4", "WANDB_PROJECT": "p", "SLURM_JOB_ID": "12"}
+    assert portable(env) == {"OMP_NUM_THREADS": "4", "WANDB_PROJECT": "p", "SLURM_JOB_ID": "12"}
+    kept = portable(env, {"PATH": "/custom", "MITHRIL_API_KEY": "fkey_x"})
+    assert kept["PATH"] == "/custom" and "MITHRIL_API_KEY" not in kept
+    assert relative_to_home("/home/ubuntu/sflow-job-3/sub", "/home/ubuntu") == "sflow-job-3/sub"
+    assert relative_to_home("/tmp/x", "/home/ubuntu") == "/tmp/x"
+
+
+def test_node_names_are_slurm_safe():
+    assert node_name({"fid": "inst_a1", "name": "sflow-12-0"}) == "sflow-12-0"
+    assert node_name({"fid": "inst_a1", "name": "my node [1]"}) == "my-node-1"
+    assert node_name({"fid": "inst_a1", "name": ""}) == "inst-a1"
+
+
+def _row(**kw) -> BidRow:
+    plan = {"type_id": "it_x", "type_name": "8xh100", "region": "r", "quantity": 2, "gpus": 8, "gpu_type": "h100",
+            "cpus": 224, "memory_gb": 1800}
+    fields = {"idempotency_key": "k", "job_id": 1, "run": 0, "status": "Allocated", "plan": plan,
+              "limit_cents": 1200, "created": 0.0, **kw}
+    return BidRow(**fields)
+
+
+def test_cost_is_price_times_running_instances_times_time():
+    row = _row(price_cents=800, instances=[
+        {"fid": "a", "status": "STATUS_RUNNING", "running_since": 100.0},
+        {"fid": "b", "status": "STATUS_RUNNING", "running_since": 130.0},
+        {"fid": "c", "status": "STATUS_STARTING", "running_since": None},
+    ], accrued_to=90.0)
+    MithrilBackend._accrue(None, row, 190.0)
+    assert row.cost_cents == pytest.approx(800 * (90 + 60) / 3600)
+    MithrilBackend._accrue(None, row, 190.0)  # nothing more for no time
+    assert row.cost_cents == pytest.approx(800 * 150 / 3600) and row.accrued_to == 190.0
+
+
+def test_reasons_explain_the_market():
+    backend = MithrilBackend.__new__(MithrilBackend)
+    backend.markets = {}
+    assert backend.reason(_row(status="Placing")) == "BidPlacing"
+    assert backend.reason(_row(status="Placing", error="mithril: down")) == "MithrilUnavailable: mithril: down"
+    row = _row(status="Open", bid_id="bid_1")
+    backend.markets = {"k": (1500, 1)}
+    assert backend.reason(row) == "BidOpen: waiting for 2 x 8xh100 in r (1 free)"
+    backend.markets = {"k": (1500, 5)}
+    assert backend.reason(row) == "BidOpen: limit $12.00/hr below spot $15.00/hr"
+    backend.markets = {"k": (900, 5)}
+    assert backend.reason(row) == "BidOpen: waiting for the next auction"
+
+
+@pytest.fixture
+def emulator():
+    emu = start_emulator(tick=3600, startup=0.0, api_key="fkey_parts")
+    yield emu
+    emu.close()
+
+
+def _reports(worker: Worker, kinds: set[str], timeout: float = 10.0) -> list:
+    got, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline and not kinds <= {r[0] for r in got}:
+        got += worker.take_reports()
+        time.sleep(0.02)
+    return got
+
+
+def test_a_create_sent_twice_with_its_key_places_one_bid(emulator, tmp_path):
+    read, write = os.pipe()
+    settings = Settings(api_url=emulator.url, poll_seconds=0.1)
+    spec = {"name": "sflow-7", "region": "us-central1-a", "type_id": emulator.market.catalog.find("8xh100").fid,
+            "limit_cents": 900, "quantity": 1}
+    first = Worker(str(tmp_path), settings, "fkey_parts", write)
+    first.create("key-1", spec)
+    (created,) = [r for r in _reports(first, {"created"}) if r[0] == "created"]
+    first.close()
+    again = Worker(str(tmp_path), settings, "fkey_parts", write)  # as a restarted controller would
+    again.create("key-1", spec)
+    (repeated,) = [r for r in _reports(again, {"created"}) if r[0] == "created"]
+    assert repeated[2] == created[2]
+    assert [b.name for b in emulator.market.bids.values()] == ["sflow-7"]
+    again.delete("key-1", None, spec)  # a delete that never learnt the id finds it by its key
+    deleted = [r for r in _reports(again, {"deleted"}) if r[0] == "deleted"]
+    assert deleted[0][3] == created[2]
+    assert emulator.market.bids[created[2]].status == "Terminated"
+    again.close()
+    os.close(read)
+    os.close(write)
