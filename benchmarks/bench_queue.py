@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import precompile, summary, time_command  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
+NAME = "sflow-bench"  # every benchmark job's name: only these are cancelled afterwards
 REAL = "/usr/bin"
 CONF = """ClusterName=bench
 FirstJobId=1
@@ -52,31 +53,34 @@ def real_slurm() -> bool:
 def wait_idle(env: dict, squeue: str, timeout: float = 600) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        out = subprocess.run([squeue, "-h", "-o", "%i"], env=env, capture_output=True, text=True).stdout
+        out = subprocess.run([squeue, "-h", "-n", NAME, "-o", "%i"], env=env, capture_output=True,
+                             text=True).stdout
         if not out.strip():
             return
         time.sleep(0.2)
 
 
 def bench_latency(env, runs, label, sbatch):
-    samples = time_command([sbatch, "--hold", "--wrap", "true"], runs, env=env)
+    samples = time_command([sbatch, "--hold", "-J", NAME, "--wrap", "true"], runs, env=env)
     print(f"{label:34s}{summary(samples)}")
     return statistics.median(samples)
 
 
 def bench_squeue(env, runs, label, squeue, sbatch, count):
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: subprocess.run([sbatch, "--hold", "--array=0-999", "--wrap", "true"], env=env,
-                                               capture_output=True), range(count // 1000)))
+        list(pool.map(lambda _: subprocess.run([sbatch, "--hold", "--array=0-999", "-J", NAME, "--wrap", "true"],
+                                               env=env, capture_output=True), range(count // 1000)))
+    # A real SLURM stops at MaxJobCount (10,000 by default, other users' jobs included): say what was listed.
+    rows = subprocess.run([squeue, "-h", "-r"], env=env, capture_output=True, text=True).stdout.count("\n")
     samples = time_command([squeue, "-r"], runs, env=env)
-    print(f"{label:34s}{summary(samples)}")
+    print(f"{label + f', {rows} jobs':34s}{summary(samples)}")
     return statistics.median(samples)
 
 
 def bench_throughput(env, label, sbatch, clients=8, per_client=50):
     def client(_):
         for _ in range(per_client):
-            subprocess.run([sbatch, "--hold", "--wrap", "true"], env=env, capture_output=True)
+            subprocess.run([sbatch, "--hold", "-J", NAME, "--wrap", "true"], env=env, capture_output=True)
 
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -87,13 +91,13 @@ def bench_throughput(env, label, sbatch, clients=8, per_client=50):
 
 
 def bench_roundtrip(env, runs, label, sbatch):
-    samples = time_command([sbatch, "--wait", "--wrap", "true"], runs, env=env)
+    samples = time_command([sbatch, "--wait", "-J", NAME, "--wrap", "true"], runs, env=env)
     print(f"{label:34s}{summary(samples)}")
 
 
 def bench_execution(env, label, sbatch, squeue, count):
     start = time.perf_counter()
-    subprocess.run([sbatch, f"--array=0-{count - 1}", "-o", "/dev/null", "--wrap", "true"], env=env, capture_output=True)
+    subprocess.run([sbatch, f"--array=0-{count - 1}", "-o", "/dev/null", "-J", NAME, "--wrap", "true"], env=env, capture_output=True)
     wait_idle(env, squeue)
     rate = count / (time.perf_counter() - start)
     print(f"{label:34s}{rate:8.0f} jobs/s ({count} one-task jobs)")
@@ -111,31 +115,30 @@ def main() -> None:
     try:
         base = statistics.median(time_command([sys.executable, "-c", "pass"], runs))
         print(f"{'python3 -c pass':34s}median {base * 1000:7.2f} ms")
-        subprocess.run([sb, "--hold", "--wrap", "true"], env=env, capture_output=True)  # start the controller
+        subprocess.run([sb, "--hold", "-J", NAME, "--wrap", "true"], env=env, capture_output=True)  # start the controller
         latency = bench_latency(env, runs, "sflow sbatch (held)", sb)
         print(f"{'':34s}= python3 -c pass + {(latency - base) * 1000:.1f} ms")
         if real_slurm():
             bench_latency(dict(os.environ), runs, "slurm sbatch (held)", f"{REAL}/sbatch")
-            subprocess.run([f"{REAL}/scancel", "-u", os.environ.get("USER", "root")])
+            subprocess.run([f"{REAL}/scancel", "-n", NAME])
         bench_throughput(env, "sflow, 8 parallel clients", sb)
         if real_slurm():
             bench_throughput(dict(os.environ), "slurm, 8 parallel clients", f"{REAL}/sbatch")
-            subprocess.run([f"{REAL}/scancel", "-u", os.environ.get("USER", "root")])
-        subprocess.run([os.path.join(BIN, "scancel"), "-u", os.environ.get("USER", "root")], env=env)
+            subprocess.run([f"{REAL}/scancel", "-n", NAME])
+        subprocess.run([os.path.join(BIN, "scancel"), "-n", NAME], env=env)
         bench_roundtrip(env, runs, "sflow sbatch --wait --wrap true", sb)
         if real_slurm():
             bench_roundtrip(dict(os.environ), min(runs, 5), "slurm sbatch --wait --wrap true", f"{REAL}/sbatch")
         bench_execution(env, "sflow execution rate", sb, sq, 200 if args.quick else 1000)
         count = 2000 if args.quick else 10000
-        sflow_squeue = bench_squeue(env, runs, f"sflow squeue, {count} jobs", sq, sb, count)
+        sflow_squeue = bench_squeue(env, runs, "sflow squeue -r", sq, sb, count)
         if real_slurm():
-            real = bench_squeue(dict(os.environ), runs, f"slurm squeue, {count} jobs", f"{REAL}/squeue",
+            real = bench_squeue(dict(os.environ), runs, "slurm squeue -r", f"{REAL}/squeue",
                                 f"{REAL}/sbatch", count)
             print(f"{'':34s}sflow/slurm = {sflow_squeue / real:.2f}")
-            subprocess.run([f"{REAL}/scancel", "-u", os.environ.get("USER", "root")])
+            subprocess.run([f"{REAL}/scancel", "-n", NAME])
     finally:
-        subprocess.run([os.path.join(BIN, "scancel"), "-u", os.environ.get("USER", "root")], env=env,
-                       capture_output=True)
+        subprocess.run([os.path.join(BIN, "scancel"), "-n", NAME], env=env, capture_output=True)
         from sflow.queue import client
 
         try:
