@@ -1,21 +1,17 @@
 """The option table (``compat/options.toml``), loaded once per process.
 
-A compiled copy is cached (marshal) in the user's cache directory, keyed by the
-table's size and mtime and the Python version: TOML parsing costs several
-milliseconds, and every shim call reads the table.
+It is read through ``load_compat_table``'s cached copy: TOML parsing costs
+several milliseconds, and every shim call reads the table.
 """
 
 from __future__ import annotations
 
-import marshal
 import os
-import sys
 from functools import lru_cache
 
-from sflow._resources import COMPAT_DIR
+from sflow._resources import COMPAT_DIR, load_compat_table
 
 TABLE_PATH = os.path.join(COMPAT_DIR, "options.toml")
-_PY = "%d%d" % sys.version_info[:2]  # marshal's format may change between Python versions
 
 
 class Option:
@@ -81,40 +77,13 @@ class OptionTable:
         return {o.env_for(self.command): o for o in self.options if o.env_for(self.command)}
 
 
-def _cache_path(stat: os.stat_result) -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    # marshal, not JSON: it loads the 300 entries several times faster, on every shim call.
-    return os.path.join(base, "sflow", f"options-{stat.st_size}-{int(stat.st_mtime_ns)}-{_PY}.marshal")
-
-
 @lru_cache(maxsize=None)
 def _load_raw_cached() -> list[dict]:
     return _load_raw()
 
 
 def _load_raw() -> list[dict]:
-    stat = os.stat(TABLE_PATH)
-    cache = _cache_path(stat)
-    try:
-        with open(cache, "rb") as handle:
-            return marshal.loads(handle.read())
-    except (OSError, ValueError, EOFError, TypeError):
-        pass
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    with open(TABLE_PATH, "rb") as handle:
-        raw = tomllib.load(handle)["option"]
-    try:
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        tmp = f"{cache}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(marshal.dumps(raw))
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # a read-only home only costs speed
-    return raw
+    return load_compat_table("options.toml")["option"]
 
 
 @lru_cache(maxsize=None)
