@@ -77,7 +77,7 @@ GETTERS = {
     "array_task": lambda job, now: ("N/A" if job.array_job_id is None else
                                     job.array_task_str if job.array_task_id is None else str(job.array_task_id)),
     "state_compact": lambda job, now: JOB_STATES.get(job.state, job.state),
-    "time_used": lambda job, now: _elapsed(_used(job, now)),
+    "time_used": lambda job, now: "0:00" if job.start_time is None else _elapsed(_used(job, now)),
     "time_limit": _limit,
     "time_left": _time_left,
     "nodelist_reason": lambda job, now: f"({job.reason})" if job.state == "PENDING" else job.nodelist,
