@@ -10,7 +10,7 @@ as JSON beside the job so a restarted controller knows what is in use.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 
@@ -49,7 +49,7 @@ class Allocation:
 
     def to_json(self) -> dict:
         return {"job_id": self.job_id, "exclusive": self.exclusive,
-                "nodes": [asdict(n) for n in self.nodes]}
+                "nodes": [{f.name: getattr(n, f.name) for f in fields(n)} for n in self.nodes]}
 
     @classmethod
     def from_json(cls, data: dict) -> "Allocation":

@@ -9,7 +9,7 @@ documents the same variables for people; a test keeps the two in step.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 from sflow.exec.layout import NodeSlot, compress_counts
@@ -65,7 +65,11 @@ class JobContext:
         return compress_hostlist([n.name for n in self.nodes])
 
     def to_json(self) -> dict:
-        return asdict(self)
+        # Shallow by hand: dataclasses.asdict's deep copy costs ~0.3 ms per job started.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["nodes"] = [{f.name: getattr(n, f.name) for f in fields(n)} for n in self.nodes]
+        data["extra_env"] = dict(self.extra_env)
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "JobContext":
