@@ -135,6 +135,48 @@ def cancel(job_ids: tuple[str, ...]) -> None:
     sys.exit(scancel(list(job_ids)))
 
 
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--node", "-n", "node", type=int, default=0, show_default=True, help="Which of the job's nodes (0 is the first).")
+@click.argument("job_id", type=int)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def ssh(node: int, job_id: int, command: tuple[str, ...]) -> None:
+    """A shell (or COMMAND) on a running job's node, as ubuntu with sflow's key and pinned host key.
+
+    Put COMMAND after --: flow ssh 12 --node 1 -- nvidia-smi. A single word is
+    shell text (flow ssh 12 -- 'nvidia-smi | head'); several are quoted each.
+    A local job's nodes are this machine: COMMAND runs here, in the node's
+    working root.
+    """
+    from sflow.cli.ssh import main as ssh_main
+
+    words = list(command)
+    if words and words[0] == "--":
+        words = words[1:]
+    try:
+        sys.exit(ssh_main(job_id, node, words))
+    except SflowError as err:
+        _fail("flow ssh", err)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--backend", type=click.Choice(["local", "mithril"]), help="Where to allocate (default: $SFLOW_BACKEND or local).")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def grab(backend: str | None, args: tuple[str, ...]) -> None:
+    """Hold N nodes (of a GPU type: flow grab 2 h100) until Ctrl-C or scancel: ARGS are [salloc options] N [GPU] [-- COMMAND].
+
+    GPU is a type (h100: at least one per node), a type and count per node
+    (h100:8) or an instance type (8xh100). While held, reach the nodes with
+    flow ssh JOB --node I, or run a step with SLURM_JOB_ID=JOB srun ...; with a
+    COMMAND it runs here in the allocation and the nodes go when it ends.
+    """
+    from sflow.cli.grab import main as grab_main
+
+    try:
+        sys.exit(grab_main(list(args), backend))
+    except SflowError as err:
+        _fail("flow grab", err)
+
+
 @cli.command()
 @click.option("--api-url", help="Mithril API base URL to check the key against (default: $MITHRIL_API_URL or the real service).")
 @click.option("--no-check", is_flag=True, help="Save the key without asking the API whether it works.")

@@ -76,39 +76,161 @@ def _exit_code(jobs) -> int:
     return 0 if worst.state == "COMPLETED" else 1
 
 
+SETTLE_SECONDS = 15.0  # how long the end waits for Mithril to confirm a deletion before showing the cost
+
+
+def price_text(cents: int, gpus: int) -> str:
+    """``$24.00/instance-hr ($3.00/GPU-hr)``, as plans show prices."""
+    from sflow.mithril.money import dollars, per_gpu
+
+    text = f"{dollars(cents)}/instance-hr"
+    return f"{text} ({dollars(per_gpu(cents, gpus))}/GPU-hr)" if gpus else text
+
+
+def clock(seconds: float) -> str:
+    whole = int(max(0.0, seconds))
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+def run_seconds(row, now: float) -> float:
+    """How long the bid's instances were billed: first seen running until the bid was deleted."""
+    starts = [i["running_since"] for i in row.instances if i.get("running_since") is not None]
+    return max(0.0, (row.ended or now) - min(starts)) if starts else 0.0
+
+
+def cost_text(rows, now: float | None = None) -> str:
+    """``cost $0.42 for 2 instances x 0:03:12`` over every run of a job."""
+    from sflow.mithril.money import dollars
+
+    now = time.time() if now is None else now
+    cents = int(sum(r.cost_cents for r in rows) + 0.5)  # as the job record rounds it
+    billed = [r for r in rows if run_seconds(r, now) > 0]
+    quantity = max((r.plan.get("quantity", 1) for r in billed or rows), default=0)
+    text = f"cost {dollars(cents)} for {quantity} instance{'s' if quantity != 1 else ''} x " \
+           f"{clock(sum(run_seconds(r, now) for r in billed))}"
+    return text + (f" over {len(billed)} runs" if len(billed) > 1 else "")
+
+
+class BidNews:
+    """What ``flow run`` says about a Mithril job's bids as they move.
+
+    Everything comes from the controller's records: the ``bids`` table (what
+    was bid for, the price won) and the job's pending reason (the market as
+    the controller last saw it). The CLI never asks the API itself.
+    """
+
+    def __init__(self, job_id: int, say=None):
+        self.job_id = job_id
+        self.say = say or _say
+        self.said: set[tuple[str, str]] = set()  # (bid key, what) already said
+        self.reason: str | None = None
+
+    def rows(self):
+        from sflow.cli.common import home
+        from sflow.queue import bids
+
+        return bids.of_job(home(), self.job_id)
+
+    def update(self, job, rows=None) -> None:
+        rows = self.rows() if rows is None else rows
+        for row in rows:
+            self._row(row)
+        if job.state == "PENDING":
+            self._reason(job.reason or "")
+        else:
+            self.reason = None
+
+    def _once(self, row, what: str) -> bool:
+        if (row.idempotency_key, what) in self.said:
+            return False
+        self.said.add((row.idempotency_key, what))
+        return True
+
+    def _row(self, row) -> None:
+        plan = row.plan
+        if row.status == "Refused" or (row.ended is not None and not self._known(row)):
+            return  # nothing was bid, or a past run this command never saw
+        if self._once(row, "bid"):
+            again = " again" if row.run else ""
+            self.say(f"Bidding{again} for {plan['quantity']} x {plan['type_name']} in {plan['region']} at up to "
+                     f"{price_text(row.limit_cents, plan.get('gpus', 0))}...")
+        won = row.price_cents is not None and (row.status in ("Allocated", "Preempting") or row.started)
+        if won and self._once(row, "won"):
+            count = plan["quantity"]
+            self.say(f"Won at {price_text(row.price_cents, plan.get('gpus', 0))}; starting {count} "
+                     f"instance{'s' if count != 1 else ''}...")
+        if row.status == "Preempting" and self._once(row, "preempting"):
+            self.say(f"preempted: the spot price rose above the limit; job {self.job_id} has until the notice ends")
+
+    def _known(self, row) -> bool:
+        return (row.idempotency_key, "bid") in self.said
+
+    def _reason(self, reason: str) -> None:
+        if reason == self.reason:
+            return
+        self.reason = reason
+        word, _, detail = reason.partition(": ")
+        if word == "BidOpen":
+            self.say(detail)
+        elif word not in ("BidPlacing", "BidAllocated"):  # those two are the bid and win lines
+            self.say(f"job {self.job_id} pending ({reason})")  # MithrilUnavailable, MithrilRefused, a hold...
+
+    def final(self, settle: float = SETTLE_SECONDS, lead: str = "") -> None:
+        """The cost, once Mithril confirmed every deletion (or what is known after ``settle`` seconds)."""
+        deadline = time.monotonic() + settle
+        rows = self.rows()
+        while any(r.ended is None for r in rows) and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            rows = self.rows()
+        if not rows:
+            return
+        if any(r.ended is None for r in rows):
+            self.say(f"{cost_text(rows)} so far; the bid is still being deleted (see flow status {self.job_id})")
+        else:
+            self.say(lead + cost_text(rows))
+
+
+def _pump_all(tails) -> None:
+    for out_tail, err_tail in tails.values():
+        out_tail.pump()
+        if err_tail:
+            err_tail.pump()
+
+
 def follow(job_id: int) -> int:
     from sflow.cli.common import read_jobs
 
     shown_state = None
+    news: BidNews | None = None
     tails: dict[int, tuple[Tail, Tail | None]] = {}
     while True:
         jobs = read_jobs("job_id = ? OR array_job_id = ?", (job_id, job_id))
         if not jobs:
             _say(f"job {job_id} is gone")
             return 1
+        if news is None and jobs[0].backend == "mithril":
+            news = BidNews(job_id)
+        if news is not None:
+            news.update(jobs[0])  # before the "running" line: the win comes first
         for job in jobs:
             if job.state != "PENDING" and job.job_id not in tails:
                 out, err = output_paths(job)
                 label = f"job {job_id}" + (f" task {job.array_task_id}" if job.array_task_id is not None else "")
                 _say(f"{label} running on {job.nodelist}; output: {out}")
                 tails[job.job_id] = (Tail(out, sys.stdout.buffer), Tail(err, sys.stderr.buffer) if err != out else None)
-        for out_tail, err_tail in tails.values():
-            out_tail.pump()
-            if err_tail:
-                err_tail.pump()
+        _pump_all(tails)
         pending = [j for j in jobs if j.state == "PENDING"]
         state = (pending[0].state, pending[0].reason) if pending and not tails else None
-        if state and state != shown_state:
+        if state and state != shown_state and news is None:
             _say(f"job {job_id} pending ({state[1]})")
-            shown_state = state
+        shown_state = state
         if all(j.state in FINISHED_STATES and not j.array_task_str for j in jobs):
-            for out_tail, err_tail in tails.values():
-                out_tail.pump()
-                if err_tail:
-                    err_tail.pump()
+            _pump_all(tails)
             states = sorted({j.state for j in jobs})
             code = _exit_code(jobs)
             _say(f"job {job_id} {', '.join(states)} (exit code {code})")
+            if news is not None:
+                news.final()
             return code
         time.sleep(POLL_SECONDS)
 
@@ -140,6 +262,19 @@ def submit_and_follow(sbatch_args: list[str], backend: str | None = None) -> int
         if answer.startswith("y"):
             call("cancel", job_specs=[str(job_id)], uid=os.getuid())
             _say(f"job {job_id} cancelled")
+            _after_cancel(job_id)
         else:
             _say(f"job {job_id} keeps running; follow it with: flow logs -f {job_id}")
         return 130
+
+
+def _after_cancel(job_id: int) -> None:
+    """A cancelled Mithril job: say when its bid is deleted, and what it cost."""
+    from sflow.cli.common import read_jobs
+
+    jobs = read_jobs("job_id = ?", (job_id,))
+    if not jobs or jobs[0].backend != "mithril":
+        return
+    news = BidNews(job_id)
+    if news.rows():
+        news.final(lead="bid deleted; ")
