@@ -104,3 +104,20 @@ def test_block_layout(ntasks, cpus, per_node, layout):
 
 def test_tasks_per_node_text():
     assert compress_counts([2, 2, 2, 1]) == "2(x3),1"
+
+
+def test_srun_jobid_runs_a_step_in_another_shells_allocation(cluster):
+    import time as _time
+
+    job_id = cluster.run("sbatch", "--parsable", "-N2", "--wrap", "sleep 30").stdout.strip()
+    deadline = _time.time() + 30
+    while _time.time() < deadline and cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").stdout.strip() != "RUNNING":
+        _time.sleep(0.2)
+    step = cluster.run("srun", f"--jobid={job_id}", "-N2", "-l", "bash", "-c", "echo $SLURM_JOB_ID $SLURMD_NODENAME")
+    assert step.returncode == 0, step.stderr
+    assert sorted(step.stdout.splitlines()) == [f"0: {job_id} node1", f"1: {job_id} node2"]
+    unknown = cluster.run("srun", "--jobid=999999", "true")
+    assert (unknown.returncode, unknown.stderr) == (1, "srun: error: Unable to confirm allocation for job 999999: "
+                                                       "Invalid job id specified\nsrun: Check SLURM_JOB_ID environment "
+                                                       "variable. Expired or invalid job 999999\n")
+    cluster.run("scancel", job_id)

@@ -31,6 +31,10 @@ def _request(argv: list[str]):
             setattr(req, name, value)
         elif name == "gpus_per_task":
             req.gpus_per_task = value.count
+        elif name == "jobid":
+            if not raw.strip().isdigit():
+                raise SlurmError(f'Invalid numeric value "{raw}" for --jobid.')
+            req.jobid = raw.strip()
         elif name == "nodelist":
             req.nodelist = value
         elif name == "kill_on_bad_exit":
@@ -60,9 +64,13 @@ def main(argv: list[str]) -> int:
     if not req.argv:
         print("srun: fatal: No command given to execute.", file=sys.stderr)
         return 1
-    job_id = os.environ.get("SLURM_JOB_ID")
+    job_id = req.jobid or os.environ.get("SLURM_JOB_ID")
     home = sflow_home()
     job = load_context(home, job_id) if job_id else None
+    if job is None and req.jobid:
+        print(f"srun: error: Unable to confirm allocation for job {job_id}: Invalid job id specified\n"
+              f"srun: Check SLURM_JOB_ID environment variable. Expired or invalid job {job_id}", file=sys.stderr)
+        return 1
     if job is None and os.environ.get("SFLOW_NODES"):  # on a cloud node: never a new allocation from here
         raise SlurmError(f"Unable to confirm allocation for job {job_id}: no job context in {home}")
     if job is None:

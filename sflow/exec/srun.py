@@ -48,6 +48,7 @@ class StepRequest:
     overcommit: bool = False
     chdir: str | None = None
     job_name: str | None = None
+    jobid: str | None = None  # --jobid: a step in that job's allocation (else SLURM_JOB_ID's)
 
 
 @dataclass
