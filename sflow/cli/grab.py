@@ -141,7 +141,7 @@ def describe(job, context) -> list[str]:
     lines = [f"job {job.job_id} holds {count} node{'s' if count != 1 else ''} on {where}: {job.nodelist}"]
     for i, node in enumerate(context.nodes):
         lines.append(f"  flow ssh {job.job_id} --node {i}    # {node.name}")
-    lines.append(f"  SLURM_JOB_ID={job.job_id} srun -N {count} hostname    # a step across the nodes")
+    lines.append(f"  srun --jobid={job.job_id} -N {count} hostname    # a step across the nodes")
     lines.append(f"release it with Ctrl-C here, or scancel {job.job_id}")
     return lines
 
