@@ -24,6 +24,7 @@ import re
 import time
 
 from sflow.backends.base import AllocatedNode, Allocation, Pending
+from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
 from sflow.queue import bids
 from sflow.queue.bids import BidRow
 
@@ -41,7 +42,20 @@ def node_name(instance: dict) -> str:
     return name or re.sub(r"[^A-Za-z0-9-]+", "-", instance["fid"])
 
 
-class MithrilBackend:
+def run_name(job, task: int | None = None) -> str:
+    """What a run's bid (or reservation) is called: ``sflow-12``, ``sflow-12_3`` for an array task, ``r<n>`` after
+    restart ``n``; its instances are named after it."""
+    rec = job.rec
+    if task is not None:
+        base = f"sflow-{rec.job_id}_{task}"
+    elif rec.array_task_id is not None and rec.array_job_id is not None:
+        base = f"sflow-{rec.array_job_id}_{rec.array_task_id}"
+    else:
+        base = f"sflow-{rec.job_id}"
+    return base + (f"r{rec.restart_count}" if rec.restart_count else "")
+
+
+class MithrilBackend(ReservedCapacity):
     name = "mithril"
 
     def __init__(self, ctl):
@@ -69,14 +83,20 @@ class MithrilBackend:
     def check(self, request, partition) -> str | None:
         return None  # the translator decides at submission (sflow.queue.submit)
 
-    def allocate(self, job, request, now: float | None = None) -> Allocation | Pending:
+    def allocate(self, job, request, now: float | None = None, task: int | None = None) -> Allocation | Pending:
+        """``task``: an array task not yet split off its array's record (its bid is the task's own)."""
         now = time.time() if now is None else now
-        row = self.current(job.job_id)
+        row = self.current(job.job_id, task)
         if row is None:
-            plan = self._plan(request, now)
+            plan = self._plan(request, now, job.rec.time_limit)
             if isinstance(plan, Pending):
                 return plan
-            self._place(job, plan, now)
+            extra = {"task": task, "array": job.rec.array_job_id} if job.rec.array_job_id is not None else {}
+            if task is None and job.rec.array_task_id is not None:
+                extra["task"] = job.rec.array_task_id
+            if plan.capacity == "reserved":
+                return self._place_reservation(job, plan, now, run_name(job, task), extra)
+            self._place(job, plan, now, run_name(job, task), extra)
             return Pending("BidPlacing")
         allocation = self._allocation(job, request, row)
         if allocation is None:
@@ -93,18 +113,37 @@ class MithrilBackend:
 
     # ------------------------------------------------------------ bids
 
-    def current(self, job_id: int) -> BidRow | None:
-        """The job's live bid, not being deleted (the newest)."""
-        found = [r for r in self.rows.values() if r.job_id == job_id and not r.must_delete]
+    def current(self, job_id: int, task: int | None = None) -> BidRow | None:
+        """The job's live bid, not being deleted (the newest); of one array task when ``task`` is given."""
+        found = [r for r in self.rows.values() if r.job_id == job_id and not r.must_delete
+                 and (task is None or r.plan.get("task") == task)]
         return max(found, key=lambda r: r.created) if found else None
 
-    def withdraw(self, job_id: int) -> None:
-        """Delete the job's bids: committed as "must delete" first, then asked of the worker."""
-        for row in [r for r in self.rows.values() if r.job_id == job_id and not r.must_delete]:
+    def withdraw(self, job_id: int, task: int | None = None) -> None:
+        """Delete the job's bids (one array task's, with ``task``): committed as "must delete" first, then
+        asked of the worker."""
+        for row in [r for r in self.rows.values() if r.job_id == job_id and not r.must_delete
+                    and (task is None or r.plan.get("task") == task)]:
             row.must_delete = True
             self._save(row)
+            if is_reserved(row):
+                self._release_reservation(row)
+                continue
             key, bid_id, spec = row.idempotency_key, row.bid_id, self._spec(row)
             self.ctl.after_commit.append(lambda k=key, b=bid_id, s=spec: self.worker.delete(k, b, s))
+
+    def task_rows(self, array_job_id: int) -> dict[int, BidRow]:
+        """The live bids of an array's tasks (started or not, deleting or not), by task index."""
+        mine = [r for r in self.rows.values() if r.plan.get("array") == array_job_id and r.plan.get("task") is not None]
+        # A task's bid being deleted counts only when it has no other: the live one wins.
+        return {r.plan["task"]: r for r in sorted(mine, key=lambda r: not r.must_delete)}
+
+    def split_task(self, array_job_id: int, task: int, task_job_id: int) -> None:
+        """An array task started under its own job id: its bid follows it."""
+        for row in self.rows.values():
+            if row.job_id == array_job_id and row.plan.get("task") == task and not row.must_delete:
+                row.job_id = task_job_id
+                self._save(row)
 
     def record_outcome(self, job_id: int, run: int, outcome: str) -> None:
         """How the job's run on its bids ended (the first word stays: PREEMPTED, then REQUEUED)."""
@@ -118,7 +157,7 @@ class MithrilBackend:
     def busy(self) -> bool:
         return bool(self.rows) or self.worker.busy()
 
-    def _plan(self, request, now: float):
+    def _plan(self, request, now: float, time_limit: int | None = None):
         """The translator's plan for a new bid, or why the job waits."""
         from sflow.errors import SflowError
         from sflow.mithril.translate import plan
@@ -127,19 +166,22 @@ class MithrilBackend:
             self.refresh_catalog()
             if self.catalog is None:
                 return Pending("BidPlacing")
+        if request.time_limit is None and time_limit is not None:  # the partition's limit sizes a reservation
+            request = request.model_copy(update={"time_limit": time_limit})
         try:
             return plan(request, self.catalog, self.settings.plan)
         except SflowError as err:  # the market moved since submission: wait for it to move back
             return Pending(f"MithrilRefused: {err}")
 
-    def _place(self, job, plan, now: float) -> None:
+    def _place(self, job, plan, now: float, name: str, extra: dict) -> None:
         from sflow.mithril.client import new_idempotency_key
 
         row = BidRow(
             idempotency_key=new_idempotency_key(), job_id=job.job_id, run=job.rec.restart_count, status="Placing",
             plan={"type_id": plan.instance_type_id, "type_name": plan.instance_type, "region": plan.region,
                   "quantity": plan.instance_quantity, "gpus": plan.gpus_per_instance, "gpu_type": plan.gpu_type,
-                  "cpus": plan.cpus_per_instance, "memory_gb": plan.memory_gb_per_instance},
+                  "cpus": plan.cpus_per_instance, "memory_gb": plan.memory_gb_per_instance, "name": name,
+                  **extra},
             limit_cents=plan.limit_price_cents, created=now)
         self.rows[row.idempotency_key] = row
         self._save(row)
@@ -163,7 +205,8 @@ class MithrilBackend:
 
         plan = row.plan
         ready = [i for i in row.instances if i["status"] == "STATUS_RUNNING" and i.get("ssh")]
-        if row.status != "Allocated" or row.bid_id is None or len(ready) < plan["quantity"]:
+        if row.status != READY.get(plan.get("capacity"), "Allocated") or row.bid_id is None \
+                or len(ready) < plan["quantity"]:
             return None
         ready.sort(key=lambda i: (i.get("name") or "", i["fid"]))
         cpus = max(1, plan["cpus"])
@@ -178,6 +221,8 @@ class MithrilBackend:
         """Why a job waits on its bid, in one line for squeue's %R."""
         from sflow.mithril.money import dollars
 
+        if is_reserved(row):
+            return self.reservation_reason(row)
         if row.bid_id is None:
             return f"MithrilUnavailable: {row.error}" if row.error else "BidPlacing"
         plan = row.plan
@@ -209,11 +254,12 @@ class MithrilBackend:
         age = now - self.catalog_time
         if self.catalog is not None and age < FRESH_CATALOG:
             return self.catalog
+        if self.catalog is not None and age < USABLE_CATALOG:
+            self.refresh_catalog()
+            return self.catalog  # a failed refresh must not refuse what the market of minutes ago takes
         if self.catalog_error is not None and now - self.catalog_error[0] < ERROR_SHOWN:
             raise MithrilError(self.catalog_error[1])
         self.refresh_catalog()
-        if self.catalog is not None and age < USABLE_CATALOG:
-            return self.catalog
         raise Deferred()
 
     def adopt_credentials(self, env: dict) -> None:
@@ -243,6 +289,9 @@ class MithrilBackend:
                 else:
                     self.catalog_error = (now, error)
                 events.append(("catalog", None))
+                continue
+            if kind.startswith("res_"):
+                events += self.apply_reservation(report, now)
                 continue
             row = self.rows.get(report[1]) if kind != "bids" else None
             if kind == "created" and row is not None:
@@ -287,14 +336,19 @@ class MithrilBackend:
         before = (row.status, row.price_cents, [(i["fid"], i["status"], i.get("ssh")) for i in row.instances])
         cost_before = round(row.cost_cents)
         reason_before = self.reason(row)
-        self._accrue(row, when)
+        last_seen = row.accrued_to
+        was_running = {i["fid"] for i in row.instances if i["status"] == "STATUS_RUNNING"}
+        self._accrue(row, when, {i["fid"]: i["status"] for i in snapshot["instances"]})
         status = snapshot["status"]
         seen = {i["fid"]: i for i in row.instances}
-        instances = []
+        instances, started_running = [], []
         for inst in snapshot["instances"]:
             since = seen.get(inst["fid"], {}).get("running_since")
             if since is None and inst["status"] == "STATUS_RUNNING":
-                since = when  # billing starts when the instance runs (start-up is free)
+                # Billing starts when the instance runs (start-up is free), some time since the last
+                # look: halfway is unbiased, where "now" undercounted every instance by half a poll.
+                since = (last_seen + when) / 2 if last_seen is not None and last_seen < when else when
+                started_running.append(since)
             instances.append({**inst, "running_since": since})
         row.instances = instances
         clearing = snapshot.get("clearing")
@@ -305,6 +359,8 @@ class MithrilBackend:
             row.price_cents = row.limit_cents  # market not seen yet: the most it can cost
         # A bid under notice keeps the price it had: it is leaving, not bidding.
         row.status = "Terminated" if status == "Gone" else status
+        if row.price_cents is not None:  # from when each newly running instance started to now
+            row.cost_cents += row.price_cents * sum(when - since for since in started_running) / 3600.0
         after = (row.status, row.price_cents, [(i["fid"], i["status"], i.get("ssh")) for i in row.instances])
         if after != before or round(row.cost_cents) != cost_before:
             self._save(row)
@@ -316,24 +372,34 @@ class MithrilBackend:
         if row.started is None:
             if row.status == "Allocated" and any(i["status"] in BROKEN for i in row.instances):
                 row.outcome = "INSTANCE_ERROR"  # won, but an instance failed: bid again
-                self.withdraw(row.job_id)
+                self.withdraw(row.job_id, task=row.plan.get("task"))
                 events.append(("changed", row.job_id))
             elif after != before or self.reason(row) != reason_before:
                 events.append(("changed", row.job_id))
-        elif row.status in ("Preempting", "Open"):
-            events.append(("preempting", row.job_id))  # Open again: the notice ran out unseen
+        elif row.status in ("Preempting", "Open") or was_running - {
+                i["fid"] for i in row.instances if i["status"] == "STATUS_RUNNING"}:
+            # Open again: the notice ran out unseen. An instance the job runs on that stopped
+            # running is the same, even with the bid Allocated again (a new allocation between two
+            # looks), or when the job was started on a look already stale.
+            events.append(("preempting", row.job_id))
         return events
 
-    def _accrue(self, row: BidRow, until: float) -> None:
-        """Add price x billed instance time since the last accrual (the previous snapshot's view)."""
+    def _accrue(self, row: BidRow, until: float, now_seen: dict | None = None) -> None:
+        """Add price x billed instance time since the last accrual (the previous snapshot's view).
+
+        ``now_seen`` (instance id -> status, the new snapshot's): an instance no longer billed there
+        stopped some time since the last look, counted as halfway (a notice that ran out unseen)."""
         if row.price_cents is not None:
             for inst in row.instances:
                 since = inst.get("running_since")
                 if since is None or inst["status"] not in BILLABLE:
                     continue
                 start = max(since, row.accrued_to or since)
-                if until > start:
-                    row.cost_cents += row.price_cents * (until - start) / 3600.0
+                end = until
+                if now_seen is not None and now_seen.get(inst["fid"]) not in BILLABLE:
+                    end = (start + until) / 2
+                if end > start:
+                    row.cost_cents += row.price_cents * (end - start) / 3600.0
         row.accrued_to = until
 
     def job_cost_cents(self, job_id: int) -> int | None:
@@ -351,6 +417,9 @@ class MithrilBackend:
         """Hand the worker every live record again: deletes, creates never answered, bids to watch.
         Repeats are harmless: creates carry their keys, a second delete finds nothing."""
         for row in self.rows.values():
+            if is_reserved(row):
+                self._send_reservation(row)
+                continue
             spec = self._spec(row)
             if row.must_delete:
                 self.worker.delete(row.idempotency_key, row.bid_id, spec)
@@ -363,4 +432,4 @@ class MithrilBackend:
         self.worker.close(timeout)
 
 
-__all__ = ["BILLABLE", "MithrilBackend", "node_name"]
+__all__ = ["BILLABLE", "MithrilBackend", "node_name", "run_name"]

@@ -709,6 +709,21 @@ class MithrilClient:
         body = self._build(CreateReservationRequest, reservation)
         return self._create("/v2/reservation", body, ReservationModel, idempotency_key)
 
+    def terminate_reservation_instances(self, reservation_id: str, instances: Iterable[str]) -> list[str]:
+        """Give a reservation's instances back (capacity reduced, for the early-termination credit).
+
+        Answers the instances terminated: all of them, or those a partial success (207) names.
+        """
+        path = f"/v2/reservation/{_segment(reservation_id)}/terminate-instances"
+        wanted = list(instances)
+        response = self.request("POST", path, json={"instances": wanted, "reduce_capacity": True})
+        if response.status_code == 207:
+            try:
+                return list(response.json().get("terminated_instances") or [])
+            except ValueError:
+                return []
+        return wanted
+
     def reservation_availability(
         self,
         project: str,

@@ -9,6 +9,7 @@ Settings come from the ``[mithril]`` table of ``$SFLOW_CONFIG`` (default
 | API address | ``MITHRIL_API_URL`` | ``api_url`` | ``https://api.mithril.ai`` |
 | project (name or id) | ``MITHRIL_PROJECT`` | ``project`` | the first project |
 | seconds between looks at bids | ``SFLOW_MITHRIL_POLL`` | ``poll_seconds`` | 5 |
+| what bids install on instances | ``SFLOW_MITHRIL_INSTALL`` | ``sflow_install`` | ``sflow==<version>`` |
 | translator settings | | ``gpu_types``, ``headroom``, ``max_price_per_gpu_hour``, ``reserved_partitions`` | see docs/mithril.md |
 
 ``fetch_catalog`` asks the API for the instance types, the spot auctions and
@@ -32,6 +33,7 @@ class Settings:
     project: str | None = None
     poll_seconds: float = DEFAULT_POLL_SECONDS
     plan: dict = field(default_factory=dict)  # PlanConfig's fields
+    startup_script: str | None = None  # every bid's, from ``sflow.mithril.startup``
 
     def __repr__(self) -> str:  # nothing secret is held here, but keep reprs short in logs
         return f"Settings(api_url={self.api_url!r}, project={self.project!r}, poll_seconds={self.poll_seconds})"
@@ -39,6 +41,7 @@ class Settings:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     from sflow.mithril.client import _read_config, config_path
+    from sflow.mithril.startup import script as startup_script
 
     env = os.environ if environ is None else environ
     try:
@@ -56,6 +59,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         project=env.get("MITHRIL_PROJECT") or table.get("project") or None,
         poll_seconds=max(0.05, poll),
         plan={k: table[k] for k in PLAN_KEYS if k in table},
+        startup_script=startup_script(env.get("SFLOW_MITHRIL_INSTALL", table.get("sflow_install"))),
     )
 
 

@@ -32,6 +32,7 @@ import time
 import traceback
 
 from sflow.errors import MithrilError
+from sflow.mithril.reserving import Reservations
 
 _STOP = ("stop",)
 _PERMANENT_STATUSES = (400, 401, 403, 404, 409, 422)
@@ -52,6 +53,8 @@ class Worker:
         self.watched: dict[str, str] = {}  # key -> bid id
         self.creating: dict[str, dict] = {}  # key -> spec, failed transiently: retried each poll
         self.deleting: dict[str, tuple[str | None, dict]] = {}  # key -> (bid id, spec), until confirmed
+        self.delete_started: dict[str, float] = {}  # key -> when its first delete attempt began
+        self.reserved = Reservations(self)  # the reservation calls (sflow.mithril.reserving)
         self._client = None
         self._project: str | None = None
         self._ssh_key: str | None = None
@@ -75,6 +78,10 @@ class Worker:
     def forget(self, key: str) -> None:
         self.inbox.put(("forget", key))
 
+    def reservation(self, *command) -> None:
+        """A reservation command: ``check``, ``create``, ``watch``, ``forget``, ``release``."""
+        self.inbox.put(("reservation", *command))
+
     def set_api_key(self, key: str) -> None:
         self.inbox.put(("key", key))
 
@@ -85,7 +92,7 @@ class Worker:
         return out
 
     def busy(self) -> bool:
-        return bool(self.deleting or self.creating or not self.inbox.empty())
+        return bool(self.deleting or self.creating or self.reserved.busy() or not self.inbox.empty())
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop after the commands already given (pending deletes get one more try)."""
@@ -104,7 +111,7 @@ class Worker:
     def _main(self) -> None:
         next_poll = 0.0
         while True:
-            waiting = self.watched or self.creating or self.deleting
+            waiting = self.watched or self.creating or self.deleting or self.reserved.waiting()
             timeout = max(0.0, next_poll - time.monotonic()) if waiting else 1.0
             try:
                 command = self.inbox.get(timeout=timeout)
@@ -112,6 +119,7 @@ class Worker:
                 command = None
             if command == _STOP:
                 self._retry()
+                self._safely(self.reserved.retry)
                 return
             if command is not None:
                 self._safely(self._do, command)
@@ -119,6 +127,8 @@ class Worker:
             if waiting and time.monotonic() >= next_poll:
                 self._safely(self._retry)
                 self._safely(self._poll)
+                self._safely(self.reserved.retry)
+                self._safely(self.reserved.poll)
                 next_poll = time.monotonic() + self.settings.poll_seconds
 
     def _safely(self, fn, *args) -> None:
@@ -141,6 +151,8 @@ class Worker:
             self.watched[command[1]] = command[2]
         elif kind == "forget":
             self.watched.pop(command[1], None)
+        elif kind == "reservation":
+            self.reserved.do(command[1:])
         elif kind == "key":
             self.api_key = command[1]
             self._client = None
@@ -195,7 +207,13 @@ class Worker:
         # The same spec always makes the same body: a retried create must match the first.
         return {"project": self.project(), "region": spec["region"], "instance_type": spec["type_id"],
                 "limit_price": dollars(spec["limit_cents"]), "instance_quantity": spec["quantity"],
-                "name": spec["name"], "launch_specification": {"volumes": [], "ssh_keys": [self.ssh_key()]}}
+                "name": spec["name"], "launch_specification": self._launch(self.ssh_key())}
+
+    def _launch(self, ssh_key: str) -> dict:
+        launch = {"volumes": [], "ssh_keys": [ssh_key]}
+        if getattr(self.settings, "startup_script", None):  # puts sflow on the instance (sflow.mithril.startup)
+            launch["startup_script"] = self.settings.startup_script
+        return launch
 
     def _create(self, key: str, spec: dict) -> None:
         try:
@@ -214,6 +232,8 @@ class Worker:
 
     def _delete(self, key: str) -> None:
         bid_id, spec = self.deleting[key]
+        started = self.delete_started.setdefault(key, time.time())
+        gone = False
         try:
             client = self.client()
             if bid_id is None:
@@ -221,16 +241,33 @@ class Worker:
                 # finds the bid if it did (and places one that is deleted at once if not).
                 bid_id = client.create_bid(self._body(spec), idempotency_key=key).fid
                 self.deleting[key] = (bid_id, spec)
-            client.cancel_bid(bid_id)  # False on 404: already gone, which is what we want
+            gone = not client.cancel_bid(bid_id)  # False on 404: already gone, which is what we want
         except MithrilError as err:
             if bid_id is None and _permanent(err):
-                pass  # the create is refused: there is no bid to delete
+                gone = True  # the create is refused: there is no bid to delete
             else:
                 self._report("delete_failed", key, err.message)
                 return
         self.deleting.pop(key, None)
+        self.delete_started.pop(key, None)
         self.watched.pop(key, None)
-        self._report("deleted", key, time.time(), bid_id)
+        self._report("deleted", key, self._deleted_at(bid_id, started, gone), bid_id)
+
+    def _deleted_at(self, bid_id: str | None, started: float, gone: bool) -> float:
+        """When billing stopped: the bid's ``deactivated_at`` as Mithril recorded it. The time the
+        delete was confirmed is later by the retries of an answer lost after the delete took effect
+        (a second or more under faults, billed for nothing); it is the fallback."""
+        now = time.time()
+        if bid_id is None or gone:
+            return now
+        try:
+            at = self.client().get_bid(bid_id).deactivated_at
+        except MithrilError:
+            return now
+        if at is None:
+            return now
+        # Within this delete's own attempts: a skewed service clock cannot move billing further.
+        return min(max(at.timestamp(), started), now)
 
     def _retry(self) -> None:
         for key in list(self.deleting):
@@ -254,14 +291,11 @@ class Worker:
             markets = {(a.instance_type, a.region): a for a in client.spot_availability()}
         except MithrilError:
             markets = {}
-        snapshots = {}
+        snapshots, holding = {}, {}
+        listed = self._listed_bids(client)
         for key, bid_id in list(self.watched.items()):
             try:
-                bid = client.get_bid(bid_id)
-                instances = []
-                if bid.status in ("Allocated", "Preempting") and bid.instances:
-                    instances = [{"fid": i.fid, "name": i.name, "status": i.status, "ssh": i.ssh_destination}
-                                 for i in client.list_instances(bid.project, bid=bid_id)]
+                bid = listed.get(bid_id) or client.get_bid(bid_id)
             except NotFound:
                 snapshots[key] = {"status": "Gone", "instances": [], "when": time.time()}
                 continue
@@ -270,12 +304,52 @@ class Worker:
                 continue
             market = markets.get((bid.instance_type, bid.region))
             snapshots[key] = {
-                "status": bid.status, "instances": instances, "when": time.time(),
+                "status": bid.status, "instances": [], "when": time.time(),
                 "clearing": dollars_to_cents(market.last_instance_price) if market else None,
                 "capacity": market.capacity if market else None,
             }
+            if bid.status in ("Allocated", "Preempting") and bid.instances:
+                holding[bid_id] = (key, bid.project)
+        if holding:
+            # One call for every bid's instances: a call per bid made a poll of many bids take
+            # seconds under rate limiting, and what it reported was as stale.
+            project = next(iter(holding.values()))[1]
+            try:
+                found = client.list_instances(project, bid=list(holding))
+            except MithrilError as err:
+                for key, _ in holding.values():
+                    snapshots.pop(key, None)
+                    self._report("poll_failed", key, err.message)
+                found = []
+            when = time.time()
+            for inst in found:
+                if inst.bid in holding:
+                    snapshot = snapshots[holding[inst.bid][0]]
+                    snapshot["instances"].append({"fid": inst.fid, "name": inst.name, "status": inst.status,
+                                                  "ssh": inst.ssh_destination})
+                    snapshot["when"] = when  # as of the instances' statuses
         if snapshots:
             self._report("bids", snapshots)
+
+    def _listed_bids(self, client) -> dict:
+        """The watched bids from the project's list, newest first, read only until all are found:
+        a few calls for any number of bids, where one call per bid kept each look seconds long
+        under rate limiting (and long enough for a whole preemption notice to pass unseen)."""
+        from sflow.mithril.models import BidModel
+
+        wanted, found = set(self.watched.values()), {}
+        if len(wanted) < 2:
+            return found
+        try:
+            params = {"project": self.project(), "sort_by": "created_at", "sort_dir": "desc", "limit": 100}
+            for bid in client.paginate("/v2/spot/bids", params, model=BidModel):
+                if bid.fid in wanted:
+                    found[bid.fid] = bid
+                    if len(found) == len(wanted):
+                        break
+        except MithrilError:
+            pass  # each bid is asked for on its own
+        return found
 
 
 __all__ = ["Worker"]

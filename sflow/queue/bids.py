@@ -68,8 +68,8 @@ class BidRow:
 
     @property
     def name(self) -> str:
-        """The bid's name at Mithril (its instances are named after it)."""
-        return f"sflow-{self.job_id}" + (f"r{self.run}" if self.run else "")
+        """The bid's name at Mithril (its instances are named after it); an array task's is in its plan."""
+        return self.plan.get("name") or f"sflow-{self.job_id}" + (f"r{self.run}" if self.run else "")
 
     def values(self) -> list:
         return [self.idempotency_key, self.job_id, self.run, self.bid_id, self.status, json.dumps(self.plan),

@@ -110,6 +110,14 @@ class CloudLife:
             elif kind == "refused" and job is not None and job.rec.state == "PENDING":
                 self.hold_refused(job, event[2])
 
+    def cloud_split_task(self, array, task) -> None:
+        """An array task split off its array's record: its bid (and what it cost) go with it."""
+        if task.rec.backend != "mithril" or self.mithril is None:
+            return
+        self.mithril.split_task(array.job_id, task.rec.array_task_id, task.job_id)
+        task.rec.cost_cents = self.mithril.job_cost_cents(task.job_id)
+        array.rec.cost_cents = self.mithril.job_cost_cents(array.job_id)
+
     def record_cost(self, job_id: int) -> None:
         cents = self.mithril.job_cost_cents(job_id)
         job = self.jobs.get(job_id)

@@ -45,6 +45,7 @@ class JobLife:
                     rec = JobRecord(**{**job.rec.__dict__, "job_id": task_id, "array_task_id": index,
                                        "array_task_str": None})
                     task = Job(rec=rec, seq=job.seq, nice=job.nice, request=job.request, need=job.need)
+                    self.cloud_split_task(job, task)
                     job.pending_indices = rest
                     job.rec.array_task_str = format_array(rest, job.rec.array_max_tasks)
                     self.save(job)
@@ -154,7 +155,7 @@ class JobLife:
         launch.kill_stragglers(job.pgid, job.job_id)  # nothing of a job outlives its batch step
         end_state = job.end_state or ""
         if status is None:
-            exit_code, sig = 0, wrapper_signal or _signal.SIGKILL
+            exit_code, sig = 0, int(wrapper_signal or _signal.SIGKILL)  # a plain int: records are marshalled
         else:
             exit_code, sig = status
         self.end_run(job, exit_code, sig, end_state or None, record_steps=True)

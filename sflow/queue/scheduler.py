@@ -264,17 +264,51 @@ class Scheduler:
         from sflow.backends.mithril import RECHECK_SECONDS
 
         backend = self.cloud()
-        reason, _ = self.gate(job, now, lookup, plan, running_tasks)
+        reason, indices = self.gate(job, now, lookup, plan, running_tasks)
         if reason is not None:
             plan.reasons[job.job_id] = reason
             backend.withdraw(job.job_id)
+            return
+        plan.wake_at = min(plan.wake_at, now + RECHECK_SECONDS)
+        if job.is_array_remainder:
+            self._plan_cloud_tasks(job, backend, indices, now, plan, running_tasks)
             return
         outcome = backend.allocate(job, job.request, now)
         if isinstance(outcome, Allocation):
             plan.starts.append((job, None, outcome))
             return
         plan.reasons[job.job_id] = outcome.reason
-        plan.wake_at = min(plan.wake_at, now + RECHECK_SECONDS)
+
+    def _plan_cloud_tasks(self, job, backend, indices, now: float, plan: Plan, running_tasks: dict) -> None:
+        """A Mithril array's pending tasks: each its own bid, placed as the task becomes eligible.
+
+        ``%N`` bounds the tasks holding a bid (running, waiting on one, or having one deleted), so
+        at most N bids of the array are ever live."""
+        pending = job.pending_indices or []
+        todo = [i for i in pending if indices is None or i in indices]
+        rows = backend.task_rows(job.job_id)
+        for index, row in rows.items():
+            if row.job_id == job.job_id and not row.must_delete and index not in todo:
+                backend.withdraw(job.job_id, task=index)  # cancelled, or its dependency closed again
+        throttle = job.rec.array_max_tasks
+        held = max(len(rows), running_tasks.get(job.job_id, 0))
+        started, reason = 0, None
+        for index in todo:
+            row = rows.get(index)
+            placed = row is not None and row.job_id == job.job_id and not row.must_delete
+            if not placed and throttle and held >= throttle:
+                reason = reason or "JobArrayTaskLimit"
+                break
+            outcome = backend.allocate(job, job.request, now, task=index)
+            held += 0 if placed else 1
+            if isinstance(outcome, Allocation):
+                plan.starts.append((job, index, outcome))
+                started += 1
+            else:
+                reason = reason or outcome.reason
+        if started == len(pending):
+            return  # every task started: the record itself became the last task
+        plan.reasons[job.job_id] = reason or ("Dependency" if indices is not None else "JobArrayTaskLimit")
 
 
 __all__ = ["FOREVER", "Plan", "Scheduler", "Timeline"]

@@ -71,17 +71,11 @@ def _mithril_plan(ctl, request, msg: dict, limit: int):
 
     from sflow.mithril.translate import plan
 
-    if request.array is not None:
-        raise SlurmError("job arrays cannot run on Mithril yet: submit one job per task")
     if limit is not None and limit != request.time_limit:
         request = request.model_copy(update={"time_limit": limit})  # the partition's limit bounds the cost
     backend = ctl.cloud()
     catalog = backend.catalog_for_submit(msg.get("env") or {}, _time.time())
-    result = plan(request, catalog, backend.settings.plan)
-    if result.capacity == "reserved":
-        raise SlurmError("reserved Mithril capacity is not supported by sflow's scheduler yet: use spot "
-                         "(drop --reserved)")
-    return result
+    return plan(request, catalog, backend.settings.plan)
 
 
 def _mithril_test_only(ctl, cloud_plan, warnings: str) -> dict:

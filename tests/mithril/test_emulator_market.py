@@ -321,3 +321,22 @@ def test_cancelling_a_reservation_frees_its_machines():
     m.cancel_reservation(10, r.fid)
     assert r.status == "Canceled" and r.deactivated_at == 10
     assert m.reservable(pool(m), 10, 10 + 3 * HOUR) == 4
+
+
+def test_terminating_a_reservations_instances_gives_capacity_back_and_keeps_the_price():
+    m = make_market(capacity=4)
+    r = reserve(m, 0, 0, 3, quantity=2)
+    paid = r.total_cents
+    first, second = r.instances
+    assert m.terminate_reservation_instances(5, r.fid, [first]) == [first]
+    assert m.instances[first].status == "STATUS_TERMINATED" and r.instances == [second]
+    assert r.status == "Active" and r.quantity == 1 and r.total_cents == paid
+    assert m.reservable(pool(m), 5, 5 + 3 * HOUR) == 3
+    with pytest.raises(MarketError) as err:
+        m.terminate_reservation_instances(6, r.fid, [first])  # no longer its instance
+    assert err.value.status == 404
+    m.terminate_reservation_instances(7, r.fid, [second])
+    assert r.status == "Ended" and r.deactivated_at == 7 and r.total_cents == paid
+    with pytest.raises(MarketError) as err:
+        m.terminate_reservation_instances(8, r.fid, [second])
+    assert err.value.status == 400

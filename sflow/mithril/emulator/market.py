@@ -164,10 +164,12 @@ class Reservation:
     status: str = R_PENDING
     instances: list[str] = field(default_factory=list)
     deactivated_at: float | None = None
+    bought: int | None = None  # the quantity paid for up front (terminating instances lowers ``quantity``)
 
     @property
     def total_cents(self) -> int:
-        return round(self.unit_cents * self.quantity * (self.end - self.start) / HOUR)
+        quantity = self.bought if self.bought is not None else self.quantity
+        return round(self.unit_cents * quantity * (self.end - self.start) / HOUR)
 
 
 @dataclass(frozen=True)
@@ -564,7 +566,7 @@ class Market:
         if self.reservable(pool, start, end) < quantity:
             raise MarketError("Not enough capacity for this reservation window", 400)
         res = Reservation(self.ids.new("res"), name, project, created_by, now, region, pool.instance_type.fid,
-                          quantity, start, end, unit, dict(launch_specification), notification_email)
+                          quantity, start, end, unit, dict(launch_specification), notification_email, bought=quantity)
         self.reservations[res.fid] = res
         self.advance(now)  # a window starting now is active at once
         return res
@@ -581,6 +583,29 @@ class Market:
         if res.status in (R_PENDING, R_ACTIVE, R_PAUSED):
             self._reservation_ends(res, now, R_CANCELED)
         return res
+
+    def terminate_reservation_instances(self, now: float, fid: str, instances: list[str]) -> list[str]:
+        """Give instances of a reservation back for good (its capacity shrinks; the price paid stays).
+
+        Ending every instance ends the reservation. Answers the instances terminated.
+        """
+        self.advance(now)
+        res = self.get_reservation(fid)
+        if res.status in (R_CANCELED, R_ENDED):
+            raise MarketError(f"Reservation {fid} has already ended", 400)
+        unknown = [i for i in instances if i not in res.instances]
+        if unknown:
+            raise MarketError(f"Instance {unknown[0]} not found in reservation {fid}", 404)
+        for inst_fid in instances:
+            inst = self.instances[inst_fid]
+            if inst.status in HOLDING:
+                self._end_instance(inst, now, S_TERMINATED)
+            res.instances.remove(inst_fid)
+        res.quantity -= len(instances)
+        if res.quantity <= 0:
+            res.quantity = 0
+            res.status, res.deactivated_at = R_ENDED, now
+        return list(instances)
 
     def _reservation_begins(self, res: Reservation, at: float) -> None:
         pool = self.pools[(res.region, res.instance_type)]

@@ -307,6 +307,20 @@ def get_reservations(svc, req):
     return 200, page
 
 
+@route("terminate_instance_v2_reservation__reservation_fid__terminate_instances_post")
+def terminate_reservation_instances(svc, req):
+    body = req.body
+    if len(set(body["instances"])) != len(body["instances"]):
+        raise invalid(["body", "instances"], "Instances must be unique")
+    try:
+        svc.market.terminate_reservation_instances(req.now, req.path["reservation_fid"], list(body["instances"]))
+    except MarketError as e:
+        if e.status in (400, 404):
+            return e.status, None  # the schema gives these answers no body
+        raise
+    return 200, {}
+
+
 @route("get_availability_v2_reservation_availability_get")
 def get_reservation_availability(svc, req):
     q, market = req.query, svc.market
