@@ -150,10 +150,20 @@ class BidNews:
         plan = row.plan
         if row.status == "Refused" or (row.ended is not None and not self._known(row)):
             return  # nothing was bid, or a past run this command never saw
+        reserved = plan.get("capacity") == "reserved"
         if self._once(row, "bid"):
             again = " again" if row.run else ""
-            self.say(f"Bidding{again} for {plan['quantity']} x {plan['type_name']} in {plan['region']} at up to "
-                     f"{price_text(row.limit_cents, plan.get('gpus', 0))}...")
+            if reserved:
+                self.say(f"Reserving {plan['quantity']} x {plan['type_name']} in {plan['region']} for "
+                         f"{plan.get('hours', '?')} hours at up to {price_text(row.limit_cents, plan.get('gpus', 0))}...")
+            else:
+                self.say(f"Bidding{again} for {plan['quantity']} x {plan['type_name']} in {plan['region']} at up to "
+                         f"{price_text(row.limit_cents, plan.get('gpus', 0))}...")
+        if reserved:
+            if (row.status == "Active" or row.started) and self._once(row, "won"):
+                self.say(f"Reservation active; starting {plan['quantity']} instance"
+                         f"{'s' if plan['quantity'] != 1 else ''}...")
+            return
         won = row.price_cents is not None and (row.status in ("Allocated", "Preempting") or row.started)
         if won and self._once(row, "won"):
             count = plan["quantity"]
@@ -172,7 +182,9 @@ class BidNews:
         word, _, detail = reason.partition(": ")
         if word == "BidOpen":
             self.say(detail)
-        elif word not in ("BidPlacing", "BidAllocated"):  # those two are the bid and win lines
+        elif word == "ReservationPending":
+            self.say(f"reservation pending: {detail}")
+        elif word not in ("BidPlacing", "BidAllocated", "ReservationActive"):  # the bid and win lines say these
             self.say(f"job {self.job_id} pending ({reason})")  # MithrilUnavailable, MithrilRefused, a hold...
 
     def final(self, settle: float = SETTLE_SECONDS, lead: str = "") -> None:
