@@ -29,6 +29,21 @@ def time_command(argv: list[str], runs: int = 30, env: dict | None = None, stdin
     return samples
 
 
+def time_interleaved(commands: list[list[str]], runs: int = 30, env: dict | None = None) -> list[list[float]]:
+    """Like time_command for several commands, run in turn (A B C A B C ...): on a shared,
+    noisy machine a burst of load then falls on all of them alike, so their difference holds."""
+    full_env = {**os.environ, **(env or {})}
+    for argv in commands:
+        subprocess.run(argv, env=full_env, capture_output=True)
+    samples: list[list[float]] = [[] for _ in commands]
+    for _ in range(runs):
+        for argv, mine in zip(commands, samples):
+            start = time.perf_counter()
+            subprocess.run(argv, env=full_env, capture_output=True)
+            mine.append(time.perf_counter() - start)
+    return samples
+
+
 def summary(samples: list[float]) -> str:
     ms = sorted(s * 1000 for s in samples)
     q1, med, q3 = statistics.quantiles(ms, n=4) if len(ms) > 1 else (ms[0],) * 3

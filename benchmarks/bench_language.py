@@ -18,7 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import precompile, summary, time_command  # noqa: E402
+from _timing import precompile, summary, time_interleaved  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,18 +32,22 @@ def main() -> None:
     sbatch = shutil.which("sbatch")
     if sbatch is None or not open(sbatch, "rb").read(2) == b"#!":
         sbatch = None
-    print("== start-up (wall clock per call)")
-    base = time_command([sys.executable, "-c", "pass"], args.runs)
-    print(f"python3 -c pass            {summary(base)}")
+    print("== start-up (wall clock per call; the commands run in turn, so load falls on all alike)")
     shim = [sys.executable, "-c", "from sflow.cli.shims import sbatch; sbatch()"]
-    for label, extra in (("sbatch --help", ["--help"]), ("sbatch --bogus (error)", ["--bogus"])):
-        samples = time_command(shim + extra, args.runs)
+    cases = (("sbatch --help", ["--help"]), ("sbatch --bogus (error)", ["--bogus"]))
+    commands = [[sys.executable, "-c", "pass"]] + [shim + extra for _, extra in cases]
+    if os.path.exists("/usr/bin/sbatch"):
+        commands += [["/usr/bin/sbatch", *extra] for _, extra in cases]
+    results = time_interleaved(commands, args.runs)
+    base = results[0]
+    print(f"python3 -c pass             {summary(base)}")
+    for i, (label, _) in enumerate(cases):
+        samples = results[1 + i]
         ratio = statistics.median(samples) / statistics.median(base)
         delta = (statistics.median(samples) - statistics.median(base)) * 1000
         print(f"sflow {label:22s}{summary(samples)}  (+{delta:.1f} ms, x{ratio:.2f} of python3 -c pass)")
-        if os.path.exists("/usr/bin/sbatch"):
-            real = time_command(["/usr/bin/sbatch", *extra], args.runs)
-            print(f"slurm {label:22s}{summary(real)}")
+        if len(results) > 1 + len(cases):
+            print(f"slurm {label:22s}{summary(results[1 + len(cases) + i])}")
 
     print("== parse time per example script (in process, warm)")
     from sflow.slurm.request import parse_sbatch

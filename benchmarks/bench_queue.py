@@ -24,7 +24,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import precompile, summary, time_command  # noqa: E402
+from _timing import precompile, summary, time_command, time_interleaved  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
 NAME = "sflow-bench"  # every benchmark job's name: only these are cancelled afterwards
@@ -61,9 +61,11 @@ def wait_idle(env: dict, squeue: str, timeout: float = 600) -> None:
 
 
 def bench_latency(env, runs, label, sbatch):
-    samples = time_command([sbatch, "--hold", "-J", NAME, "--wrap", "true"], runs, env=env)
+    """A held submission, in turn with a bare ``python3 -c pass`` (returned: both medians)."""
+    base, samples = time_interleaved([[sys.executable, "-c", "pass"], [sbatch, "--hold", "-J", NAME, "--wrap", "true"]],
+                                     runs, env=env)
     print(f"{label:34s}{summary(samples)}")
-    return statistics.median(samples)
+    return statistics.median(samples), statistics.median(base)
 
 
 def bench_squeue(env, runs, label, squeue, sbatch, count):
@@ -113,11 +115,9 @@ def main() -> None:
     env = sflow_env(home)
     sb, sq = os.path.join(BIN, "sbatch"), os.path.join(BIN, "squeue")
     try:
-        base = statistics.median(time_command([sys.executable, "-c", "pass"], runs))
-        print(f"{'python3 -c pass':34s}median {base * 1000:7.2f} ms")
         subprocess.run([sb, "--hold", "-J", NAME, "--wrap", "true"], env=env, capture_output=True)  # start the controller
-        latency = bench_latency(env, runs, "sflow sbatch (held)", sb)
-        print(f"{'':34s}= python3 -c pass + {(latency - base) * 1000:.1f} ms")
+        latency, base = bench_latency(env, runs, "sflow sbatch (held)", sb)
+        print(f"{'':34s}= python3 -c pass ({base * 1000:.1f} ms, run in turn) + {(latency - base) * 1000:.1f} ms")
         if real_slurm():
             bench_latency(dict(os.environ), runs, "slurm sbatch (held)", f"{REAL}/sbatch")
             subprocess.run([f"{REAL}/scancel", "-n", NAME])
