@@ -72,6 +72,7 @@ class MithrilBackend(ReservedCapacity):
         self.wake_fd, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = Worker(ctl.home, self.settings, self.api_key, self._wake_w)
         self.rows: dict[str, BidRow] = {}  # live bid records by idempotency key
+        self.costing: dict[str, BidRow] = {}  # deleted bids whose billing record is still to be read
         self.markets: dict[str, tuple] = {}  # key -> (clearing cents, free capacity), last seen
         self.catalog = None
         self.catalog_time = 0.0
@@ -155,7 +156,7 @@ class MithrilBackend(ReservedCapacity):
                 row.outcome = outcome
 
     def busy(self) -> bool:
-        return bool(self.rows) or self.worker.busy()
+        return bool(self.rows or self.costing) or self.worker.busy()
 
     def _plan(self, request, now: float, time_limit: int | None = None):
         """The translator's plan for a new bid, or why the job waits."""
@@ -293,6 +294,9 @@ class MithrilBackend(ReservedCapacity):
             if kind.startswith("res_"):
                 events += self.apply_reservation(report, now)
                 continue
+            if kind == "final_cost":
+                events += self._billed(report[1], report[2])
+                continue
             row = self.rows.get(report[1]) if kind != "bids" else None
             if kind == "created" and row is not None:
                 row.bid_id, row.status, row.error = report[2], report[3], None
@@ -328,6 +332,20 @@ class MithrilBackend(ReservedCapacity):
         row.status, row.ended, row.must_delete, row.error = "Terminated", when, False, None
         self.rows.pop(row.idempotency_key, None)
         self.markets.pop(row.idempotency_key, None)
+        if not row.cost_settled:  # the worker reads its billing record next
+            self.costing[row.idempotency_key] = row
+        self._save(row)
+        return [("cost", row.job_id), ("changed", row.job_id)]
+
+    def _billed(self, key: str, cents: float | None) -> list[tuple]:
+        """A deleted bid's cost as Mithril billed it replaces the estimate from the looks (``None``: no
+        record to be had, the estimate stands)."""
+        row = self.costing.pop(key, None)
+        if row is None:
+            return []
+        if cents is not None:
+            row.cost_cents = cents
+        row.cost_final = True
         self._save(row)
         return [("cost", row.job_id), ("changed", row.job_id)]
 
@@ -412,10 +430,13 @@ class MithrilBackend(ReservedCapacity):
     def reload(self) -> None:
         """The live records from the store (at start, and after a turn was undone)."""
         self.rows = {r.idempotency_key: r for r in bids.live(self.ctl.conn)}
+        self.costing = {r.idempotency_key: r for r in bids.unsettled(self.ctl.conn)}
 
     def kick(self) -> None:
         """Hand the worker every live record again: deletes, creates never answered, bids to watch.
         Repeats are harmless: creates carry their keys, a second delete finds nothing."""
+        for row in self.costing.values():
+            self.worker.final_cost(row.idempotency_key, row.bid_id, row.ended)
         for row in self.rows.values():
             if is_reserved(row):
                 self._send_reservation(row)

@@ -188,16 +188,20 @@ class BidNews:
             self.say(f"job {self.job_id} pending ({reason})")  # MithrilUnavailable, MithrilRefused, a hold...
 
     def final(self, settle: float = SETTLE_SECONDS, lead: str = "") -> None:
-        """The cost, once Mithril confirmed every deletion (or what is known after ``settle`` seconds)."""
+        """The cost, once Mithril confirmed every deletion and its billing record of each bid was read
+        (or what is known after ``settle`` seconds)."""
         deadline = time.monotonic() + settle
         rows = self.rows()
-        while any(r.ended is None for r in rows) and time.monotonic() < deadline:
+        while not all(r.cost_settled for r in rows) and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS)
             rows = self.rows()
         if not rows:
             return
         if any(r.ended is None for r in rows):
             self.say(f"{cost_text(rows)} so far; the bid is still being deleted (see flow status {self.job_id})")
+        elif not all(r.cost_settled for r in rows):
+            self.say(f"{lead}{cost_text(rows)} (estimated; Mithril's billing record is still being read, "
+                     f"see flow status {self.job_id})")
         else:
             self.say(lead + cost_text(rows))
 

@@ -506,11 +506,13 @@ class MithrilClient:
         *,
         limit: Optional[int] = None,
         model: "Optional[type[ModelT]]" = None,
+        items_key: str = "data",
     ) -> Iterator[Any]:
         """Every item of a list, page after page.
 
-        A list answers a bare JSON array or ``{"data": [...], "next_cursor": ...}``;
-        ``limit`` is the page size asked for. Items are dicts, or ``model`` instances.
+        A list answers a bare JSON array or ``{"data": [...], "next_cursor": ...}`` (``items_key``
+        names another list field); ``limit`` is the page size asked for. Items are dicts, or
+        ``model`` instances.
         """
         query = {k: v for k, v in (params or {}).items() if v is not None}
         if limit is not None:
@@ -520,8 +522,8 @@ class MithrilClient:
             body = self._json("GET", path, params=query)
             if isinstance(body, list):
                 items, cursor = body, None
-            elif isinstance(body, dict) and isinstance(body.get("data"), list):
-                items, cursor = body["data"], body.get("next_cursor")
+            elif isinstance(body, dict) and isinstance(body.get(items_key), list):
+                items, cursor = body[items_key], body.get("next_cursor")
             else:
                 raise MithrilError(f"mithril: unexpected answer from GET {path}: neither a list nor a page")
             for item in items:
@@ -659,6 +661,25 @@ class MithrilClient:
         params = {"project": project, "bid_fid_in": _csv(bids), "reservation_fid_in": _csv(reservation),
                   "status_in": _csv(status_in), "instance_type": instance_type, "region": region}
         return self._list(InstanceModel, "/v2/instances", params, limit)
+
+    def pricing_history(
+        self,
+        project: str,
+        *,
+        bid: Optional[str] = None,
+        instance: Optional[str] = None,
+        reservation: Optional[str] = None,
+        start_time: Union["datetime", str, None] = None,
+        end_time: Union["datetime", str, None] = None,
+        limit: Optional[int] = None,
+    ) -> "list[m.InstancePricingHistory]":
+        """What Mithril billed, per instance (of a bid, a reservation, or one instance), every page."""
+        from sflow.mithril.models import InstancePricingHistory
+
+        params = {"project": project, "bid_fid": bid, "instance_fid": instance, "reservation_fid": reservation,
+                  "start_time": _iso(start_time), "end_time": _iso(end_time)}
+        return list(self.paginate("/v2/instances/pricing/history", params, limit=limit,
+                                  model=InstancePricingHistory, items_key="instances"))
 
     # --- account ---
 

@@ -260,6 +260,33 @@ class GetInstancesResponse(Answer):
     next_cursor: Optional[str] = None
 
 
+class InstancePricingEvent(Answer):
+    """One stretch of billing at one price; ``end_time`` is None while it lasts."""
+
+    price_cents: int  # per instance-hour
+    start_time: datetime
+    end_time: Optional[datetime] = None
+
+    def cost_cents(self, until: datetime) -> float:
+        """Price x duration, fractional cents; an open stretch counts up to ``until``."""
+        end = self.end_time or until
+        return max(0.0, (end - self.start_time).total_seconds()) * self.price_cents / 3600.0
+
+
+class InstancePricingHistory(Answer):
+    """``/v2/instances/pricing/history``: what one instance was billed, stretch by stretch."""
+
+    instance_fid: str
+    events: list[InstancePricingEvent]
+    bid_fid: Optional[str] = None
+    reservation_fid: Optional[str] = None
+
+
+class InstancePricingHistoryResponse(Answer):
+    instances: list[InstancePricingHistory]
+    next_cursor: Optional[str] = None
+
+
 # --- account -------------------------------------------------------------------------------
 
 class ProjectModel(Answer):

@@ -14,6 +14,10 @@ queue) and, when the thread wakes it through a pipe, reads what came back
   deleted, anything else is retried every poll until Mithril confirms. A bid
   whose create was never answered (``bid_id`` None) is created again with its
   key first, which finds it if it exists, and then deleted.
+- ``final_cost(key, bid_id, ended)`` -> ``("final_cost", key, cents | None)``: what Mithril billed
+  for a deleted bid, from its pricing history (``cents`` None: the history cannot be had, the
+  estimate stands). Asked by itself after every confirmed delete; transient failures are retried
+  every poll.
 - ``watch(key, bid_id)`` / ``forget(key)``: the bids looked at every poll,
   reported together as ``("bids", {key: snapshot})``; a snapshot has the
   bid's ``status`` (``Gone`` after a 404), its ``instances`` (fid, name,
@@ -54,6 +58,7 @@ class Worker:
         self.creating: dict[str, dict] = {}  # key -> spec, failed transiently: retried each poll
         self.deleting: dict[str, tuple[str | None, dict]] = {}  # key -> (bid id, spec), until confirmed
         self.delete_started: dict[str, float] = {}  # key -> when its first delete attempt began
+        self.costing: dict[str, tuple[str, float]] = {}  # key -> (bid id, when it was deleted), until billed
         self.reserved = Reservations(self)  # the reservation calls (sflow.mithril.reserving)
         self._client = None
         self._project: str | None = None
@@ -71,6 +76,9 @@ class Worker:
 
     def delete(self, key: str, bid_id: str | None, spec: dict) -> None:
         self.inbox.put(("delete", key, bid_id, spec))
+
+    def final_cost(self, key: str, bid_id: str, ended: float) -> None:
+        self.inbox.put(("final_cost", key, bid_id, ended))
 
     def watch(self, key: str, bid_id: str) -> None:
         self.inbox.put(("watch", key, bid_id))
@@ -92,7 +100,8 @@ class Worker:
         return out
 
     def busy(self) -> bool:
-        return bool(self.deleting or self.creating or self.reserved.busy() or not self.inbox.empty())
+        return bool(self.deleting or self.creating or self.costing or self.reserved.busy()
+                    or not self.inbox.empty())
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop after the commands already given (pending deletes get one more try)."""
@@ -111,7 +120,7 @@ class Worker:
     def _main(self) -> None:
         next_poll = 0.0
         while True:
-            waiting = self.watched or self.creating or self.deleting or self.reserved.waiting()
+            waiting = self.watched or self.creating or self.deleting or self.costing or self.reserved.waiting()
             timeout = max(0.0, next_poll - time.monotonic()) if waiting else 1.0
             try:
                 command = self.inbox.get(timeout=timeout)
@@ -129,6 +138,7 @@ class Worker:
                 self._safely(self._poll)
                 self._safely(self.reserved.retry)
                 self._safely(self.reserved.poll)
+                self._safely(self._settle_all)
                 next_poll = time.monotonic() + self.settings.poll_seconds
 
     def _safely(self, fn, *args) -> None:
@@ -147,6 +157,9 @@ class Worker:
             self.creating.pop(command[1], None)
             self.deleting[command[1]] = (command[2], command[3])
             self._delete(command[1])
+        elif kind == "final_cost":
+            self.costing[command[1]] = (command[2], command[3])
+            self._settle(command[1])
         elif kind == "watch":
             self.watched[command[1]] = command[2]
         elif kind == "forget":
@@ -251,7 +264,11 @@ class Worker:
         self.deleting.pop(key, None)
         self.delete_started.pop(key, None)
         self.watched.pop(key, None)
-        self._report("deleted", key, self._deleted_at(bid_id, started, gone), bid_id)
+        ended = self._deleted_at(bid_id, started, gone)
+        self._report("deleted", key, ended, bid_id)
+        if bid_id is not None:
+            self.costing[key] = (bid_id, ended)
+            self._settle(key)
 
     def _deleted_at(self, bid_id: str | None, started: float, gone: bool) -> float:
         """When billing stopped: the bid's ``deactivated_at`` as Mithril recorded it. The time the
@@ -268,6 +285,32 @@ class Worker:
             return now
         # Within this delete's own attempts: a skewed service clock cannot move billing further.
         return min(max(at.timestamp(), started), now)
+
+    def _settle(self, key: str) -> None:
+        """Report what the deleted bid cost, as Mithril billed it: price x duration of every event of
+        every instance's pricing history, which counts what no look at the bid saw."""
+        from datetime import datetime, timezone
+
+        from sflow.mithril.client import Unavailable
+
+        bid_id, ended = self.costing[key]
+        try:
+            history = self.client().pricing_history(self.project(), bid=bid_id)
+        except Unavailable:
+            return  # retried at the next poll
+        except MithrilError:  # refused, or an answer that cannot be read: asking again cannot help
+            self.costing.pop(key, None)
+            self._report("final_cost", key, None)
+            return
+        # Billing stopped with the delete: an event still open in the record ends there.
+        until = datetime.fromtimestamp(ended, timezone.utc)
+        cents = sum(event.cost_cents(until) for inst in history for event in inst.events)
+        self.costing.pop(key, None)
+        self._report("final_cost", key, cents)
+
+    def _settle_all(self) -> None:
+        for key in list(self.costing):
+            self._settle(key)
 
     def _retry(self) -> None:
         for key in list(self.deleting):

@@ -29,6 +29,7 @@ SCHEMA = [
     " started REAL,"  # when the job started on the bid's instances
     " accrued_to REAL,"  # cost is counted up to this time
     " cost_cents REAL NOT NULL DEFAULT 0,"  # clearing price x billed instance time, fractional cents
+    " cost_final INTEGER NOT NULL DEFAULT 0,"  # cost_cents is what Mithril billed, read after the delete
     " must_delete INTEGER NOT NULL DEFAULT 0,"  # delete it; retried until Mithril confirms
     " outcome TEXT,"  # how the run on it ended: COMPLETED, PREEMPTED, CANCELLED...
     " error TEXT,"  # the last failure the service reported for it
@@ -38,7 +39,7 @@ SCHEMA = [
 
 COLUMNS = ("idempotency_key", "job_id", "run", "bid_id", "status", "plan", "limit_cents", "price_cents",
            "instances", "created", "started", "accrued_to", "cost_cents", "must_delete", "outcome", "error",
-           "ended")
+           "ended", "cost_final")
 
 
 @dataclass
@@ -60,11 +61,19 @@ class BidRow:
     outcome: str | None = None
     error: str | None = None
     ended: float | None = None
+    cost_final: bool = False
 
     @property
     def live(self) -> bool:
         """Still to be watched or deleted."""
         return self.ended is None
+
+    @property
+    def cost_settled(self) -> bool:
+        """Its cost will not change: the bid is gone and its billing record was read (a reservation
+        is paid up front; a bid never placed cost nothing)."""
+        return self.ended is not None and (self.cost_final or self.bid_id is None
+                                           or self.plan.get("capacity") == "reserved")
 
     @property
     def name(self) -> str:
@@ -74,7 +83,8 @@ class BidRow:
     def values(self) -> list:
         return [self.idempotency_key, self.job_id, self.run, self.bid_id, self.status, json.dumps(self.plan),
                 self.limit_cents, self.price_cents, json.dumps(self.instances), self.created, self.started,
-                self.accrued_to, self.cost_cents, int(self.must_delete), self.outcome, self.error, self.ended]
+                self.accrued_to, self.cost_cents, int(self.must_delete), self.outcome, self.error, self.ended,
+                int(self.cost_final)]
 
     @classmethod
     def from_row(cls, row) -> "BidRow":
@@ -82,12 +92,23 @@ class BidRow:
         data["plan"] = json.loads(data["plan"])
         data["instances"] = json.loads(data["instances"] or "[]")
         data["must_delete"] = bool(data["must_delete"])
+        data["cost_final"] = bool(data["cost_final"])
         return cls(**data)
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     for statement in SCHEMA:
         conn.execute(statement)
+    migrate(conn)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Add the columns a newer row has to a store made before them."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(bids)")}
+    if have and "cost_final" not in have:
+        conn.execute("ALTER TABLE bids ADD COLUMN cost_final INTEGER NOT NULL DEFAULT 0")
+        # Bids gone before the billing record was read keep their estimate: not asked for again.
+        conn.execute("UPDATE bids SET cost_final = 1 WHERE ended IS NOT NULL")
 
 
 def save(conn: sqlite3.Connection, row: BidRow) -> None:
@@ -96,9 +117,18 @@ def save(conn: sqlite3.Connection, row: BidRow) -> None:
 
 
 def read(conn: sqlite3.Connection, where: str = "1", params=()) -> list[BidRow]:
+    columns = ", ".join(COLUMNS)
     try:
-        rows = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM bids WHERE {where} ORDER BY created, rowid",
-                            list(params)).fetchall()
+        try:
+            rows = conn.execute(f"SELECT {columns} FROM bids WHERE {where} ORDER BY created, rowid",
+                                list(params)).fetchall()
+        except sqlite3.OperationalError as err:
+            if "no such column: cost_final" not in str(err):
+                raise
+            # A store the controller has not migrated yet (readers never write): as migrate() would.
+            columns = columns.replace("cost_final", "ended IS NOT NULL")
+            rows = conn.execute(f"SELECT {columns} FROM bids WHERE {where} ORDER BY created, rowid",
+                                list(params)).fetchall()
     except sqlite3.OperationalError as err:
         if "no such table" in str(err):
             return []
@@ -108,6 +138,12 @@ def read(conn: sqlite3.Connection, where: str = "1", params=()) -> list[BidRow]:
 
 def live(conn: sqlite3.Connection) -> list[BidRow]:
     return read(conn, "ended IS NULL")
+
+
+def unsettled(conn: sqlite3.Connection) -> list[BidRow]:
+    """Bids deleted whose billing record is still to be read."""
+    return [r for r in read(conn, "ended IS NOT NULL AND cost_final = 0 AND bid_id IS NOT NULL")
+            if not r.cost_settled]
 
 
 def of_job(conn_or_home, job_id: int) -> list[BidRow]:
@@ -125,4 +161,4 @@ def of_job(conn_or_home, job_id: int) -> list[BidRow]:
         conn.close()
 
 
-__all__ = ["BidRow", "SCHEMA", "ensure_schema", "live", "of_job", "read", "save"]
+__all__ = ["BidRow", "SCHEMA", "ensure_schema", "live", "migrate", "of_job", "read", "save", "unsettled"]

@@ -44,14 +44,17 @@ class CloudLife:
         return self.cloud() if job.rec.backend == "mithril" else self.backend
 
     def cloud_needed(self) -> bool:
-        """At start: live bids or Mithril jobs left by a previous controller."""
+        """At start: live bids, bids whose billing record is still to be read, or Mithril jobs left by
+        a previous controller."""
+        from sflow.queue import bids
+
         if any(job.rec.backend == "mithril" for job in self.jobs.values()):
             return True
         try:
             row = self.conn.execute("SELECT 1 FROM bids WHERE ended IS NULL LIMIT 1").fetchone()
+            return row is not None or bool(bids.unsettled(self.conn))
         except Exception:
             return False
-        return row is not None
 
     def cloud_recover(self) -> None:
         """Bids of jobs that are over are deleted; every live bid goes back to the worker."""

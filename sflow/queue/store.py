@@ -107,6 +107,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for name, sql in wanted:
         if name not in have:
             conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql}")
+    bids.migrate(conn)
     if "request" in have:  # requests were kept in the jobs table once
         conn.execute("INSERT OR IGNORE INTO requests (job_id, request) "
                      "SELECT job_id, request FROM jobs WHERE request IS NOT NULL")

@@ -102,3 +102,56 @@ def test_a_create_sent_twice_with_its_key_places_one_bid(emulator, tmp_path):
     again.close()
     os.close(read)
     os.close(write)
+
+
+def test_a_deleted_bid_costs_what_mithril_billed(emulator, tmp_path):
+    read, write = os.pipe()
+    settings = Settings(api_url=emulator.url, poll_seconds=0.1)
+    spec = {"name": "sflow-8", "region": "us-central1-a", "type_id": emulator.market.catalog.find("8xh100").fid,
+            "limit_cents": 1200, "quantity": 2}
+    worker = Worker(str(tmp_path), settings, "fkey_parts", write)
+    worker.create("key-8", spec)
+    (created,) = [r for r in _reports(worker, {"created"}) if r[0] == "created"]
+    emulator.tick()
+    time.sleep(0.3)
+    worker.delete("key-8", created[2], spec)
+    got = _reports(worker, {"deleted", "final_cost"})
+    (billed,) = [r for r in got if r[0] == "final_cost"]
+    assert billed[1] == "key-8" and billed[2] > 0
+    assert billed[2] == pytest.approx(emulator.ledger()[created[2]]["cost_cents"], abs=1e-6)
+    worker.final_cost("key-8", created[2], time.time())  # asked again (a restarted controller): the same
+    (again,) = [r for r in _reports(worker, {"final_cost"}) if r[0] == "final_cost"]
+    assert again[2] == pytest.approx(billed[2], abs=1e-9)
+    worker.final_cost("key-9", "bid_unknown", time.time())  # no record to be had: the estimate stands
+    assert [r for r in _reports(worker, {"final_cost"}) if r[0] == "final_cost"] == [("final_cost", "key-9", None)]
+    assert not worker.busy()
+    worker.close()
+    os.close(read)
+    os.close(write)
+
+
+def test_a_store_made_before_final_costs_is_migrated(tmp_path):
+    import sqlite3
+
+    from sflow.queue import bids
+
+    conn = sqlite3.connect(str(tmp_path / "old.db"), isolation_level=None)
+    old = bids.SCHEMA[0].replace(' cost_final INTEGER NOT NULL DEFAULT 0,', '')
+    assert "cost_final" not in old
+    conn.execute(old)
+    for key, ended in (("gone", 50.0), ("live", None)):
+        row = _row(idempotency_key=key, bid_id=f"bid_{key}", cost_cents=3.5, ended=ended)
+        columns = bids.COLUMNS[:-1]
+        conn.execute(f"INSERT INTO bids ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                     row.values()[:-1])
+    # A reader before the controller migrated: a bid already gone counts as settled.
+    rows = {r.idempotency_key: r for r in bids.read(conn)}
+    assert rows["gone"].cost_settled and not rows["live"].cost_settled
+    bids.ensure_schema(conn)
+    bids.ensure_schema(conn)  # twice is harmless
+    rows = {r.idempotency_key: r for r in bids.read(conn)}
+    assert rows["gone"].cost_final and not rows["live"].cost_final and rows["gone"].cost_cents == 3.5
+    assert bids.unsettled(conn) == []
+    rows["live"].ended = 60.0
+    bids.save(conn, rows["live"])
+    assert [r.idempotency_key for r in bids.unsettled(conn)] == ["live"]

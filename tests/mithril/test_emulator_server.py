@@ -136,7 +136,7 @@ def test_a_bid_from_open_to_allocated_to_terminated(emu, api, project, types):
     ledger = api.get("/_emulator/ledger").json()["bids"][bid["fid"]]
     assert set(ledger["instances"]) == {i["fid"] for i in instances}
     assert all(iv["end"] is not None and iv["price_cents"] == 800 for ivs in ledger["instances"].values() for iv in ivs)
-    assert emu.cost_cents(bid["fid"]) == pytest.approx(ledger["cost_cents"])
+    assert emu.cost_cents(bid["fid"]) == pytest.approx(ledger["cost_cents"], abs=1e-6)
 
 
 def test_preemption_over_http_when_other_users_outbid(emu, api, project, types):
@@ -441,3 +441,37 @@ def test_the_command_refuses_bad_options():
     r = subprocess.run([sys.executable, "-m", "sflow.mithril.emulator", "--fault-rate", "2"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "fault-rate" in r.stderr
+
+
+def test_pricing_history_is_the_billing_ledger(emu, api, project, types):
+    from sflow.mithril.client import MithrilClient
+
+    fid = api.post("/v2/spot/bids", json=bid_body(project, types["8xh100"], quantity=2)).json()["fid"]
+    other = api.post("/v2/spot/bids", json=bid_body(project, types["1xa100"], name="other")).json()["fid"]
+    emu.tick()
+    time.sleep(0.05)
+    api.patch(f"/v2/spot/bids/{fid}", json={"limit_price": "$7.50"})  # below the price: a new stretch
+    time.sleep(0.05)
+    r = api.get("/v2/instances/pricing/history", params={"project": project, "bid_fid": fid})
+    conforms(r, "get_instance_pricing_history_v2_instances_pricing_history_get")
+    running = r.json()["instances"]
+    assert len(running) == 2 and all(h["bid_fid"] == fid and h["reservation_fid"] is None for h in running)
+    assert [[e["price_cents"] for e in h["events"]] for h in running] == [[800, 750]] * 2
+    assert all(h["events"][-1]["end_time"] is None for h in running)  # still billing
+
+    api.delete(f"/v2/spot/bids/{fid}")
+    with MithrilClient(api_key="fkey_test", base_url=emu.url, max_retries=0) as client:
+        history = client.pricing_history(project, bid=fid, limit=1)  # one instance a page
+        ledger = emu.ledger()[fid]
+        assert {h.instance_fid for h in history} == set(ledger["instances"])
+        for h in history:
+            want = ledger["instances"][h.instance_fid]
+            assert [(e.price_cents, e.start_time.timestamp(), e.end_time.timestamp()) for e in h.events] == \
+                [(iv["price_cents"], pytest.approx(iv["start"]), pytest.approx(iv["end"])) for iv in want]
+        until = datetime.now(timezone.utc)
+        assert sum(e.cost_cents(until) for h in history for e in h.events) == pytest.approx(ledger["cost_cents"], abs=1e-6)
+        assert {h.bid_fid for h in client.pricing_history(project)} == {fid, other}
+        one = history[0].instance_fid
+        assert [h.instance_fid for h in client.pricing_history(project, instance=one)] == [one]
+    assert api.get("/v2/instances/pricing/history",
+                   params={"project": project, "bid_fid": "bid_nope"}).status_code == 404

@@ -504,6 +504,14 @@ class Market:
         self.get_bid(bid_fid)
         return sum(iv.cost_cents(now) for ivs in self.ledger[bid_fid].values() for iv in ivs)
 
+    def pricing_history(self, inst: Instance) -> list[Interval]:
+        """What an instance was billed, oldest first: the ledger's intervals for a bid's instance; for a
+        reservation's, its window at the unit price (paid up front, whether or not it ran)."""
+        if inst.bid is not None:
+            return list(self.ledger.get(inst.bid, {}).get(inst.fid, []))
+        res = self.reservations.get(inst.reservation or "")
+        return [Interval(res.start, res.end, res.unit_cents)] if res is not None else []
+
     def ledger_dump(self, now: float) -> dict:
         return {
             bid: {

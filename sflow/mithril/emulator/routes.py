@@ -245,6 +245,33 @@ def get_instances(svc, req):
     return 200, page
 
 
+@route("get_instance_pricing_history_v2_instances_pricing_history_get")
+def get_instance_pricing_history(svc, req):
+    """The billing ledger, per instance: one event per stretch at one price (``end_time`` null while it
+    runs). ``start_time``/``end_time`` keep the events overlapping that window."""
+    q, market = req.query, svc.market
+    svc.account.project(q["project"])
+    for name, table in (("instance_fid", market.instances), ("bid_fid", market.bids),
+                        ("reservation_fid", market.reservations)):
+        if q.get(name) is not None and (q[name] not in table or table[q[name]].project != q["project"]):
+            raise MarketError(f"{name.removesuffix('_fid').capitalize()} {q[name]} not found", 404)
+    begin = _time(q.get("start_time"), ["query", "start_time"], required=False)
+    end = _time(q.get("end_time"), ["query", "end_time"], required=False)
+    items = [i for i in market.instances.values()
+             if i.project == q["project"]
+             and (q.get("instance_fid") is None or i.fid == q["instance_fid"])
+             and (q.get("bid_fid") is None or i.bid == q["bid_fid"])
+             and (q.get("reservation_fid") is None or i.reservation == q["reservation_fid"])]
+    page = _page(items, q)
+
+    def overlaps(iv) -> bool:
+        return (begin is None or iv.end is None or iv.end > begin) and (end is None or iv.start < end)
+
+    return 200, {"instances": [views.pricing_history(i, [iv for iv in market.pricing_history(i) if overlaps(iv)])
+                               for i in page["data"]],
+                 "next_cursor": page["next_cursor"]}
+
+
 # ----- SSH keys --------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from sflow.mithril.emulator.account import Account, Project, SshKey
 from sflow.mithril.emulator.catalog import InstanceType
-from sflow.mithril.emulator.market import Bid, Instance, Market, Pool, Reservation
+from sflow.mithril.emulator.market import Bid, Instance, Interval, Market, Pool, Reservation
 from sflow.mithril.money import dollars
 
 
@@ -88,3 +88,9 @@ def ssh_key(k: SshKey, private_key: str | None = None, *, created: bool = False)
 
 def slot(start: float, end: float, quantity: int) -> dict:
     return {"start_time": iso(start), "end_time": iso(end), "quantity": quantity}
+
+
+def pricing_history(i: Instance, intervals: list[Interval]) -> dict:
+    return {"instance_fid": i.fid, "bid_fid": i.bid, "reservation_fid": i.reservation,
+            "events": [{"price_cents": iv.price_cents, "start_time": iso(iv.start), "end_time": iso(iv.end)}
+                       for iv in intervals]}
