@@ -373,12 +373,13 @@ class MithrilBackend(ReservedCapacity):
         self.markets[row.idempotency_key] = (clearing, snapshot.get("capacity"))
         if status == "Allocated" and clearing is not None:
             row.price_cents = min(clearing, row.limit_cents)  # second price: never above the limit
-        elif status == "Allocated" and row.price_cents is None:
-            row.price_cents = row.limit_cents  # market not seen yet: the most it can cost
+        # Until the market is seen the price stays unknown (what flow run says it won at is never a
+        # guess); the running estimate meanwhile counts the limit, the most it can cost.
         # A bid under notice keeps the price it had: it is leaving, not bidding.
         row.status = "Terminated" if status == "Gone" else status
-        if row.price_cents is not None:  # from when each newly running instance started to now
-            row.cost_cents += row.price_cents * sum(when - since for since in started_running) / 3600.0
+        price = row.price_cents if row.price_cents is not None else row.limit_cents
+        if price is not None:  # from when each newly running instance started to now
+            row.cost_cents += price * sum(when - since for since in started_running) / 3600.0
         after = (row.status, row.price_cents, [(i["fid"], i["status"], i.get("ssh")) for i in row.instances])
         if after != before or round(row.cost_cents) != cost_before:
             self._save(row)
@@ -407,7 +408,8 @@ class MithrilBackend(ReservedCapacity):
 
         ``now_seen`` (instance id -> status, the new snapshot's): an instance no longer billed there
         stopped some time since the last look, counted as halfway (a notice that ran out unseen)."""
-        if row.price_cents is not None:
+        price = row.price_cents if row.price_cents is not None else row.limit_cents
+        if price is not None:
             for inst in row.instances:
                 since = inst.get("running_since")
                 if since is None or inst["status"] not in BILLABLE:
@@ -417,7 +419,7 @@ class MithrilBackend(ReservedCapacity):
                 if now_seen is not None and now_seen.get(inst["fid"]) not in BILLABLE:
                     end = (start + until) / 2
                 if end > start:
-                    row.cost_cents += row.price_cents * (end - start) / 3600.0
+                    row.cost_cents += price * (end - start) / 3600.0
         row.accrued_to = until
 
     def job_cost_cents(self, job_id: int) -> int | None:

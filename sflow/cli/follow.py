@@ -164,11 +164,12 @@ class BidNews:
                 self.say(f"Reservation active; starting {plan['quantity']} instance"
                          f"{'s' if plan['quantity'] != 1 else ''}...")
             return
-        won = row.price_cents is not None and (row.status in ("Allocated", "Preempting") or row.started)
-        if won and self._once(row, "won"):
+        allocated = row.status in ("Allocated", "Preempting") or row.started
+        # The price once the market confirms it; a job already running does not wait for that.
+        if allocated and (row.price_cents is not None or row.started) and self._once(row, "won"):
             count = plan["quantity"]
-            self.say(f"Won at {price_text(row.price_cents, plan.get('gpus', 0))}; starting {count} "
-                     f"instance{'s' if count != 1 else ''}...")
+            price = f" at {price_text(row.price_cents, plan.get('gpus', 0))}" if row.price_cents is not None else ""
+            self.say(f"Won{price}; starting {count} instance{'s' if count != 1 else ''}...")
         if row.status == "Preempting" and self._once(row, "preempting"):
             self.say(f"preempted: the spot price rose above the limit; job {self.job_id} has until the notice ends")
 
