@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from sflow.errors import SlurmError
 
 INFINITE = 0xFFFFFFFE  # records.INFINITE: SLURM's UNLIMITED
-CACHE_VERSION = 2  # bump when the dataclasses below change shape
+CACHE_VERSION = 3  # bump when the dataclasses below change shape
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Partition:
     max_nodes: int | None = None
     state: str = "UP"  # UP, DOWN, DRAIN, INACTIVE
     backend: str = "local"  # sflow extension: local | mithril
+    backend_given: bool = True  # False: no Backend= on its line, so sflow's config file may choose
     # Beyond what scheduling needs: what sinfo and scontrol show.
     min_nodes: int = 0
     hidden: bool = False
@@ -224,7 +225,7 @@ def default_cluster() -> Cluster:
     node = Node(name, cpus, _meminfo_mb(), gpus, sockets=sockets, cores_per_socket=cores,
                 threads_per_core=threads, gres=(f"gpu:{gpus}",) if gpus else ())
     config = _with_defaults({"ClusterName": "sflow", "FirstJobId": "1"})
-    return Cluster("sflow", (node,), (Partition("debug", (name,), default=True),), config)
+    return Cluster("sflow", (node,), (Partition("debug", (name,), default=True, backend_given=False),), config)
 
 
 # ------------------------------------------------------------------ reading the file
@@ -518,7 +519,7 @@ def _make_partition(name: str, spec: dict[str, str], nodes: list[Node], nodesets
         max_time=where.minutes("MaxTime", spec["maxtime"]) if "maxtime" in spec else None,
         default_time=where.minutes("DefaultTime", spec["defaulttime"]) if "defaulttime" in spec else None,
         max_nodes=where.limit("MaxNodes", spec["maxnodes"]) if "maxnodes" in spec else None,
-        state=state, backend=backend,
+        state=state, backend=backend, backend_given="backend" in spec,
         min_nodes=opt_int("MinNodes") or 0,
         hidden=flag("Hidden"),
         priority_tier=tier if tier is not None else (priority if priority is not None else 1),
@@ -673,7 +674,7 @@ def _load(path: str) -> tuple[Cluster, list[str]]:
         raise SlurmError(f"{path}: no NodeName lines: a cluster needs nodes")
     if not partitions:
         # sflow's convenience (SLURM would run no jobs): every node in one default partition
-        partitions.append(Partition("debug", tuple(n.name for n in nodes), default=True))
+        partitions.append(Partition("debug", tuple(n.name for n in nodes), default=True, backend_given=False))
     where = _Where(path, 0)
 
     def setting(key: str, default: int, low: int, high: int | None = None) -> int:

@@ -79,7 +79,9 @@ def _mithril_plan(request):
     from sflow.conf import load_cluster
     from sflow.mithril.translate import uses_mithril
 
-    if not uses_mithril(request, load_cluster()):
+    from sflow.mithril.fetch import default_backend
+
+    if not uses_mithril(request, load_cluster(), default_backend()):
         return None
     from sflow.mithril.fetch import plan_now
 

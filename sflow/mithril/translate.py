@@ -132,17 +132,22 @@ class Plan:
 # ------------------------------------------------------------------ choosing Mithril
 
 
-def uses_mithril(request, cluster=None) -> bool:
-    """``#SFLOW --backend`` if given, else the partition's ``Backend=`` (the default partition's without -p)."""
+def uses_mithril(request, cluster=None, default: str | None = None) -> bool:
+    """``#SFLOW --backend``/``SFLOW_BACKEND`` if given, else the partition's ``Backend=`` (the default
+    partition's without -p), else ``default`` (the config file's ``[sflow] backend``)."""
     if request.cloud.backend is not None:
         return request.cloud.backend == "mithril"
-    if cluster is None:
+    if cluster is not None:
+        name = request.partition.split(",")[0] if request.partition else None
+        try:
+            partition = cluster.partition(name)
+        except SlurmError:
+            return False
+        if getattr(partition, "backend_given", True):
+            return partition.backend == "mithril"
+    if default is None:  # the config file's choice; the translator itself stays free of I/O
         return False
-    name = request.partition.split(",")[0] if request.partition else None
-    try:
-        return cluster.partition(name).backend == "mithril"
-    except SlurmError:
-        return False
+    return default == "mithril"
 
 
 # ------------------------------------------------------------------ what each node must hold

@@ -65,6 +65,12 @@ def _enforce_part_limits(ctl, request, partition, limit: int, need, nodes: bool 
         raise SlurmError("Batch job submission failed: Node count specification invalid")
 
 
+def _default_backend() -> str:
+    from sflow.mithril.fetch import default_backend
+
+    return default_backend()
+
+
 def _mithril_plan(ctl, request, msg: dict, limit: int):
     """The translator's plan for a Mithril job, or its refusal (raises ``Deferred`` without a market)."""
     import time as _time
@@ -109,7 +115,8 @@ def submit(ctl, msg: dict) -> dict:
         limit = request.time_limit
         if limit is None:
             limit = partition.default_time or partition.max_time or INFINITE
-        cloud_plan = _mithril_plan(ctl, request, msg, limit) if uses_mithril(request, ctl.cluster) else None
+        on_mithril = uses_mithril(request, ctl.cluster, _default_backend())
+        cloud_plan = _mithril_plan(ctl, request, msg, limit) if on_mithril else None
         never = ctl.backend.check_need(need, partition) if cloud_plan is None else None
         _enforce_part_limits(ctl, request, partition, limit, need, nodes=cloud_plan is None)
     except SflowError as err:
@@ -128,6 +135,8 @@ def submit(ctl, msg: dict) -> dict:
     if cloud_plan is not None:
         rec.backend, rec.num_nodes = "mithril", cloud_plan.instance_quantity
         rec.limit_price = cloud_plan.limit_price
+    else:
+        rec.backend = "local"  # a job may choose the local backend on a Mithril partition
     job = Job(rec=rec, request_json=request.model_dump_json(), seq=seq, token=token, nice=request.nice,
               begin_time=request.begin, request=request, need=need, never_reason=never)
     if request.array is not None:

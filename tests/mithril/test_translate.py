@@ -721,3 +721,21 @@ def test_plan_is_pure(catalog):
     before = request.model_dump()
     assert plan(request, catalog) == plan(request, catalog)
     assert request.model_dump() == before
+
+
+def test_the_config_file_chooses_when_neither_job_nor_partition_says(tmp_path):
+    from sflow.conf import load_cluster
+    from sflow.mithril.fetch import default_backend
+
+    config = tmp_path / "config.toml"
+    config.write_text('[sflow]\nbackend = "mithril"\n')
+    chosen = default_backend({"SFLOW_CONFIG": str(config)})
+    assert chosen == "mithril"
+    assert default_backend({"SFLOW_CONFIG": str(tmp_path / "none.toml")}) == "local"
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("NodeName=n1 CPUs=4\nPartitionName=debug Nodes=n1 Default=YES\n"
+                    "PartitionName=here Nodes=n1 Backend=local\n")
+    cluster = load_cluster({"SFLOW_CONF": str(conf)})
+    assert uses_mithril(job(), cluster, chosen)  # the partition says nothing
+    assert not uses_mithril(job("#SBATCH -p here"), cluster, chosen)  # Backend=local is said
+    assert not uses_mithril(job("#SFLOW --backend=local"), cluster, chosen)  # the job says
