@@ -84,7 +84,7 @@ class JobLife:
         rec.stderr = display_path(request, request.stderr_pattern, rec.job_id, rec.array_job_id, rec.array_task_id)
 
     def launch_started(self) -> None:
-        """Start the processes of the intents just committed; commit each pid."""
+        """Start the processes of the intents just committed; commit their pids."""
         todo, self.to_launch = self.to_launch, []
         for job in todo:
             if self.jobs.get(job.job_id) is not job or job.launch != "intent":
@@ -101,8 +101,10 @@ class JobLife:
             job.status_path, job.popen = started.status_path, started.popen
             job.launch = "launched"
             self.save(job)
-            self.commit()
             self.watch(job)
+        # One commit for the whole batch: a controller killed before it finds each started
+        # process by its pid file (recovery.resolve_intent), so a commit per job (an fsync each)
+        # would buy nothing.
         self.commit()
 
     def watch(self, job: Job) -> None:
