@@ -33,16 +33,12 @@ import subprocess
 import sys
 import time
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from recorder import START, load_toml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases", "cluster.toml")
 OUT = os.path.join(HERE, "golden", "cluster")
 SLURM_CONF = "/etc/slurm/slurm.conf"
-START = os.path.join(HERE, "..", "..", "shared", "slurm", "start-slurm.sh")
 BIN = {"sinfo": "/usr/bin/sinfo", "scontrol": "/usr/bin/scontrol", "sbatch": "/usr/bin/sbatch",
        "squeue": "/usr/bin/squeue", "scancel": "/usr/bin/scancel"}
 NODE_KEYS = (
@@ -254,8 +250,7 @@ def main() -> None:
     args = parser.parse_args()
     if run(["sinfo", "-h"]).returncode != 0:
         subprocess.run(["bash", START], check=True)
-    with open(CASES, "rb") as handle:
-        spec = tomllib.load(handle)
+    spec = load_toml(CASES)
     with open(SLURM_CONF) as handle:
         base_conf = handle.read()
     os.makedirs(OUT, exist_ok=True)

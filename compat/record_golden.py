@@ -17,8 +17,6 @@ change between recordings replaced by placeholders:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pwd
 import re
@@ -28,34 +26,15 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from recorder import clean_env, ensure_slurm, load_toml, only_arg, record_cases  # noqa: E402
 from slurm_show import parse_show_line  # noqa: E402
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 
 WORK = "/tmp/sflow-golden/work"
 CASES = os.path.join(HERE, "cases", "sbatch.toml")
 OUT = os.path.join(HERE, "golden", "sbatch.json")
-START = os.path.join(HERE, "..", "..", "shared", "slurm", "start-slurm.sh")
 TIME_KEYS = {"SubmitTime", "EligibleTime", "AccrueTime", "StartTime", "EndTime", "LastSchedEval",
              "PreemptEligibleTime", "PreemptTime", "SuspendTime", "Deadline"}
 SUBMITTED = re.compile(r"Submitted batch job (\d+)")
-
-
-def ensure_slurm() -> None:
-    ok = subprocess.run(["/usr/bin/sinfo", "-h"], capture_output=True).returncode == 0
-    if not ok:
-        subprocess.run(["bash", START], check=True)
-
-
-def clean_env(extra: dict) -> dict:
-    user = pwd.getpwuid(os.getuid())
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": user.pw_dir, "USER": user.pw_name,
-           "LOGNAME": user.pw_name, "LANG": "C", "SHELL": "/bin/bash"}
-    env.update(extra)
-    return env
 
 
 def submit_anchor() -> str:
@@ -130,26 +109,9 @@ def record(case: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", help="record only these cases (others are kept)")
-    args = parser.parse_args()
+    only = only_arg(__doc__)
     ensure_slurm()
-    with open(CASES, "rb") as handle:
-        cases = tomllib.load(handle)["case"]
-    existing = {}
-    if args.only and os.path.exists(OUT):
-        existing = {r["name"]: r for r in json.load(open(OUT))}
-    results = []
-    for case in cases:
-        if args.only and case["name"] not in args.only:
-            if case["name"] in existing:
-                results.append(existing[case["name"]])
-            continue
-        results.append(record(case))
-        print(f"{case['name']}: exit {results[-1]['exit_code']}", file=sys.stderr)
-    with open(OUT, "w") as handle:
-        json.dump(results, handle, indent=1, sort_keys=True, ensure_ascii=False)
-        handle.write("\n")
+    record_cases(load_toml(CASES)["case"], OUT, only, record, lambda result, seconds: f"exit {result['exit_code']}")
 
 
 if __name__ == "__main__":

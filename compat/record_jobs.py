@@ -32,29 +32,22 @@ Results go to compat/golden/jobs.json.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pwd
 import grp
 import re
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from recorder import clean_env, ensure_slurm, load_toml, only_arg, record_cases
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases", "jobs.toml")
 OUT = os.path.join(HERE, "golden", "jobs.json")
 WORK = "/tmp/sflow-golden/jobs"
-START = os.path.join(HERE, "..", "..", "shared", "slurm", "start-slurm.sh")
 
 # Job states after which nothing more happens to a job (squeue's short forms too).
 ACTIVE = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING", "SIGNALING",
@@ -257,22 +250,10 @@ def play(case: dict, run: Runner, who: Who, settle: Callable[[], None] | None = 
 
 
 def load_cases() -> list[dict]:
-    with open(CASES, "rb") as handle:
-        return tomllib.load(handle)["case"]
+    return load_toml(CASES)["case"]
 
 
 # ------------------------------------------------------------------ real SLURM
-
-
-def ensure_slurm() -> None:
-    if subprocess.run(["/usr/bin/sinfo", "-h"], capture_output=True).returncode != 0:
-        subprocess.run(["bash", START], check=True)
-
-
-def clean_env() -> dict:
-    user = pwd.getpwuid(os.getuid())
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": user.pw_dir, "USER": user.pw_name,
-            "LOGNAME": user.pw_name, "LANG": "C", "SHELL": "/bin/bash"}
 
 
 def slurm_runner(cwd: str) -> Runner:
@@ -296,26 +277,9 @@ def record(case: dict) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", help="record only these cases (others are kept)")
-    args = parser.parse_args()
+    only = only_arg(__doc__)
     ensure_slurm()
-    cases = load_cases()
-    existing = {}
-    if args.only and os.path.exists(OUT):
-        existing = {r["name"]: r for r in json.load(open(OUT))}
-    results = []
-    for case in cases:
-        if args.only and case["name"] not in args.only:
-            if case["name"] in existing:
-                results.append(existing[case["name"]])
-            continue
-        started = time.monotonic()
-        results.append(record(case))
-        print(f"{case['name']}: {time.monotonic() - started:.1f} s", file=sys.stderr)
-    with open(OUT, "w") as handle:
-        json.dump(results, handle, indent=1, sort_keys=True, ensure_ascii=False)
-        handle.write("\n")
+    record_cases(load_cases(), OUT, only, record, lambda result, seconds: f"{seconds:.1f} s")
 
 
 if __name__ == "__main__":

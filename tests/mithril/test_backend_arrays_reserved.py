@@ -6,118 +6,18 @@ emulated API in this process, its instances real SSH servers on loopback.
 
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 
-import pytest
-
-from sflow.mithril import sshhost
-from sflow.mithril.emulator import start_emulator
+from mithril_harness import REGION, site_fixture, slurm_conf
 from sflow.mithril.emulator.market import LIVE_BID
-from sflow.queue import bids, store
 
-BIN = os.path.dirname(sys.executable)
-REGION = "us-central1-a"
 KEY = "fkey_arrays_reserved_0123"
-CONF = """\
-ClusterName=e2e
-NodeName=node1 CPUs=2 RealMemory=2000
-PartitionName=debug Nodes=node1 Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Backend=mithril MaxTime=INFINITE State=UP
-"""
+CONF = slurm_conf("e2e", gpu_max_time="INFINITE")
 OVER = ("PENDING", "RUNNING", "COMPLETING")
 
 
-class Site:
-    def __init__(self, emu, home: str, work: str, env: dict):
-        self.emu, self.home, self.work, self.env = emu, home, work, env
-
-    def run(self, *argv: str, timeout: float = 60):
-        import subprocess
-
-        return subprocess.run(list(argv), cwd=self.work, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def sbatch(self, script: str, name: str) -> int:
-        with open(os.path.join(self.work, name), "w") as handle:
-            handle.write(script)
-        done = self.run("sbatch", "--parsable", name)
-        assert done.returncode == 0, done.stderr
-        return int(done.stdout.strip().split(";")[0])
-
-    def jobs(self, job_id: int):
-        return store.read_jobs(self.home, job_ids=[job_id])
-
-    def wait(self, job_id: int, test, timeout: float = 30.0, what: str = ""):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            records = self.jobs(job_id)
-            if records and test(records):
-                return records
-            time.sleep(0.05)
-        raise AssertionError(f"job {job_id} never {what}: {[(r.job_id, r.state, r.reason) for r in self.jobs(job_id)]}"
-                             f"\n{self.log()}")
-
-    def log(self) -> str:
-        with open(os.path.join(self.home, "controller.log")) as handle:
-            return handle.read()[-4000:]
-
-    def rows(self):
-        conn = store.reader(self.home)
-        try:
-            return bids.read(conn)
-        finally:
-            conn.close()
-
-    def settled(self, job_ids, timeout: float = 20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rows = [r for r in self.rows() if r.job_id in job_ids]
-            if rows and all(r.ended is not None for r in rows):
-                return rows
-            time.sleep(0.05)
-        raise AssertionError(f"still live: {[r for r in self.rows() if r.job_id in job_ids and r.ended is None]}")
-
-    def read(self, name: str) -> str:
-        with open(os.path.join(self.work, name)) as handle:
-            return handle.read()
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mithril-arrays")
-    home, work = root / "home", root / "work"
-    home.mkdir()
-    work.mkdir()
-    conf = root / "slurm.conf"
-    conf.write_text(CONF)
-    saved = os.environ.get("SFLOW_HOME")
-    os.environ["SFLOW_HOME"] = str(home)  # the emulated instances keep their homes under it
-    emu = start_emulator(tick=0.2, startup=0.3, notice=5.0, api_key=KEY, host_factory=sshhost.host_factory)
-    env = {**os.environ, "SFLOW_HOME": str(home), "SFLOW_CONF": str(conf),
-           "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "SFLOW_CONTROLLER_IDLE": "60",
-           "SFLOW_CONFIG": str(root / "no-config.toml"), "MITHRIL_API_URL": emu.url, "MITHRIL_API_KEY": KEY,
-           "SFLOW_MITHRIL_POLL": "0.2", "SFLOW_REMOTE_POLL": "0.2", "SFLOW_REQUEUE_DELAY": "0",
-           "SFLOW_REMOTE_RECONNECT": "3"}
-    for name in [n for n in env if n.startswith(("SLURM_", "SBATCH_"))]:
-        del env[name]
-    s = Site(emu, str(home), str(work), env)
-    yield s
-    from sflow.queue import client
-
-    try:
-        s.run("scancel", "-u", os.environ.get("USER") or "root", timeout=30)
-        time.sleep(0.5)
-        client.call(str(home), "shutdown", start=False)
-    except Exception:
-        pass
-    emu.close()
-    if saved is None:
-        os.environ.pop("SFLOW_HOME", None)
-    else:
-        os.environ["SFLOW_HOME"] = saved
+site = site_fixture("mithril-arrays", CONF, KEY)
 
 
 class LiveBids(threading.Thread):
@@ -153,8 +53,8 @@ def test_array_tasks_bid_one_by_one_within_the_throttle(site):
 echo "task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_JOB_ID ($SLURM_ARRAY_TASK_COUNT) job $SLURM_JOB_ID"
 sleep 0.5
 """, "array.sh")
-        records = site.wait(array_id, lambda rs: len(rs) == 4 and all(r.state not in OVER for r in rs),
-                            timeout=40, what="ran every task")
+        records = site.wait_jobs(array_id, lambda rs: len(rs) == 4 and all(r.state not in OVER for r in rs),
+                                 timeout=40, what="ran every task")
     finally:
         most = watcher.stop()
     assert sorted(r.array_task_id for r in records) == [0, 1, 2, 3]
@@ -164,7 +64,7 @@ sleep 0.5
         out = site.read(f"slurm-{array_id}_{rec.array_task_id}.out")
         assert out == f"task {rec.array_task_id} of {array_id} (4) job {rec.job_id}\n"
         assert rec.nodelist == f"sflow-{array_id}_{rec.array_task_id}-0"
-    rows = site.settled({r.job_id for r in records})
+    rows = site.settled(*{r.job_id for r in records}, timeout=20)
     assert sorted(r.plan["task"] for r in rows) == [0, 1, 2, 3]
     assert {(r.job_id, r.plan["task"]) for r in rows} == {(r.job_id, r.array_task_id) for r in records}
     assert all(r.outcome == "COMPLETED" and r.cost_cents > 0 for r in rows)
@@ -183,9 +83,9 @@ def test_reserved_job_runs_on_its_reservation_and_costs_its_price(site):
 #SFLOW --reserved --region={REGION}
 echo "reserved on $SLURMD_NODENAME with $SLURM_JOB_NUM_NODES node"
 """, "reserved.sh")
-    (rec,) = site.wait(job_id, lambda rs: rs[0].state not in OVER, what="ended")
+    (rec,) = site.wait_jobs(job_id, lambda rs: rs[0].state not in OVER, what="ended")
     assert rec.state == "COMPLETED", site.read(f"res-{job_id}.out") + site.log()
-    (row,) = site.settled({job_id})
+    (row,) = site.settled(job_id, timeout=20)
     assert row.plan["capacity"] == "reserved" and row.plan["hours"] == 3
     assert row.bid_id.startswith("res_") and row.status == "Released" and row.outcome == "COMPLETED"
     with site.emu.service.lock:
@@ -211,7 +111,7 @@ def test_cancel_while_the_reservation_is_pending(site):
 #SFLOW --reserved --region={REGION}
 echo never
 """, "later.sh")
-    (rec,) = site.wait(job_id, lambda rs: " from " in rs[0].reason, what="waited for its window")
+    (rec,) = site.wait_jobs(job_id, lambda rs: " from " in rs[0].reason, what="waited for its window")
     assert rec.state == "PENDING"
     assert rec.reason.startswith(f"ReservationPending: 1 x 4xa100 in {REGION} for 3 hours from "), rec.reason
     shown = site.run("squeue", "-h", "-j", str(job_id), "-o", "%R").stdout.strip()
@@ -220,9 +120,9 @@ echo never
     with site.emu.service.lock:
         assert site.emu.market.reservations[row.bid_id].status == "Pending"
     assert site.run("scancel", str(job_id)).returncode == 0
-    site.wait(job_id, lambda rs: rs[0].state == "CANCELLED", what="cancelled")
+    site.wait_jobs(job_id, lambda rs: rs[0].state == "CANCELLED", what="cancelled")
     # Paid for up front and not cancellable: its instances are given back once its window begins.
-    (row,) = site.settled({job_id}, timeout=20)
+    (row,) = site.settled(job_id, timeout=20)
     assert row.outcome == "CANCELLED" and row.started is None and row.status == "Released"
     with site.emu.service.lock:
         res = site.emu.market.reservations[row.bid_id]

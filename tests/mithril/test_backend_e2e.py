@@ -1,126 +1,23 @@
 """Mithril end to end: the real shims and controller, the emulated API, emulated instances on loopback.
 
-The emulator runs in this process with a fast auction and SSH hosts for its
-instances (each one a real SSH server with its own home, on 127.0.0.1); the
-controller, started by the first shim, reaches it through MITHRIL_API_URL.
+The harness is mithril_harness.py: the emulator runs in this process with a
+fast auction and a real SSH server per instance on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
-import pytest
+from mithril_harness import REGION, site_fixture, slurm_conf
+from sflow.queue import store
 
-from sflow.mithril import sshhost
-from sflow.mithril.emulator import start_emulator
-from sflow.queue import bids, store
-
-BIN = os.path.dirname(sys.executable)
-REGION = "us-central1-a"
 KEY = "fkey_e2e_5ecret_value_42"
-CONF = """\
-ClusterName=e2e
-NodeName=node1 CPUs=2 RealMemory=2000
-PartitionName=debug Nodes=node1 Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Backend=mithril MaxTime=60 State=UP
-"""
+CONF = slurm_conf("e2e")
 
 
-class Site:
-    def __init__(self, emu, home: str, work: str, env: dict):
-        self.emu, self.home, self.work, self.env = emu, home, work, env
-
-    def run(self, *argv: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), cwd=self.work, env=self.env, input=input, capture_output=True, text=True,
-                              timeout=timeout)
-
-    def sbatch(self, script: str, name: str = "job.sh") -> int:
-        path = os.path.join(self.work, name)
-        with open(path, "w") as handle:
-            handle.write(script)
-        done = self.run("sbatch", "--parsable", name)
-        assert done.returncode == 0, done.stderr
-        return int(done.stdout.strip())
-
-    def job(self, job_id: int):
-        return store.read_jobs(self.home, "job_id = ?", (job_id,))[0]
-
-    def wait(self, job_id: int, test, timeout: float = 40.0, what: str = ""):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rec = self.job(job_id)
-            if test(rec):
-                return rec
-            time.sleep(0.05)
-        rec = self.job(job_id)
-        raise AssertionError(f"job {job_id} never {what}: state {rec.state}, reason {rec.reason}\n"
-                             f"{self.log()}")
-
-    def log(self) -> str:
-        with open(os.path.join(self.home, "controller.log")) as handle:
-            return handle.read()[-4000:]
-
-    def bids(self, job_id: int):
-        return bids.of_job(self.home, job_id)
-
-    def settled(self, job_id: int, timeout: float = 15.0):
-        """The job's bid records once every deletion is confirmed (the job record has its final cost)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            rows = self.bids(job_id)
-            if rows and all(r.ended is not None for r in rows):
-                return rows
-            time.sleep(0.05)
-        raise AssertionError(f"bids of job {job_id} still live: {self.bids(job_id)}")
-
-    def market_bid(self, bid_id: str):
-        with self.emu.service.lock:
-            return self.emu.market.bids[bid_id]
-
-    def demand(self, price: str, quantity: int) -> None:
-        """Other users' bids for the 8xh100 pool, from now on."""
-        with self.emu.service.lock:
-            self.emu.service.script({"region": REGION, "instance_type": "8xh100",
-                                     "demand": [[0, price, quantity]]}, self.emu.service.clock())
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mithril-e2e")
-    home, work = root / "home", root / "work"
-    home.mkdir()
-    work.mkdir()
-    conf = root / "slurm.conf"
-    conf.write_text(CONF)
-    saved = os.environ.get("SFLOW_HOME")
-    os.environ["SFLOW_HOME"] = str(home)  # the emulated instances keep their homes under it
-    emu = start_emulator(tick=0.2, startup=0.3, notice=5.0, api_key=KEY, host_factory=sshhost.host_factory)
-    env = {**os.environ, "SFLOW_HOME": str(home), "SFLOW_CONF": str(conf),
-           "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "SFLOW_CONTROLLER_IDLE": "60",
-           "SFLOW_CONFIG": str(root / "no-config.toml"), "MITHRIL_API_URL": emu.url, "MITHRIL_API_KEY": KEY,
-           "SFLOW_MITHRIL_POLL": "0.2", "SFLOW_REMOTE_POLL": "0.2", "SFLOW_REQUEUE_DELAY": "0",
-           "SFLOW_REMOTE_RECONNECT": "3"}
-    for name in [n for n in env if n.startswith(("SLURM_", "SBATCH_"))]:
-        del env[name]
-    s = Site(emu, str(home), str(work), env)
-    yield s
-    from sflow.queue import client
-
-    try:
-        s.run("scancel", "-u", os.environ.get("USER") or "root", timeout=30)
-        time.sleep(0.5)
-        client.call(str(home), "shutdown", start=False)
-    except Exception:
-        pass
-    emu.close()
-    if saved is None:
-        os.environ.pop("SFLOW_HOME", None)
-    else:
-        os.environ["SFLOW_HOME"] = saved
+site = site_fixture("mithril-e2e", CONF, KEY)
 
 
 def test_refusals_and_plans_at_submission(site):
@@ -199,7 +96,7 @@ srun bash -c 'echo "task $SLURM_PROCID/$SLURM_NTASKS node $SLURMD_NODENAME id $S
 
 
 def test_cancel_while_the_bid_is_open_deletes_it(site):
-    site.demand("$30.00", 32)  # every 8xh100 in the region is taken
+    site.demand(("$30.00", 32))  # every 8xh100 in the region is taken
     try:
         job_id = site.sbatch(f"""#!/bin/sh
 #SBATCH -p gpu -N 2 --gpus-per-node=h100:8 -t 5 -o /dev/null
@@ -219,11 +116,11 @@ echo never
         assert site.market_bid(row.bid_id).status == "Terminated"
         assert row.outcome == "CANCELLED" and row.cost_cents == 0
     finally:
-        site.demand("$0.00", 0)
+        site.demand(("$0.00", 0))
 
 
 def test_a_controller_killed_before_recording_its_bid_does_not_bid_twice(site):
-    site.demand("$30.00", 32)
+    site.demand(("$30.00", 32))
     try:
         job_id = site.sbatch(f"""#!/bin/sh
 #SBATCH -p gpu -N 1 --gpus-per-node=h100:8 -t 5 -o /dev/null
@@ -250,7 +147,7 @@ true
         assert len(placed) == 1 and placed[0].status == "Terminated"
         site.run("scancel", str(job_id))
     finally:
-        site.demand("$0.00", 0)
+        site.demand(("$0.00", 0))
 
 
 def test_preempted_job_is_requeued_and_completes(site):
@@ -265,29 +162,18 @@ fi
 srun hostname >/dev/null
 echo done
 """, name="pre.sh")
-    out_path = os.path.join(site.work, f"pre-{job_id}.out")
-
-    def output() -> str:
-        try:
-            with open(out_path) as handle:
-                return handle.read()
-        except OSError:
-            return ""
-
-    deadline = time.monotonic() + 40
-    while "start restart=0" not in output() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "start restart=0" in output(), site.log()
-    site.demand("$20.00", 31)  # outbid: 31 of 32 go to others, our 2 no longer fit
+    out = f"pre-{job_id}.out"
+    assert "start restart=0" in site.wait_output(out, "start restart=0"), site.log()
+    site.demand(("$20.00", 31))  # outbid: 31 of 32 go to others, our 2 no longer fit
     try:
         rec = site.wait(job_id, lambda r: r.restart_count == 1, what="requeued")
         assert rec.state in ("PENDING", "RUNNING")
         rec = site.wait(job_id, lambda r: r.reason.startswith("BidOpen"), what="waited for a new bid")
         assert rec.restart_count == 1
     finally:
-        site.demand("$0.00", 0)
+        site.demand(("$0.00", 0))
     site.wait(job_id, lambda r: r.state == "COMPLETED", what="completed")
-    text = output()
+    text = site.output(out)
     assert "got TERM" in text and "DUE TO PREEMPTION ***" in text
     assert "start restart=1" in text and text.endswith("done\n"), text
     first, second = site.settled(job_id)
@@ -306,19 +192,8 @@ trap 'echo "got USR1"' USR1
 echo started
 while :; do sleep 0.1; done
 """, name="run.sh")
-    out_path = os.path.join(site.work, f"run-{job_id}.out")
-
-    def output() -> str:
-        try:
-            with open(out_path) as handle:
-                return handle.read()
-        except OSError:
-            return ""
-
-    deadline = time.monotonic() + 40
-    while "started" not in output() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "started" in output(), site.log()
+    out = f"run-{job_id}.out"
+    assert "started" in site.wait_output(out, "started"), site.log()
     assert site.job(job_id).partition == "debug" and site.job(job_id).backend == "mithril"
     with open(os.path.join(site.home, "ctl.pid")) as handle:
         os.kill(int(handle.read()), signal.SIGKILL)
@@ -328,16 +203,13 @@ while :; do sleep 0.1; done
     os.kill(agent, 0)  # the job's agent outlives its controller
     # The next command starts a controller, which adopts the agent; -b reaches the batch shell only.
     assert site.run("scancel", "-b", "-s", "USR1", str(job_id)).returncode == 0
-    deadline = time.monotonic() + 20
-    while "got USR1" not in output() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "got USR1" in output()
+    assert "got USR1" in site.wait_output(out, "got USR1", timeout=20)
     assert site.job(job_id).state == "RUNNING"
     assert site.run("scancel", str(job_id)).returncode == 0
     rec = site.wait(job_id, lambda r: r.state == "CANCELLED", what="cancelled")
     assert rec.exit_signal == signal.SIGTERM
     (row,) = site.settled(job_id)
     assert site.market_bid(row.bid_id).status == "Terminated"
-    assert "CANCELLED AT" in output()
+    assert "CANCELLED AT" in site.output(out)
     assert row.outcome == "CANCELLED" and row.cost_cents > 0
     assert site.job(job_id).cost_cents == int(row.cost_cents + 0.5)

@@ -13,25 +13,16 @@ import os
 import random
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 
-from sflow.mithril import sshhost
-from sflow.mithril.emulator import start_emulator
+from mithril_harness import REGION, open_site, slurm_conf
 from sflow.queue import bids, store
 
-BIN = os.path.dirname(sys.executable)
-REGION = "us-central1-a"
 KEY = "fkey_soak_5ecret_value_77"
 SEED = 20240611
-CONF = """\
-ClusterName=soak
-NodeName=node1 CPUs=2 RealMemory=2000
-PartitionName=debug Nodes=node1 Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Backend=mithril MaxTime=60 State=UP
-"""
+CONF = slurm_conf("soak")
 LOW_LIMIT = "$9.00"  # below the competing demand: preempted while it stands
 DEMAND_CENTS = 1000  # $10.00: above the reserve ($8.00), below every default limit ($12.00 and up)
 CAPACITY = 32  # 8xh100 in us-central1-a
@@ -93,61 +84,23 @@ def demand_windows(rng: random.Random, start: float) -> list[tuple[float, float]
 
 @pytest.fixture
 def soak(tmp_path):
-    home, work = tmp_path / "home", tmp_path / "work"
-    home.mkdir()
-    work.mkdir()
-    conf = tmp_path / "slurm.conf"
-    conf.write_text(CONF)
-    saved = os.environ.get("SFLOW_HOME")
-    os.environ["SFLOW_HOME"] = str(home)  # the emulated instances keep their homes under it
-    emu = start_emulator(tick=0.2, startup=0.3, notice=2.0, api_key=KEY, host_factory=sshhost.host_factory,
-                         fault_rate=0.2, seed=SEED, slow_seconds=0.3, retry_after=1)
-    env = {**os.environ, "SFLOW_HOME": str(home), "SFLOW_CONF": str(conf),
-           "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "SFLOW_CONTROLLER_IDLE": "60",
-           "SFLOW_CONFIG": str(tmp_path / "no-config.toml"), "MITHRIL_API_URL": emu.url, "MITHRIL_API_KEY": KEY,
-           "SFLOW_MITHRIL_POLL": "0.2", "SFLOW_REMOTE_POLL": "0.2", "SFLOW_REQUEUE_DELAY": "0",
-           "SFLOW_REMOTE_RECONNECT": "5", "SFLOW_REMOTE_CONNECT": "30"}
-    for name in [n for n in env if n.startswith(("SLURM_", "SBATCH_"))]:
-        del env[name]
-    yield emu, str(home), str(work), env
-    from sflow.queue import client
-
-    try:
-        subprocess.run(["scancel", "-u", os.environ.get("USER") or "root"], env=env, capture_output=True,
-                       timeout=30)
-        time.sleep(0.5)
-        client.call(str(home), "shutdown", start=False)
-    except Exception:
-        pass
-    emu.close()
-    if saved is None:
-        os.environ.pop("SFLOW_HOME", None)
-    else:
-        os.environ["SFLOW_HOME"] = saved
+    # An API that fails a fifth of its calls, slowly at times; shorter notice, longer SSH patience.
+    with open_site(tmp_path, CONF, KEY, notice=2.0, fault_rate=0.2, seed=SEED, slow_seconds=0.3, retry_after=1,
+                   env={"SFLOW_REMOTE_RECONNECT": "5", "SFLOW_REMOTE_CONNECT": "30"}) as site:
+        yield site
 
 
 def test_fifty_jobs_under_faults_and_preemption(soak):
-    emu, home, work, env = soak
+    emu, home, work, run = soak.emu, soak.home, soak.work, soak.run
     rng = random.Random(SEED)
     plan = job_plan(rng)
     t0 = time.monotonic()
 
-    def run(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), cwd=work, env=env, capture_output=True, text=True, timeout=60)
-
     def output(job_id: int) -> str:
-        try:
-            with open(os.path.join(work, f"out-{job_id}.txt")) as handle:
-                return handle.read()
-        except OSError:
-            return ""
+        return soak.output(f"out-{job_id}.txt")
 
     def log() -> str:
-        try:
-            with open(os.path.join(home, "controller.log")) as handle:
-                return handle.read()[-6000:]
-        except OSError:
-            return ""
+        return soak.log(6000)
 
     with emu.service.lock:
         now = emu.service.clock()

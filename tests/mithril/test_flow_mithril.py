@@ -13,96 +13,23 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import asyncssh
 import pytest
 
-from sflow.mithril import sshhost, startup
-from sflow.mithril.emulator import start_emulator
-from sflow.queue import bids, store
+from mithril_harness import REGION, site_fixture, slurm_conf
+from sflow.mithril import startup
+from sflow.queue import bids
 from sflow.queue.bids import BidRow
 from sflow.records import JobRecord
 
-BIN = os.path.dirname(sys.executable)
-REGION = "us-central1-a"
 KEY = "fkey_flow_5ecret_value_7"
-CONF = """\
-ClusterName=flowtest
-NodeName=node1 CPUs=2 RealMemory=2000
-PartitionName=debug Nodes=node1 Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Backend=mithril MaxTime=60 State=UP
-"""
+CONF = slurm_conf("flowtest")
 
 
-class Site:
-    def __init__(self, emu, home: str, work: str, env: dict):
-        self.emu, self.home, self.work, self.env = emu, home, work, env
-
-    def run(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), cwd=self.work, env=self.env, capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def start(self, *argv: str) -> subprocess.Popen:
-        return subprocess.Popen(list(argv), cwd=self.work, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-
-    def job(self, job_id: int):
-        return store.read_jobs(self.home, "job_id = ?", (job_id,))[0]
-
-    def log(self) -> str:
-        try:
-            with open(os.path.join(self.home, "controller.log")) as handle:
-                return handle.read()[-3000:]
-        except OSError:
-            return ""
-
-    def market_bid(self, bid_id: str):
-        with self.emu.service.lock:
-            return self.emu.market.bids[bid_id]
-
-    def demand(self, *steps: tuple[str, int]) -> None:
-        """Other users' bids for the 8xh100 pool, from now on."""
-        with self.emu.service.lock:
-            self.emu.service.script({"region": REGION, "instance_type": "8xh100",
-                                     "demand": [[0, price, quantity] for price, quantity in steps]},
-                                    self.emu.service.clock())
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flow-mithril")
-    home, work = root / "home", root / "work"
-    home.mkdir()
-    work.mkdir()
-    conf = root / "slurm.conf"
-    conf.write_text(CONF)
-    saved = os.environ.get("SFLOW_HOME")
-    os.environ["SFLOW_HOME"] = str(home)  # the emulated instances keep their homes under it
-    emu = start_emulator(tick=0.2, startup=0.3, notice=5.0, api_key=KEY, host_factory=sshhost.host_factory)
-    env = {**os.environ, "SFLOW_HOME": str(home), "SFLOW_CONF": str(conf),
-           "PATH": BIN + os.pathsep + os.environ.get("PATH", ""), "SFLOW_CONTROLLER_IDLE": "60",
-           "SFLOW_CONFIG": str(root / "no-config.toml"), "MITHRIL_API_URL": emu.url, "MITHRIL_API_KEY": KEY,
-           "SFLOW_MITHRIL_POLL": "0.2", "SFLOW_REMOTE_POLL": "0.2", "SFLOW_REQUEUE_DELAY": "0",
-           "SFLOW_REMOTE_RECONNECT": "3"}
-    for name in [n for n in env if n.startswith(("SLURM_", "SBATCH_", "SFLOW_BACKEND", "SFLOW_MITHRIL_INSTALL"))]:
-        del env[name]
-    s = Site(emu, str(home), str(work), env)
-    yield s
-    from sflow.queue import client
-
-    try:
-        s.run("scancel", "-u", os.environ.get("USER") or "root", timeout=30)
-        time.sleep(0.5)
-        client.call(str(home), "shutdown", start=False)
-    except Exception:
-        pass
-    emu.close()
-    if saved is None:
-        os.environ.pop("SFLOW_HOME", None)
-    else:
-        os.environ["SFLOW_HOME"] = saved
+site = site_fixture("flow-mithril", CONF, KEY, drop=("SFLOW_BACKEND", "SFLOW_MITHRIL_INSTALL"),
+                    stdin=subprocess.DEVNULL)
 
 
 def _flow_lines(stderr: str) -> list[str]:
