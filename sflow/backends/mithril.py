@@ -120,6 +120,19 @@ class MithrilBackend(ReservedCapacity):
                  and (task is None or r.plan.get("task") == task)]
         return max(found, key=lambda r: r.created) if found else None
 
+    MARKET_GONE = ("STATUS_PREEMPTING", "STATUS_PREEMPTED", "STATUS_TERMINATED", "STATUS_STOPPING")
+
+    def lost_to_market(self, job) -> bool:
+        """The bid under ``job`` is being taken back (or its instances already were): the market's
+        doing, so a step that vanished with them was preempted, not a node failure."""
+        row = self.current(job.job_id)
+        if row is None:
+            return False
+        if row.status in ("Preempting", "Open"):
+            return True
+        mine = {n.instance for n in (job.alloc.nodes if job.alloc else []) if n.instance}
+        return any(i["fid"] in mine and i["status"] in self.MARKET_GONE for i in row.instances)
+
     def withdraw(self, job_id: int, task: int | None = None) -> None:
         """Delete the job's bids (one array task's, with ``task``): committed as "must delete" first, then
         asked of the worker."""

@@ -382,7 +382,7 @@ class Controller(JobLife, CloudLife, SocketServer):
             self.handle_line(conn, line)
         self.cloud_turn(now)
         self.poll_processes(now)
-        running_wake = self.check_running(now)
+        running_wake = min(self.check_running(now), self.market_verdicts(now))
         if (self.schedule_wanted or now >= self.plan_wake) and now >= self.schedule_not_before:
             self.schedule_wanted = False
             self.schedule(now)

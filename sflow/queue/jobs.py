@@ -35,6 +35,7 @@ class Job:
     end_state: str | None = None  # CANCELLED, TIMEOUT, REQUEUE, REQUEUE_HOLD, EXIT:<n>, PREEMPTED
     kill_at: float | None = None
     signal_done: bool = False
+    verdict_by: float | None = None  # a Mithril step vanished: preempted or node failure, decided by then
     pending_indices: list[int] | None = None  # an array's remainder
     expected_start: float | None = None
     begin_time: float | None = None  # not eligible before this (--begin, requeue delay)

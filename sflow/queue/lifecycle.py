@@ -151,6 +151,8 @@ class JobLife:
     def reap(self, job: Job) -> None:
         """The batch step is over: record how it ended."""
         status = launch.read_status(job.status_path)
+        if status is None and job.end_state is None and self._await_market(job):
+            return
         wrapper_signal = 0
         if job.popen is not None and job.popen.returncode is not None and job.popen.returncode < 0:
             wrapper_signal = -job.popen.returncode
@@ -174,6 +176,35 @@ class JobLife:
             self.node_fail(job)
         else:
             self.finish(job, "COMPLETED" if exit_code == 0 and sig == 0 else "FAILED", exit_code, sig)
+
+    def _await_market(self, job: Job) -> bool:
+        """A Mithril step that vanished without a status (its SSH link dropped): if the market took
+        the instances back it was preempted, not a node failure; but the worker's next look at the
+        bid may not have come yet. Wait for it (two polls, bounded) before deciding."""
+        if job.rec.backend != "mithril":
+            return False
+        backend = self.cloud()
+        if backend.lost_to_market(job):
+            job.end_state = "PREEMPTED"
+            self.after_commit.append(lambda: self.note_in_output(job, " DUE TO PREEMPTION"))
+            return False
+        now = time.time()
+        if job.verdict_by is None:
+            job.verdict_by = now + 2 * backend.settings.poll_seconds + 1.0
+            self.unwatch(job)  # the process is gone: only the market's answer is awaited
+            return True
+        return now < job.verdict_by
+
+    def market_verdicts(self, now: float) -> float:
+        """Decide the vanished Mithril steps whose bids were looked at since; the next deadline."""
+        wake = FOREVER
+        for job in [j for j in self.jobs.values() if j.verdict_by is not None and j.launch == "launched"]:
+            if self.cloud().lost_to_market(job) or now >= job.verdict_by:
+                self.reap(job)
+                job.verdict_by = None
+            else:
+                wake = min(wake, job.verdict_by)
+        return wake
 
     def node_fail(self, job: Job) -> None:
         """The batch step vanished without a status: SLURM's node failure, requeued when allowed."""
@@ -329,7 +360,7 @@ class JobLife:
         """Time limits, ``--signal`` and KillWait; the next time one is due."""
         wake = FOREVER
         for job in list(self.jobs.values()):
-            if job.rec.state not in RUNNING_STATES or job.launch != "launched":
+            if job.rec.state not in RUNNING_STATES or job.launch != "launched" or job.verdict_by is not None:
                 continue
             if job.kill_at is not None:
                 if now >= job.kill_at:
