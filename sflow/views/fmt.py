@@ -7,12 +7,11 @@ no width means the value as it is.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 from sflow._resources import load_compat_table
-
-_SPEC = re.compile(r"%(\.)?(\d*)([A-Za-z])")
 
 
 @dataclass(frozen=True)
@@ -100,3 +99,26 @@ def render_rows(prefix: str, fields: list[Field], rows: list[list[str]], headers
 @lru_cache(maxsize=None)
 def load_table(name: str) -> list[dict]:
     return load_compat_table(name)["field"]
+
+
+def iso_time(value: float | None, missing: str = "Unknown") -> str:
+    """A timestamp as SLURM prints it (local time, no zone), or ``missing`` when unset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else missing
+
+
+def job_id_display(job) -> str:
+    """The id squeue, sacct and scontrol show: ``123``, ``123_4`` or ``123_[5-9]``."""
+    if job.array_job_id is None or job.array_task_str == "":  # "": every index cancelled
+        return str(job.job_id)
+    if job.array_task_id is None:
+        return f"{job.array_job_id}_[{job.array_task_str}]"
+    return f"{job.array_job_id}_{job.array_task_id}"
+
+
+def group_name(gid: int) -> str:
+    try:
+        import grp
+
+        return grp.getgrgid(gid).gr_name
+    except (ImportError, KeyError):
+        return str(gid)

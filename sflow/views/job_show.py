@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from sflow.records import INFINITE, JobRecord
+from sflow.views.fmt import group_name, iso_time
 
 # Keys per printed line, as scontrol 22.05 groups them.
 LINES = [
@@ -36,10 +37,6 @@ LINES = [
     ["StdOut"],
     ["Power"],
 ]
-
-
-def _iso(value: float | None, missing: str = "Unknown") -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else missing
 
 
 def _tres(job: JobRecord, node_memory_mb: int | None) -> str:
@@ -75,7 +72,7 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
         "ArrayTaskThrottle": str(job.array_max_tasks) if job.array_max_tasks else None,
         "JobName": job.name,
         "UserId": f"{job.user}({job.uid})",
-        "GroupId": f"{_group(job.gid)}({job.gid})",
+        "GroupId": f"{group_name(job.gid)}({job.gid})",
         "MCS_label": "N/A",
         "Priority": str(job.priority),
         "Nice": "0",
@@ -92,17 +89,17 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
         "RunTime": run_time,
         "TimeLimit": format_timelimit_scontrol(job.time_limit),
         "TimeMin": "N/A",
-        "SubmitTime": _iso(job.submit_time),
-        "EligibleTime": _iso(job.eligible_time),
-        "AccrueTime": _iso(job.eligible_time),
+        "SubmitTime": iso_time(job.submit_time),
+        "EligibleTime": iso_time(job.eligible_time),
+        "AccrueTime": iso_time(job.eligible_time),
         # A pending job waiting for its begin time is expected to start then.
-        "StartTime": _iso(job.start_time if running else
+        "StartTime": iso_time(job.start_time if running else
                           job.eligible_time if job.eligible_time and job.eligible_time > now else None),
-        "EndTime": _iso(end if running else None),
+        "EndTime": iso_time(end if running else None),
         "Deadline": "N/A",
         "SuspendTime": "None",
         "SecsPreSuspend": "0",
-        "LastSchedEval": _iso(job.start_time or job.submit_time),
+        "LastSchedEval": iso_time(job.start_time or job.submit_time),
         "Scheduler": "Main",
         "Partition": job.partition,
         "AllocNode:Sid": f"{host}:0",
@@ -139,15 +136,6 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
     if job.gres:
         fields["TresPerNode"] = job.gres
     return fields
-
-
-def _group(gid: int) -> str:
-    try:
-        import grp
-
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
-        return str(gid)
 
 
 def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | None = None,

@@ -6,22 +6,10 @@ import time
 from datetime import datetime
 
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
-from sflow.views.fmt import load_table
+from sflow.views.fmt import group_name, iso_time, job_id_display, load_table
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
 SHORT_STATES = {v: k for k, v in JOB_STATES.items()}
-
-
-def _iso(value: float | None, unknown: str = "Unknown") -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else unknown
-
-
-def _job_label(job: JobRecord) -> str:
-    if job.array_job_id is None or job.array_task_str == "":  # "": every index cancelled
-        return str(job.job_id)
-    if job.array_task_id is None:
-        return f"{job.array_job_id}_[{job.array_task_str}]"
-    return f"{job.array_job_id}_{job.array_task_id}"
 
 
 def _elapsed(start: float | None, end: float | None, now: float) -> int:
@@ -36,7 +24,7 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
 
     elapsed = _elapsed(job.start_time if job.state != "PENDING" else None, job.end_time, now)
     if name == "JobID":
-        return _job_label(job)
+        return job_id_display(job)
     if name == "JobIDRaw":
         return str(job.job_id)
     if name == "JobName":
@@ -68,11 +56,11 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
     if name == "CPUTimeRAW":
         return str(elapsed * job.num_cpus)
     if name == "Start":
-        return _iso(job.start_time if job.state != "PENDING" else None)
+        return iso_time(job.start_time if job.state != "PENDING" else None)
     if name == "End":
-        return _iso(job.end_time)
+        return iso_time(job.end_time)
     if name in ("Submit", "Eligible"):
-        return _iso(job.submit_time)
+        return iso_time(job.submit_time)
     if name == "NodeList":
         return job.nodelist or "None assigned"
     if name == "User":
@@ -80,7 +68,7 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
     if name == "UID":
         return str(job.uid)
     if name == "Group":
-        return _group(job.gid)
+        return group_name(job.gid)
     if name == "GID":
         return str(job.gid)
     if name == "WorkDir":
@@ -122,7 +110,7 @@ def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
 
     elapsed = _elapsed(step.start_time, step.end_time, now)
     if name == "JobID":
-        return f"{_job_label(job)}.{step.step_id}"
+        return f"{job_id_display(job)}.{step.step_id}"
     if name == "JobIDRaw":
         return f"{job.job_id}.{step.step_id}"
     if name == "JobName":
@@ -144,9 +132,9 @@ def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
     if name == "ElapsedRaw":
         return str(elapsed)
     if name in ("Start", "Submit", "Eligible"):
-        return _iso(step.start_time)
+        return iso_time(step.start_time)
     if name == "End":
-        return _iso(step.end_time)
+        return iso_time(step.end_time)
     if name == "NodeList":
         return step.nodelist
     if name == "Account":
@@ -164,15 +152,6 @@ def _in_accounting(job: JobRecord) -> bool:
     """slurmctld tells accounting of a job once it is eligible to start: a held job, or one
     waiting on a dependency, has no row until it becomes eligible or ends."""
     return job.state != "PENDING" or job.eligible_time is not None or job.restart_count > 0
-
-
-def _group(gid: int) -> str:
-    try:
-        import grp
-
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
-        return str(gid)
 
 
 def _parse_time(text: str) -> float:
@@ -244,8 +223,15 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
             for spec in raw.split(","):
                 job_text, dot, step = spec.partition(".")
                 parsed_spec = parse_job_spec(job_text)
-                if parsed_spec is None or (dot and not (step.isdigit() or step in ("batch", "extern"))):
+                if parsed_spec is None:
                     return "", f"sacct: fatal: Bad job/step specified: {spec}\n", 1
+                if dot and step not in ("batch", "extern"):
+                    # SLURM reads a step number's leading digits ("1x" is step 1) and names
+                    # only the job part when there are none.
+                    digits = step[:len(step) - len(step.lstrip("0123456789"))]
+                    if not digits:
+                        return "", f"sacct: fatal: Bad step specified: {job_text}\n", 1
+                    step = str(int(digits))
                 ids.append((*parsed_spec, step if dot else None))
         elif name == "state":
             for item in raw.split(","):

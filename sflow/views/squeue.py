@@ -6,7 +6,7 @@ import time
 
 from sflow.errors import SlurmError
 from sflow.records import FINISHED_STATES, INFINITE, JOB_STATES, JobRecord
-from sflow.views.fmt import Field, load_table, parse_name_format, parse_percent_format, render_rows
+from sflow.views.fmt import Field, group_name, iso_time, job_id_display, load_table, parse_name_format, parse_percent_format, render_rows
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
@@ -17,21 +17,13 @@ ACTIVE = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZ
 
 
 def _time(value: float | None) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else "N/A"
+    return iso_time(value, "N/A")
 
 
 def _used(job: JobRecord, now: float) -> int:
     if job.start_time is None or job.state == "PENDING":
         return 0
     return int((job.end_time or now) - job.start_time)
-
-
-def job_id_display(job: JobRecord) -> str:
-    if job.array_job_id is None or job.array_task_str == "":  # "": every index cancelled
-        return str(job.job_id)
-    if job.array_task_id is None:
-        return f"{job.array_job_id}_[{job.array_task_str}]"
-    return f"{job.array_job_id}_{job.array_task_id}"
 
 
 def _elapsed(seconds) -> str:
@@ -89,7 +81,7 @@ GETTERS = {
     "dependency": lambda job, now: job.dependency or "(null)",
     "comment": lambda job, now: job.comment or "(null)",
     "exec_host": _exec_host,
-    "group": lambda job, now: _group(job.gid),
+    "group": lambda job, now: group_name(job.gid),
     "oversubscribe": _const("OK"),
     "star": _const("*"),
     "sct": _const("*:*:*"),
@@ -120,15 +112,6 @@ def _first_node(nodelist: str) -> str:
     return expand_hostlist(nodelist)[0]
 
 
-def _group(gid: int) -> str:
-    try:
-        import grp
-
-        return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
-        return str(gid)
-
-
 def _expand_arrays(jobs: list[JobRecord], pending_indices) -> list[JobRecord]:
     """``-r``: one row per pending array element instead of ``123_[4-9]``."""
     out = []
@@ -157,17 +140,20 @@ STEP_FIELDS = {
 }
 
 
-def _steps_listing(jobs: list[JobRecord], fmt: str | None, header: bool, now: float, running_steps) -> str:
-    """``squeue -s``: the steps running now, by job then step (the batch step after numbered ones)."""
+def _steps_listing(jobs: list[JobRecord], fmt: str | None, header: bool, now: float,
+                   running_steps) -> tuple[str, str]:
+    """``squeue -s``: the steps running now, by job then step (the batch step after numbered ones),
+    and SLURM's complaint about each unknown specifier (printed as literal text)."""
     running = [j for j in jobs if j.state in ("RUNNING", "COMPLETING")]
     by_id = {j.job_id: j for j in running}
     found = [s for s in (running_steps(running) if running_steps else []) if s.job_id in by_id]
     found.sort(key=lambda s: (by_id[s.job_id].partition, s.job_id,
                               int(s.step_id) if s.step_id.isdigit() else 0xFFFFFFFB))
-    prefix, fields, _ = parse_percent_format(fmt or STEPS_FORMAT, STEP_FIELDS)
+    prefix, fields, bad = parse_percent_format(fmt or STEPS_FORMAT, STEP_FIELDS)
     getters = [STEP_FIELDS[f.key][1] for f in fields]
     rows = [[get(s, by_id[s.job_id], now) for get in getters] for s in found]
-    return render_rows(prefix, fields, rows, [STEP_FIELDS[f.key][0] for f in fields] if header else None)
+    warnings = "".join(f"squeue: error: Invalid job step format specification: {key}\n" for key in bad)
+    return render_rows(prefix, fields, rows, [STEP_FIELDS[f.key][0] for f in fields] if header else None), warnings
 
 
 def _default_order(job: JobRecord) -> tuple:
@@ -291,7 +277,7 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
             return "", "slurm_load_jobs error: Invalid job id specified\n", 1
         visible = wanted
     if steps:
-        return _steps_listing(visible, fmt, header, now, running_steps), "", 0
+        return (*_steps_listing(visible, fmt, header, now, running_steps), 0)
     rows = [j for j in visible if j.state in states
             and (not users or j.user in users) and (not names or j.name in names)
             and (not partitions or j.partition in partitions) and (not accounts or j.account in accounts)]
