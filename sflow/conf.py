@@ -547,33 +547,10 @@ def _make_partition(name: str, spec: dict[str, str], nodes: list[Node], nodesets
 
 
 def config_rows() -> list[dict]:
-    """compat/scontrol_config.toml's rows: every key scontrol show config prints, in order.
+    """compat/scontrol_config.toml's rows: every key scontrol show config prints, in order."""
+    from sflow._resources import load_compat_table
 
-    Kept in the cache as well (as the cluster is): tomllib costs 4 ms, and
-    the defaults are needed even for the built-in cluster.
-    """
-    import marshal
-
-    from sflow._resources import COMPAT_DIR
-
-    source = os.path.join(COMPAT_DIR, "scontrol_config.toml")
-    stamp = _stamp(source)
-    cache = os.path.join(sflow_home(), "cache", "scontrol_config.bin")
-    try:
-        with open(cache, "rb") as handle:
-            saved = marshal.load(handle)
-        if saved["stamp"] == stamp:
-            return saved["rows"]
-    except (OSError, ValueError, TypeError, KeyError, EOFError):
-        pass
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    with open(source, "rb") as handle:
-        rows = tomllib.load(handle)["key"]
-    _write_atomic(cache, marshal.dumps({"stamp": stamp, "rows": rows}))
-    return rows
+    return load_compat_table("scontrol_config.toml")["key"]
 
 
 def _config_table() -> dict[str, dict]:

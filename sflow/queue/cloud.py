@@ -17,7 +17,6 @@ its worker thread wakes the controller's loop through a pipe, and each turn
 from __future__ import annotations
 
 import selectors
-import signal as _signal
 import sys
 
 from sflow.queue import launch
@@ -29,7 +28,7 @@ class Deferred(Exception):
 
 class CloudLife:
     mithril = None  # the MithrilBackend, once needed
-    deferred: list = []  # (conn, message): submissions waiting for the market
+    deferred: list  # (conn, message): submissions waiting for the market (set by Controller)
 
     def cloud(self):
         if self.mithril is None:
@@ -79,8 +78,6 @@ class CloudLife:
     # ------------------------------------------------------------ submissions waiting for the market
 
     def defer(self, conn, message: dict) -> None:
-        if not self.deferred:
-            self.deferred = []
         self.deferred.append((conn, message))
         conn.deferred += 1
 
@@ -164,11 +161,7 @@ class CloudLife:
             number = request.signal.number
             self.after_commit.append(lambda: launch.signal_job(pgid, number, mode))
         else:
-            def terminate() -> None:
-                launch.signal_job(pgid, _signal.SIGCONT)
-                launch.signal_job(pgid, _signal.SIGTERM)
-
-            self.after_commit.append(terminate)
+            self.after_commit.append(lambda: launch.terminate(pgid))
 
     def preempted(self, job, exit_code: int, sig: int) -> None:
         """A preempted run is over (its resources already released): requeued, or PREEMPTED."""

@@ -123,16 +123,22 @@ class Controller(JobLife, CloudLife, SocketServer):
             return
         self.cluster = cluster
         self.conf_stamp = stamp
-        self.backend = LocalBackend(cluster, self.home)
+        self._rebuild_backend()
         for job in self.jobs.values():
-            if job.alloc is not None and job.rec.backend != "mithril":
-                self.backend.restore(job.alloc)
             job.never_reason = None
         self.scheduler = Scheduler(cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
         for job in self.jobs.values():
             if job.rec.state == "PENDING":
                 self.check_never(job)
         self.schedule_wanted = True
+
+    def _rebuild_backend(self) -> None:
+        """A fresh local backend holding what the running local jobs hold (a Mithril job's
+        nodes are its bids, which the Mithril backend keeps)."""
+        self.backend = LocalBackend(self.cluster, self.home)
+        for job in self.jobs.values():
+            if job.alloc is not None and job.rec.backend != "mithril":
+                self.backend.restore(job.alloc)
 
     # ------------------------------------------------------------------ store
 
@@ -305,10 +311,7 @@ class Controller(JobLife, CloudLife, SocketServer):
             if job_id not in fresh:
                 self.unwatch(old)
         self.jobs = fresh
-        self.backend = LocalBackend(self.cluster, self.home)
-        for job in fresh.values():
-            if job.alloc is not None and job.rec.backend != "mithril":
-                self.backend.restore(job.alloc)
+        self._rebuild_backend()
         self.scheduler.backend = self.backend
         self.cloud_resync()
         for job in fresh.values():

@@ -153,6 +153,12 @@ def step_pids(pgid: int | None, step_id: int) -> list[int]:
     return found
 
 
+def terminate(pgid: int) -> None:
+    """SIGCONT then SIGTERM to the whole job, as slurmstepd ends one (SIGKILL comes after KillWait)."""
+    signal_job(pgid, _signal.SIGCONT)
+    signal_job(pgid, _signal.SIGTERM)
+
+
 def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
     """Deliver ``signum``: ``all`` the job's processes, ``batch`` the batch shell only,
     ``steps`` the srun steps only. False if nothing was there to signal."""

@@ -18,7 +18,7 @@ import traceback
 from sflow.queue import launch, paths, store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.scheduler import FOREVER
-from sflow.records import JobRecord, StepRecord
+from sflow.records import StepRecord
 
 RUNNING_STATES = ("RUNNING", "COMPLETING")
 POLL_SECONDS = 1.0  # liveness checks for processes no pidfd watches
@@ -32,28 +32,16 @@ class JobLife:
 
     def start_jobs(self, plan) -> None:
         """Turn the plan's starts into committed intents (resources taken, state RUNNING)."""
-        from sflow.slurm.values import format_array
+        from sflow.queue.ops import split_element
 
         now = time.time()
         for job, index, alloc in plan.starts:
             task = job
-            if index is not None:
-                rest = [i for i in job.pending_indices or [] if i != index]
-                if rest:
-                    self.write()
-                    task_id = store.next_job_id(self.conn, self.cluster.first_job_id)
-                    rec = JobRecord(**{**job.rec.__dict__, "job_id": task_id, "array_task_id": index,
-                                       "array_task_str": None})
-                    task = Job(rec=rec, seq=job.seq, nice=job.nice, request=job.request, need=job.need)
+            if index is not None:  # the same split as scontrol's on one pending task
+                task = split_element(self, job, index)
+                if task is not job:
                     self.cloud_split_task(job, task)
-                    job.pending_indices = rest
-                    job.rec.array_task_str = format_array(rest, job.rec.array_max_tasks)
-                    self.save(job)
-                else:
-                    job.rec.array_task_id = index
-                    job.rec.array_task_str = None
-                    job.pending_indices = None
-                self._task_paths(task)
+                    self.save(job)  # its bid cost follows the task
             alloc.job_id = task.job_id
             rec = task.rec
             rec.state, rec.reason = "RUNNING", "None"
@@ -68,11 +56,7 @@ class JobLife:
             task.end_state, task.kill_at, task.signal_done = None, None, False
             task.expected_start = None
             self.backend_for(task).restore(alloc)
-            if task is not job:
-                self.insert(task)
-                self.jobs[task.job_id] = task
-            else:
-                self.save(task)
+            self.save(task)
             self.to_launch.append(task)
 
     def _task_paths(self, task: Job) -> None:
@@ -322,13 +306,8 @@ class JobLife:
         if note is not None:
             self.after_commit.append(lambda: self.note_in_output(job, note))
         pgid = job.pgid
-
-        def signal() -> None:
-            launch.signal_job(pgid, _signal.SIGCONT)
-            launch.signal_job(pgid, _signal.SIGTERM)
-
         if pgid:
-            self.after_commit.append(signal)
+            self.after_commit.append(lambda: launch.terminate(pgid))
 
     def note_in_output(self, job: Job, why: str) -> None:
         """slurmstepd's line in the job's error file: ``*** JOB 12 ON node1 CANCELLED AT ... ***``."""

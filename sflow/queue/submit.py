@@ -73,14 +73,13 @@ def _default_backend() -> str:
 
 def _mithril_plan(ctl, request, msg: dict, limit: int):
     """The translator's plan for a Mithril job, or its refusal (raises ``Deferred`` without a market)."""
-    import time as _time
 
     from sflow.mithril.translate import plan
 
     if limit is not None and limit != request.time_limit:
         request = request.model_copy(update={"time_limit": limit})  # the partition's limit bounds the cost
     backend = ctl.cloud()
-    catalog = backend.catalog_for_submit(msg.get("env") or {}, _time.time())
+    catalog = backend.catalog_for_submit(msg.get("env") or {}, time.time())
     return plan(request, catalog, backend.settings.plan)
 
 
