@@ -153,31 +153,20 @@ class Reservations:
         body = {"project": self.worker.project(), "instance_type": spec["type_id"], "region": spec["region"],
                 "start_time": _utc(spec["start"]), "end_time": _utc(spec["start"] + spec["hours"] * 3600),
                 "instance_quantity": spec["quantity"], "name": spec["name"],
-                "launch_specification": self._launch()}
+                "launch_specification": self.worker._launch(self.worker.ssh_key())}  # the same as a bid's
         if spec.get("max_unit_cents") is not None:
             body["price_specification"] = {"max_unit_price": spec["max_unit_cents"]}
         return body
 
-    def _launch(self) -> dict:
-        """What the instances boot with: the same as a bid's."""
-        key = self.worker.ssh_key()
-        launch = getattr(self.worker, "_launch", None)
-        return launch(key) if launch is not None else {"volumes": [], "ssh_keys": [key]}
-
     def _create(self, key: str, spec: dict) -> None:
-        from sflow.mithril.worker import _permanent
+        from sflow.mithril.worker import _attempt_create
 
-        try:
-            reservation = self.worker.client().create_reservation(self._body(spec), idempotency_key=key)
-        except MithrilError as err:
-            permanent = _permanent(err)
-            if permanent:
-                self.creating.pop(key, None)
-            else:
-                self.creating[key] = spec
-            self.worker._report("res_create_failed", key, err.message, permanent)
+        reservation = _attempt_create(
+            self.creating, key, spec,
+            lambda: self.worker.client().create_reservation(self._body(spec), idempotency_key=key),
+            self.worker._report, "res_create_failed")
+        if reservation is None:
             return
-        self.creating.pop(key, None)
         self.watched[key] = reservation.fid
         self.worker._report("res_created", key, self._snapshot(reservation, []))
 

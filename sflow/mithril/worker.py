@@ -46,6 +46,23 @@ def _permanent(err: MithrilError) -> bool:
     return err.status in _PERMANENT_STATUSES
 
 
+def _attempt_create(creating: dict, key: str, spec: dict, make, report, failed: str):
+    """What ``make()`` created, or None: a transient failure leaves ``spec`` in ``creating`` (retried
+    each poll, with the same idempotency key), a permanent one drops it; either is reported as ``failed``."""
+    try:
+        made = make()
+    except MithrilError as err:
+        permanent = _permanent(err)
+        if permanent:
+            creating.pop(key, None)
+        else:
+            creating[key] = spec
+        report(failed, key, err.message, permanent)
+        return None
+    creating.pop(key, None)
+    return made
+
+
 class Worker:
     def __init__(self, home: str, settings, api_key: str | None, wake_fd: int):
         self.home = home
@@ -229,17 +246,11 @@ class Worker:
         return launch
 
     def _create(self, key: str, spec: dict) -> None:
-        try:
-            bid = self.client().create_bid(self._body(spec), idempotency_key=key)
-        except MithrilError as err:
-            permanent = _permanent(err)
-            if permanent:
-                self.creating.pop(key, None)
-            else:
-                self.creating[key] = spec
-            self._report("create_failed", key, err.message, permanent)
+        bid = _attempt_create(self.creating, key, spec,
+                              lambda: self.client().create_bid(self._body(spec), idempotency_key=key),
+                              self._report, "create_failed")
+        if bid is None:
             return
-        self.creating.pop(key, None)
         self.watched[key] = bid.fid
         self._report("created", key, bid.fid, bid.status)
 

@@ -10,6 +10,7 @@ see only lines naming that id.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from dataclasses import dataclass
@@ -72,6 +73,20 @@ class KnownHosts:
             os.fchmod(fd, 0o600)
         return fd
 
+    @contextlib.contextmanager
+    def _locked(self):
+        """``(fd, text)``: the file open for appending, locked against other writers
+        (concurrent first contacts must not pin twice), and its text as of the lock."""
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with open(os.dup(fd), encoding="utf-8", errors="replace") as handle:
+                handle.seek(0)
+                text = handle.read()
+            yield fd, text
+        finally:
+            os.close(fd)
+
     def entries(self, name: str | None = None) -> list[Entry]:
         try:
             with open(self.path, encoding="utf-8", errors="replace") as handle:
@@ -93,13 +108,8 @@ class KnownHosts:
         Raises HostKeyChanged when another key is pinned for this host.
         """
         name = self._lookup_name(pin, host, port)
-        fd = self._open()
-        try:
-            # One writer at a time: concurrent first contacts must not pin twice.
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with open(os.dup(fd), encoding="utf-8", errors="replace") as handle:
-                handle.seek(0)
-                known = [e.key for e in _parse(handle.read(), name)]
+        with self._locked() as (fd, text):
+            known = [e.key for e in _parse(text, name)]
             if known:
                 if key in known:
                     return True
@@ -107,23 +117,15 @@ class KnownHosts:
             names = [pin, host_pattern(host, port)] if pin else [host_pattern(host, port)]
             os.write(fd, f"{','.join(names)} {key.export_public_key('openssh').decode().strip()}\n".encode())
             return False
-        finally:
-            os.close(fd)
 
     def forget(self, pin: str | None, host: str, port: int = DEFAULT_PORT) -> int:
         """Drop the pins for a host (an instance that is gone for good); how many were dropped."""
         name = self._lookup_name(pin, host, port)
-        fd = self._open()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with open(os.dup(fd), encoding="utf-8", errors="replace") as handle:
-                handle.seek(0)
-                lines = handle.read().splitlines(keepends=True)
-            kept = [line for line in lines if name not in line.split(" ", 1)[0].split(",")
+        with self._locked() as (fd, text):
+            lines = text.splitlines(keepends=True)
+            kept = [line for line in lines if name not in line.strip().split(" ", 1)[0].split(",")
                     or line.lstrip().startswith("#")]
             if len(kept) != len(lines):
                 os.ftruncate(fd, 0)
                 os.write(fd, "".join(kept).encode())  # O_APPEND: written from the start of the empty file
             return len(lines) - len(kept)
-        finally:
-            os.close(fd)

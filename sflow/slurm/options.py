@@ -78,21 +78,20 @@ class OptionTable:
 
 
 @lru_cache(maxsize=None)
-def _load_raw_cached() -> list[dict]:
-    return _load_raw()
-
-
 def _load_raw() -> list[dict]:
     return load_compat_table("options.toml")["option"]
 
 
+def _option(entry: dict) -> Option:
+    return Option(**{**entry, "commands": tuple(entry["commands"])})
+
+
 @lru_cache(maxsize=None)
 def all_options() -> tuple[Option, ...]:
-    return tuple(Option(**{**entry, "commands": tuple(entry["commands"])}) for entry in _load_raw_cached())
+    return tuple(_option(entry) for entry in _load_raw())
 
 
 @lru_cache(maxsize=None)
 def table(command: str) -> OptionTable:
     # Only this command's entries become Options: a shim needs one command's table.
-    return OptionTable(command, [Option(**{**entry, "commands": tuple(entry["commands"])})
-                                 for entry in _load_raw_cached() if command in entry["commands"]])
+    return OptionTable(command, [_option(entry) for entry in _load_raw() if command in entry["commands"]])
