@@ -38,7 +38,10 @@ def test_flow_run_dry_run_prints_the_request(cluster):
     copy_examples(cluster.work)
     people = cluster.run("flow", "run", "--dry-run", "hello.slurm")
     assert people.returncode == 0, people.stderr
-    assert "hello" in people.stdout
+    described = dict(re.split(r"\s{2,}", line.strip(), maxsplit=1) for line in people.stdout.splitlines())
+    assert described["job name"] == "hello" and described["script"] == os.path.join(cluster.work, "hello.slurm")
+    assert (described["nodes"], described["tasks"], described["time limit"]) == ("1", "2", "00:05:00")
+    assert described["output"] == "hello-%j.out"
     programs = cluster.run("flow", "run", "--dry-run", "--json", "-N", "2", "hello.slurm")
     request = json.loads(programs.stdout)
     assert (request["job_name"], request["min_nodes"], request["time_limit"]) == ("hello", 2, 5)

@@ -61,9 +61,13 @@ def test_commands_fail_only_with_clean_errors(queue_home, command, argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(list(argv))
+            message = ""
         except SflowError as caught:
-            code = caught.exit_code
+            code, message = caught.exit_code, str(caught)
         except SystemExit as caught:  # --help and --usage paths
-            code = caught.code
-    assert isinstance(code, int) or code is None, (command, argv, code)
+            code, message = caught.code, ""
+    code = 0 if code is None else code
+    assert type(code) is int and 0 <= code <= 255, (command, argv, code)
+    # A failure says why: a non-zero code never comes without an error message.
+    assert code == 0 or (err.getvalue() + message).strip(), (command, argv, code)
     assert "Traceback" not in err.getvalue()

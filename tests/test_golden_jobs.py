@@ -78,4 +78,5 @@ def test_cases_are_recorded():
     def plain(case: dict) -> dict:
         return {k: v for k, v in case.items() if k != "deviation"}
 
+    assert GOLDEN and len({r["name"] for r in GOLDEN}) == len(GOLDEN)  # no case recorded twice
     assert {n: plain(c) for n, c in CASES.items()} == {r["name"]: plain(r["input"]) for r in GOLDEN}

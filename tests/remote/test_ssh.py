@@ -31,12 +31,13 @@ HOSTILE = {
 
 def test_fan_out_runs_on_every_host_at_once(client, targets):
     start = time.monotonic()
-    results = client.run_all(targets, "sleep 0.6; hostname")
+    results = client.run_all(targets, "sleep 1; hostname")
     elapsed = time.monotonic() - start
     assert [r.error for r in results] == [None] * 4
     names = [r.stdout.decode().strip() for r in results]
     assert names == NAMES and len(set(names)) == 4  # in the targets' order, each its own host
-    assert elapsed < 2.0, f"4 x 0.6 s took {elapsed:.2f} s: not concurrent"
+    # One after another would take 4 s; a loaded machine may add a second, never two.
+    assert elapsed < 3.0, f"4 x 1 s took {elapsed:.2f} s: not concurrent"
 
 
 def test_async_fan_out_with_one_shot_connections(key, known, targets):
