@@ -71,3 +71,39 @@ def test_commands_fail_only_with_clean_errors(queue_home, command, argv):
     # A failure says why: a non-zero code never comes without an error message.
     assert code == 0 or (err.getvalue() + message).strip(), (command, argv, code)
     assert "Traceback" not in err.getvalue()
+
+
+# argv as Python hands it over: any bytes but NUL, decoded with surrogateescape.
+RAW_WORDS = st.binary(min_size=1, max_size=6).filter(lambda b: b"\0" not in b).map(
+    lambda b: b.decode("utf-8", "surrogateescape"))
+RAW_PREFIXES = ["-n", "--name=", "-o", "-O", "-u", "-p", "-j", "JobName=", "Comment=", "update", "show"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(COMMANDS),
+       st.lists(st.one_of(st.sampled_from(WORDS), RAW_WORDS,
+                          st.tuples(st.sampled_from(RAW_PREFIXES), RAW_WORDS).map("".join)), max_size=6))
+def test_commands_take_any_argv_bytes(queue_home, command, argv):
+    """Through the shim's own entry point, writing to byte streams as a terminal would."""
+    import sys
+
+    from sflow.cli import shims
+
+    out, err = io.BytesIO(), io.BytesIO()
+    stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    stderr = io.TextIOWrapper(err, encoding="utf-8", write_through=True)
+    saved = sys.argv
+    sys.argv = [command, *argv]
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                getattr(shims, command)()
+                code = 0
+            except SystemExit as caught:
+                code = caught.code
+    finally:
+        sys.argv = saved
+    code = 0 if code is None else code
+    assert type(code) is int and 0 <= code <= 255, (command, argv, code)
+    said = out.getvalue() + err.getvalue()
+    assert b"internal error" not in said and b"Traceback" not in said, (command, argv, said)

@@ -45,7 +45,7 @@ def _request(job_id: int):
         row = conn.execute("SELECT array_job_id FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row and row[0] is not None:
             text = store.load_request(conn, row[0])
-    return JobRequest.model_validate_json(text) if text else None
+    return JobRequest.from_json(text) if text else None
 
 
 class Tail:

@@ -15,6 +15,11 @@ from importlib import import_module
 def _run(command: str) -> None:
     from sflow.errors import SflowError, render
 
+    # Names, paths and values are any bytes, held as str with surrogateescape: print
+    # them as the bytes they were, as SLURM does.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     try:
         code = import_module(f"sflow.cli.cmd_{command}").main(sys.argv[1:])
     except SflowError as err:

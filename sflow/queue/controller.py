@@ -189,7 +189,7 @@ class Controller(JobLife, CloudLife, SocketServer):
                 job.request = owner.request
             else:
                 text = job.request_json or store.load_request(self.conn, owner_id)
-                job.request = JobRequest.model_validate_json(text)
+                job.request = JobRequest.from_json(text)
         if job.need is None:
             job.need = Need.of(job.request)
         return job.request

@@ -498,7 +498,7 @@ def values_infinite() -> int:
 def _store_request(ctl, job: Job) -> None:
     owner_id = job.rec.array_job_id if job.rec.array_job_id is not None else job.job_id
     ctl.write()
-    store.save_request(ctl.conn, owner_id, job.request.model_dump_json())
+    store.save_request(ctl.conn, owner_id, job.request.to_json())
 
 
 def update(ctl, msg: dict) -> dict:

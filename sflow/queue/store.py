@@ -11,6 +11,10 @@ Controller-only columns follow the record's (see ``INTERNAL``); ``requests``
 holds each job's ``JobRequest`` as JSON (an array's tasks share their array's);
 ``steps`` mirrors ``StepRecord``; ``meta`` holds the next job id and the
 submit counter; ``bids`` the Mithril bids placed for jobs (``sflow.queue.bids``).
+
+Text that is not UTF-8 (a job name, a path: SLURM takes any bytes) lives in
+Python as str decoded with surrogateescape; SQLite's driver accepts only UTF-8,
+so such a value is stored as a BLOB of its original bytes and read back as str.
 """
 
 from __future__ import annotations
@@ -167,6 +171,24 @@ def next_seq(conn: sqlite3.Connection) -> int:
 # ------------------------------------------------------------------ jobs
 
 
+def _cell(value):
+    """A value SQLite's driver accepts: text outside UTF-8 becomes a BLOB of its bytes."""
+    if type(value) is str and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _cells(values) -> list:
+    return [_cell(value) for value in values]
+
+
+def _uncell(value):
+    return value.decode("utf-8", "surrogateescape") if type(value) is bytes else value
+
+
 def pack(job: JobRecord) -> bytes:
     return marshal.dumps(tuple(getattr(job, name) for name in RECORD_FIELDS))
 
@@ -176,7 +198,7 @@ _BOOL_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord) if _sql_type(
 
 
 def _from_columns(row) -> JobRecord:
-    job = JobRecord(*row)
+    job = JobRecord(*map(_uncell, row))
     for name in _BOOL_FIELDS:
         setattr(job, name, bool(getattr(job, name)))
     return job
@@ -239,7 +261,7 @@ def insert_job(conn: sqlite3.Connection, job: JobRecord, **internal) -> None:
     conn.execute(
         f"INSERT INTO jobs ({_RECORD_COLUMNS}, record{''.join(', ' + n for n in names)}) "
         f"VALUES ({_RECORD_MARKS}, ?{', ?' * len(names)})",
-        [*values, pack(job), *internal.values()],
+        [*_cells(values), pack(job), *_cells(internal.values())],
     )
 
 
@@ -248,13 +270,13 @@ def update_job(conn: sqlite3.Connection, job: JobRecord, **internal) -> None:
     sets = _RECORD_SETS + ", record = ?" + "".join(f", {name} = ?" for name in internal)
     values = [getattr(job, name) for name in RECORD_FIELDS]
     conn.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?",
-                 [*values, pack(job), *internal.values(), job.job_id])
+                 [*_cells(values), pack(job), *_cells(internal.values()), job.job_id])
 
 
 def set_internal(conn: sqlite3.Connection, job_id: int, **internal) -> None:
     if internal:
         conn.execute(f"UPDATE jobs SET {', '.join(f'{n} = ?' for n in internal)} WHERE job_id = ?",
-                     [*internal.values(), job_id])
+                     [*_cells(internal.values()), job_id])
 
 
 def read_internal(conn: sqlite3.Connection, where: str, params=(), columns=tuple(INTERNAL)) -> list[tuple]:
@@ -264,7 +286,7 @@ def read_internal(conn: sqlite3.Connection, where: str, params=(), columns=tuple
         f"SELECT {_RECORD_COLUMNS}{''.join(', ' + n for n in names)} FROM jobs WHERE {where} ORDER BY job_id",
         list(params)).fetchall()
     n = len(RECORD_FIELDS)
-    return [(_from_columns(row[:n]), *row[n:]) for row in rows]
+    return [(_from_columns(row[:n]), *map(_uncell, row[n:])) for row in rows]
 
 
 def save_request(conn: sqlite3.Connection, job_id: int, text: str) -> None:
@@ -300,7 +322,7 @@ def read_steps(conn_or_home, job_ids=None) -> list[StepRecord]:
         if close:
             conn.close()
     loads = json.loads
-    return [StepRecord(*row[:-1], extra=loads(row[-1]) if row[-1] else {}) for row in rows]
+    return [StepRecord(*map(_uncell, row[:-1]), extra=loads(row[-1]) if row[-1] else {}) for row in rows]
 
 
 def save_step(conn: sqlite3.Connection, step: StepRecord) -> None:
@@ -308,7 +330,7 @@ def save_step(conn: sqlite3.Connection, step: StepRecord) -> None:
     conn.execute(
         f"INSERT OR REPLACE INTO steps ({', '.join(STEP_FIELDS)}, extra) "
         f"VALUES ({', '.join('?' * len(STEP_FIELDS))}, ?)",
-        [*values, json.dumps(step.extra) if step.extra else None],
+        [*_cells(values), json.dumps(step.extra) if step.extra else None],
     )
 
 

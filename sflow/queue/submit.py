@@ -136,7 +136,7 @@ def submit(ctl, msg: dict) -> dict:
         rec.limit_price = cloud_plan.limit_price
     else:
         rec.backend = "local"  # a job may choose the local backend on a Mithril partition
-    job = Job(rec=rec, request_json=request.model_dump_json(), seq=seq, token=token, nice=request.nice,
+    job = Job(rec=rec, request_json=request.to_json(), seq=seq, token=token, nice=request.nice,
               begin_time=request.begin, request=request, need=need, never_reason=never)
     if request.array is not None:
         job.pending_indices = list(request.array.indices)

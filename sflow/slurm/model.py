@@ -8,6 +8,7 @@ the executor read it; nothing downstream re-parses SLURM syntax.
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +18,16 @@ INFINITE = 0xFFFFFFFE  # SLURM's "UNLIMITED" time limit, in minutes
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    # Text from outside (scripts, argv, environment, paths) is any bytes, held as str
+    # decoded with surrogateescape; pydantic's own JSON refuses lone surrogates, the
+    # standard library's escapes them (\udcXX) and reads them back.
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.model_validate(json.loads(text))
 
 
 class ArrayRequest(_Model):

@@ -187,6 +187,10 @@ def _bad_field_at(text: str) -> int:
     return 0
 
 
+def _as_stored(value: str) -> str:
+    return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
+
+
 def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], *, now: float | None = None,
                user: str = "", env: dict | None = None) -> tuple[str, str, int]:
     from sflow.queue.select import parse_job_spec
@@ -304,6 +308,8 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
             for step in ordered:
                 if steps_wanted is None or step.step_id in steps_wanted:
                     rows.append([_step_value(name, step, job, now) for name, _, _ in columns])
+    # The accounting database keeps text as UTF-8: sacct shows "?" for each byte that was not.
+    rows = [[_as_stored(value) for value in row] for row in rows]
     lines = []
     if delimiter is not None:
         if header:
