@@ -115,3 +115,15 @@ def test_store_keeps_bytes_of_any_text(tmp_path):
     step = StepRecord(job_id=7, step_id="0", name="x\udce9", state="COMPLETED", extra={"a": "\udce9"})
     store.save_step(conn, step)
     assert store.read_steps(conn) == [step]
+
+
+def test_messages_about_missing_paths_name_their_bytes(cluster):
+    work = os.fsencode(cluster.work)
+    done = _run(cluster, [b"srun", b"nope\xe9"], work)
+    assert b"internal error" not in done.stderr and done.returncode == 2
+    assert b"error: execve(): nope\xe9: No such file or directory\n" in done.stderr
+    _clean(_run(cluster, [b"sbatch", b"--wait", b"-D", work + b"/gone\xe9", b"-o", work + b"/gone.out",
+                          b"--wrap", b"pwd"], work))
+    with open(work + b"/gone.out", "rb") as handle:
+        assert handle.read() == (b"slurmstepd: error: couldn't chdir to `" + work + b"/gone\xe9': "
+                                 b"No such file or directory: going to /tmp instead\n/tmp\n")

@@ -118,7 +118,7 @@ def launch_batch(
     cwd = ctx.work_dir
     if not os.path.isdir(cwd):
         os.write(err_fd, f"slurmstepd: error: couldn't chdir to `{cwd}': No such file or directory: "
-                         "going to /tmp instead\n".encode())
+                         "going to /tmp instead\n".encode("utf-8", "surrogateescape"))
         cwd = "/tmp"
     env = batch_environment(ctx, base_env)
     try:

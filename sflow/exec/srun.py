@@ -215,7 +215,8 @@ class StepRunner:
                                                     env=env, cwd=self.req.chdir or None)
                 except OSError as exc:
                     node = self.step.nodes[node_index].name
-                    self.err.write(f"slurmstepd-{node}: error: execve(): {self.req.argv[0]}: {exc.strerror}\n".encode())
+                    line = f"slurmstepd-{node}: error: execve(): {self.req.argv[0]}: {exc.strerror}\n"
+                    self.err.write(line.encode("utf-8", "surrogateescape"))  # argv is any bytes
                     self.err.flush()
                     task.exit_code = 2
                 self.tasks.append(task)
