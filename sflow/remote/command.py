@@ -71,4 +71,20 @@ def build_command(command: str, env: Mapping[str, str] | None = None, cwd: str |
     lines.append(f"exec /bin/sh -c {shlex.quote(command)}")
     # The whole wrapper is one quoted word too: whatever the login shell is,
     # it only has to run /bin/sh with one argument.
-    return f"exec /bin/sh -c {shlex.quote(chr(10).join(lines))}"
+    return _utf8_line(f"exec /bin/sh -c {shlex.quote(chr(10).join(lines))}")
+
+
+def _utf8_line(line: str) -> str:
+    """``line`` as UTF-8 text SSH can carry, even with values of any bytes (surrogateescape).
+
+    Bytes that are not UTF-8 are spelled as printf octal escapes, which the
+    remote shell turns back into those bytes before running the line.
+    """
+    try:
+        line.encode("utf-8")
+        return line
+    except UnicodeEncodeError:
+        pass
+    spelled = "".join(f"\\0{ord(c) - 0xDC00:03o}" if "\udc80" <= c <= "\udcff" else "\\\\" if c == "\\" else c
+                      for c in line)
+    return f'exec /bin/sh -c "$(printf %b {shlex.quote(spelled)})"'
