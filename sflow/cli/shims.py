@@ -38,7 +38,25 @@ def _run(command: str) -> None:
               "(set SFLOW_DEBUG=1 for the traceback)", file=sys.stderr)
         code = 1
     sys.stdout.flush()
+    if command in READS_THE_STORE:
+        _revive()
     sys.exit(code or 0)
+
+
+# These read SQLite and never reach the controller, so they would not notice it died.
+READS_THE_STORE = ("squeue", "sacct", "sinfo", "scontrol")
+
+
+def _revive() -> None:
+    """Start a controller killed while jobs run or bids are live (see sflow.queue.watchdog)."""
+    try:
+        from sflow.queue.paths import home
+        from sflow.queue.watchdog import revive
+
+        revive(home())
+    except Exception:  # supervision must never turn a good answer into a failure
+        if os.environ.get("SFLOW_DEBUG"):
+            raise
 
 
 def sbatch() -> None:

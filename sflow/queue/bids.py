@@ -35,6 +35,8 @@ SCHEMA = [
     " error TEXT,"  # the last failure the service reported for it
     " ended REAL)",  # the bid is gone (deleted, confirmed)
     "CREATE INDEX IF NOT EXISTS bids_job ON bids(job_id)",
+    # The commands ask whether any bid is live (sflow.queue.watchdog): answered without a scan of the history.
+    "CREATE INDEX IF NOT EXISTS bids_live ON bids(ended) WHERE ended IS NULL",
 ]
 
 COLUMNS = ("idempotency_key", "job_id", "run", "bid_id", "status", "plan", "limit_cents", "price_cents",

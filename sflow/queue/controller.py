@@ -31,7 +31,7 @@ import traceback
 
 from sflow.backends.local import LocalBackend, Need
 from sflow.errors import SflowError
-from sflow.queue import paths, store
+from sflow.queue import paths, store, watchdog
 from sflow.queue.cloud import CloudLife, Deferred
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
@@ -489,6 +489,7 @@ def main() -> int:
         return 0  # another controller owns this home
     with open(paths.pid_path(home), "w") as handle:
         handle.write(f"{os.getpid()}\n")
+    watchdog.start(home)  # outlives this process: restarts it if it is killed with jobs or bids live
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} controller {os.getpid()} starting in {home}", file=sys.stderr)
     try:
         os.unlink(paths.failure_path(home))

@@ -129,6 +129,9 @@ true
 """)
         site.wait(job_id, lambda r: r.reason.startswith("BidOpen"), what="waited on an open bid")
         (row,) = site.bids(job_id)
+        with open(os.path.join(site.home, "watchdog.pid")) as handle:
+            os.kill(int(handle.read()), signal.SIGTERM)  # it would start a controller before the row is forged
+        time.sleep(0.2)
         with open(os.path.join(site.home, "ctl.pid")) as handle:
             os.kill(int(handle.read()), signal.SIGKILL)
         time.sleep(0.2)
@@ -137,8 +140,8 @@ true
         conn.execute("UPDATE bids SET bid_id = NULL, status = 'Placing' WHERE idempotency_key = ?",
                      (row.idempotency_key,))
         conn.close()
-        site.run("squeue")  # reads only: no controller yet
-        site.run("scontrol", "hold", str(job_id))  # a command that starts one; holding withdraws the bid
+        site.run("squeue")  # reads only, but a bid is live: it starts a controller, which sends the create again
+        site.run("scontrol", "hold", str(job_id))  # holding withdraws the bid
         site.wait(job_id, lambda r: r.held, what="held")
         (again,) = site.settled(job_id)
         assert again.bid_id == row.bid_id and again.ended is not None  # found by its key, then deleted

@@ -154,6 +154,8 @@ def queue(tmp_path, monkeypatch):
     monkeypatch.setenv("SFLOW_CONF", str(conf))
     monkeypatch.setenv("SFLOW_CONTROLLER_IDLE", "60")
     monkeypatch.setenv("SFLOW_REQUEUE_DELAY", "0")
+    # The tests kill the controller and forge its store: nothing may start one behind their backs.
+    monkeypatch.setenv("SFLOW_WATCHDOG", "0")
     for name in [n for n in os.environ if n.startswith(("SLURM_", "SBATCH_"))]:
         monkeypatch.delenv(name)
     q = Queue(str(home), str(work), str(conf))
