@@ -18,6 +18,7 @@ from sflow.errors import SflowError, render
 from sflow.slurm.display import format_dependency, format_memory_mb, tres_per
 from sflow.slurm.request import parse_sbatch
 from sflow.slurm.values import expand_output_pattern, format_timelimit_scontrol, compress_hostlist
+from sflow.views.fmt import array_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = json.load(open(os.path.join(ROOT, "compat", "golden", "sbatch.json")))
@@ -94,7 +95,7 @@ def _shown(request, cwd: str) -> dict:
     if request.mem_per_cpu_mb is not None:
         shown["MinMemoryCPU"] = format_memory_mb(request.mem_per_cpu_mb)
     if request.array:
-        shown["ArrayTaskId"] = request.array.text
+        shown["ArrayTaskId"] = array_text(request.array.text)
     if request.comment is not None:
         shown["Comment"] = request.comment
     if request.partition:

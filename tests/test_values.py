@@ -58,14 +58,15 @@ def test_bad_time_limits(text):
     ("0-1000", tuple(range(1001)), "0-1000"),
 ])
 def test_arrays(text, indices, shown):
-    spec = v.parse_array(text)
-    assert spec.indices == indices and spec.text == shown
+    spec = v.parse_array(text, 1001)
+    assert tuple(spec.indices) == indices and spec.text == shown
 
 
-@pytest.mark.parametrize("text", ["0-1001", "abc", "5-1", "1-5:0", "%2", ""])
+@pytest.mark.parametrize("text", ["0-1001", "abc", "5-1", "1-5:0", "%2", "", "0-4294967295",
+                                  "0-99999999999999999999", "1-2000:1000"])
 def test_bad_arrays(text):
     with pytest.raises(v.InvalidValue):
-        v.parse_array(text)
+        v.parse_array(text, 1001)
 
 
 def test_dependencies():

@@ -57,7 +57,7 @@ def _user_exists(name: str) -> bool:
 
 def main(argv: list[str]) -> int:
     from sflow.cli.common import call, whoami
-    from sflow.queue.select import parse_target
+    from sflow.queue.select import MAX_RANGE, RangeError, parse_target, split_ids, unreadable
     from sflow.slurm.values import signal_number
 
     options, positionals = _options(argv, os.environ)
@@ -134,10 +134,15 @@ def main(argv: list[str]) -> int:
         verbose = 0
     targets = []
     for spec in positionals:
-        for piece in spec.split(","):
-            if not piece:
-                continue
-            if parse_target(piece) is None:
+        for piece in split_ids(spec):
+            if not piece or unreadable(piece):
+                continue  # a range past 64 bits reads as no id at all
+            try:
+                parsed = parse_target(piece, max_range=MAX_RANGE)
+            except RangeError as err:
+                print(f"scancel: error: {err}", file=sys.stderr)
+                parsed = None
+            if parsed is None:
                 raise SlurmError(f"Invalid job id {piece}")
             targets.append(piece)
     if not targets and not filters:

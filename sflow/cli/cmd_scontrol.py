@@ -72,6 +72,7 @@ def _pending_element(jobs: list, index: str) -> list:
 
     from sflow.cli.common import home
     from sflow.queue import store
+    from sflow.slurm.indexset import IndexSet
 
     if not index.isdigit():
         return []
@@ -80,7 +81,7 @@ def _pending_element(jobs: list, index: str) -> list:
             continue
         row = store.reader(home()).execute("SELECT pending_indices FROM jobs WHERE job_id = ?",
                                            (job.job_id,)).fetchone()
-        if row and int(index) in json.loads(row[0] or "[]"):
+        if row and int(index) in IndexSet.from_json(json.loads(row[0] or "[]")):
             # Paths were expanded with SLURM's placeholder task id; the element's own replaces it.
             return [dataclasses.replace(job, array_task_id=int(index), array_task_str=None,
                                         stdout=job.stdout.replace("4294967294", index),

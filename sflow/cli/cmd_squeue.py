@@ -10,6 +10,7 @@ def main(argv: list[str]) -> int:
     from sflow.cli.common import home, whoami
     from sflow.conf import load_cluster
     from sflow.queue import store
+    from sflow.slurm.indexset import IndexSet
     from sflow.views.squeue import squeue_main
 
     state_home = home()
@@ -20,7 +21,7 @@ def main(argv: list[str]) -> int:
     def pending_indices(job):
         conn = store.reader(state_home)
         row = conn.execute("SELECT pending_indices FROM jobs WHERE job_id = ?", (job.job_id,)).fetchone()
-        return json.loads(row[0] or "[]") if row else []
+        return IndexSet.from_json(json.loads(row[0] or "[]")) if row else IndexSet()
 
     def running_steps(running):
         from sflow.exec import steplog

@@ -8,11 +8,6 @@ from sflow.exec.env import JobContext
 from sflow.exec.layout import NodeSlot
 
 
-def _step_of(indices) -> int:
-    steps = {b - a for a, b in zip(indices, indices[1:])}
-    return steps.pop() if len(steps) == 1 else 1
-
-
 def export_text(request) -> str | None:
     """SLURM_EXPORT_ENV as sbatch sets it, or None when --export was left at its default."""
     export = request.export
@@ -25,6 +20,7 @@ def export_text(request) -> str | None:
 
 def job_context(job, request, alloc, cluster) -> JobContext:
     array = request.array
+    indices = array.indices if array else None
     return JobContext(
         job_id=job.job_id, job_name=job.name, user=job.user, uid=job.uid, gid=job.gid,
         partition=job.partition, account=job.account or job.user, qos=job.qos or "normal",
@@ -39,10 +35,10 @@ def job_context(job, request, alloc, cluster) -> JobContext:
         gpus=request.gpus, gpus_per_node=request.gpus_per_node, gpus_per_task=request.gpus_per_task,
         gpu_type=request.gpu_type,
         array_job_id=job.array_job_id, array_task_id=job.array_task_id,
-        array_task_count=len(array.indices) if array else None,
-        array_task_min=min(array.indices) if array else None,
-        array_task_max=max(array.indices) if array else None,
-        array_task_step=_step_of(array.indices) if array else None,
+        array_task_count=len(indices) if array else None,
+        array_task_min=indices.min() if array else None,
+        array_task_max=indices.max() if array else None,
+        array_task_step=(indices.stride() or 1) if array else None,
         restart_count=job.restart_count, dependency=job.dependency if job.dependency != "(null)" else "",
         export=export_text(request), time_limit_minutes=job.time_limit, start_time=time.time(),
         conf_path=cluster.source or "",

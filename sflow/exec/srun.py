@@ -127,9 +127,9 @@ def plan_step(job: JobContext, req: StepRequest, inherited_ntasks: int | None,
 
 
 def _describe(ranks: list[int]) -> str:
-    from sflow.slurm.values import format_array
+    from sflow.slurm.indexset import IndexSet
 
-    text = format_array(ranks)
+    text = IndexSet.of(ranks).ranges_text()
     return f"tasks {text}" if len(ranks) > 1 else f"task {text}"
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from sflow.backends.base import Allocation
 from sflow.records import INFINITE, JobRecord
+from sflow.slurm.indexset import IndexSet
 
 # SLURM's priority/basic: the first job gets 0xFFFF0000 - 1, every later one one less.
 PRIORITY_BASE = 0xFFFF0000
@@ -36,7 +37,7 @@ class Job:
     kill_at: float | None = None
     signal_done: bool = False
     verdict_by: float | None = None  # a Mithril step vanished: preempted or node failure, decided by then
-    pending_indices: list[int] | None = None  # an array's remainder
+    pending_indices: IndexSet | None = None  # an array's remainder
     expected_start: float | None = None
     begin_time: float | None = None  # not eligible before this (--begin, requeue delay)
 
@@ -80,7 +81,8 @@ class Job:
             "launch": self.launch, "launch_time": self.launch_time, "pid": self.pid,
             "pid_start": self.pid_start, "pgid": self.pgid, "status_path": self.status_path,
             "end_state": self.end_state, "kill_at": self.kill_at, "signal_done": int(self.signal_done),
-            "pending_indices": json.dumps(self.pending_indices) if self.pending_indices is not None else None,
+            "pending_indices": (json.dumps(self.pending_indices.to_json())
+                                if self.pending_indices is not None else None),
             "expected_start": self.expected_start, "begin_time": self.begin_time,
         }
 
@@ -96,7 +98,7 @@ class Job:
             pid=columns.get("pid"), pid_start=columns.get("pid_start"), pgid=columns.get("pgid"),
             status_path=columns.get("status_path"), end_state=columns.get("end_state"),
             kill_at=columns.get("kill_at"), signal_done=bool(columns.get("signal_done")),
-            pending_indices=json.loads(pending) if pending else None,
+            pending_indices=IndexSet.from_json(json.loads(pending)) if pending else None,
             expected_start=columns.get("expected_start"), begin_time=columns.get("begin_time"),
         )
 

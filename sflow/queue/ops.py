@@ -17,6 +17,7 @@ from sflow.queue import store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.select import parse_target, passes
 from sflow.records import FINISHED_STATES, StepRecord
+from sflow.slurm.indexset import IndexSet
 
 INVALID_JOB = "Invalid job id specified"
 ALREADY_DONE = "Job/step already completing or completed"
@@ -24,6 +25,7 @@ FINISHED = "Job has already finished"
 NOT_NOW = "Job can not be altered now, try again later"
 NOT_NOW_EXIT = 228  # scancel exits with SLURM's error number (2020) modulo 256 here
 INVALID_JOB_EXIT = 225  # the same for ESLURM_INVALID_JOB_ID (2017)
+MAX_SQL_INT = (1 << 63) - 1
 
 
 def dispatch(ctl, conn, msg: dict) -> dict | None:
@@ -99,9 +101,9 @@ def wait(ctl, conn, msg: dict) -> dict | None:
 # ------------------------------------------------------------------ finding jobs
 
 
-def _active_matches(ctl, job_id: int, indices: list[int] | None) -> list[tuple[Job, int | None]]:
-    """Live jobs a target names: (job, None) or (array remainder, index still pending)."""
-    found: list[tuple[Job, int | None]] = []
+def _active_matches(ctl, job_id: int, indices: IndexSet | None) -> list[tuple[Job, IndexSet | None]]:
+    """Live jobs a target names: (job, None) or (array remainder, those of its indices still pending)."""
+    found: list[tuple[Job, IndexSet | None]] = []
     for job in sorted(ctl.jobs.values(), key=lambda j: j.job_id):
         rec = job.rec
         if indices is None:
@@ -111,21 +113,32 @@ def _active_matches(ctl, job_id: int, indices: list[int] | None) -> list[tuple[J
         if rec.array_job_id != job_id:
             continue
         if job.is_array_remainder:
-            found += [(job, i) for i in indices if i in (job.pending_indices or [])]
+            chosen = job.pending_indices.intersection(indices) if job.pending_indices else None
+            if chosen:
+                found.append((job, chosen))
         elif rec.array_task_id in indices:
             found.append((job, None))
     return found
 
 
-def _known(ctl, job_id: int, indices: list[int] | None) -> bool:
+def _known(ctl, job_id: int, indices: IndexSet | None) -> bool:
+    return bool(_stored_ids(ctl, job_id, indices, limit=1))
+
+
+def _stored_ids(ctl, job_id: int, indices: IndexSet | None, limit: int = -1) -> list[int]:
+    """Job ids in the store a target names (ended jobs too); no SQL variable per index."""
+    if job_id > MAX_SQL_INT:
+        return []  # beyond any id sflow hands out (and beyond SQLite's integers)
     if indices is None:
-        row = ctl.conn.execute("SELECT 1 FROM jobs WHERE job_id = ? OR array_job_id = ? LIMIT 1",
-                               (job_id, job_id)).fetchone()
-    else:
-        marks = ",".join("?" * len(indices))
-        row = ctl.conn.execute(f"SELECT 1 FROM jobs WHERE array_job_id = ? AND array_task_id IN ({marks}) LIMIT 1",
-                               (job_id, *indices)).fetchone()
-    return row is not None
+        return [row[0] for row in ctl.conn.execute(
+            "SELECT job_id FROM jobs WHERE job_id = ? OR array_job_id = ? LIMIT ?", (job_id, job_id, limit))]
+    found = []
+    for row in ctl.conn.execute("SELECT job_id, array_task_id FROM jobs WHERE array_job_id = ?", (job_id,)):
+        if row[1] is not None and row[1] in indices:
+            found.append(row[0])
+            if len(found) == limit:
+                break
+    return found
 
 
 def _load(ctl, job_id: int) -> Job | None:
@@ -147,7 +160,7 @@ def split_element(ctl, job: Job, index: int) -> Job:
     (the last one left is the pending record itself, which keeps the array's id)."""
     from sflow.slurm.values import format_array
 
-    rest = [i for i in job.pending_indices or [] if i != index]
+    rest = job.pending_indices.without(IndexSet.of((index,)))
     if not rest:
         job.rec.array_task_id, job.rec.array_task_str, job.pending_indices = index, None, None
         ctl._task_paths(job)
@@ -167,12 +180,12 @@ def split_element(ctl, job: Job, index: int) -> Job:
     return task
 
 
-def cancel_element(ctl, job: Job, index: int, uid: int) -> None:
-    """Cancel one pending task of an array: SLURM drops the index and keeps no record of it
-    (the last index left goes with the pending record itself)."""
+def cancel_elements(ctl, job: Job, indices: IndexSet, uid: int) -> None:
+    """Cancel pending tasks of an array: SLURM drops the indices and keeps no record of them
+    (when none is left the pending record itself ends)."""
     from sflow.slurm.values import format_array
 
-    rest = [i for i in job.pending_indices or [] if i != index]
+    rest = job.pending_indices.without(indices)
     if not rest:
         job.rec.cancelled_by = uid
         job.rec.array_task_str = ""  # no index left: SLURM shows the bare job id
@@ -183,11 +196,11 @@ def cancel_element(ctl, job: Job, index: int, uid: int) -> None:
     ctl.save(job)
 
 
-def _cancel_one(ctl, job: Job, index: int | None, uid: int) -> str | None:
+def _cancel_one(ctl, job: Job, index: IndexSet | None, uid: int) -> str | None:
     state = job.rec.state
     if state == "PENDING":
         if index is not None:
-            cancel_element(ctl, job, index, uid)
+            cancel_elements(ctl, job, index, uid)
         else:
             job.rec.cancelled_by = uid
             ctl.finish(job, "CANCELLED")
@@ -329,23 +342,29 @@ def hold(ctl, msg: dict, held: bool = True) -> dict:
             error = FINISHED if known else INVALID_JOB
             errors.append(f"{error} for job {text}\nslurm_suspend error: {error}\n")
             continue
-        for job, index in matches:
+        for job, chosen in matches:
             if job.rec.state != "PENDING" or job.job_id not in ctl.jobs:
                 continue  # SLURM says nothing for a job already running or done
-            if index is not None:
-                job = split_element(ctl, job, index)
-            rec = job.rec
-            if held:
-                rec.held, rec.priority = True, 0
-                rec.reason = "JobHeldAdmin" if admin else "JobHeldUser"
-            elif rec.held:
-                rec.held = False
-                job.seq = store.next_seq(ctl.conn)
-                rec.priority = base_priority(job.seq, job.nice)
-                rec.reason = "None"
-            ctl.save(job)
+            if chosen is None:
+                _hold_one(ctl, job, held, admin)
+                continue
+            for index in chosen:  # each task held or released becomes a record of its own, as in SLURM
+                _hold_one(ctl, split_element(ctl, job, index), held, admin)
     ctl.schedule_wanted = True
     return {"ok": not errors, "stdout": "", "stderr": "".join(errors), "exit_code": 1 if errors else 0}
+
+
+def _hold_one(ctl, job: Job, held: bool, admin: bool) -> None:
+    rec = job.rec
+    if held:
+        rec.held, rec.priority = True, 0
+        rec.reason = "JobHeldAdmin" if admin else "JobHeldUser"
+    elif rec.held:
+        rec.held = False
+        job.seq = store.next_seq(ctl.conn)
+        rec.priority = base_priority(job.seq, job.nice)
+        rec.reason = "None"
+    ctl.save(job)
 
 
 def release(ctl, msg: dict) -> dict:
@@ -363,14 +382,7 @@ def requeue(ctl, msg: dict) -> dict:
         job_id, indices, _ = parsed
         matches = [j for j, i in _active_matches(ctl, job_id, indices) if i is None]
         if not matches:
-            if indices is None:
-                ids = [r[0] for r in ctl.conn.execute(
-                    "SELECT job_id FROM jobs WHERE job_id = ? OR array_job_id = ?", (job_id, job_id))]
-            else:
-                marks = ",".join("?" * len(indices))
-                ids = [r[0] for r in ctl.conn.execute(
-                    f"SELECT job_id FROM jobs WHERE array_job_id = ? AND array_task_id IN ({marks})",
-                    (job_id, *indices))]
+            ids = _stored_ids(ctl, job_id, indices)
             matches = [job for job in (_load(ctl, i) for i in ids) if job is not None]
             if not matches:
                 pending = [j for j, i in _active_matches(ctl, job_id, indices)]
@@ -472,7 +484,7 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
             return f"scontrol: error: Invalid ArrayTaskThrottle value: {value}"
         rec.array_max_tasks = throttle or None
         if job.is_array_remainder:
-            rec.array_task_str = format_array(job.pending_indices or [], rec.array_max_tasks)
+            rec.array_task_str = format_array(job.pending_indices or IndexSet(), rec.array_max_tasks)
     elif name == "requeue":
         rec.requeue = value not in ("0", "no", "NO")
     elif name == "partition":

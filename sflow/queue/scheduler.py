@@ -25,6 +25,7 @@ from sflow.backends.base import Allocation
 from sflow.backends.local import NodeUse, Usage
 from sflow.queue import deps
 from sflow.records import INFINITE
+from sflow.slurm.indexset import IndexSet
 
 FOREVER = math.inf
 # Reservations computed per pass, as SLURM's bf_max_job_test bounds backfill's work.
@@ -218,7 +219,8 @@ class Scheduler:
             limit = job.rec.time_limit
             duration = FOREVER if limit is None or limit >= INFINITE else limit * 60
             if job.is_array_remainder:
-                todo = [i for i in (job.pending_indices or []) if indices is None or i in indices]
+                # Lazily: an array may hold millions of pending indices, and few start per pass.
+                todo = (i for i in (job.pending_indices or ()) if indices is None or i in indices)
             else:
                 todo = [None]
             started = 0
@@ -284,7 +286,7 @@ class Scheduler:
 
         ``%N`` bounds the tasks holding a bid (running, waiting on one, or having one deleted), so
         at most N bids of the array are ever live."""
-        pending = job.pending_indices or []
+        pending = job.pending_indices or IndexSet()
         todo = [i for i in pending if indices is None or i in indices]
         rows = backend.task_rows(job.job_id)
         for index, row in rows.items():

@@ -139,7 +139,7 @@ def submit(ctl, msg: dict) -> dict:
     job = Job(rec=rec, request_json=request.to_json(), seq=seq, token=token, nice=request.nice,
               begin_time=request.begin, request=request, need=need, never_reason=never)
     if request.array is not None:
-        job.pending_indices = list(request.array.indices)
+        job.pending_indices = request.array.indices
     _write_script(ctl, job_id, request.script)
     ctl.insert(job)
     ctl.jobs[job_id] = job

@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from sflow.slurm.indexset import IndexSet
 
 INFINITE = 0xFFFFFFFE  # SLURM's "UNLIMITED" time limit, in minutes
 
@@ -31,9 +33,23 @@ class _Model(BaseModel):
 
 
 class ArrayRequest(_Model):
-    indices: list[int]
+    # Runs (first, last, step), not one int per index: arrays reach MaxArraySize (4,000,001).
+    runs: list[tuple[int, int, int]]
     throttle: int | None = None
     text: str  # as scontrol shows ArrayTaskId, e.g. "0-15:4%2"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_index_list(cls, data):
+        """Requests stored before runs held a list of indices."""
+        if isinstance(data, dict) and "indices" in data and "runs" not in data:
+            rest = {k: v for k, v in data.items() if k != "indices"}
+            data = {**rest, "runs": IndexSet.of(data["indices"]).runs}
+        return data
+
+    @property
+    def indices(self) -> IndexSet:
+        return IndexSet(tuple(self.runs))
 
 
 class DependencyItem(_Model):

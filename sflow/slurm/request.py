@@ -290,7 +290,7 @@ def _set_gres(fields, flags, cloud, value, setting):
 
 
 def _set_array(fields, flags, cloud, value, setting):
-    fields["array"] = {"indices": list(value.indices), "throttle": value.throttle, "text": value.text}
+    fields["array"] = {"runs": value.indices.runs, "throttle": value.throttle, "text": value.text}
 
 
 def _set_dependency(fields, flags, cloud, value, setting):

@@ -13,6 +13,8 @@ import signal as _signal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sflow.slurm.indexset import IndexSet
+
 INFINITE = 0xFFFFFFFE  # SLURM's UNLIMITED time limit
 MAX_TIME_SECONDS = 60 * INFINITE
 
@@ -223,16 +225,27 @@ def compress_hostlist(names: list[str]) -> str:
 # ---------------------------------------------------------------- arrays
 
 
+# SLURM's own ceiling on MaxArraySize; a cluster's bound is checked against its slurm.conf.
+MAX_ARRAY_SIZE = 4000001
+# The longest array text a record keeps (a pathological set lists millions of indices);
+# the views cut it shorter still, to SLURM_BITSTR_LEN.
+ARRAY_TEXT_LIMIT = 65536
+# A throttle of NO_VAL or more means none (SLURM shows ``0-9`` for ``0-9%4294967295``).
+_NO_THROTTLE = 0xFFFFFFFF
+
+
 @dataclass(frozen=True)
 class ArraySpec:
-    indices: tuple[int, ...]
+    indices: IndexSet
     throttle: int | None
     text: str  # SLURM's form, as scontrol's ArrayTaskId shows it
 
 
-def parse_array(text: str, max_array_size: int = 1001) -> ArraySpec:
+def parse_array(text: str, max_array_size: int = MAX_ARRAY_SIZE) -> ArraySpec:
+    """``0-15:4%2`` -> indices and throttle. Every bound is checked before anything is
+    expanded, so ``0-4294967295`` costs no more than ``0-3``."""
     tree = _parse("array", text)
-    indices: set[int] = set()
+    runs = []
     throttle = None
     for child in tree.children:
         if getattr(child, "type", None) == "INT":
@@ -244,24 +257,22 @@ def parse_array(text: str, max_array_size: int = 1001) -> ArraySpec:
         step = n[2] if len(n) > 2 else 1
         if high < low or step < 1:
             raise InvalidValue("array", text)
-        indices.update(range(low, high + 1, step))
-    if not indices or max(indices) >= max_array_size:
-        raise InvalidValue("array", text, f"indices must be below MaxArraySize={max_array_size}")
-    ordered = tuple(sorted(indices))
-    return ArraySpec(ordered, throttle, format_array(ordered, throttle))
+        if high >= max_array_size:
+            raise InvalidValue("array", text, f"indices must be below MaxArraySize={max_array_size}")
+        runs.append((low, high, step))
+    indices = IndexSet.from_runs(runs)
+    if not indices:
+        raise InvalidValue("array", text)
+    if throttle is not None and (throttle >= _NO_THROTTLE or throttle == 0):
+        throttle = None
+    return ArraySpec(indices, throttle, format_array(indices, throttle))
 
 
-def format_array(indices, throttle: int | None = None) -> str:
-    """``0,2-4``, ``1,3,5%2``: runs of consecutive indices joined, as SLURM shows them."""
-    items = sorted(indices)
-    parts: list[str] = []
-    start = 0
-    for k in range(1, len(items) + 1):
-        if k < len(items) and items[k] == items[k - 1] + 1:
-            continue
-        parts.append(str(items[start]) if start == k - 1 else f"{items[start]}-{items[k - 1]}")
-        start = k
-    text = ",".join(parts)
+def format_array(indices, throttle: int | None = None, limit: int | None = ARRAY_TEXT_LIMIT) -> str:
+    """``0,2-4``, ``1,3,5%2``, ``0-30:3``: the indices as SLURM shows them (see IndexSet.slurm_text)."""
+    if not isinstance(indices, IndexSet):
+        indices = IndexSet.of(indices)
+    text = indices.slurm_text(limit)
     return f"{text}%{throttle}" if throttle else text
 
 

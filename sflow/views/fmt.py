@@ -6,6 +6,7 @@ no width means the value as it is.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -106,13 +107,37 @@ def iso_time(value: float | None, missing: str = "Unknown") -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else missing
 
 
+@lru_cache(maxsize=1)
+def _bitstr_len() -> tuple[int, bool]:
+    """SLURM_BITSTR_LEN (0: no limit; default 64) and whether it was set."""
+    raw = os.environ.get("SLURM_BITSTR_LEN")
+    try:
+        return (int(raw), True) if raw is not None else (64, False)
+    except ValueError:
+        return 64, True
+
+
+def array_text(text: str | None) -> str | None:
+    """An array's pending indices as SLURM shows them: cut to SLURM_BITSTR_LEN with ``...``."""
+    limit = _bitstr_len()[0]
+    if text is None or limit <= 0 or len(text) < limit:
+        return text
+    return text[: max(limit - 4, 0)] + "..."
+
+
 def job_id_display(job) -> str:
     """The id squeue, sacct and scontrol show: ``123``, ``123_4`` or ``123_[5-9]``."""
     if job.array_job_id is None or job.array_task_str == "":  # "": every index cancelled
         return str(job.job_id)
     if job.array_task_id is None:
-        return f"{job.array_job_id}_[{job.array_task_str}]"
+        return f"{job.array_job_id}_[{array_text(job.array_task_str)}]"
     return f"{job.array_job_id}_{job.array_task_id}"
+
+
+def squeue_job_id(job) -> str:
+    """squeue's JOBID: without SLURM_BITSTR_LEN set, an array's id fits 31 bytes (recorded)."""
+    text = job_id_display(job)
+    return text if _bitstr_len()[1] or len(text) <= 31 else text[:31]
 
 
 def group_name(gid: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from sflow.records import INFINITE, JobRecord
-from sflow.views.fmt import group_name, iso_time
+from sflow.views.fmt import array_text, group_name, iso_time
 
 # Keys per printed line, as scontrol 22.05 groups them.
 LINES = [
@@ -67,7 +67,7 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
     fields = {
         "JobId": str(job.job_id),
         "ArrayJobId": str(job.array_job_id) if job.array_job_id is not None else None,
-        "ArrayTaskId": (str(job.array_task_id) if job.array_task_id is not None else job.array_task_str)
+        "ArrayTaskId": (str(job.array_task_id) if job.array_task_id is not None else array_text(job.array_task_str))
         if job.array_job_id is not None else None,
         "ArrayTaskThrottle": str(job.array_max_tasks) if job.array_max_tasks else None,
         "JobName": job.name,

@@ -193,7 +193,7 @@ def _as_stored(value: str) -> str:
 
 def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], *, now: float | None = None,
                user: str = "", env: dict | None = None) -> tuple[str, str, int]:
-    from sflow.queue.select import parse_job_spec
+    from sflow.queue.select import parse_job_spec, split_ids
     from sflow.slurm.getopt import getopt
 
     now = time.time() if now is None else now
@@ -224,9 +224,9 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
         elif name == "allocations":
             no_steps = True
         elif name == "jobs":
-            for spec in raw.split(","):
+            for spec in split_ids(raw):
                 job_text, dot, step = spec.partition(".")
-                parsed_spec = parse_job_spec(job_text)
+                parsed_spec = parse_job_spec(job_text, max_id=None)
                 if parsed_spec is None:
                     return "", f"sacct: fatal: Bad job/step specified: {spec}\n", 1
                 if dot and step not in ("batch", "extern"):

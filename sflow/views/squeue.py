@@ -6,7 +6,8 @@ import time
 
 from sflow.errors import SlurmError
 from sflow.records import FINISHED_STATES, INFINITE, JOB_STATES, JobRecord
-from sflow.views.fmt import Field, group_name, iso_time, job_id_display, load_table, parse_name_format, parse_percent_format, render_rows
+from sflow.views.fmt import (Field, array_text, group_name, iso_time, job_id_display, load_table, parse_name_format,
+                             parse_percent_format, render_rows, squeue_job_id)
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
@@ -63,11 +64,12 @@ def _const(text: str):
 # One getter per source named in compat/squeue_format.toml: (job, now) -> the cell's text.
 # Built as a table so a 10,000-row listing does one dict lookup per column, not per cell.
 GETTERS = {
-    "job_id_display": lambda job, now: job_id_display(job),
+    "job_id_display": lambda job, now: squeue_job_id(job),
     "array_or_job_id": lambda job, now: str(job.job_id),
     "array_job_id": lambda job, now: str(job.array_job_id if job.array_job_id is not None else job.job_id),
     "array_task": lambda job, now: ("N/A" if job.array_job_id is None else
-                                    job.array_task_str if job.array_task_id is None else str(job.array_task_id)),
+                                    array_text(job.array_task_str) if job.array_task_id is None
+                                    else str(job.array_task_id)),
     "state_compact": lambda job, now: JOB_STATES.get(job.state, job.state),
     "time_used": lambda job, now: "0:00" if job.start_time is None else _elapsed(_used(job, now)),
     "time_limit": _limit,
@@ -162,7 +164,7 @@ def _default_order(job: JobRecord) -> tuple:
     return JOB_STATES.get(job.state, job.state), -job.priority, -job.job_id
 
 
-def _elements(job: JobRecord, indices: list[int], pending_indices) -> list[JobRecord]:
+def _elements(job: JobRecord, indices, pending_indices) -> list[JobRecord]:
     """What ``123_[indices]`` names of ``job``: itself if it is one of them, or its pending ones."""
     if job.array_job_id is None:
         return []
@@ -170,7 +172,7 @@ def _elements(job: JobRecord, indices: list[int], pending_indices) -> list[JobRe
         return [job] if job.array_task_id in indices else []
     if pending_indices is None:
         return [job]
-    chosen = [i for i in pending_indices(job) if i in indices]
+    chosen = pending_indices(job).intersection(indices)
     return _expand_arrays([job], lambda _: chosen)
 
 
@@ -191,7 +193,7 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
                 min_job_age: int = 300, pending_indices=None, running_steps=None) -> tuple[str, str, int]:
     """squeue over ``jobs``: a list of JobRecords, or a loader ``jobs(job_ids=..., states=...)``;
     ``running_steps(jobs)``: the steps running in those jobs, for ``--steps``."""
-    from sflow.queue.select import parse_job_spec
+    from sflow.queue.select import parse_job_spec, split_ids
     from sflow.slurm.getopt import getopt
 
     now = time.time() if now is None else now
@@ -226,7 +228,7 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
         elif name == "steps":
             steps = True
         elif name == "jobs":
-            for spec in raw.split(","):
+            for spec in split_ids(raw):
                 parsed_spec = parse_job_spec(spec)
                 if parsed_spec is None:
                     return "", f"squeue: error: Invalid job id: {spec}\n", 1
