@@ -15,11 +15,11 @@ def home() -> str:
 def call(op: str, **payload) -> dict:
     """One request to the controller, started on demand; an unreachable one is a SLURM-style error."""
     from sflow.errors import SlurmError
-    from sflow.queue.client import ControllerFailed, ControllerUnavailable, call as rpc_call
+    from sflow.queue.client import ControllerFailed, ControllerUnavailable, ControllerUnsafe, call as rpc_call
 
     try:
         return rpc_call(home(), op, **payload)
-    except ControllerFailed as err:
+    except (ControllerFailed, ControllerUnsafe) as err:
         raise SlurmError(str(err)) from None
     except ControllerUnavailable as err:
         raise SlurmError(f"Unable to contact slurm controller (connect failure): {err}") from None

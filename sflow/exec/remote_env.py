@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from sflow.credentials import SECRET_NAMES
+
 # This machine's, not the instance's.
 LOCAL_ONLY = frozenset({
     "HOME", "PATH", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME", "HOSTNAME", "TMPDIR", "TERM", "DISPLAY", "MAIL",
     "SHLVL", "_", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "SFLOW_HOSTNAME", "LANG", "LANGUAGE",
 })
 LOCAL_PREFIXES = ("SSH_", "XDG_", "SFLOW_", "MITHRIL_", "CONDA_", "DBUS_", "LC_")
-SECRETS = ("MITHRIL_API_KEY",)
 
 STATE_DIR = ".sflow"
 
@@ -37,7 +38,7 @@ def portable(env: Mapping[str, str], keep: Mapping[str, str] | None = None) -> d
     chosen = {k: v for k, v in env.items()
               if k not in LOCAL_ONLY and not k.startswith(LOCAL_PREFIXES) and not k.startswith("BASH_FUNC_")}
     for name, value in (keep or {}).items():
-        if name not in SECRETS:
+        if name not in SECRET_NAMES:
             chosen[name] = value
     return chosen
 

@@ -5,22 +5,33 @@ first command that finds no controller starts one (double fork, so no caller
 is left with a zombie); the controller's lock file makes racing starters end
 up with exactly one. A submission carries a random token, so resending it
 after a controller died mid-request can never queue the job twice.
+
+Nothing is sent before the other end is known to be this user's own
+controller: the socket's directory in /tmp must be ours alone (``paths``), and
+the process that holds the socket must run as us (SO_PEERCRED). A submission's
+environment leaves out sflow's credentials unless the job exports them by name
+(``sflow.credentials``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 # The C module, not ``socket``: socket.py's enums and selectors cost ~2.5 ms of
 # start-up on every shim call, and a unix stream socket needs none of them.
 import _socket as socket
 
+from sflow import credentials
 from sflow.queue import paths
 
 socket_path = paths.socket_path
 START_TIMEOUT = 20.0
+# Linux's value; struct ucred is three ints: pid, uid, gid.
+SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
+_UCRED_SIZE = 12
 
 
 class ControllerUnavailable(Exception):
@@ -31,13 +42,31 @@ class ControllerFailed(ControllerUnavailable):
     """The controller refused to start; the message says why (a bad slurm.conf...)."""
 
 
+class ControllerUnsafe(Exception):
+    """The socket could be another user's: nothing was sent, and nothing will be until it is fixed."""
+
+
+def peer_uid(sock: "socket.socket") -> int:
+    creds = sock.getsockopt(socket.SOL_SOCKET, SO_PEERCRED, _UCRED_SIZE)
+    return int.from_bytes(creds[4:8], sys.byteorder)
+
+
 def _connect(home: str) -> "socket.socket":
+    try:
+        path = paths.socket_path(home)
+    except paths.UnsafeSocketDirectory as err:
+        raise ControllerUnsafe(str(err)) from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(paths.socket_path(home))
+        sock.connect(path)
+        uid = peer_uid(sock)
     except OSError:
         sock.close()
         raise
+    if uid != os.getuid():
+        sock.close()
+        raise ControllerUnsafe(f"refusing to use {path}: the process listening there runs as uid {uid}, "
+                               f"not as you (uid {os.getuid()})")
     return sock
 
 
@@ -138,8 +167,12 @@ def call(home: str | None, op: str, start: bool = True, timeout: float | None = 
     """
     home = home or paths.home()
     message = {"op": op, **payload}
-    if op == "submit" and "token" not in message:
-        message["token"] = os.urandom(12).hex()
+    if op == "submit":
+        if "token" not in message:
+            message["token"] = os.urandom(12).hex()
+        if message.get("env"):
+            message["env"] = credentials.submission_env(message["env"], message.get("argv") or [],
+                                                        message.get("cwd") or "", message.get("stdin"))
     for attempt in range(5):
         sock = connect(home, start=start)
         try:
@@ -167,4 +200,4 @@ def wait(home: str | None, job_ids: list[int], poll: float = 1.0) -> dict:
             time.sleep(poll)
 
 
-__all__ = ["ControllerFailed", "ControllerUnavailable", "call", "connect", "socket_path", "start_controller", "wait"]
+__all__ = ["ControllerFailed", "ControllerUnavailable", "ControllerUnsafe", "call", "connect", "socket_path", "start_controller", "wait"]

@@ -1,6 +1,6 @@
 """Where the controller keeps its state, under ``sflow_home()``.
 
-Standard library ``os`` only: every shim imports this on its way to the
+Standard library ``os`` and ``stat`` only: every shim imports this on its way to the
 socket. ``home`` follows ``sflow.conf.sflow_home`` exactly (a test keeps the
 two in step); it is repeated here because ``sflow.conf`` costs several
 milliseconds to import.
@@ -9,6 +9,7 @@ milliseconds to import.
 from __future__ import annotations
 
 import os
+import stat  # already loaded by os
 
 DB_NAME = "sflow.db"
 SOCKET_NAME = "ctl.sock"
@@ -17,6 +18,15 @@ PID_NAME = "ctl.pid"
 LOG_NAME = "controller.log"
 # AF_UNIX paths are limited to 108 bytes; beyond this the socket lives in /tmp.
 _MAX_SOCKET_PATH = 100
+RUNTIME_ROOT = "/tmp"
+
+
+class UnsafeSocketDirectory(Exception):
+    """The socket's directory in /tmp could be another user's: nothing is sent through it."""
+
+    def __init__(self, directory: str, why: str):
+        super().__init__(f"refusing to use {directory} for the sflow controller's socket: {why}")
+        self.directory = directory
 
 
 def home(env=os.environ) -> str:
@@ -39,9 +49,32 @@ def socket_path(home: str) -> str:
     import hashlib
 
     digest = hashlib.sha1(os.path.abspath(home).encode()).hexdigest()[:16]
-    directory = os.path.join("/tmp", f"sflow-{os.getuid()}")
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    return os.path.join(directory, f"{digest}.sock")
+    return os.path.join(private_runtime_dir(), f"{digest}.sock")
+
+
+def private_runtime_dir() -> str:
+    """``/tmp/sflow-<uid>``, made 0700; refused when it already exists and another user could
+    have placed it (not ours, a symlink, group or other bits set): a listener there would hear
+    every request."""
+    uid = os.getuid()
+    directory = os.path.join(RUNTIME_ROOT, f"sflow-{uid}")
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as err:
+        raise UnsafeSocketDirectory(directory, err.strerror or str(err)) from None
+    info = os.lstat(directory)  # lstat: a symlink is judged itself, never followed
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeSocketDirectory(directory, "it is a symbolic link")
+    if not stat.S_ISDIR(info.st_mode):
+        raise UnsafeSocketDirectory(directory, "it is not a directory")
+    if info.st_uid != uid:
+        raise UnsafeSocketDirectory(directory, f"it is owned by uid {info.st_uid}, not by you (uid {uid})")
+    if info.st_mode & 0o077:
+        raise UnsafeSocketDirectory(
+            directory, f"its mode is {stat.S_IMODE(info.st_mode):04o}, open to other users (it must be 0700)")
+    return directory
 
 
 def lock_path(home: str) -> str:

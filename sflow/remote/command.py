@@ -19,14 +19,10 @@ import re
 import shlex
 from typing import Mapping
 
+from sflow.credentials import SECRET_NAMES  # sflow's own: never in a remote environment or command line
 from sflow.errors import SflowError
 
 PGID_MARKER = b"#sflow-pgid "
-
-# sflow's own credentials: never in a remote environment or command line
-# (the same rule keeps them out of a job's exported environment).
-SECRET_NAMES = ("MITHRIL_API_KEY",)
-
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
+from sflow.credentials import SECRET_NAMES
 from sflow.errors import SflowError, SlurmError
 from sflow.slurm import values
 from sflow.slurm.getopt import getopt
@@ -374,12 +375,9 @@ def _exported_environment(env: Mapping[str, str], export: dict | None) -> dict[s
         chosen = {name: env[name] for name in names if name in env}
     chosen.update(assignments)
     # Credentials for sflow's own backends never travel into a job.
-    for name in _NEVER_EXPORTED:
+    for name in SECRET_NAMES:
         chosen.pop(name, None)
     return chosen
-
-
-_NEVER_EXPORTED = ("MITHRIL_API_KEY",)
 
 
 __all__ = ["Setting", "Submission", "convert", "parse_sbatch", "SflowError"]
