@@ -120,6 +120,24 @@ def _job_ids(args: list[str]) -> list[str]:
     return ids
 
 
+def _ping() -> int:
+    """``Slurmctld(primary) at HOST is UP``: the controller is started on demand, so asking starts it."""
+    import os
+
+    from sflow.conf import load_cluster
+    from sflow.queue import client
+
+    hosts = [name.split("(")[0] for name in load_cluster().controllers] or [os.uname().nodename.split(".")[0]]
+    try:
+        up = bool(client.call(None, "ping").get("ok"))
+    except client.ControllerUnavailable:
+        up = False
+    labels = ["primary", "backup"] + [f"backup{n}" for n in range(2, len(hosts))]
+    for label, host in zip(labels, hosts):
+        print(f"Slurmctld({label}) at {host} is {'UP' if up and label == 'primary' else 'DOWN'}")
+    return 0 if up else 1
+
+
 def main(argv: list[str]) -> int:
     from sflow.cli.common import call, emit
     from sflow.slurm.getopt import getopt
@@ -157,6 +175,8 @@ def main(argv: list[str]) -> int:
         if job_id is None:
             raise SlurmError("No job id specified for update")
         return emit(call("update", job_id=job_id, changes=changes))
+    if command == "ping":
+        return _ping()
     if command == "reconfigure":
         return emit(call("shutdown", start=False))
     raise SlurmError(f"invalid keyword: {parsed.positionals[0]}")
