@@ -83,6 +83,10 @@ def test_srun_carries_bytes(cluster):
     out = _clean(_run(cluster, [b"srun", b"-J", b"s\xe9", b"sh", b"-c", b"printf '%s|%s|%s\\n' \"$1\" \"$X\" "
                                 b"\"$SLURM_JOB_NAME\"; pwd", b"_", b"a\xff"], work))
     assert out == b"a\xff|v\xff|s\xe9\n" + work + b"\n"
+    done = _run(cluster, [b"salloc", b"-J", b"l\xe9", b"sh", b"-c", b"printf '%s|%s\\n' \"$X\" \"$SLURM_JOB_NAME\"; "
+                          b"srun printf '%s\\n' \xfe"], work)
+    assert done.returncode == 0 and b"internal error" not in done.stderr, done.stderr
+    assert done.stdout == b"v\xff|l\xe9\n\xfe\n"
 
 
 def test_requests_with_any_bytes_survive_json():
