@@ -15,10 +15,17 @@ def home() -> str:
 def call(op: str, **payload) -> dict:
     """One request to the controller, started on demand; an unreachable one is a SLURM-style error."""
     from sflow.errors import SlurmError
-    from sflow.queue.client import ControllerFailed, ControllerUnavailable, ControllerUnsafe, call as rpc_call
+    from sflow.queue.client import (ControllerFailed, ControllerOutOfSpace, ControllerUnavailable, ControllerUnsafe,
+                                    call as rpc_call)
 
     try:
         return rpc_call(home(), op, **payload)
+    except ControllerOutOfSpace as err:
+        if op == "submit":
+            from sflow.queue.health import SUBMIT_FAILED  # sqlite3 with it: on this error path only
+
+            raise SlurmError(f"{SUBMIT_FAILED}\n{err}") from None
+        raise SlurmError(str(err)) from None
     except (ControllerFailed, ControllerUnsafe) as err:
         raise SlurmError(str(err)) from None
     except ControllerUnavailable as err:

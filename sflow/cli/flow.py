@@ -211,6 +211,26 @@ def init(api_url: str | None, no_check: bool) -> None:
     click.echo(f"flow: saved the key in {path} (readable by you only)", err=True)
 
 
+@cli.command()
+@click.option("--repair", is_flag=True, help="Rebuild a damaged store from its backup and what can still be read.")
+def doctor(repair: bool) -> None:
+    """Check the job store; with --repair, restore it (see docs/controller.md, "A damaged store")."""
+    from sflow.cli.common import home
+    from sflow.queue import doctor as checkup
+
+    state_home = home()
+    try:
+        report = checkup.repair(state_home) if repair else checkup.inspect(state_home)
+    except checkup.DoctorError as err:
+        click.echo(f"flow doctor: error: {err}", err=True)
+        sys.exit(1)
+    for line in report.lines():
+        click.echo(line)
+    if report.problem is not None:
+        click.echo("run 'flow doctor --repair' to rebuild it (the damaged file is kept)", err=True)
+        sys.exit(1)
+
+
 @cli.command("mithril-emulator")
 @click.option("--port", type=int, default=0, show_default=True, help="TCP port on loopback (0: any free port).")
 @click.argument("options", nargs=-1, type=click.UNPROCESSED)

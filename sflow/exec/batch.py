@@ -27,7 +27,10 @@ WRAPPER = (
     'trap : HUP INT QUIT TERM USR1 USR2 ALRM CONT; '
     'exec 3>&2 2>/dev/null; '
     '/bin/sh -c \'exec "$@" 2>&3 3>&-\' sflow-exec "$@"; rc=$?; '
-    'printf "%s\\n" "$rc" > "$status.tmp" && mv "$status.tmp" "$status"'
+    'printf "%s\\n" "$rc" > "$status.tmp" && mv "$status.tmp" "$status"; '
+    # The same status as the wrapper's own exit: the controller that started it still learns
+    # it when the file cannot be written (a full disk).
+    'exit $rc'
 )
 
 
@@ -155,6 +158,11 @@ def read_status(status_path: str) -> tuple[int, int] | None:
             rc = int(handle.read().strip())
     except (OSError, ValueError):
         return None
+    return decode_status(rc)
+
+
+def decode_status(rc: int) -> tuple[int, int]:
+    """(exit code, signal) from the batch shell's status as the wrapper saw it."""
     if 128 < rc < 128 + 65:
         return 0, rc - 128  # the shell's way of saying "killed by signal N"
     return rc, 0

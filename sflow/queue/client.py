@@ -42,6 +42,10 @@ class ControllerFailed(ControllerUnavailable):
     """The controller refused to start; the message says why (a bad slurm.conf...)."""
 
 
+class ControllerOutOfSpace(ControllerFailed):
+    """The controller could not start: the disk holding its state is full."""
+
+
 class ControllerUnsafe(Exception):
     """The socket could be another user's: nothing was sent, and nothing will be until it is fixed."""
 
@@ -121,7 +125,7 @@ def connect(home: str | None = None, start: bool = True, timeout: float = START_
     except OSError:
         pass
     start_controller(home)
-    started = time.monotonic()
+    started = first = time.monotonic()
     deadline = started + timeout
     delay = 0.002
     while True:
@@ -132,6 +136,10 @@ def connect(home: str | None = None, start: bool = True, timeout: float = START_
             failure = _failure(home)
             if failure:
                 raise ControllerFailed(failure) from None
+            # On a full disk the controller may not even be able to say why it failed;
+            # it would not answer in time anyway, and waiting out the deadline helps no one.
+            if now - first > 0.25 and paths.out_of_space(home):
+                raise ControllerOutOfSpace(paths.no_space(home)) from None
             if now > deadline:
                 raise ControllerUnavailable(
                     f"the sflow controller did not start (see {paths.log_path(home)})") from None
@@ -200,4 +208,4 @@ def wait(home: str | None, job_ids: list[int], poll: float = 1.0) -> dict:
             time.sleep(poll)
 
 
-__all__ = ["ControllerFailed", "ControllerUnavailable", "ControllerUnsafe", "call", "connect", "socket_path", "start_controller", "wait"]
+__all__ = ["ControllerFailed", "ControllerOutOfSpace", "ControllerUnavailable", "ControllerUnsafe", "call", "connect", "socket_path", "start_controller", "wait"]

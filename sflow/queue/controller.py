@@ -25,13 +25,14 @@ import json
 import os
 import selectors
 import signal as _signal
+import sqlite3
 import sys
 import time
 import traceback
 
 from sflow.backends.local import LocalBackend, Need
 from sflow.errors import SflowError
-from sflow.queue import paths, store, watchdog
+from sflow.queue import health, paths, store, watchdog
 from sflow.queue.cloud import CloudLife, Deferred
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
@@ -81,6 +82,10 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.requeue_delay = _env_float("SFLOW_REQUEUE_DELAY", 120.0)
         self.last_activity = time.time()
         self.uid = os.getuid()
+        self.backup_every = _env_float("SFLOW_BACKUP_SECONDS", 300.0)
+        self.backed_up = time.time()  # main() takes one at start
+        self.unsaved_backup = False  # committed since the last backup
+        self.wrapper_exits: dict[int, int] = {}  # see JobLife.wrapper_exit
 
     def _conf_stamp(self):
         source = self.cluster.source
@@ -151,12 +156,34 @@ class Controller(JobLife, CloudLife, SocketServer):
         if self.in_tx:
             self.conn.execute("COMMIT")
             self.in_tx = False
+            self.unsaved_backup = True
+            self.wrapper_exits.clear()
         effects, self.after_commit = self.after_commit, []
         for effect in effects:
             try:
                 effect()
             except Exception:  # an effect failing must not stop the others
                 traceback.print_exc()
+        if self.unsaved_backup and time.time() - self.backed_up >= self.backup_every:
+            self.save_backup()
+
+    def rollback(self) -> None:
+        """End the open transaction, if SQLite has not ended it already (it may, on a full disk)."""
+        self.in_tx = False
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error as err:
+                print(f"rollback failed: {err}", file=sys.stderr)
+
+    def save_backup(self) -> None:
+        """Refresh sflow.db.bak, from which ``flow doctor --repair`` restores a damaged store."""
+        self.backed_up = time.time()  # a failed attempt waits a full period too
+        try:
+            store.backup(self.conn, self.home)
+            self.unsaved_backup = False
+        except (OSError, sqlite3.Error) as err:
+            print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} backup of the store failed: {err}", file=sys.stderr)
 
     def save(self, job: Job) -> None:
         self.write()
@@ -269,6 +296,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         from sflow.queue import ops
 
         self.last_activity = time.time()
+        conn.op = message.get("op")
         self.write()
         self.conn.execute("SAVEPOINT request")
         try:
@@ -285,10 +313,18 @@ class Controller(JobLife, CloudLife, SocketServer):
             self.answer(conn, refused.reply)
             return
         except Exception as err:
+            if not self.conn.in_transaction:
+                # SQLite rolled the whole turn back (a full disk does that): undo all of it.
+                self.answer(conn, health.disk_full_reply(conn.op, self.home))
+                raise
             self.conn.execute("ROLLBACK TO request")
             self.conn.execute("RELEASE request")
-            traceback.print_exc()
             self.resync()
+            if health.is_disk_full(err):
+                print(f"{conn.op}: {err}", file=sys.stderr)
+                self.answer(conn, health.disk_full_reply(conn.op, self.home))
+                return
+            traceback.print_exc()
             self.answer(conn, {"ok": False, "stderr": f"sflow: error: internal error: {type(err).__name__}: {err}\n",
                                "exit_code": 1})
             return
@@ -301,11 +337,17 @@ class Controller(JobLife, CloudLife, SocketServer):
         marks = ",".join("?" * len(store.ACTIVE_STATES))
         rows = store.read_internal(self.conn, f"state IN ({marks})", store.ACTIVE_STATES, COLUMN_NAMES)
         fresh: dict[int, Job] = {}
+        relaunched = []
         for rec, *values in rows:
             job = Job.from_row(rec, dict(zip(COLUMN_NAMES, values)))
             old = self.jobs.get(rec.job_id)
             if old is not None:
                 job.pidfd, job.popen, job.never_reason = old.pidfd, old.popen, old.never_reason
+                if job.launch == "intent" and old.launch == "launched" and old.pid:
+                    # Started, but the commit of its pid was undone: the process is real, keep it.
+                    job.pid, job.pgid, job.pid_start = old.pid, old.pgid, old.pid_start
+                    job.status_path, job.launch = old.status_path, "launched"
+                    relaunched.append(job)
             fresh[rec.job_id] = job
         for job_id, old in self.jobs.items():
             if job_id not in fresh:
@@ -317,6 +359,8 @@ class Controller(JobLife, CloudLife, SocketServer):
         for job in fresh.values():
             if job.rec.state in RUNNING_STATES and job.launch == "launched" and job.pidfd is None:
                 self.watch(job)  # its end may have been seen by what was undone: look again
+        for job in relaunched:
+            self.save(job)  # written again with the next commit
         self.schedule_wanted = True
 
     def answer_waiters(self) -> None:
@@ -411,7 +455,12 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.load()
         recover(self)
         self.cloud_recover()
-        self.commit()
+        try:
+            self.commit()
+        except (OSError, sqlite3.Error) as err:
+            if not health.is_disk_full(err):
+                raise
+            self.undo_turn()  # up without space: jobs are watched, their ends written once it returns
         self.launch_started()
         self.listen()
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -447,17 +496,20 @@ class Controller(JobLife, CloudLife, SocketServer):
 
     def undo_turn(self) -> None:
         """A turn failed halfway: forget all of it (nothing was answered or signalled yet)."""
-        if self.in_tx:
-            self.conn.execute("ROLLBACK")
-            self.in_tx = False
+        disk_full = health.is_disk_full(sys.exc_info()[1])
+        self.rollback()
         self.after_commit = []
         self.to_launch = []
         replies, self.replies = self.replies, []
         for conn, _ in replies:
-            self.send(conn, {"ok": False, "stderr": "sflow: error: internal error in the controller "
-                                                    f"(see {paths.log_path(self.home)})\n", "exit_code": 1})
+            if disk_full:
+                self.send(conn, health.disk_full_reply(conn.op, self.home))
+            else:
+                self.send(conn, {"ok": False, "stderr": "sflow: error: internal error in the controller "
+                                                        f"(see {paths.log_path(self.home)})\n", "exit_code": 1})
         self.resync()
-        time.sleep(0.1)  # a fault that repeats must not spin
+        # A fault that repeats must not spin; a full disk is retried until space returns.
+        time.sleep(0.5 if disk_full else 0.1)
 
     def exit_idle(self) -> bool:
         """Idle long enough: stop listening and leave. A client caught connecting
@@ -482,13 +534,54 @@ def acquire_lock(home: str):
     return fd
 
 
+class _Log:
+    """The controller's stdout/stderr (controller.log): on a full disk lines are lost, never the controller."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+        return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _note_failure(home: str, message: str) -> None:
+    """Tell the command waiting for this start why it failed (it checks free space when this cannot be written)."""
+    try:
+        fd = os.open(paths.failure_path(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, message.encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} controller cannot start: {message}", file=sys.stderr)
+
+
 def main() -> int:
+    sys.stdout, sys.stderr = _Log(sys.stdout), _Log(sys.stderr)
     home = paths.home()
     lock = acquire_lock(home)
     if lock is None:
         return 0  # another controller owns this home
-    with open(paths.pid_path(home), "w") as handle:
-        handle.write(f"{os.getpid()}\n")
+    try:
+        with open(paths.pid_path(home), "w") as handle:
+            handle.write(f"{os.getpid()}\n")
+    except OSError as err:  # informational only: the lock is what makes one controller
+        print(f"cannot write {paths.pid_path(home)}: {err}", file=sys.stderr)
     watchdog.start(home)  # outlives this process: restarts it if it is killed with jobs or bids live
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} controller {os.getpid()} starting in {home}", file=sys.stderr)
     try:
@@ -496,16 +589,24 @@ def main() -> int:
     except OSError:
         pass
     try:
+        health.check(home)  # a damaged store is refused, never silently replaced by an empty one
         controller = Controller(home)
     except SflowError as err:  # e.g. a bad slurm.conf: the waiting command shows the message
-        message = err.render() if hasattr(err, "render") else str(err)
-        fd = os.open(paths.failure_path(home), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, message.encode())
-        os.close(fd)
-        print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} controller cannot start: {message}", file=sys.stderr)
+        _note_failure(home, err.render() if hasattr(err, "render") else str(err))
         return 1
+    except (OSError, sqlite3.Error) as err:
+        if health.is_disk_full(err):
+            message = paths.no_space(home)
+        elif isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
+            message = str(health.damaged(home, health.describe_error(err)))
+        else:
+            message = f"the controller cannot open its store: {err}"
+        _note_failure(home, message)
+        return 1
+    controller.save_backup()
     try:
         controller.run()
+        controller.save_backup()
     finally:
         try:
             os.unlink(paths.pid_path(home))

@@ -80,6 +80,12 @@ def read_status(path: str | None) -> tuple[int, int] | None:
     return batch.read_status(path)
 
 
+def decode_status(rc: int) -> tuple[int, int]:
+    from sflow.exec import batch
+
+    return batch.decode_status(rc)
+
+
 def _children_map() -> dict[int, list[int]]:
     """Parent pid -> child pids, for this user's processes."""
     children: dict[int, list[int]] = {}

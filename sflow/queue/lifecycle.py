@@ -135,6 +135,8 @@ class JobLife:
     def reap(self, job: Job) -> None:
         """The batch step is over: record how it ended."""
         status = launch.read_status(job.status_path)
+        if status is None and job.rec.backend != "mithril":
+            status = self.wrapper_exit(job)
         if status is None and job.end_state is None and self._await_market(job):
             return
         wrapper_signal = 0
@@ -160,6 +162,15 @@ class JobLife:
             self.node_fail(job)
         else:
             self.finish(job, "COMPLETED" if exit_code == 0 and sig == 0 else "FAILED", exit_code, sig)
+
+    def wrapper_exit(self, job: Job) -> tuple[int, int] | None:
+        """Without a status file (a full disk kept the wrapper from writing it), the exit of a
+        wrapper this controller started says the same; remembered until a commit makes it
+        durable, as the turn that saw it may be undone."""
+        if job.popen is not None and job.popen.returncode is not None and job.popen.returncode >= 0:
+            self.wrapper_exits[job.pid] = job.popen.returncode
+        rc = self.wrapper_exits.get(job.pid)
+        return None if rc is None else launch.decode_status(rc)
 
     def _await_market(self, job: Job) -> bool:
         """A Mithril step that vanished without a status (its SSH link dropped): if the market took

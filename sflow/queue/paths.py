@@ -94,6 +94,30 @@ def log_path(home: str) -> str:
     return os.path.join(home, LOG_NAME)
 
 
+def backup_path(home: str) -> str:
+    """The controller's last good copy of the store, for ``flow doctor --repair``."""
+    return os.path.join(home, DB_NAME + ".bak")
+
+
+# Below this much free space SQLite cannot commit a transaction (a WAL frame is a page
+# plus its header, and a submission writes several pages) nor the controller start.
+_MIN_FREE_BYTES = 64 * 1024
+
+
+def no_space(home: str) -> str:
+    return f"No space left on device for the job state in {home}"
+
+
+def out_of_space(home: str) -> bool:
+    """The filesystem holding ``home`` is (nearly) full for this user."""
+    try:
+        st = os.statvfs(home)
+    except OSError:
+        return False
+    blocks = st.f_bfree if os.getuid() == 0 else st.f_bavail  # root may use the reserved blocks
+    return blocks * st.f_frsize < _MIN_FREE_BYTES
+
+
 def job_dir(home: str, job_id: int) -> str:
     """The job's own directory: the script as submitted, the executor's status files."""
     return os.path.join(home, "jobs", str(job_id))

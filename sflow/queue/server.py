@@ -24,6 +24,7 @@ class Conn:
         self.outbuf = b""
         self.deferred = 0  # replies still owed (``wait``)
         self.eof = False
+        self.op = None  # the last request's op: a reply undone with its turn is rewritten for it
 
 
 class SocketServer:

@@ -25,8 +25,8 @@ import marshal
 import os
 import sqlite3
 
-from sflow.queue import bids
-from sflow.queue.paths import db_path
+from sflow.queue import bids, health
+from sflow.queue.paths import backup_path, db_path
 from sflow.records import JobRecord, StepRecord
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
@@ -90,7 +90,10 @@ def _schema() -> list[str]:
 
 def open_db(home: str) -> sqlite3.Connection:
     """The controller's connection: schema ensured, WAL, explicit transactions."""
-    path = db_path(home)
+    return open_db_at(db_path(home))
+
+
+def open_db_at(path: str) -> sqlite3.Connection:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     os.close(fd)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -126,13 +129,63 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def reader(home: str) -> sqlite3.Connection | None:
-    """A connection for the read-only commands; None when nothing was ever submitted."""
+    """A connection for the read-only commands; None when nothing was ever submitted.
+
+    A store missing or unreadable although jobs were queued raises ``health.StoreDamaged``.
+    """
     path = db_path(home)
-    if not os.path.exists(path):
+    try:
+        empty = os.stat(path).st_size == 0
+    except FileNotFoundError:
+        empty = True
+    if empty:
+        if health.had_jobs(home):
+            raise health.damaged(home, health.describe_file(path) or "is empty")
         return None
     conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA query_only=1")
+    try:
+        conn.execute("PRAGMA query_only=1")
+        # Reads the schema, which a damaged header or an emptied file fails (the first query would anyway).
+        conn.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+    except sqlite3.OperationalError as err:
+        if "no such table" not in str(err) or health.had_jobs(home):
+            conn.close()
+            raise _damage(home, err) from None
+    except sqlite3.DatabaseError as err:
+        conn.close()
+        raise _damage(home, err) from None
     return conn
+
+
+def _damage(home: str, err: sqlite3.Error) -> Exception:
+    if isinstance(err, sqlite3.OperationalError) and "no such table" not in str(err):
+        return err  # locked, busy...: not damage
+    return health.damaged(home, health.describe_file(db_path(home)) or health.describe_error(err))
+
+
+def backup(conn: sqlite3.Connection, home: str) -> None:
+    """Copy the store to ``sflow.db.bak`` (a consistent snapshot; replaced atomically)."""
+    target = backup_path(home)
+    partial = target + ".tmp"
+    try:
+        copy = sqlite3.connect(partial, isolation_level=None)
+        try:
+            conn.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+        finally:
+            copy.close()
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(partial, target)
+    except BaseException:
+        try:
+            os.unlink(partial)
+        except OSError:
+            pass
+        raise
 
 
 def _conn(conn_or_home) -> tuple[sqlite3.Connection | None, bool]:
@@ -242,8 +295,14 @@ def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (),
                             args).fetchall()
         return [_from_columns(row) for row in rows]
     except sqlite3.OperationalError as err:
-        if "no such table" in str(err):
+        if "no such table" in str(err) and not (close and health.had_jobs(conn_or_home)):
             return []
+        if close:
+            raise _damage(conn_or_home, err) from None
+        raise
+    except sqlite3.DatabaseError as err:
+        if close:
+            raise _damage(conn_or_home, err) from None
         raise
     finally:
         if close:
@@ -315,8 +374,14 @@ def read_steps(conn_or_home, job_ids=None) -> list[StepRecord]:
             args = ids
         rows = conn.execute(sql + " ORDER BY job_id, start_time", args).fetchall()
     except sqlite3.OperationalError as err:
-        if "no such table" in str(err):
+        if "no such table" in str(err) and not (close and health.had_jobs(conn_or_home)):
             return []
+        if close:
+            raise _damage(conn_or_home, err) from None
+        raise
+    except sqlite3.DatabaseError as err:
+        if close:
+            raise _damage(conn_or_home, err) from None
         raise
     finally:
         if close:
@@ -335,7 +400,7 @@ def save_step(conn: sqlite3.Connection, step: StepRecord) -> None:
 
 
 __all__ = [
-    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "insert_job", "next_job_id", "next_seq", "open_db",
+    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "insert_job", "next_job_id", "next_seq", "open_db",
     "load_request", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
     "set_internal", "update_job",
 ]
