@@ -76,3 +76,23 @@ def test_random_scripts_give_clean_errors(tmp_path, lines, argv, shebang):
         parse(tmp_path, argv, script)
     except SflowError:
         pass
+
+
+@pytest.mark.parametrize("value, priority", [("abc", None), ("0", None), ("", None), ("2abc", 2), (" +7", 7),
+                                             ("TOP", 4294967293), ("top", 4294967293), ("4294967293", 4294967293)])
+def test_priority_read_as_sbatch_reads_it(tmp_path, value, priority):
+    """What sbatch cannot read as a number is 0, and 0 is no --priority at all (the job gets the usual one)."""
+    assert parse(tmp_path, [f"--priority={value}", "--wrap", "true"]).request.priority == priority
+
+
+@pytest.mark.parametrize("value, message", [("-1", "Priority must be >= 0"),
+                                            ("99999999999", "Priority must be < 4294967294")])
+def test_priority_out_of_range(tmp_path, value, message):
+    with pytest.raises(SlurmError) as caught:
+        parse(tmp_path, [f"--priority={value}", "--wrap", "true"])
+    assert (caught.value.message, caught.value.exit_code) == (message, 255)
+
+
+def test_nice_without_adjustment_is_100(tmp_path):
+    assert parse(tmp_path, ["--nice", "--wrap", "true"]).request.nice == 100
+    assert parse(tmp_path, ["--nice=abc", "--wrap", "true"]).request.nice == 0

@@ -50,6 +50,48 @@ def _nonnegative(text: str) -> int:
     return number
 
 
+_C_SPACE = " \t\n\v\f\r"
+# --priority=TOP: the highest priority a job can be given, one below the held/none markers.
+PRIORITY_TOP = 0xFFFFFFFD
+PRIORITY_NONE = 0xFFFFFFFE  # SLURM's NO_VAL: no priority can reach it
+NICE_LIMIT = 2147483645
+NICE_DEFAULT = 100  # --nice without an adjustment
+
+
+def _leading_int(text: str) -> int:
+    """The number C's strtol reads at the start of ``text`` (0 if none): sbatch reads
+    --priority and --nice that way, so "2abc" is 2 and "abc" is 0."""
+    digits = text.lstrip(_C_SPACE)
+    sign = -1 if digits[:1] == "-" else 1
+    if digits[:1] in "+-" and digits:
+        digits = digits[1:]
+    end = 0
+    while end < len(digits) and digits[end] in "0123456789":
+        end += 1
+    return sign * int(digits[:end]) if end else 0
+
+
+def _priority(text: str) -> int | None:
+    """None for 0 (or no number at all): sbatch takes that as no --priority given."""
+    if text.strip(_C_SPACE).upper() == "TOP":
+        return PRIORITY_TOP
+    number = _leading_int(text)
+    if number < 0:
+        raise SlurmError("Priority must be >= 0", 255)
+    if number >= PRIORITY_NONE:
+        raise SlurmError(f"Priority must be < {PRIORITY_NONE}", 255)
+    return number or None
+
+
+def _nice(text: str) -> int:
+    if text == "":
+        return NICE_DEFAULT
+    number = _leading_int(text)
+    if abs(number) > NICE_LIMIT:
+        raise SlurmError(f"Invalid --nice value, out of range (+/- {NICE_LIMIT})", 255)
+    return number
+
+
 def _choice(kind: str) -> Callable[[str], str]:
     allowed = kind.split(":", 1)[1].split("|")
 
@@ -78,6 +120,8 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
     "export": values.parse_export,
     "hostlist": values.expand_hostlist,
     "output_pattern": str,
+    "priority": _priority,
+    "nice": _nice,
     "begin": lambda text: values.parse_begin(text, datetime.now()),
 }
 
@@ -318,6 +362,10 @@ def _set_begin(fields, flags, cloud, value, setting):
     fields["begin"] = value.timestamp()
 
 
+def _set_nice(fields, flags, cloud, value, setting):
+    fields["nice"] = NICE_DEFAULT if value is True else value
+
+
 def _ignore(fields, flags, cloud, value, setting):
     """Handled before the request is built (``--wrap`` becomes the script)."""
 
@@ -344,6 +392,8 @@ _APPLY: dict[str, Callable] = {
     "signal": _set_signal,
     "export": _set_export,
     "begin": _set_begin,
+    "nice": _set_nice,
+    "priority": _set_plain("priority"),
     "wrap": _ignore,
     "chdir": _set_plain("chdir"),
     "requeue": _set_requeue(True),
