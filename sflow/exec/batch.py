@@ -34,6 +34,10 @@ WRAPPER = (
 )
 
 
+class StepFilesUnavailable(OSError):
+    """The batch step's input, output or error file cannot be opened: SLURM fails the job's launch."""
+
+
 @dataclass
 class BatchProcess:
     pid: int  # the wrapper; also the process group and session of the whole job
@@ -73,6 +77,31 @@ def output_paths(ctx: JobContext, stdout_pattern: str, stderr_pattern: str | Non
     err = place(stderr_pattern) if stderr_pattern else out
     inp = place(input_pattern) if input_pattern else "/dev/null"
     return out, err, inp
+
+
+def missing_directory(ctx: JobContext, stdout_pattern: str, stderr_pattern: str | None) -> str | None:
+    """The first directory the batch step will need that does not exist yet: its working
+    directory or the one its output or error file goes into."""
+    out, err, _ = output_paths(ctx, stdout_pattern, stderr_pattern, None)
+    for directory in (ctx.work_dir, os.path.dirname(out), os.path.dirname(err)):
+        if not os.path.isdir(directory):
+            return directory
+    return None
+
+
+def _open_step_files(out_path: str, err_path: str, in_path: str, append: bool) -> tuple[int, int, int]:
+    """stdin, then stdout, then stderr, as slurmstepd opens them: a missing error directory
+    still leaves an empty output file behind, a missing input file none."""
+    opened: list[int] = []
+    try:
+        opened.append(os.open(in_path, os.O_RDONLY))
+        opened.append(_open_output(out_path, append))
+        opened.append(opened[1] if err_path == out_path else _open_output(err_path, append))
+    except OSError as err:
+        for fd in set(opened):
+            os.close(fd)
+        raise StepFilesUnavailable(err.errno, err.strerror, err.filename) from None
+    return opened[0], opened[1], opened[2]
 
 
 def start_batch(job, request, alloc, cluster, home: str | None = None) -> BatchProcess:
@@ -115,13 +144,13 @@ def launch_batch(
             os.unlink(stale)
 
     out_path, err_path, in_path = output_paths(ctx, stdout_pattern, stderr_pattern, input_pattern)
-    out_fd = _open_output(out_path, append)
-    err_fd = out_fd if err_path == out_path else _open_output(err_path, append)
-    in_fd = os.open(in_path, os.O_RDONLY)
+    in_fd, out_fd, err_fd = _open_step_files(out_path, err_path, in_path, append)
     cwd = ctx.work_dir
     if not os.path.isdir(cwd):
-        os.write(err_fd, f"slurmstepd: error: couldn't chdir to `{cwd}': No such file or directory: "
-                         "going to /tmp instead\n".encode("utf-8", "surrogateescape"))
+        # slurmstepd says it twice: once for the step, once for the batch task.
+        note = (f"slurmstepd: error: couldn't chdir to `{cwd}': No such file or directory: "
+                "going to /tmp instead\n")
+        os.write(err_fd, 2 * note.encode("utf-8", "surrogateescape"))
         cwd = "/tmp"
     env = batch_environment(ctx, base_env)
     try:

@@ -68,6 +68,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.after_commit: list = []
         self.replies: list[tuple[Conn, dict]] = []
         self.to_launch: list[Job] = []
+        self.awaiting_dirs: set[int] = set()  # started jobs whose directories are not there yet
         self.schedule_wanted = True
         self.plan_wake = FOREVER
         self.schedule_not_before = 0.0  # see turn()
@@ -446,7 +447,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         for conn in touched:
             if conn.eof:
                 self._interest(conn)
-        if self.to_launch:
+        if self.to_launch or self.awaiting_dirs:
             self.launch_started()
 
     def run(self) -> None:

@@ -44,6 +44,18 @@ def start(job: JobRecord, request, alloc: Allocation, cluster, home: str) -> Lau
                     getattr(proc, "popen", None))
 
 
+def missing_directory(job: JobRecord, request, alloc: Allocation, cluster) -> str | None:
+    """A directory the local batch step needs that is not there yet (None for remote nodes,
+    whose agent makes its own)."""
+    if any(node.address for node in alloc.nodes):
+        return None
+    from sflow.exec import batch
+    from sflow.exec.context import job_context
+
+    ctx = job_context(job, request, alloc, cluster)
+    return batch.missing_directory(ctx, request.stdout_pattern, request.error)
+
+
 # ------------------------------------------------------------------ processes
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 
+from sflow.exec.batch import StepFilesUnavailable
 from sflow.queue import launch, paths, store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.scheduler import FOREVER
@@ -22,6 +23,12 @@ from sflow.records import StepRecord
 
 RUNNING_STATES = ("RUNNING", "COMPLETING")
 POLL_SECONDS = 1.0  # liveness checks for processes no pidfd watches
+# A client may make a job's output directory just after sbatch returns (submitit's folder/%j/):
+# slurmctld never launches a batch job that soon (0.25 s here when idle, more in a burst), so
+# a start whose directories are missing waits this long for them before it fails as SLURM's does.
+DIRECTORY_GRACE_SECONDS = 2.0
+DIRECTORY_POLL_SECONDS = 0.05
+LAUNCH_FAILED_SIGNAL = 53  # sacct's ExitCode 0:53 of a batch step that could not open its files
 
 
 class JobLife:
@@ -68,13 +75,28 @@ class JobLife:
         rec.stderr = display_path(request, request.stderr_pattern, rec.job_id, rec.array_job_id, rec.array_task_id)
 
     def launch_started(self) -> None:
-        """Start the processes of the intents just committed; commit their pids."""
+        """Start the processes of the intents just committed; commit their pids.
+
+        A start whose working or output directory is missing is put off (turn after turn,
+        never blocking the loop) until it appears or the grace is over."""
         todo, self.to_launch = self.to_launch, []
+        awaiting, self.awaiting_dirs = self.awaiting_dirs, set()
+        todo += [self.jobs[job_id] for job_id in sorted(awaiting) if job_id in self.jobs]
+        now = time.time()
         for job in todo:
             if self.jobs.get(job.job_id) is not job or job.launch != "intent":
                 continue
+            request = self.request_of(job)
+            if (now < (job.launch_time or 0.0) + DIRECTORY_GRACE_SECONDS
+                    and launch.missing_directory(job.rec, request, job.alloc, self.cluster)):
+                self.awaiting_dirs.add(job.job_id)
+                continue
             try:
-                started = launch.start(job.rec, self.request_of(job), job.alloc, self.cluster, self.home)
+                started = launch.start(job.rec, request, job.alloc, self.cluster, self.home)
+            except StepFilesUnavailable as err:
+                print(f"job {job.job_id}: launch failed: {err}", file=sys.stderr)
+                self.launch_failed(job)
+                continue
             except Exception as err:  # the executor refused: SLURM holds the job after a launch failure
                 print(f"job {job.job_id}: launch failed: {type(err).__name__}: {err}", file=sys.stderr)
                 traceback.print_exc()
@@ -90,6 +112,15 @@ class JobLife:
         # process by its pid file (recovery.resolve_intent), so a commit per job (an fsync each)
         # would buy nothing.
         self.commit()
+        if self.awaiting_dirs:
+            self.next_wake = min(getattr(self, "next_wake", FOREVER), time.time() + DIRECTORY_POLL_SECONDS)
+
+    def launch_failed(self, job: Job) -> None:
+        """The batch step's files could not be opened: FAILED, as slurmd reports it (the batch
+        step CANCELLED, both 0:53, reason JobLaunchFailure); nothing is requeued."""
+        self.write()
+        self.end_run(job, 0, LAUNCH_FAILED_SIGNAL, record_steps=True)
+        self.finish(job, "FAILED", 0, LAUNCH_FAILED_SIGNAL)
 
     def watch(self, job: Job) -> None:
         """Wake when the batch step ends: a pidfd, else a poll every second."""
