@@ -54,7 +54,7 @@ def _request(argv: list[str]):
 
 
 def main(argv: list[str]) -> int:
-    from sflow.conf import sflow_home
+    from sflow.cli.common import home as state_home
     from sflow.exec.env import StepContext
     from sflow.exec.srun import StepRunner, load_context, next_step_id, plan_step
 
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
         print("srun: fatal: No command given to execute.", file=sys.stderr)
         return 1
     job_id = req.jobid or os.environ.get("SLURM_JOB_ID")
-    home = sflow_home()
+    home = state_home()
     job = load_context(home, job_id) if job_id else None
     if job is None and req.jobid:
         print(f"srun: error: Unable to confirm allocation for job {job_id}: Invalid job id specified\n"

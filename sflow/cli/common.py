@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 
 def home() -> str:
+    """The state directory, or SLURM's kind of error when this user cannot use it (as SLURM's
+    commands stop when they cannot read slurm.conf): never an empty answer from a store not read."""
     # sflow.queue.paths mirrors sflow.conf.sflow_home with the standard library only.
     from sflow.queue.paths import home as state_home
 
-    return state_home()
+    try:
+        path = state_home()
+    except FileExistsError as err:  # a file stands where the directory would be
+        raise _unusable(err.filename or "", os.strerror(errno.ENOTDIR)) from None
+    except OSError as err:  # it could not be made
+        raise _unusable(err.filename or "", err.strerror) from None
+    # Readers need write access too: SQLite's WAL readers write the shared-memory index.
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        raise _unusable(path, os.strerror(errno.EACCES))
+    return path
+
+
+def _unusable(path: str, why: str):
+    from sflow.errors import SlurmError
+
+    return SlurmError(f"Unable to use the sflow state directory {path} (SFLOW_HOME): {why}")
 
 
 def call(op: str, **payload) -> dict:
