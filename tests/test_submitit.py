@@ -75,3 +75,32 @@ def test_cancellation(executor):
     while not job.done() and time.time() < deadline:
         time.sleep(0.3)
     assert job.state.startswith("CANCELLED")
+
+
+@pytest.fixture
+def cpu_burner():
+    """Every CPU busy: the client that makes a job's folder after sbatch returns is slowed down."""
+    import subprocess
+    import sys
+
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+    yield
+    for proc in burners:
+        proc.kill()
+        proc.wait()
+
+
+def test_default_job_folders_under_load(cluster, tmp_path, monkeypatch, cpu_burner):
+    """submitit's default layout (``folder/%j``) makes each job's folder, where its output goes,
+    only once sbatch has answered; SLURM never starts a job that soon, so no job may lose that race."""
+    for key, value in cluster.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PYTHONPATH", os.path.dirname(os.path.abspath(__file__)))
+    ex = submitit.AutoExecutor(folder=str(tmp_path / "logs" / "%j"), cluster="slurm")
+    ex.update_parameters(timeout_min=5, slurm_partition="debug")
+    jobs = [ex.submit(add, i, 1) for i in range(8)]
+    jobs += ex.map_array(add, range(8), [100] * 8)  # an array's folders are made one after another
+    expected = [i + 1 for i in range(8)] + [i + 100 for i in range(8)]
+    assert [_done(job, 180).result() for job in jobs] == expected
+    ended = cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID,State")
+    assert ended.stdout.split() and all(line.endswith("|COMPLETED") for line in ended.stdout.split()), ended.stdout
