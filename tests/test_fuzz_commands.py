@@ -107,3 +107,109 @@ def test_commands_take_any_argv_bytes(queue_home, command, argv):
     assert type(code) is int and 0 <= code <= 255, (command, argv, code)
     said = out.getvalue() + err.getvalue()
     assert b"internal error" not in said and b"Traceback" not in said, (command, argv, said)
+
+
+# Values an option's parser may choke on: not numbers, numbers out of every range, ranges
+# backwards or open, broken brackets and separators.
+BAD_VALUES = ["abc", "-1", "0", "1.5", "2abc", "", " ", "%", "=", "99999999999", "4294967295", "4294967296",
+              "18446744073709551616", "-99999999999999999999", "1-", "-", "5-2", "1-0", "0-4294967296", "[1-",
+              "1_[5-2]", "1_[0-99999999999]", "node[3-1]", "node[1-", "1:2:3:4", "1,,2", "TOP", "+5", "0x10",
+              "1e3", "/nonexistent/x", "%x%j%", "UNLIMITED", "-1:00", "1-25:00:00", "now+abc", "gpu:-1",
+              "gpu:a:b:c", "afterok:abc", "SIGFOO@-1", "now+99999999999"]
+VALUED_COMMANDS = ["sbatch", "srun", "squeue", "scancel", "sacct", "scontrol"]
+SCONTROL_KEYS = ["TimeLimit", "Priority", "Nice", "NumNodes", "StartTime", "JobName", "Comment", "Dependency",
+                 "ArrayTaskThrottle", "Partition"]
+
+
+def _valued_options(command: str) -> list[str]:
+    from sflow.slurm.options import table
+
+    spelled = []
+    for option in table(command).options:
+        if option.arg != "none":
+            spelled.append(f"--{option.long}=")
+            if option.short:
+                spelled.append(f"-{option.short}")
+    return sorted(spelled)
+
+
+@st.composite
+def _bad_command_line(draw):
+    command = draw(st.sampled_from(VALUED_COMMANDS))
+    value = st.one_of(st.sampled_from(BAD_VALUES), st.text(max_size=5))
+    if command == "scontrol":
+        key = draw(st.sampled_from(SCONTROL_KEYS))
+        target = draw(st.sampled_from(["100000", "100001", "100001_2", *BAD_VALUES]))
+        argv = draw(st.sampled_from([["update", f"JobId={target}", f"{key}={draw(value)}"],
+                                     ["show", "job", target], ["hold", target], ["release", target],
+                                     ["requeue", target], ["show", "hostnames", draw(value)]]))
+        return command, argv
+    argv: list[str] = []
+    for spelled in draw(st.lists(st.sampled_from(_valued_options(command)), min_size=1, max_size=3)):
+        argv += [spelled + draw(value)] if spelled.endswith("=") else [spelled, draw(value)]
+    if command == "scancel":
+        argv.append(draw(st.sampled_from(["100000", *BAD_VALUES])))
+    return command, argv
+
+
+def _run_main(command: str, argv: list[str]) -> tuple[int, str]:
+    from importlib import import_module
+
+    import sflow.exec.srun  # noqa: F401  (its defaults are the real streams: imported before redirecting)
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            if command == "srun":  # the options only: running a step per example would take minutes
+                from sflow.cli.cmd_srun import _request
+
+                _request(argv, env={}, in_job=False)
+                code = 0
+            else:
+                if command == "sbatch":  # held, so that nothing runs
+                    argv = ["--hold", *argv, "--wrap", "true"]
+                code = import_module(f"sflow.cli.cmd_{command}").main(argv)
+            message = ""
+        except SflowError as caught:
+            code, message = caught.exit_code, str(caught)
+        except SystemExit as caught:
+            code, message = caught.code, ""
+    return (0 if code is None else code), out.getvalue() + err.getvalue() + message
+
+
+# A few hundred in CI; FUZZ_EXAMPLES=3000 for a search by hand.
+@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 300)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_bad_command_line())
+def test_bad_values_for_every_option_give_slurm_errors(queue_home, command_line):
+    """Every option that takes a value, given one it cannot take, fails as SLURM fails: a message
+    and an exit code, never an internal error (sbatch's reach the controller and back)."""
+    command, argv = command_line
+    code, said = _run_main(command, argv)
+    assert type(code) is int and 0 <= code <= 255, (command, argv, code)
+    assert "internal error" not in said and "Traceback" not in said, (command, argv, said)
+    assert code == 0 or said.strip(), (command, argv, code)
+
+
+@pytest.mark.parametrize("key", SCONTROL_KEYS)
+def test_scontrol_update_takes_no_value_badly(queue_home, key):
+    """Every value, every key, on a held job: numbers too large for any field included."""
+    for value in BAD_VALUES:
+        code, said = _run_main("scontrol", ["update", "JobId=100000", f"{key}={value}"])
+        assert "internal error" not in said and "Traceback" not in said, (key, value, said)
+        assert 0 <= code <= 255 and (code == 0 or said.strip()), (key, value, code)
+
+
+@pytest.mark.parametrize("command, argv", [("sbatch", ["--wrap", "true"]), ("squeue", []), ("scancel", ["1"]),
+                                           ("sacct", []), ("scontrol", ["show", "job"]), ("srun", ["true"]),
+                                           ("sinfo", [])])
+def test_a_home_that_cannot_be_used_is_an_error(tmp_path, monkeypatch, command, argv):
+    from importlib import import_module
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("SFLOW_HOME", str(blocker / "state"))
+    with pytest.raises(SflowError) as caught:
+        import_module(f"sflow.cli.cmd_{command}").main(argv)
+    assert caught.value.exit_code == 1
+    assert "Unable to use the sflow state directory" in str(caught.value)

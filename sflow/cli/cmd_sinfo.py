@@ -32,8 +32,9 @@ def main(argv: list[str]) -> int:
     from sflow.conf import load_cluster
     from sflow.views.sinfo import sinfo_main
 
+    state_home = home()  # first: the cluster's description may live there
     cluster = load_cluster()
-    out, err, code = sinfo_main(argv, cluster, node_states(home(), cluster))
+    out, err, code = sinfo_main(argv, cluster, node_states(state_home, cluster))
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code

@@ -18,6 +18,7 @@ from sflow.queue.jobs import Job, base_priority
 from sflow.queue.select import parse_target, passes
 from sflow.records import FINISHED_STATES, StepRecord
 from sflow.slurm.indexset import IndexSet
+from sflow.slurm.request import NICE_LIMIT, PRIORITY_NONE
 
 INVALID_JOB = "Invalid job id specified"
 ALREADY_DONE = "Job/step already completing or completed"
@@ -428,22 +429,29 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
                 rec.time_limit = values.parse_time_limit(value)
         except (values.InvalidValue, ValueError):
             return "scontrol: error: Invalid TimeLimit value"
+        rec.time_limit = min(rec.time_limit, values_infinite())  # SLURM takes any larger one as UNLIMITED
     elif name in ("jobname", "name"):
         rec.name = value
     elif name == "comment":
         rec.comment = value
     elif name == "nice":
         try:
-            job.nice = int(value)
+            nice = int(value)
         except ValueError:
             return f"scontrol: error: Invalid nice value: {value}"
+        if abs(nice) > NICE_LIMIT:
+            return f"scontrol: error: Nice value out of range (+/- {NICE_LIMIT}). Value ignored"
+        job.nice = nice
         if not rec.held and not running:
             rec.priority = base_priority(job.seq, job.nice)
     elif name == "priority":
         try:
-            rec.priority = int(value)
+            priority = int(value)
         except ValueError:
-            return f"scontrol: error: Invalid priority value: {value}"
+            priority = -1
+        if not 0 <= priority < PRIORITY_NONE:
+            return f"scontrol: error: Invalid Priority value: {value}"
+        rec.priority = priority
     elif name in ("starttime", "begintime", "begin"):
         if running:
             return None
@@ -451,7 +459,7 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
             from datetime import datetime
 
             job.begin_time = values.parse_begin(value, datetime.now()).timestamp()
-        except (values.InvalidValue, ValueError):
+        except (values.InvalidValue, ValueError, OverflowError):
             return f"scontrol: error: Invalid StartTime value: {value}"
         rec.eligible_time = None
     elif name == "dependency":
@@ -482,6 +490,8 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
             throttle = int(value)
         except ValueError:
             return f"scontrol: error: Invalid ArrayTaskThrottle value: {value}"
+        if not 0 <= throttle <= 0xFFFFFFFF:
+            return "scontrol: error: Invalid ArrayTaskThrottle value"
         rec.array_max_tasks = throttle or None
         if job.is_array_remainder:
             rec.array_task_str = format_array(job.pending_indices or IndexSet(), rec.array_max_tasks)

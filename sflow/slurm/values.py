@@ -378,7 +378,7 @@ class SignalSpec:
 def signal_number(name: str) -> int | None:
     """``USR1``, ``SIGUSR1`` or ``10`` -> 10; None if not a signal."""
     text = name.strip().upper()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # str.isdigit() also takes "²", which int() refuses
         number = int(text)
         return number if 0 < number < _signal.NSIG else None
     if not text.startswith("SIG"):
