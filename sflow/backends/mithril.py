@@ -10,6 +10,10 @@ an ``Allocation`` of whole instances, named after them, reached at their
 (the job left the queue, or a gate closed again) mark the bid "must delete"
 in the store before the worker deletes it, so a crash cannot leave it billing.
 
+A spot bid also gets an API key of its own, for the dead-man switch on its
+instances (``sflow.mithril.deadman``): recorded with the bid, made before it
+(its secret is in the bid's startup script), revoked after the bid is gone.
+
 Every change to a bid record happens in the controller's transaction; every
 API call happens on the worker thread after COMMIT (``sflow.mithril.worker``).
 ``apply`` turns the worker's reports into record changes and into events for
@@ -25,8 +29,10 @@ import time
 
 from sflow.backends.base import AllocatedNode, Allocation, Pending
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
+from sflow.mithril import deadman
 from sflow.queue import bids
-from sflow.queue.bids import BidRow
+from sflow.queue.bids import BidRow, KeyRow
+from sflow.records import INFINITE
 
 FRESH_CATALOG = 30.0  # seconds a fetched market is good for checking submissions
 USABLE_CATALOG = 600.0  # older than this, a submission waits for a new one
@@ -73,6 +79,7 @@ class MithrilBackend(ReservedCapacity):
         self.worker = Worker(ctl.home, self.settings, self.api_key, self._wake_w)
         self.rows: dict[str, BidRow] = {}  # live bid records by idempotency key
         self.costing: dict[str, BidRow] = {}  # deleted bids whose billing record is still to be read
+        self.keys: dict[str, KeyRow] = {}  # dead-man keys not yet revoked, by their bid's idempotency key
         self.markets: dict[str, tuple] = {}  # key -> (clearing cents, free capacity), last seen
         self.catalog = None
         self.catalog_time = 0.0
@@ -169,7 +176,7 @@ class MithrilBackend(ReservedCapacity):
                 row.outcome = outcome
 
     def busy(self) -> bool:
-        return bool(self.rows or self.costing) or self.worker.busy()
+        return bool(self.rows or self.costing or self.keys) or self.worker.busy()
 
     def _plan(self, request, now: float, time_limit: int | None = None):
         """The translator's plan for a new bid, or why the job waits."""
@@ -199,15 +206,64 @@ class MithrilBackend(ReservedCapacity):
             limit_cents=plan.limit_price_cents, created=now)
         self.rows[row.idempotency_key] = row
         self._save(row)
+        if self.settings.deadman is not None:
+            watch = deadman.plan_for(self.settings, self._limit_seconds(job))
+            key_row = KeyRow(row.idempotency_key, f"sflow-deadman-{row.idempotency_key}",
+                             now + deadman.key_lifetime(self.settings, watch), watch, now)
+            self.keys[row.idempotency_key] = key_row
+            bids.save_key(self.ctl.conn, key_row)  # in the bid's transaction: no key is made unrecorded
         key, spec = row.idempotency_key, self._spec(row)
         # Only once the key is on disk may the create be sent.
         self.ctl.after_commit.append(lambda: self.worker.create(key, spec))
 
-    @staticmethod
-    def _spec(row: BidRow) -> dict:
+    def _limit_seconds(self, job) -> float | None:
+        """The job's time limit (else its partition's MaxTime) in seconds; None when unlimited."""
+        limit = job.rec.time_limit
+        if limit is None or limit >= INFINITE:
+            try:
+                limit = self.ctl.cluster.partition(job.rec.partition).max_time
+            except Exception:  # a partition gone since submission: the documented cap stands
+                limit = None
+        return None if limit is None or limit >= INFINITE else limit * 60.0
+
+    def _spec(self, row: BidRow) -> dict:
         plan = row.plan
-        return {"name": row.name, "region": plan["region"], "type_id": plan["type_id"],
+        spec = {"name": row.name, "region": plan["region"], "type_id": plan["type_id"],
                 "limit_cents": row.limit_cents, "quantity": plan["quantity"]}
+        key_row = self.keys.get(row.idempotency_key)
+        if key_row is not None:
+            spec["deadman"] = {"name": key_row.name, "expires": key_row.expires, "watch": key_row.watch,
+                               "secret": key_row.secret}
+        return spec
+
+    def _key_made(self, key: str, key_fid: str, secret: str) -> list[tuple]:
+        """The bid's key exists: recorded (secret included, for the create's retries), then the bid is
+        asked for, unless it was withdrawn meanwhile (its delete finds no bid, and the key is revoked)."""
+        key_row = self.keys.get(key)
+        if key_row is None:
+            return []
+        key_row.key_fid, key_row.secret = key_fid, secret
+        self.ctl.write()
+        bids.save_key(self.ctl.conn, key_row)
+        row = self.rows.get(key)
+        if row is not None and not row.must_delete and row.bid_id is None:
+            spec = self._spec(row)
+            self.ctl.after_commit.append(lambda: self.worker.create(key, spec))
+        return []
+
+    def _revoke_key(self, key: str) -> None:
+        """The bid is gone: its key goes too (after the commit that records the bid's end)."""
+        key_row = self.keys.get(key)
+        if key_row is not None:
+            fid, name = key_row.key_fid, key_row.name
+            self.ctl.after_commit.append(lambda: self.worker.revoke_key(key, fid, name))
+
+    def _key_revoked(self, key: str, when: float) -> None:
+        key_row = self.keys.pop(key, None)
+        if key_row is not None:
+            key_row.revoked, key_row.secret = when, None
+            self.ctl.write()
+            bids.save_key(self.ctl.conn, key_row)
 
     def _save(self, row: BidRow) -> None:
         self.ctl.write()
@@ -311,7 +367,11 @@ class MithrilBackend(ReservedCapacity):
                 events += self._billed(report[1], report[2])
                 continue
             row = self.rows.get(report[1]) if kind != "bids" else None
-            if kind == "created" and row is not None:
+            if kind == "key_made":
+                events += self._key_made(report[1], report[2], report[3])
+            elif kind == "key_revoked":
+                self._key_revoked(report[1], report[2])
+            elif kind == "created" and row is not None:
                 row.bid_id, row.status, row.error = report[2], report[3], None
                 self._save(row)
                 events.append(("changed", row.job_id))
@@ -320,6 +380,7 @@ class MithrilBackend(ReservedCapacity):
                 if report[3]:  # refused for good: there is no bid
                     row.status, row.ended = "Refused", now
                     self.rows.pop(row.idempotency_key, None)
+                    self._revoke_key(row.idempotency_key)
                     if not row.must_delete:
                         events.append(("refused", row.job_id, report[2]))
                 else:
@@ -348,6 +409,7 @@ class MithrilBackend(ReservedCapacity):
         if not row.cost_settled:  # the worker reads its billing record next
             self.costing[row.idempotency_key] = row
         self._save(row)
+        self._revoke_key(row.idempotency_key)
         return [("cost", row.job_id), ("changed", row.job_id)]
 
     def _billed(self, key: str, cents: float | None) -> list[tuple]:
@@ -401,9 +463,15 @@ class MithrilBackend(ReservedCapacity):
             events.append(("cost", row.job_id))
         if row.must_delete:
             return events
+        key_row = self.keys.get(row.idempotency_key)
         if row.started is None:
             if row.status == "Allocated" and any(i["status"] in BROKEN for i in row.instances):
                 row.outcome = "INSTANCE_ERROR"  # won, but an instance failed: bid again
+                self.withdraw(row.job_id, task=row.plan.get("task"))
+                events.append(("changed", row.job_id))
+            elif row.status == "Open" and key_row is not None and deadman.must_rebid(key_row.watch, key_row.expires,
+                                                                                        when):
+                row.outcome = "REPLACED"  # waited so long that its key could expire during the run: a fresh one
                 self.withdraw(row.job_id, task=row.plan.get("task"))
                 events.append(("changed", row.job_id))
             elif after != before or self.reason(row) != reason_before:
@@ -446,12 +514,16 @@ class MithrilBackend(ReservedCapacity):
         """The live records from the store (at start, and after a turn was undone)."""
         self.rows = {r.idempotency_key: r for r in bids.live(self.ctl.conn)}
         self.costing = {r.idempotency_key: r for r in bids.unsettled(self.ctl.conn)}
+        self.keys = {k.idempotency_key: k for k in bids.keys(self.ctl.conn, "revoked IS NULL")}
 
     def kick(self) -> None:
         """Hand the worker every live record again: deletes, creates never answered, bids to watch.
         Repeats are harmless: creates carry their keys, a second delete finds nothing."""
         for row in self.costing.values():
             self.worker.final_cost(row.idempotency_key, row.bid_id, row.ended)
+        for key, key_row in self.keys.items():
+            if key not in self.rows:  # its bid is gone (or never was)
+                self.worker.revoke_key(key, key_row.key_fid, key_row.name)
         for row in self.rows.values():
             if is_reserved(row):
                 self._send_reservation(row)

@@ -24,6 +24,11 @@ adoption after a controller restart and "no status means the step vanished"
    that breaks is re-established to read the status the remote wrapper
    kept; a node that stays unreachable leaves no status.
 
+All along it renews the lease of every node (touches ``~/.sflow/lease``
+every ``lease_renew_seconds``): the dead-man switch on a spot instance
+deletes its bid once the lease runs out, so the bid outlives the machine
+running sflow by one lease at most (``sflow.mithril.deadman``).
+
 Every value reaching a remote shell is quoted (``sflow.remote.command``).
 """
 
@@ -39,7 +44,7 @@ import subprocess
 import sys
 import time
 
-from sflow.exec.remote_env import STATE_DIR, job_dir as remote_job_dir, portable, submit_dir as remote_submit_dir
+from sflow.exec.remote_env import LEASE, STATE_DIR, job_dir as remote_job_dir, portable, submit_dir as remote_submit_dir
 
 SPEC_NAME = "remote.json"
 SIGNALS_NAME = "signals"  # "<signal> <mode>" lines: signals for the batch shell or steps only
@@ -60,6 +65,14 @@ def _env_seconds(name: str, default: float) -> float:
 
 
 # ------------------------------------------------------------------ the controller's side
+
+
+def _lease_renew_seconds() -> float | None:
+    """How often the agent renews the nodes' leases (None: the dead-man switch is off)."""
+    from sflow.mithril.fetch import load_settings
+
+    switch = load_settings().deadman
+    return switch["lease_renew_seconds"] if switch else None
 
 
 def start_remote_batch(job, request, alloc, cluster, home: str):
@@ -87,6 +100,7 @@ def start_remote_batch(job, request, alloc, cluster, home: str):
         "follow_seconds": _env_seconds("SFLOW_REMOTE_POLL", 0.5),
         "connect_seconds": _env_seconds("SFLOW_REMOTE_CONNECT", 300.0),
         "reconnect_seconds": _env_seconds("SFLOW_REMOTE_RECONNECT", 60.0),
+        "lease_renew_seconds": _lease_renew_seconds(),
     }
     with open(os.path.join(directory, SPEC_NAME), "w") as handle:
         json.dump(spec, handle)
@@ -161,6 +175,8 @@ class Agent:
         self.signals_read = 0
         self.tasks: set = set()
         self.main_task = None
+        self.lease_links: dict[int, object] = {}  # node index -> the connection that renews its lease
+        self.connected = asyncio.Event()  # every node was reached once (and its host key pinned)
 
     # ------------------------------------------------------------ notes
 
@@ -233,6 +249,7 @@ class Agent:
             loop.add_signal_handler(signum, self.on_signal, signum)
         loop.add_signal_handler(REQUEST_SIGNAL, self.on_request)
         self.main_task = asyncio.ensure_future(self.run())
+        leases = asyncio.ensure_future(self.renew_leases())
         try:
             rc = await self.main_task
         except asyncio.CancelledError:
@@ -243,9 +260,41 @@ class Agent:
             traceback.print_exc()
             self.note(f"batch step on {self.ctx.nodes[0].name} failed: {err}")
             rc = None
+        leases.cancel()
+        await asyncio.gather(leases, return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in self.lease_links.values() if c is not None), return_exceptions=True)
         if rc is not None:
             self.write_status(rc)
         return 0
+
+    async def renew_leases(self) -> None:
+        """Touch every node's lease while the job runs, each over a connection of its own (the step's
+        may break and be made again; a node's lease must not wait for that)."""
+        every = self.spec.get("lease_renew_seconds")
+        if not every:
+            return
+        command = f"mkdir -p {shlex.quote(STATE_DIR)} && touch {shlex.quote(LEASE)}"
+
+        async def renew(index: int, node) -> None:
+            conn = self.lease_links.get(index)
+            try:
+                if conn is None:
+                    conn = self.lease_links[index] = await self.connect_once(node)
+                done = await conn.run(command)
+                if not done.ok:
+                    raise ConnectionError(done.error or f"exit status {done.exit_status}")
+            except Exception as err:  # tried again next time, over a new connection
+                self.lease_links[index] = None
+                if conn is not None:
+                    await asyncio.gather(conn.close(), return_exceptions=True)
+                print(f"{time.strftime('%H:%M:%S')} lease of {node.name} not renewed: {err}", file=sys.stderr,
+                      flush=True)
+
+        # Until then the instances' leases count from their boot: the first contact pins host keys.
+        await self.connected.wait()
+        while True:
+            await asyncio.gather(*(renew(i, node) for i, node in enumerate(self.ctx.nodes)))
+            await asyncio.sleep(every)
 
     async def run(self) -> int | None:
         from sflow.remote.knownhosts import KnownHosts
@@ -254,6 +303,7 @@ class Agent:
         self.key = client_key(self.home)
         self.known = KnownHosts(os.path.join(self.home, "known_hosts"))
         conns = await asyncio.gather(*(self.connect(node) for node in self.ctx.nodes))
+        self.connected.set()
         self.conn = conns[0]
         done = await self.conn.run("pwd")
         remote_home = done.stdout.decode().strip()

@@ -15,6 +15,7 @@ commands start and SFTP is rooted):
 | ``.sflow/`` | ``SFLOW_HOME`` for ``srun`` inside the job |
 | ``.sflow/jobs/<id>/`` | ``context.json``, ``slurm_script``, the batch step's ``stdout``/``stderr``/``status``, ``steps.jsonl`` |
 | ``.sflow/ssh/``, ``.sflow/known_hosts`` | on the first node only: how its ``srun`` reaches the others |
+| ``.sflow/lease`` | touched by the job's agent while sflow is alive (``sflow.mithril.deadman``) |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ LOCAL_ONLY = frozenset({
 LOCAL_PREFIXES = ("SSH_", "XDG_", "SFLOW_", "MITHRIL_", "CONDA_", "DBUS_", "LC_")
 
 STATE_DIR = ".sflow"
+LEASE = f"{STATE_DIR}/lease"
 
 
 def portable(env: Mapping[str, str], keep: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -707,6 +707,28 @@ class MithrilClient:
                                                  "public_key": public_key, "required": required})
         return self._create("/v2/ssh-keys", body, CreatedSshKeyModel, idempotency_key)
 
+    def api_keys(self) -> "list[m.ApiKeyModel]":
+        from sflow.mithril.models import ApiKeyModel
+
+        return self._list(ApiKeyModel, "/v2/api-keys")
+
+    def create_api_key(self, name: str, expires_at: "datetime") -> "m.CreateApiKeyResponse":
+        """A new API key that stops working at ``expires_at``; its ``secret`` is answered only here.
+        Not idempotent (the API takes no key for it): find a lost answer's key by its name."""
+        from sflow.mithril.models import CreateApiKeyRequest, CreateApiKeyResponse
+
+        body = self._build(CreateApiKeyRequest, {"name": name, "expires_at": expires_at})
+        return self._parse(CreateApiKeyResponse, self._json("POST", "/v2/api-keys", json=body.to_json()),
+                           "POST /v2/api-keys")
+
+    def revoke_api_key(self, key_fid: str) -> bool:
+        """``False`` when the key was already gone (404)."""
+        try:
+            self.request("DELETE", f"/v2/api-keys/{_segment(key_fid)}")
+        except NotFound:
+            return False
+        return True
+
     # --- reservations ---
 
     def reservations(

@@ -10,6 +10,8 @@ Settings come from the ``[mithril]`` table of ``$SFLOW_CONFIG`` (default
 | project (name or id) | ``MITHRIL_PROJECT`` | ``project`` | the first project |
 | seconds between looks at bids | ``SFLOW_MITHRIL_POLL`` | ``poll_seconds`` | 5 |
 | what bids install on instances | ``SFLOW_MITHRIL_INSTALL`` | ``sflow_install`` | ``sflow==<version>`` |
+| the dead-man switch on spot instances | ``SFLOW_MITHRIL_DEADMAN`` | ``deadman`` | on |
+| its lease, renewal, first window, margin... | ``SFLOW_MITHRIL_<KEY>`` | ``lease_seconds`` and the other ``deadman.DEFAULTS`` | see docs/mithril.md |
 | translator settings | | ``gpu_types``, ``headroom``, ``max_price_per_gpu_hour``, ``reserved_partitions`` | see docs/mithril.md |
 
 ``fetch_catalog`` asks the API for the instance types, the spot auctions and
@@ -33,7 +35,15 @@ class Settings:
     project: str | None = None
     poll_seconds: float = DEFAULT_POLL_SECONDS
     plan: dict = field(default_factory=dict)  # PlanConfig's fields
-    startup_script: str | None = None  # every bid's, from ``sflow.mithril.startup``
+    install: str | None = "none"  # what every bid's startup script installs (``sflow.mithril.startup``)
+    deadman: dict | None = None  # the dead-man switch's settings (``sflow.mithril.deadman``); None: off
+
+    @property
+    def startup_script(self) -> str | None:
+        """The startup script of a bid without a dead-man switch."""
+        from sflow.mithril.startup import script
+
+        return script(self.install)
 
     def __repr__(self) -> str:  # nothing secret is held here, but keep reprs short in logs
         return f"Settings(api_url={self.api_url!r}, project={self.project!r}, poll_seconds={self.poll_seconds})"
@@ -55,7 +65,7 @@ def default_backend(environ: Mapping[str, str] | None = None) -> str:
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     from sflow.mithril.client import _read_config, config_path
-    from sflow.mithril.startup import script as startup_script
+    from sflow.mithril.deadman import DEFAULTS
 
     env = os.environ if environ is None else environ
     try:
@@ -68,12 +78,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         poll = float(env.get("SFLOW_MITHRIL_POLL") or table.get("poll_seconds") or DEFAULT_POLL_SECONDS)
     except ValueError:
         poll = DEFAULT_POLL_SECONDS
+    deadman = None
+    switch = str(env.get("SFLOW_MITHRIL_DEADMAN", table.get("deadman", "on"))).strip().lower()
+    if switch not in ("off", "false", "no", "0", "none"):
+        deadman = {}
+        for name, default in DEFAULTS.items():
+            try:
+                value = float(env.get(f"SFLOW_MITHRIL_{name.upper()}") or table.get(name) or default)
+            except (TypeError, ValueError):
+                value = default
+            deadman[name] = value if value > 0 else default
     return Settings(
         api_url=env.get("MITHRIL_API_URL") or table.get("api_url") or None,
         project=env.get("MITHRIL_PROJECT") or table.get("project") or None,
         poll_seconds=max(0.05, poll),
         plan={k: table[k] for k in PLAN_KEYS if k in table},
-        startup_script=startup_script(env.get("SFLOW_MITHRIL_INSTALL", table.get("sflow_install"))),
+        install=env.get("SFLOW_MITHRIL_INSTALL", table.get("sflow_install")),
+        deadman=deadman,
     )
 
 

@@ -326,6 +326,24 @@ class CreatedSshKeyModel(NewSshKeyModel):
     private_key: Optional[str] = Field(default=None, repr=False)  # a secret: kept out of repr
 
 
+class ApiKeyModel(Answer):
+    fid: str
+    name: str
+    created_at: datetime
+    expires_at: datetime
+    deactivated_at: Optional[datetime] = None
+    snippet: str
+
+
+class CreateApiKeyRequest(Request):
+    name: str
+    expires_at: AwareDatetime
+
+
+class CreateApiKeyResponse(ApiKeyModel):
+    secret: str = Field(repr=False)  # the key itself, shown once: kept out of repr
+
+
 # --- reservations --------------------------------------------------------------------------
 
 class PriceSpecification(Request):

@@ -14,6 +14,10 @@ What is installed is the ``[mithril] sflow_install`` setting (or
 at most 10,000 characters of script; a longer one (an absurd URL) is refused
 by the API, and the job is held with its message.
 
+Every spot bid's script also starts, first, the dead-man switch of
+``sflow.mithril.deadman``, which deletes the bid once sflow stops renewing its
+lease.
+
 Emulated instances are this machine: the emulator records the script and does
 not run it.
 """
@@ -27,14 +31,17 @@ COMMANDS = ("flow", "sflow", "sbatch", "srun", "salloc", "squeue", "scancel", "s
 NOTHING = ("", "none", "no", "false")
 INSTANCE_USER = "ubuntu"
 
-TEMPLATE = """\
+HEADER = """\
 #!/bin/bash
-# sflow: install sflow so that srun in a job can start tasks on the other instances.
 set -u
+log() { echo "sflow startup: $*" >&2; }
+"""
+
+TEMPLATE = """\
+# sflow: install sflow so that srun in a job can start tasks on the other instances.
 SFLOW_PACKAGE={package}
 SFLOW_USER={user}
 SFLOW_COMMANDS={commands}
-log() {{ echo "sflow startup: $*" >&2; }}
 link_from() {{
   for name in $SFLOW_COMMANDS; do
     [ -x "$1/$name" ] && ln -sf "$1/$name" "/usr/local/bin/$name"
@@ -88,13 +95,18 @@ def package(install: str | None) -> str | None:
     return None if install.lower() in NOTHING else install
 
 
-def script(install: str | None = None) -> str | None:
-    """The startup script for bids (None: the setting says install nothing). Every value is quoted once."""
+def script(install: str | None = None, deadman: dict | None = None) -> str | None:
+    """The startup script for bids (None: nothing to do). ``deadman``: the settings of the watcher
+    that deletes the bid if sflow stops renewing its lease (``sflow.mithril.deadman``); it starts
+    first, before an install that may take minutes or fail. Every value is quoted once."""
+    from sflow.mithril.deadman import snippet
+
     wanted = package(install)
-    if wanted is None:
-        return None
-    return TEMPLATE.format(package=shlex.quote(wanted), user=shlex.quote(INSTANCE_USER),
-                           commands=shlex.quote(" ".join(COMMANDS)))
+    parts = [snippet(deadman)] if deadman is not None else []
+    if wanted is not None:
+        parts.append(TEMPLATE.format(package=shlex.quote(wanted), user=shlex.quote(INSTANCE_USER),
+                                     commands=shlex.quote(" ".join(COMMANDS))))
+    return HEADER + "".join(parts) if parts else None
 
 
 __all__ = ["COMMANDS", "MAX_CHARS", "package", "script"]

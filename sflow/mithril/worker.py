@@ -18,6 +18,13 @@ queue) and, when the thread wakes it through a pipe, reads what came back
   for a deleted bid, from its pricing history (``cents`` None: the history cannot be had, the
   estimate stands). Asked by itself after every confirmed delete; transient failures are retried
   every poll.
+- A spot bid with a dead-man switch (``spec["deadman"]``, ``sflow.mithril.deadman``) first needs
+  its API key: ``create`` without the key's secret makes the key (revoking any key of the same
+  name, whose answer was lost) and answers ``("key_made", key, key_fid, secret)``; the controller
+  commits it and asks ``create`` again, now with the secret in the bid's startup script.
+- ``revoke_key(key, key_fid, name)`` -> ``("key_revoked", key, when)``: the key of a bid that is
+  gone; without ``key_fid`` every live key of that name. Retried every poll while Mithril is
+  unavailable; a 404 counts as done, and so does a refusal (the key expires by itself).
 - ``watch(key, bid_id)`` / ``forget(key)``: the bids looked at every poll,
   reported together as ``("bids", {key: snapshot})``; a snapshot has the
   bid's ``status`` (``Gone`` after a 404), its ``instances`` (fid, name,
@@ -34,8 +41,10 @@ import socket
 import threading
 import time
 import traceback
+from datetime import datetime, timezone
 
 from sflow.errors import MithrilError
+from sflow.mithril import deadman, startup
 from sflow.mithril.reserving import Reservations
 
 _STOP = ("stop",)
@@ -76,6 +85,7 @@ class Worker:
         self.deleting: dict[str, tuple[str | None, dict]] = {}  # key -> (bid id, spec), until confirmed
         self.delete_started: dict[str, float] = {}  # key -> when its first delete attempt began
         self.costing: dict[str, tuple[str, float]] = {}  # key -> (bid id, when it was deleted), until billed
+        self.revoking: dict[str, tuple[str | None, str]] = {}  # key -> (API key id, its name), until confirmed
         self.reserved = Reservations(self)  # the reservation calls (sflow.mithril.reserving)
         self._client = None
         self._project: str | None = None
@@ -97,6 +107,9 @@ class Worker:
     def final_cost(self, key: str, bid_id: str, ended: float) -> None:
         self.inbox.put(("final_cost", key, bid_id, ended))
 
+    def revoke_key(self, key: str, key_fid: str | None, name: str) -> None:
+        self.inbox.put(("revoke_key", key, key_fid, name))
+
     def watch(self, key: str, bid_id: str) -> None:
         self.inbox.put(("watch", key, bid_id))
 
@@ -117,7 +130,7 @@ class Worker:
         return out
 
     def busy(self) -> bool:
-        return bool(self.deleting or self.creating or self.costing or self.reserved.busy()
+        return bool(self.deleting or self.creating or self.costing or self.revoking or self.reserved.busy()
                     or not self.inbox.empty())
 
     def close(self, timeout: float = 5.0) -> None:
@@ -137,7 +150,8 @@ class Worker:
     def _main(self) -> None:
         next_poll = 0.0
         while True:
-            waiting = self.watched or self.creating or self.deleting or self.costing or self.reserved.waiting()
+            waiting = (self.watched or self.creating or self.deleting or self.costing or self.revoking
+                       or self.reserved.waiting())
             timeout = max(0.0, next_poll - time.monotonic()) if waiting else 1.0
             try:
                 command = self.inbox.get(timeout=timeout)
@@ -177,6 +191,9 @@ class Worker:
         elif kind == "final_cost":
             self.costing[command[1]] = (command[2], command[3])
             self._settle(command[1])
+        elif kind == "revoke_key":
+            self.revoking[command[1]] = (command[2], command[3])
+            self._revoke(command[1])
         elif kind == "watch":
             self.watched[command[1]] = command[2]
         elif kind == "forget":
@@ -237,15 +254,57 @@ class Worker:
         # The same spec always makes the same body: a retried create must match the first.
         return {"project": self.project(), "region": spec["region"], "instance_type": spec["type_id"],
                 "limit_price": dollars(spec["limit_cents"]), "instance_quantity": spec["quantity"],
-                "name": spec["name"], "launch_specification": self._launch(self.ssh_key())}
+                "name": spec["name"], "launch_specification": self._launch(self.ssh_key(), spec)}
 
-    def _launch(self, ssh_key: str) -> dict:
+    def _launch(self, ssh_key: str, spec: dict | None = None) -> dict:
         launch = {"volumes": [], "ssh_keys": [ssh_key]}
-        if getattr(self.settings, "startup_script", None):  # puts sflow on the instance (sflow.mithril.startup)
-            launch["startup_script"] = self.settings.startup_script
+        switch = (spec or {}).get("deadman")
+        conf = None
+        if switch is not None:  # the instances delete this bid if sflow stops renewing its lease
+            conf = deadman.watcher_conf(api_url=self.client().base_url, key=switch["secret"], project=self.project(),
+                                        bid_name=spec["name"], nonce=switch["name"], user=startup.INSTANCE_USER,
+                                        plan=switch["watch"], key_expires=switch["expires"])
+        script = startup.script(getattr(self.settings, "install", "none"), conf)
+        if script:  # puts sflow on the instance (sflow.mithril.startup)
+            launch["startup_script"] = script
         return launch
 
+    def _make_key(self, key: str, spec: dict) -> None:
+        """The bid's dead-man key, before the bid: its secret goes into the bid's startup script."""
+        switch = spec["deadman"]
+
+        def make():
+            client = self.client()
+            for old in client.api_keys():
+                if old.name == switch["name"] and old.deactivated_at is None:
+                    client.revoke_api_key(old.fid)  # made before a crash, its secret never recorded
+            return client.create_api_key(switch["name"], datetime.fromtimestamp(switch["expires"], timezone.utc))
+
+        made = _attempt_create(self.creating, key, spec, make, self._report, "create_failed")
+        if made is not None:
+            self._report("key_made", key, made.fid, made.secret)
+
+    def _revoke(self, key: str) -> None:
+        key_fid, name = self.revoking[key]
+        try:
+            client = self.client()
+            if key_fid is None:
+                for made in client.api_keys():
+                    if made.name == name and made.deactivated_at is None:
+                        client.revoke_api_key(made.fid)
+            else:
+                client.revoke_api_key(key_fid)  # False on 404: already gone
+        except MithrilError as err:
+            if not _permanent(err):
+                return  # retried at the next poll
+            print(f"the API key {name} was not revoked ({err.message}); it expires by itself", flush=True)
+        self.revoking.pop(key, None)
+        self._report("key_revoked", key, time.time())
+
     def _create(self, key: str, spec: dict) -> None:
+        if spec.get("deadman") is not None and spec["deadman"].get("secret") is None:
+            self._make_key(key, spec)
+            return
         bid = _attempt_create(self.creating, key, spec,
                               lambda: self.client().create_bid(self._body(spec), idempotency_key=key),
                               self._report, "create_failed")
@@ -260,12 +319,15 @@ class Worker:
         gone = False
         try:
             client = self.client()
-            if bid_id is None:
-                # The create may or may not have reached Mithril: asking again with the same key
-                # finds the bid if it did (and places one that is deleted at once if not).
-                bid_id = client.create_bid(self._body(spec), idempotency_key=key).fid
-                self.deleting[key] = (bid_id, spec)
-            gone = not client.cancel_bid(bid_id)  # False on 404: already gone, which is what we want
+            if bid_id is None and spec.get("deadman") is not None and spec["deadman"].get("secret") is None:
+                gone = True  # its key was never recorded, so its create was never sent: there is no bid
+            else:
+                if bid_id is None:
+                    # The create may or may not have reached Mithril: asking again with the same key
+                    # finds the bid if it did (and places one that is deleted at once if not).
+                    bid_id = client.create_bid(self._body(spec), idempotency_key=key).fid
+                    self.deleting[key] = (bid_id, spec)
+                gone = not client.cancel_bid(bid_id)  # False on 404: already gone, which is what we want
         except MithrilError as err:
             if bid_id is None and _permanent(err):
                 gone = True  # the create is refused: there is no bid to delete
@@ -326,6 +388,8 @@ class Worker:
     def _retry(self) -> None:
         for key in list(self.deleting):
             self._delete(key)
+        for key in list(self.revoking):
+            self._revoke(key)
         for key, spec in list(self.creating.items()):
             self._create(key, spec)
 

@@ -6,6 +6,15 @@ while the call is in flight retries it with the same key after a restart,
 and the service answers with the bid it already has. Rows are never deleted;
 one whose bid is gone has ``ended`` set, so the table doubles as the history
 of a job's runs and what each cost.
+
+A spot bid's instances carry a dead-man switch (``sflow.mithril.deadman``)
+with an API key made for that bid alone: its row in ``bid_keys`` (the key's
+unique name) is committed with the bid's, before the key is asked for; the
+key's id and secret are committed before the bid's create is sent (the secret
+is in its startup script, and a retried create must send the same body; the
+store is readable by its owner only). The key is revoked after the bid is
+deleted; ``revoked`` records that Mithril confirmed it, and the secret is
+dropped then.
 """
 
 from __future__ import annotations
@@ -37,6 +46,15 @@ SCHEMA = [
     "CREATE INDEX IF NOT EXISTS bids_job ON bids(job_id)",
     # The commands ask whether any bid is live (sflow.queue.watchdog): answered without a scan of the history.
     "CREATE INDEX IF NOT EXISTS bids_live ON bids(ended) WHERE ended IS NULL",
+    "CREATE TABLE IF NOT EXISTS bid_keys ("
+    " idempotency_key TEXT PRIMARY KEY,"  # the bid's
+    " name TEXT NOT NULL,"  # the key's name at Mithril, unique: a key whose answer was lost is found by it
+    " expires REAL NOT NULL,"  # the key's expires_at
+    " watch TEXT NOT NULL,"  # JSON: the lease and deadline the bid's watcher gets (sflow.mithril.deadman)
+    " key_fid TEXT,"  # Mithril's id, once the create was answered
+    " secret TEXT,"  # until the key is revoked
+    " created REAL NOT NULL,"
+    " revoked REAL)",  # Mithril confirmed the key is deleted
 ]
 
 COLUMNS = ("idempotency_key", "job_id", "run", "bid_id", "status", "plan", "limit_cents", "price_cents",
@@ -96,6 +114,44 @@ class BidRow:
         data["must_delete"] = bool(data["must_delete"])
         data["cost_final"] = bool(data["cost_final"])
         return cls(**data)
+
+
+@dataclass
+class KeyRow:
+    """The API key of one bid's dead-man switch."""
+
+    idempotency_key: str
+    name: str
+    expires: float
+    watch: dict
+    created: float
+    key_fid: str | None = None
+    secret: str | None = field(default=None, repr=False)
+    revoked: float | None = None
+
+    def __post_init__(self):
+        if isinstance(self.watch, str):
+            self.watch = json.loads(self.watch)
+
+
+KEY_COLUMNS = ("idempotency_key", "name", "expires", "watch", "key_fid", "secret", "created", "revoked")
+
+
+def save_key(conn: sqlite3.Connection, row: KeyRow) -> None:
+    values = [json.dumps(row.watch) if c == "watch" else getattr(row, c) for c in KEY_COLUMNS]
+    conn.execute(f"INSERT OR REPLACE INTO bid_keys ({', '.join(KEY_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(KEY_COLUMNS))})", values)
+
+
+def keys(conn: sqlite3.Connection, where: str = "1", params=()) -> list[KeyRow]:
+    try:
+        rows = conn.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM bid_keys WHERE {where} ORDER BY created, rowid",
+                            list(params)).fetchall()
+    except sqlite3.OperationalError as err:
+        if "no such table" in str(err):
+            return []
+        raise
+    return [KeyRow(**dict(zip(KEY_COLUMNS, r))) for r in rows]
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -163,4 +219,5 @@ def of_job(conn_or_home, job_id: int) -> list[BidRow]:
         conn.close()
 
 
-__all__ = ["BidRow", "SCHEMA", "ensure_schema", "live", "migrate", "of_job", "read", "save", "unsettled"]
+__all__ = ["BidRow", "KeyRow", "SCHEMA", "ensure_schema", "keys", "live", "migrate", "of_job", "read", "save",
+           "save_key", "unsettled"]

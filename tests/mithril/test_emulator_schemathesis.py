@@ -36,6 +36,7 @@ EXAMPLES = {
         "project": PROJECT, "region": REGION, "instance_type": TYPE, "start_time": _START.isoformat(),
         "end_time": (_START + timedelta(hours=3)).isoformat(), "instance_quantity": 1, "name": "example",
         "launch_specification": _SPEC}},
+    "create_api_key_v2_api_keys_post": {"body": {"name": "example", "expires_at": _START.isoformat()}},
     "get_instances_v2_instances_get": {"query": {"project": PROJECT}},
     "get_ssh_keys_v2_ssh_keys_get": {"query": {"project": PROJECT}},
     "get_instance_pricing_history_v2_instances_pricing_history_get": {"query": {"project": PROJECT}},
@@ -74,7 +75,7 @@ def emulator():
 
 def test_every_implemented_operation_is_exercised():
     tested = {op.ok().definition.raw["operationId"] for op in schema.get_all_operations()}
-    assert tested == set(ROUTES) and len(tested) == 19
+    assert tested == set(ROUTES) and len(tested) == 22
 
 
 def aim(case, emulator) -> None:
@@ -101,3 +102,4 @@ def test_the_emulator_conforms_to_the_schema(case, emulator):
 def test_the_examples_reached_the_successful_paths(emulator):
     # runs after the generated cases (same module-scoped emulator): the creates did succeed
     assert emulator.market.bids and emulator.account.ssh_keys and emulator.market.reservations
+    assert emulator.account.api_keys

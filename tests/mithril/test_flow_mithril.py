@@ -131,8 +131,11 @@ def test_flow_run_shows_the_bidding_the_output_and_the_cost(site):
     assert cost, lines[-1]
     assert cost.group(1) == f"{site.job(job_id).cost_cents / 100:.2f}" and row.ended is not None
     assert out.startswith("hello from sflow-")
-    # The bid carried the startup script that installs sflow; the emulator only keeps it.
-    assert site.market_bid(row.bid_id).launch_specification["startup_script"] == startup.script()
+    # The bid carried the startup script that starts its dead-man switch, then installs sflow; the
+    # emulator only keeps it.
+    carried = site.market_bid(row.bid_id).launch_specification["startup_script"]
+    assert carried.startswith(startup.HEADER + "# sflow: this bid deletes itself")
+    assert carried.endswith(startup.script()[len(startup.HEADER):])
     # A finished job has no nodes to log in to.
     gone = site.run("flow", "ssh", str(job_id), "--", "hostname")
     assert (gone.returncode, gone.stderr) == (1, f"flow ssh: error: job {job_id} is FAILED; its nodes are gone\n")

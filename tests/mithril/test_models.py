@@ -31,7 +31,7 @@ MODELLED = [
     "InstanceModel", "GetInstancesResponse", "ProjectModel", "MeResponse", "NewSshKeyModel",
     "CreateSshKeyRequest", "CreatedSshKeyModel", "PriceSpecification", "CreateReservationRequest",
     "ReservationModel", "GetReservationsResponse", "AvailabilitySlotModel", "CheckAvailabilityResponse",
-    "GetLatestEndTimeResponse",
+    "GetLatestEndTimeResponse", "ApiKeyModel", "CreateApiKeyRequest", "CreateApiKeyResponse",
 ]
 
 SCHEMAS = json.loads(EXTRACT.read_text())

@@ -1,7 +1,8 @@
-"""The one emulated user: profile, projects and SSH keys."""
+"""The one emulated user: profile, projects, SSH keys and API keys."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from sflow.mithril.emulator.ids import Ids
@@ -26,6 +27,20 @@ class SshKey:
 
 
 @dataclass
+class ApiKey:
+    fid: str
+    name: str
+    secret: str
+    created_at: float
+    expires_at: float
+    deactivated_at: float | None = None
+
+    def usable(self, now: float) -> bool:
+        """A request may authenticate with it: not revoked, not expired."""
+        return self.deactivated_at is None and now < self.expires_at
+
+
+@dataclass
 class Account:
     ids: Ids
     created_at: float
@@ -35,6 +50,7 @@ class Account:
     organization_id: str = ""
     projects: list[Project] = field(default_factory=list)
     ssh_keys: dict[str, SshKey] = field(default_factory=dict)
+    api_keys: dict[str, ApiKey] = field(default_factory=dict)
 
     def __post_init__(self):
         self.user_fid = self.user_fid or self.ids.new("user")
@@ -72,6 +88,26 @@ class Account:
         chosen = [self.ssh_keys[f] for f in fids if f in self.ssh_keys]
         chosen += [k for k in self.keys_of(project) if k.required and k not in chosen]
         return [k.public_key for k in chosen]
+
+
+    def add_api_key(self, now: float, name: str, expires_at: float) -> ApiKey:
+        if expires_at <= now:
+            raise MarketError("expires_at must be in the future", 400)
+        key = ApiKey(self.ids.new("apikey"), name, "fkey_" + secrets.token_hex(16), now, expires_at)
+        self.api_keys[key.fid] = key
+        return key
+
+    def revoke_api_key(self, now: float, fid: str) -> None:
+        key = self.api_keys.get(fid)
+        if key is None or key.deactivated_at is not None:
+            raise MarketError(f"API key {fid} not found", 404)
+        key.deactivated_at = now
+
+    def api_key_by_secret(self, secret: str) -> ApiKey | None:
+        for key in self.api_keys.values():
+            if secrets.compare_digest(key.secret, secret):
+                return key
+        return None
 
 
 def generate_key_pair() -> tuple[str, str]:

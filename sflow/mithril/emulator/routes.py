@@ -298,6 +298,34 @@ def create_ssh_key(svc, req):
     return 201, views.ssh_key(key, private, created=True)
 
 
+# ----- API keys --------------------------------------------------------------------------------
+
+
+@route("get_api_keys_v2_api_keys_get")
+def get_api_keys(svc, req):
+    return 200, [views.api_key(k) for k in svc.account.api_keys.values()]
+
+
+@route("create_api_key_v2_api_keys_post")
+def create_api_key(svc, req):
+    body = req.body
+    expires = _time(body["expires_at"], ["body", "expires_at"])
+    try:
+        key = svc.account.add_api_key(req.now, body["name"], expires)
+    except MarketError as e:
+        return e.status, None  # an expiry already past; the schema gives a 400 no body
+    return 201, views.api_key(key, created=True)
+
+
+@route("revoke_api_key_v2_api_keys__key_fid__delete")
+def revoke_api_key(svc, req):
+    try:
+        svc.account.revoke_api_key(req.now, req.path["key_fid"])
+    except MarketError as e:
+        return e.status, None  # the schema gives a 404 no body
+    return 204, None
+
+
 # ----- reservations ----------------------------------------------------------------------------
 
 

@@ -180,6 +180,12 @@ class Service:
         challenge = {"WWW-Authenticate": "Bearer"}
         if scheme.lower() != "bearer" or not key.strip():
             return Response(401, {"detail": "Not authenticated"}, challenge)
+        with self.lock:
+            issued = self.account.api_key_by_secret(key.strip())
+            if issued is not None:  # made with POST /v2/api-keys: good until revoked or expired
+                if issued.usable(self.clock()):
+                    return None
+                return Response(401, {"detail": "API key expired or revoked"}, challenge)
         if self.config.api_key is not None and key.strip() != self.config.api_key:
             return Response(401, {"detail": "Invalid API key"}, challenge)
         return None

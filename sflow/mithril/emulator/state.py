@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import asdict
 
-from sflow.mithril.emulator.account import Project, SshKey
+from sflow.mithril.emulator.account import ApiKey, Project, SshKey
 from sflow.mithril.emulator.market import S_RUNNING, S_STARTING, Bid, Event, Instance, Interval, Reservation
 
 VERSION = 1
@@ -37,7 +37,8 @@ def dump(service) -> dict:
             "account": {"user_fid": a.user_fid, "email": a.email, "user_name": a.user_name,
                         "organization_id": a.organization_id, "created_at": a.created_at,
                         "projects": [asdict(p) for p in a.projects],
-                        "ssh_keys": [asdict(k) for k in a.ssh_keys.values()]},
+                        "ssh_keys": [asdict(k) for k in a.ssh_keys.values()],
+                        "api_keys": [asdict(k) for k in a.api_keys.values()]},
             "idempotency": [[op, key, *stored] for (op, key), stored in service.idempotency.items()],
         }
 
@@ -69,6 +70,7 @@ def restore(service, data: dict) -> None:
         a.organization_id, a.created_at = ad["organization_id"], ad["created_at"]
         a.projects = [Project(**p) for p in ad["projects"]]
         a.ssh_keys = {k["fid"]: SshKey(**k) for k in ad["ssh_keys"]}
+        a.api_keys = {k["fid"]: ApiKey(**k) for k in ad.get("api_keys", [])}  # absent from older state files
         service.idempotency = {(op, key): (fp, status, payload) for op, key, fp, status, payload in data["idempotency"]}
         # the hosts of the machines that were up died with the last process: start them again
         for inst in m.instances.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sflow.mithril.emulator.account import Account, Project, SshKey
+from sflow.mithril.emulator.account import Account, ApiKey, Project, SshKey
 from sflow.mithril.emulator.catalog import InstanceType
 from sflow.mithril.emulator.market import Bid, Instance, Interval, Market, Pool, Reservation
 from sflow.mithril.money import dollars
@@ -83,6 +83,14 @@ def ssh_key(k: SshKey, private_key: str | None = None, *, created: bool = False)
            "created_at": iso(k.created_at), "required": k.required}
     if created:
         out["private_key"] = private_key
+    return out
+
+
+def api_key(k: ApiKey, *, created: bool = False) -> dict:
+    out = {"fid": k.fid, "name": k.name, "created_at": iso(k.created_at), "expires_at": iso(k.expires_at),
+           "deactivated_at": iso(k.deactivated_at), "snippet": k.secret[:9] + "..."}
+    if created:
+        out["secret"] = k.secret  # shown once, at creation
     return out
 
 
