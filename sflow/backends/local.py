@@ -88,11 +88,13 @@ class Need:
     exclude: tuple[str, ...] = ()
     exclusive: bool = False
     constraint: str | None = None
+    overcommit: bool = False  # -O: CPUs as for one task per node, tasks beyond them share
 
     @classmethod
     def of(cls, request) -> "Need":
         gres_gpus = [g for g in request.gres if g.name == "gpu"]
-        per_node = request.gpus_per_node or sum(g.count for g in gres_gpus)
+        # --gres=gpu:N and --gpus-per-node name the same count: a node must hold the larger.
+        per_node = max(request.gpus_per_node or 0, sum(g.count for g in gres_gpus))
         gpu_type = request.gpu_type or next((g.type for g in gres_gpus if g.type), None)
         max_nodes = request.max_nodes
         if request.nodes_given and max_nodes is None:
@@ -107,6 +109,7 @@ class Need:
             gpus_total=request.gpus or 0, gpu_type=gpu_type,
             nodelist=tuple(dict.fromkeys(request.nodelist)), exclude=tuple(request.exclude),
             exclusive=request.exclusive, constraint=request.constraint,
+            overcommit=bool(getattr(request, "overcommit", False)),
         )
 
     def without_gpus(self) -> "Need":
@@ -140,6 +143,8 @@ def place(need: Need, nodes, usage: Usage):
 
     Returns a list of ``(node, tasks, cpus, mem_mb, gpu_indices)``.
     """
+    if need.overcommit and not need.exclusive:
+        return _place_overcommitted(need, nodes, usage)
     required = set(need.nodelist)
     cpt = need.cpus_per_task
     want_nodes = max(need.min_nodes, len(required))
@@ -214,6 +219,23 @@ def place(need: Need, nodes, usage: Usage):
     if remaining > 0 or gpus_left > 0 or len(chosen) < want_nodes or not required <= names:
         return None
     return chosen
+
+
+def _place_overcommitted(need: Need, nodes, usage: Usage):
+    """-O: the nodes are chosen and charged as for one task each; the job's tasks are then
+    spread over them in blocks (``3(x2)`` for 6 tasks on 2 nodes)."""
+    want = max(need.min_nodes, len(set(need.nodelist)))
+    if need.ntasks_per_node:
+        want = max(want, -(-need.ntasks // need.ntasks_per_node))
+    if need.max_nodes is not None:
+        want = min(want, max(need.max_nodes, len(set(need.nodelist))))
+    placed = place(replace(need, ntasks=want, ntasks_per_node=None, overcommit=False), nodes, usage)
+    if placed is None:
+        return None
+    count = len(placed)
+    base, extra = divmod(need.ntasks, count)
+    return [(node, base + (1 if i < extra else 0), cpus, mem, gpus)
+            for i, (node, _, cpus, mem, gpus) in enumerate(placed)]
 
 
 class LocalBackend:

@@ -17,21 +17,28 @@ HOLDER_SCRIPT = "#!/bin/sh\n# Holds an allocation for salloc/srun; ended by its 
 def _sbatch_args(command: str, argv: list[str]) -> tuple[list[str], list[str]]:
     """Split a command line into the allocation's sbatch options and the rest."""
     from sflow.slurm.getopt import getopt
-    from sflow.slurm.options import table
 
     parsed = getopt(command, argv)
+    return _allocation_args(parsed.options), parsed.positionals
+
+
+def _allocation_args(options) -> list[str]:
+    """The sbatch options of an allocation, from a command's (option, raw) pairs."""
+    from sflow.slurm.options import table
+
     sbatch = table("sbatch")
-    alloc_args, rest = [], []
-    for option, raw in parsed.options:
+    alloc_args = []
+    for option, raw in options:
         twin = sbatch.by_long(option.long)
-        if twin is not None and twin.status == "supported" and option.long not in ("output", "error", "input", "wait"):
+        if twin is not None and twin.status == "supported" and option.long not in ("output", "error", "input", "wait",
+                                                                                    "verbose", "quiet"):
             alloc_args.append(f"--{option.long}" + (f"={raw}" if raw is not None else ""))
-        if command == "srun":
-            rest.append(f"--{option.long}" + (f"={raw}" if raw is not None else ""))
-    return alloc_args, rest + ["--"] + parsed.positionals if command == "srun" else parsed.positionals
+    return alloc_args
 
 
-def hold_allocation(command: str, alloc_args: list[str], name: str) -> tuple[int, dict]:
+def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: int | None = None) -> tuple[int, dict]:
+    """Submit the holder job and wait for it to run; with ``immediate`` seconds, give up as
+    SLURM does when it cannot start by then."""
     from sflow.cli.common import call, home, read_jobs
     from sflow.cli.submit_context import identity
     from sflow.errors import SlurmError
@@ -43,8 +50,12 @@ def hold_allocation(command: str, alloc_args: list[str], name: str) -> tuple[int
     if not reply.get("ok"):
         sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:"))
         raise SystemExit(reply.get("exit_code", 1))
+    if reply.get("job_id") is None:  # --test-only: the answer is the whole result
+        sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:"))
+        raise SystemExit(reply.get("exit_code", 0))
     job_id = reply["job_id"]
     announced = False
+    deadline = time.monotonic() + immediate if immediate is not None else None
     while True:
         job = read_jobs("job_id = ?", (job_id,))[0]
         if job.state == "RUNNING":
@@ -53,6 +64,11 @@ def hold_allocation(command: str, alloc_args: list[str], name: str) -> tuple[int
                 break
         elif job.state != "PENDING":
             raise SlurmError(f"Job allocation {job_id} has been revoked.")
+        elif deadline is not None and (time.monotonic() >= deadline or job.reason in NEVER_NOW):
+            call("cancel", targets=[str(job_id)], uid=os.getuid(), quiet=True)
+            raise SlurmError(f"Unable to allocate resources: {_why_not_now(job.reason)}")
+        elif deadline is not None:
+            pass  # --immediate: no queued notice while it may still start
         elif not announced:
             print(f"{command}: job {job_id} queued and waiting for resources", file=sys.stderr)
             announced = True
@@ -62,23 +78,50 @@ def hold_allocation(command: str, alloc_args: list[str], name: str) -> tuple[int
     return job_id, context
 
 
+# Pending reasons no wait can cure, and SLURM's words for refusing an --immediate job.
+NEVER_NOW = {"JobHeldUser", "JobHeldAdmin", "Dependency", "DependencyNeverSatisfied", "PartitionNodeLimit",
+             "PartitionConfig", "PartitionTimeLimit", "BeginTime"}
+
+
+def _why_not_now(reason: str) -> str:
+    if reason in ("JobHeldUser", "JobHeldAdmin", "Dependency", "DependencyNeverSatisfied", "BeginTime"):
+        return "Job dependency problem"
+    if reason.startswith("Partition"):
+        return "Requested partition configuration not available now"
+    return "Requested nodes are busy"
+
+
 def release(job_id: int, exit_code: int) -> None:
     from sflow.cli.common import call
 
     call("finish_allocation", job_id=job_id, exit_code=exit_code)
 
 
-def run_in_new_allocation(command: str, argv: list[str]) -> int:
-    """``srun`` outside a job: allocate, run the step, release."""
-    from sflow.cli import cmd_srun
+def _cpu_counts(counts: list[int]) -> str:
+    """``2(x3),1(x1)``: srun -v gives every run its repeat count, even of one."""
+    runs: list[list[int]] = []
+    for count in counts:
+        if runs and runs[-1][0] == count:
+            runs[-1][1] += 1
+        else:
+            runs.append([count, 1])
+    return ",".join(f"{count}(x{times})" for count, times in runs)
 
-    alloc_args, step_argv = _sbatch_args("srun", argv)
-    positionals = step_argv[step_argv.index("--") + 1:]
-    job_id, _ = hold_allocation("srun", alloc_args, os.path.basename(positionals[0]) if positionals else "srun")
+
+def run_in_new_allocation(req, options, run_step) -> int:
+    """``srun`` outside a job: allocate, run the step there (``run_step(context)``), release."""
+    alloc_args = _allocation_args(options)
+    if req.test_only:
+        alloc_args.append("--test-only")
+    name = req.job_name or os.path.basename(req.argv[0])
+    job_id, context = hold_allocation("srun", alloc_args, name, immediate=req.immediate)
+    if req.verbose:
+        print(f"srun: jobid {job_id}: nodes({len(context.nodes)}):`{context.nodelist}', cpu counts: "
+              f"{_cpu_counts([n.cpus for n in context.nodes])}", file=sys.stderr)
     os.environ["SLURM_JOB_ID"] = str(job_id)
     code = 1
     try:
-        code = cmd_srun.main(step_argv)
+        code = run_step(context)
     finally:
         release(job_id, code)
     return code

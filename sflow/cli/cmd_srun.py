@@ -1,4 +1,4 @@
-"""``srun``: run a parallel step inside the current allocation."""
+"""``srun``: run a parallel step inside the current allocation (or a new one)."""
 
 from __future__ import annotations
 
@@ -8,26 +8,67 @@ import sys
 
 from sflow.errors import SlurmError
 
+# The geometry srun reads from its environment only when it makes its own allocation:
+# inside a job these describe the job, and the step inherits the job's layout instead.
+OUTSIDE_JOB_ENV = {"SLURM_NNODES": "nodes", "SLURM_NTASKS": "ntasks", "SLURM_NPROCS": "ntasks"}
 
-def _request(argv: list[str]):
-    from sflow.exec.srun import StepRequest
-    from sflow.slurm import values
+
+def _settings(argv: list[str], env: dict[str, str], in_job: bool) -> tuple[list, list[str]]:
+    """(option, raw) pairs from srun's environment, then its command line; and the program."""
     from sflow.slurm.getopt import getopt
+    from sflow.slurm.options import table
+
+    options = table("srun")
+    found = []
+    for name, option in options.env_map().items():
+        if name not in env or option.status == "rejected":
+            continue
+        raw = env[name]
+        if option.arg == "none":
+            if option.long == "verbose":
+                found += [(option, None)] * _count(raw)
+            elif raw.strip().lower() not in ("0", "no", "false", ""):
+                found.append((option, None))
+            continue
+        found.append((option, raw))
+    if not in_job:
+        for name, long in OUTSIDE_JOB_ENV.items():
+            if name in env:
+                found.append((options.by_long(long), env[name]))
+    parsed = getopt("srun", argv)
+    return found + parsed.options, parsed.positionals
+
+
+def _count(raw: str) -> int:
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        return 0
+
+
+def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = True):
+    from sflow.exec.srun import StepRequest
+    from sflow.exec.verbose import check_distribution, check_gpu_bind
     from sflow.slurm.request import convert
 
-    parsed = getopt("srun", argv)
-    req = StepRequest(argv=parsed.positionals)
+    env = dict(os.environ) if env is None else env
+    options, positionals = _settings(argv, env, in_job)
+    req = StepRequest(argv=positionals)
     warnings = []
-    for option, raw in parsed.options:
+    for option, raw in options:
+        name = option.field
+        if option.long == "gpu-bind":
+            check_gpu_bind(raw)
         if option.status == "ignored":
             warnings.append(option.note)
             continue
+        req.given.append((option.long, raw))
         value = convert(option, raw)
-        name = option.field
         if name == "nodes":
             req.nodes = value[0]
         elif name in ("ntasks", "ntasks_per_node", "cpus_per_task", "overcommit", "label", "output",
-                      "error", "input", "chdir", "job_name"):
+                      "error", "input", "chdir", "job_name", "preserve_env", "multi_prog", "test_only",
+                      "exclusive"):
             setattr(req, name, value)
         elif name == "gpus_per_task":
             req.gpus_per_task = value.count
@@ -39,31 +80,57 @@ def _request(argv: list[str]):
             req.nodelist = value
         elif name == "kill_on_bad_exit":
             req.kill_on_bad_exit = raw in (None, "1", "yes")
+        elif name == "verbose":
+            req.verbose += 1
+        elif name == "quiet":
+            req.quiet = True
+        elif name == "wait":
+            req.wait = _seconds("wait", raw)
+        elif name == "immediate":
+            req.immediate = 1 if raw is None else _seconds("immediate", raw)
+        elif name == "distribution":
+            req.distribution, req.plane_size = check_distribution(raw, env.get("SLURM_DIST_PLANESIZE"))
         elif name in ("help", "usage"):
-            from sflow.slurm.help import render_help
+            from sflow.slurm.help import render_help, render_usage
 
-            print(render_help("srun"))
+            print(render_help("srun") if name == "help" else render_usage("srun"))
             raise SystemExit(0)
         elif name == "version":
             from sflow.slurm.help import VERSION_LINE
 
             print(VERSION_LINE)
             raise SystemExit(0)
-    del values
-    return req, warnings
+    if req.verbose and req.quiet:
+        raise SlurmError("don't specify both --verbose (-v) and --quiet (-Q)")
+    return req, warnings, options
+
+
+def _seconds(long: str, raw: str) -> int:
+    text = (raw or "").strip()
+    if not text.isdigit():
+        raise SlurmError(f'Invalid numeric value "{raw}" for --{long}.')
+    return int(text)
 
 
 def main(argv: list[str]) -> int:
     from sflow.cli.common import home as state_home
-    from sflow.exec.env import StepContext
-    from sflow.exec.srun import StepRunner, load_context, next_step_id, plan_step
+    from sflow.exec.srun import load_context
 
-    req, warnings = _request(argv)
+    in_job = bool(os.environ.get("SLURM_JOB_ID")) or any(a.startswith("--jobid") for a in argv)
+    req, warnings, options = _request(argv, in_job=in_job)
     for warning in warnings:
         print(f"srun: warning: {warning}", file=sys.stderr)
     if not req.argv:
         print("srun: fatal: No command given to execute.", file=sys.stderr)
         return 1
+    if req.multi_prog:
+        from sflow.exec.multiprog import read_config
+
+        req.programs = read_config(req.argv[0])
+    if req.verbose:
+        from sflow.exec.verbose import defined_options
+
+        sys.stderr.write(defined_options(req.given, req.verbose))
     job_id = req.jobid or os.environ.get("SLURM_JOB_ID")
     home = state_home()
     job = load_context(home, job_id) if job_id else None
@@ -73,23 +140,40 @@ def main(argv: list[str]) -> int:
         return 1
     if job is None and os.environ.get("SFLOW_NODES"):  # on a cloud node: never a new allocation from here
         raise SlurmError(f"Unable to confirm allocation for job {job_id}: no job context in {home}")
-    if job is None:
-        from sflow.cli.allocation import run_in_new_allocation
+    if job is not None:
+        return run_step(home, job, req)
+    from sflow.cli.allocation import run_in_new_allocation
 
-        return run_in_new_allocation("srun", argv)
+    return run_in_new_allocation(req, options, lambda job: run_step(home, job, req, new_allocation=True))
+
+
+def run_step(home: str, job, req, new_allocation: bool = False) -> int:
+    from sflow.exec import steplog as step_log
+    from sflow.exec.env import StepContext
+    from sflow.exec.srun import StepRunner, next_step_id, plan_step
 
     def warn(text: str) -> None:
         print(f"srun: Warning: {text}", file=sys.stderr)
 
+    if new_allocation and req.ntasks is None and req.cpus_per_task and not req.ntasks_per_node:
+        # A new allocation without -n runs as many tasks as its CPUs hold (-c each).
+        req.ntasks = max(1, sum(n.cpus for n in job.nodes) // req.cpus_per_task)
     indices, layout = plan_step(job, req, None, warn)
+    if req.programs is not None:
+        from sflow.exec.multiprog import check_covered
+
+        check_covered(req.programs, sum(layout))
     step_id = next_step_id(home, job.job_id)
     step = StepContext(step_id=step_id, nodes=[job.nodes[i] for i in indices], tasks_per_node=layout,
                        cpus_per_task=req.cpus_per_task or job.cpus_per_task,
-                       gpus_per_task=req.gpus_per_task, launcher_port=40000 + os.getpid() % 20000)
-    from sflow.exec import steplog as step_log
-
+                       gpus_per_task=req.gpus_per_task, launcher_port=40000 + os.getpid() % 20000,
+                       distribution=req.distribution or "block", plane_size=req.plane_size,
+                       given_distribution=req.distribution is not None)
     step_log.started(home, job.job_id, step, name=req.job_name or os.path.basename(req.argv[0]))
-    runner = StepRunner(job, step, req, dict(os.environ))
+    base_env = dict(os.environ)
+    if req.preserve_env:  # -E: the tasks keep the job's SLURM_NNODES and SLURM_NTASKS
+        step.preserved = {k: base_env[k] for k in ("SLURM_NNODES", "SLURM_NTASKS", "SLURM_NPROCS") if k in base_env}
+    runner = StepRunner(job, step, req, base_env)
     runner.cancelled_by = lambda: step_log.cancelled(home, job.job_id, step_id)
     runner.kill_wait = _kill_wait()
     forwarded = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGQUIT)

@@ -33,7 +33,7 @@ def job_context(job, request, alloc, cluster) -> JobContext:
         cpus_per_task=request.cpus_per_task, cpus_per_task_given=request.cpus_per_task_given,
         mem_per_node_mb=request.mem_per_node_mb, mem_per_cpu_mb=request.mem_per_cpu_mb,
         gpus=request.gpus, gpus_per_node=request.gpus_per_node, gpus_per_task=request.gpus_per_task,
-        gpu_type=request.gpu_type,
+        gpu_type=request.gpu_type, overcommit=request.overcommit,
         array_job_id=job.array_job_id, array_task_id=job.array_task_id,
         array_task_count=len(indices) if array else None,
         array_task_min=indices.min() if array else None,

@@ -44,6 +44,7 @@ class JobContext:
     gpus_per_node: int | None = None
     gpus_per_task: int | None = None
     gpu_type: str | None = None
+    overcommit: bool = False
     array_job_id: int | None = None
     array_task_id: int | None = None
     array_task_count: int | None = None
@@ -89,6 +90,14 @@ class StepContext:
     gpus_per_task: int | None = None
     launcher_port: int = 0
     distribution: str = "block"
+    plane_size: int | None = None
+    given_distribution: bool = False  # -m was given: SLURM_DISTRIBUTION says it as written
+    preserved: dict[str, str] = field(default_factory=dict)  # -E: the job's own geometry variables
+
+    def ranks(self) -> list[list[int]]:
+        from sflow.exec.layout import ranks_by_node
+
+        return ranks_by_node(self.tasks_per_node, self.distribution, self.plane_size)
 
 
 @dataclass
@@ -120,9 +129,7 @@ def _opt(value) -> str | None:
 
 
 def _step_gtids(job: JobContext, at: Where) -> str:
-    counts = at.step.tasks_per_node if at.step else [1]
-    start = sum(counts[: at.node_index])
-    return ",".join(str(i) for i in range(start, start + counts[at.node_index]))
+    return ",".join(str(i) for i in at.step.ranks()[at.node_index]) if at.step else "0"
 
 
 BATCH, TASK, BOTH = "batch", "task", "both"
@@ -153,6 +160,7 @@ TABLE: list[tuple[str, str, Getter]] = [
     ("SLURM_TASKS_PER_NODE", BOTH, lambda j, w: compress_counts(j.tasks_per_node)),
     ("SLURM_NTASKS", BOTH, lambda j, w: str(j.ntasks) if (j.ntasks_given or j.ntasks_per_node) else None),
     ("SLURM_NPROCS", BOTH, lambda j, w: str(j.ntasks) if (j.ntasks_given or j.ntasks_per_node) else None),
+    ("SLURM_OVERCOMMIT", BOTH, lambda j, w: "1" if j.overcommit else None),
     ("SLURM_NTASKS_PER_NODE", BOTH, lambda j, w: _opt(j.ntasks_per_node)),
     ("SLURM_CPUS_PER_TASK", BOTH, lambda j, w: str(j.cpus_per_task) if j.cpus_per_task_given else None),
     ("SLURM_CPUS_ON_NODE", BOTH, lambda j, w: str(_node(j, w).cpus)),
@@ -199,8 +207,10 @@ TABLE: list[tuple[str, str, Getter]] = [
     ("SLURM_SRUN_COMM_HOST", TASK, lambda j, w: "127.0.0.1"),
     ("SLURM_LAUNCH_NODE_IPADDR", TASK, lambda j, w: "127.0.0.1"),
     # One task per node is reported as cyclic (the two coincide), more as block.
-    ("SLURM_DISTRIBUTION", TASK, lambda j, w: "cyclic" if sum(w.step.tasks_per_node) <= len(w.step.nodes)
-     else w.step.distribution),
+    ("SLURM_DISTRIBUTION", TASK, lambda j, w: None if w.step.distribution == "arbitrary"
+     else w.step.distribution if w.step.given_distribution
+     else "cyclic" if sum(w.step.tasks_per_node) <= len(w.step.nodes) else w.step.distribution),
+    ("SLURM_DIST_PLANESIZE", TASK, lambda j, w: _opt(w.step.plane_size)),
     ("SLURM_UMASK", TASK, lambda j, w: "0022"),
 ]
 
@@ -251,5 +261,6 @@ def task_environment(job: JobContext, base: dict[str, str], at: Where) -> dict[s
         SLURM_TASKS_PER_NODE=compress_counts(step.tasks_per_node),
         SLURM_CPUS_ON_NODE=str(step.tasks_per_node[at.node_index] * step.cpus_per_task),
     )
+    env.update(step.preserved)
     env["ENVIRONMENT"] = base.get("ENVIRONMENT", "BATCH")
     return env

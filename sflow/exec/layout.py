@@ -67,10 +67,24 @@ def block_layout(ntasks: int, slots: list[int], cpus_per_task: int = 1,
     return layout
 
 
-def ranks_by_node(layout: list[int]) -> list[list[int]]:
-    """Global task ids per node for a block layout: ``[2, 1]`` -> ``[[0, 1], [2]]``."""
-    out, rank = [], 0
-    for n in layout:
-        out.append(list(range(rank, rank + n)))
-        rank += n
+def ranks_by_node(layout: list[int], distribution: str = "block", plane: int | None = None) -> list[list[int]]:
+    """Global task ids per node: ``[2, 1]`` -> ``[[0, 1], [2]]`` in blocks; ``cyclic`` deals
+    them out one at a time over the nodes, ``plane`` ``plane`` at a time (``[[0, 2], [1]]``)."""
+    kind = distribution.split(":")[0].split(",")[0]
+    if kind not in ("cyclic", "plane"):
+        out, rank = [], 0
+        for n in layout:
+            out.append(list(range(rank, rank + n)))
+            rank += n
+        return out
+    size = max(1, plane or 1) if kind == "plane" else 1
+    out = [[] for _ in layout]
+    left = list(layout)
+    rank, total = 0, sum(layout)
+    while rank < total:
+        for i in range(len(layout)):
+            take = min(size, left[i])
+            out[i].extend(range(rank, rank + take))
+            left[i] -= take
+            rank += take
     return out

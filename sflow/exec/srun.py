@@ -15,11 +15,12 @@ import signal as _signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sflow.errors import SlurmError
 from sflow.exec.env import JobContext, StepContext, Where, task_environment
-from sflow.exec.layout import block_layout, ranks_by_node
+from sflow.exec.layout import block_layout
 from sflow.exec.remote_srun import RemoteTasks, is_remote
 
 SIGNAL_WORDS = {
@@ -49,6 +50,18 @@ class StepRequest:
     chdir: str | None = None
     job_name: str | None = None
     jobid: str | None = None  # --jobid: a step in that job's allocation (else SLURM_JOB_ID's)
+    verbose: int = 0
+    quiet: bool = False
+    wait: int | None = None  # -W: seconds the others may run on after the first task ends
+    immediate: int | None = None
+    test_only: bool = False
+    exclusive: object = None
+    distribution: str | None = None  # -m as SLURM_DISTRIBUTION shows it
+    plane_size: int | None = None
+    preserve_env: bool = False
+    multi_prog: bool = False
+    programs: list | None = None  # --multi-prog's configuration, read
+    given: list = field(default_factory=list)  # (long option, raw value) as given, for -v
 
 
 @dataclass
@@ -88,6 +101,8 @@ def next_step_id(home: str, job_id: int) -> int:
 def plan_step(job: JobContext, req: StepRequest, inherited_ntasks: int | None,
               warn) -> tuple[list[int], list[int]]:
     """Node indices of the step and tasks per node, or SLURM's refusal."""
+    if (req.distribution or "").startswith("arbitrary") and not req.nodelist:
+        raise SlurmError("With Arbitrary distribution you need to specify a nodelist or hostfile with the -w option")
     indices = list(range(len(job.nodes)))
     if req.nodelist:
         names = [n.name for n in job.nodes]
@@ -133,6 +148,26 @@ def _describe(ranks: list[int]) -> str:
     return f"tasks {text}" if len(ranks) > 1 else f"task {text}"
 
 
+# Runs a task with its own pid in SLURM_TASK_PID: the shell sets it, then becomes the program.
+_WITH_TASK_PID = 'SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$@"'
+
+
+def _findable(program: str, env: dict[str, str], cwd: str | None) -> str | None:
+    """Why ``program`` cannot be executed (execve's words), or None."""
+    if "/" in program:
+        path = program if os.path.isabs(program) else os.path.join(cwd or os.getcwd(), program)
+        if not os.path.exists(path):
+            return os.strerror(2)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            return os.strerror(13)
+        return None
+    for folder in env.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or ".", program)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return None
+    return os.strerror(2)
+
+
 class StepRunner:
     def __init__(self, job: JobContext, step: StepContext, req: StepRequest, base_env: dict[str, str],
                  out=sys.stdout.buffer, err=sys.stderr.buffer):
@@ -145,8 +180,14 @@ class StepRunner:
         # () -> (uid, time) of the scancel that ended this step, or None; and KillWait, for its notice.
         self.cancelled_by = lambda: None
         self.kill_wait = 30
+        self.terminated_at: float | None = None  # when -W's wait ran out and the step was ended
         total = sum(step.tasks_per_node)
         self._label_width = len(str(total - 1))
+
+    def _note(self, text: str) -> None:
+        with self._lock:
+            self.err.write(text.encode("utf-8", "surrogateescape"))
+            self.err.flush()
 
     def _pattern(self, pattern: str, task: Task) -> str:
         from sflow.slurm.values import expand_output_pattern
@@ -164,12 +205,30 @@ class StepRunner:
         })
         return path if os.path.isabs(path) else os.path.join(self.req.chdir or os.getcwd(), path)
 
+    def _sink(self, pattern: str | None, task: Task, files: dict[str, int], default: int | None) -> int | None:
+        """Where one of a task's streams goes: a file (one open file for the tasks that share
+        its name, as slurmstepd opens it once), /dev/null, or ``default`` (srun's own stream).
+        A bare number names the one task whose stream srun passes on."""
+        if pattern is None:
+            return default
+        if pattern.isdigit():
+            return default if int(pattern) == task.rank else subprocess.DEVNULL
+        if pattern.lower() == "none":
+            return subprocess.DEVNULL
+        path = self._pattern(pattern, task)
+        if path not in files:
+            files[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        return files[path]
+
     def _pump(self, source, sink, rank: int) -> None:
         prefix = f"{rank:>{self._label_width}}: ".encode() if self.req.label else b""
         for line in iter(source.readline, b""):
             with self._lock:
-                sink.write(prefix + line)
-                sink.flush()
+                if isinstance(sink, int):
+                    os.write(sink, prefix + line)
+                else:
+                    sink.write(prefix + line)
+                    sink.flush()
         source.close()
 
     def _gpus_for(self, node_index: int, local_id: int) -> tuple[int, ...] | None:
@@ -179,15 +238,40 @@ class StepRunner:
         gpus = self.step.nodes[node_index].gpu_indices
         return tuple(gpus[local_id * per_task:(local_id + 1) * per_task])
 
+    def _argv(self, rank: int) -> list[str]:
+        if self.req.programs is None:
+            return self.req.argv
+        from sflow.exec.multiprog import argv_for
+
+        return argv_for(self.req.programs, rank, self.req.argv[1:]) or self.req.argv
+
+    def _announce(self, by_node: list[list[int]]) -> None:
+        from sflow.exec.verbose import task_list
+
+        if self.req.verbose < 1:
+            return
+        step = f"{self.job.job_id}.{self.step.step_id}"
+        lines = ["srun: launch/slurm: launch_p_step_launch: CpuBindType=(null type)\n"]
+        lines += [f"srun: launching StepId={step} on host {self.step.nodes[i].name}, {len(ranks)} tasks: "
+                  f"{task_list(ranks)}\n" for i, ranks in enumerate(by_node) if ranks]
+        lines.append("srun: route/default: init: route default plugin loaded\n")
+        lines += [f"srun: launch/slurm: _task_start: Node {self.step.nodes[i].name}, {len(ranks)} tasks started\n"
+                  for i, ranks in enumerate(by_node) if ranks]
+        self._note("".join(lines))
+
     def start(self) -> None:
-        opened: list[int] = []
-        for node_index, ranks in enumerate(ranks_by_node(self.step.tasks_per_node)):
+        opened: dict[str, int] = {}
+        by_node = self.step.ranks()
+        self._announce(by_node)
+        label = self.req.label
+        for node_index, ranks in enumerate(by_node):
             for local_id, rank in enumerate(ranks):
                 task = Task(rank, node_index, local_id)
                 where = Where(node_index=node_index, rank=rank, local_id=local_id, step=self.step,
                               task_gpus=self._gpus_for(node_index, local_id))
                 env = task_environment(self.job, self.base_env, where)
                 node = self.step.nodes[node_index]
+                argv = self._argv(rank)
                 if is_remote(node):
                     if self.remote is None:
                         self.remote = RemoteTasks(self)
@@ -195,39 +279,43 @@ class StepRunner:
                     self.remote.start(task, node, env)
                     continue
                 stdin = subprocess.DEVNULL
-                if self.req.input:
+                if self.req.input and self.req.input.isdigit():
+                    stdin = None if int(self.req.input) == rank else subprocess.DEVNULL
+                elif self.req.input and self.req.input.lower() == "none":
+                    stdin = subprocess.DEVNULL
+                elif self.req.input:
                     fd = os.open(self._pattern(self.req.input, task), os.O_RDONLY)
-                    opened.append(fd)
+                    opened[f"<{rank}"] = fd
                     stdin = fd
                 elif rank == 0:
                     stdin = None  # srun's own stdin goes to task 0
-                stdout = stderr = subprocess.PIPE if self.req.label else None
-                if self.req.output:
-                    stdout = os.open(self._pattern(self.req.output, task), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                    opened.append(stdout)
-                if self.req.error:
-                    stderr = os.open(self._pattern(self.req.error, task), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                    opened.append(stderr)
-                elif self.req.output:
-                    stderr = stdout
-                try:
-                    task.process = subprocess.Popen(self.req.argv, stdin=stdin, stdout=stdout, stderr=stderr,
-                                                    env=env, cwd=self.req.chdir or None)
-                except OSError as exc:
-                    node = self.step.nodes[node_index].name
-                    line = f"slurmstepd-{node}: error: execve(): {self.req.argv[0]}: {exc.strerror}\n"
+                out_sink = self._sink(self.req.output, task, opened, None)
+                err_sink = self._sink(self.req.error, task, opened, None) if self.req.error else out_sink
+                stdout = subprocess.PIPE if label and out_sink != subprocess.DEVNULL else out_sink
+                stderr = subprocess.PIPE if label and err_sink != subprocess.DEVNULL else err_sink
+                why = _findable(argv[0], env, self.req.chdir)
+                if why is None:
+                    try:
+                        task.process = subprocess.Popen(["/bin/sh", "-c", _WITH_TASK_PID, "sh", *argv], stdin=stdin,
+                                                        stdout=stdout, stderr=stderr, env=env,
+                                                        cwd=self.req.chdir or None)
+                    except OSError as exc:
+                        why = exc.strerror
+                if why is not None:
+                    line = f"slurmstepd-{node.name}: error: execve(): {argv[0]}: {why}\n"
                     self.err.write(line.encode("utf-8", "surrogateescape"))  # argv is any bytes
                     self.err.flush()
                     task.exit_code = 2
                 self.tasks.append(task)
-                if task.process is not None and self.req.label:
-                    for source, sink in ((task.process.stdout, self.out), (task.process.stderr, self.err)):
+                if task.process is not None and label:
+                    pairs = ((task.process.stdout, self.out if out_sink is None else out_sink),
+                             (task.process.stderr, self.err if err_sink is None else err_sink))
+                    for source, sink in pairs:
                         if source is not None:
                             thread = threading.Thread(target=self._pump, args=(source, sink, rank), daemon=True)
                             thread.start()
                             self._threads.append(thread)
-        for fd in opened:
-            os.close(fd)
+        self._files = opened
 
     def signal(self, signum: int) -> None:
         if self.remote is not None:
@@ -239,10 +327,31 @@ class StepRunner:
                 except ProcessLookupError:
                     pass
 
+    def _wait_ran_out(self, first_end: float) -> None:
+        """-W: the first task ended ``wait`` seconds ago and others still run: end the step."""
+        running = sorted(t.rank for t in self.tasks if t.process is not None and t.process.returncode is None)
+        if not running:
+            return
+        done = sorted(t.rank for t in self.tasks if t.rank not in running)
+        step = f"StepId={self.job.job_id}.{self.step.step_id}"
+        text = f"srun: First task exited {int(time.time() - first_end)}s ago\n"
+        text += f"srun: {step} {_describe(running)}: running\n"
+        if done:
+            text += f"srun: {step} {_describe(done)}: exited\n"
+        text += f"srun: launch/slurm: _step_signal: Terminating {step}\n"
+        self._note(text)
+        self.terminated_at = time.time()
+        self.signal(_signal.SIGKILL)
+
     def wait(self) -> int:
         """Wait for every task; report failures as srun does; return srun's exit code."""
         pending = [t for t in self.tasks if t.process is not None]
         failed_by_node: dict[tuple[int, str], list[int]] = {}
+        timer = None
+        if self.req.wait and len(pending) < len(self.tasks) and pending:  # a task already failed to start
+            timer = threading.Timer(self.req.wait, self._wait_ran_out, (time.time(),))
+            timer.daemon = True
+            timer.start()
         while pending:
             pid, status = os.wait()
             for task in pending:
@@ -255,17 +364,29 @@ class StepRunner:
                     pending.remove(task)
                     if (task.exit_code or task.signal) and self.req.kill_on_bad_exit:
                         self.signal(_signal.SIGKILL)
+                    if self.req.wait and timer is None and pending:
+                        timer = threading.Timer(self.req.wait, self._wait_ran_out, (time.time(),))
+                        timer.daemon = True
+                        timer.start()
                     break
+        if timer is not None:
+            timer.cancel()
         for thread in self._threads:
             thread.join()
+        for fd in set(getattr(self, "_files", {}).values()):
+            os.close(fd)
         if self.remote is not None:
             self.remote.wait()
         cancelled = self.cancelled_by()
+        if cancelled is None and self.terminated_at is not None:
+            cancelled = (None, self.terminated_at)
         if cancelled is not None:  # srun's notice, then slurmstepd's, as a cancelled step leaves them
-            import time
-
             when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(cancelled[1]))
-            self.err.write(f"srun: Job step aborted: Waiting up to {self.kill_wait + 2} seconds for job step "
+            self.err.write(f"slurmstepd-{self.step.nodes[0].name}: error: *** STEP {self.job.job_id}."
+                           f"{self.step.step_id} ON {self.step.nodes[0].name} CANCELLED AT {when} ***\n"
+                           f"srun: Job step aborted: Waiting up to {self.kill_wait + 2} seconds for job step "
+                           f"to finish.\n".encode() if self.terminated_at is not None else
+                           f"srun: Job step aborted: Waiting up to {self.kill_wait + 2} seconds for job step "
                            f"to finish.\nslurmstepd: error: *** STEP {self.job.job_id}.{self.step.step_id} ON "
                            f"{self.step.nodes[0].name} CANCELLED AT {when} ***\n".encode())
         for task in self.tasks:
@@ -274,6 +395,7 @@ class StepRunner:
                 failed_by_node.setdefault((task.node_index, word), []).append(task.rank)
             elif task.exit_code:
                 failed_by_node.setdefault((task.node_index, f"Exited with exit code {task.exit_code}"), []).append(task.rank)
+        self._finished_notes()
         for (node_index, what), ranks in failed_by_node.items():
             node = self.step.nodes[node_index].name
             self.err.write(f"srun: error: {node}: {_describe(ranks)}: {what}\n".encode())
@@ -283,3 +405,22 @@ class StepRunner:
         self.err.flush()
         codes = [t.exit_code for t in self.tasks] + [128 + s for s in killed]
         return max(codes) if codes else 0
+
+    def _finished_notes(self) -> None:
+        """-v: srun's notice of each node's task exits, and of the tasks that completed."""
+        if self.req.verbose < 1:
+            return
+        step = f"StepId={self.job.job_id}.{self.step.step_id}"
+        groups: dict[tuple[int, int], list[int]] = {}
+        for task in self.tasks:
+            status = task.signal or (task.exit_code << 8)
+            groups.setdefault((task.node_index, status), []).append(task.rank)
+        lines = []
+        for (node_index, status), ranks in groups.items():
+            count = len(ranks)
+            lines.append(f"srun: launch/slurm: _task_finish: Received task exit notification for {count} "
+                         f"task{'s' if count > 1 else ''} of {step} (status=0x{status:04x}).\n")
+            if status == 0:
+                lines.append(f"srun: launch/slurm: _task_finish: {self.step.nodes[node_index].name}: "
+                             f"{_describe(sorted(ranks))}: Completed\n")
+        self.err.write("".join(lines).encode())

@@ -32,8 +32,20 @@ def _line(option) -> str:
     return f"{left}\n{'':<30}{text}"
 
 
+def _recorded(command: str, kind: str) -> str | None:
+    """The command's own text, where compat/help.toml holds it as SLURM prints it."""
+    from sflow._resources import load_compat_table
+
+    text = load_compat_table("help.toml").get(command, {}).get(kind)
+    return text[:-1] if text else None  # print() gives back the final newline
+
+
 def render_help(command: str) -> str:
     from sflow.slurm.options import table
+
+    recorded = _recorded(command, "help")
+    if recorded is not None:
+        return recorded
 
     options = sorted(table(command), key=lambda o: (o.short or o.long).lower())
     main = [o for o in options if o.long not in ("help", "usage", "version")]
@@ -48,6 +60,10 @@ def render_help(command: str) -> str:
 
 def render_usage(command: str) -> str:
     from sflow.slurm.options import table
+
+    recorded = _recorded(command, "usage")
+    if recorded is not None:
+        return recorded
 
     items = []
     for option in table(command):

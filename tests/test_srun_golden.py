@@ -1,0 +1,185 @@
+"""srun against real SLURM 22.05's recorded answers (compat/golden/srun.json, compat/help.toml)
+and the behaviours SLURM's own srun tests check: -O, -v, -W, -I, --test-only, -m, -E,
+--multi-prog, --exclusive, --gpu-bind, SLURM_TASK_PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from sflow.exec.env import JobContext
+from sflow.exec.layout import NodeSlot, ranks_by_node
+from sflow.exec.multiprog import argv_for, read_config
+from sflow.exec.verbose import check_distribution, defined_options
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+with open(os.path.join(ROOT, "compat", "golden", "srun.json")) as _handle:
+    GOLDEN = json.load(_handle)
+JOB_ID = 88
+
+# Cases whose whole stderr does not name nodes or depend on when tasks end.
+EXACT = [name for name in GOLDEN if name.startswith(("distribution-", "gpu-bind-", "immediate-", "test-only-"))
+         or name == "verbose-and-quiet"]
+# Cases where only what the tasks print, and srun's exit code, are compared.
+STDOUT_ONLY = ["overcommit-tasks-per-node", "exclusive-tasks-from-cpus"]
+
+
+def scrub(text: str) -> str:
+    text = re.sub(r"\b\d{5,}\b", "<jobid>", text)
+    return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "<time>", text)
+
+
+@pytest.mark.parametrize("name", EXACT + STDOUT_ONLY)
+def test_srun_matches_real_slurm(cluster, name):
+    case = GOLDEN[name]
+    done = cluster.run("srun", *case["argv"])
+    assert done.returncode == case["exit_code"], done.stderr
+    assert done.stdout == case["stdout"]
+    if name in EXACT:
+        assert scrub(done.stderr) == case["stderr"]
+
+
+def test_wait_ends_the_step_as_real_srun_does(cluster):
+    case = GOLDEN["wait-runs-out"]
+    done = cluster.run("srun", *case["argv"])
+    assert done.returncode == case["exit_code"]
+    ours = [re.sub(r"node\d", "<node>", line) for line in scrub(done.stderr).splitlines()]
+    theirs = [re.sub(r"node\d", "<node>", line) for line in case["stderr"].splitlines()]
+    assert [line.split(" ago")[0][:-2] if "First task" in line else line for line in ours] == \
+           [line.split(" ago")[0][:-2] if "First task" in line else line for line in theirs]
+
+
+def test_overcommit_runs_more_tasks_than_cpus_and_says_so_verbosely(cluster):
+    done = cluster.run("srun", "-N1", "-n10", "-O", "-v", "-l", "-t1", "printenv", "SLURM_PROCID")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 10
+    assert re.search(r"^srun: jobid \d+: nodes\(1\):`node\d', cpu counts: 1\(x1\)$", done.stderr, re.M)
+    assert re.search(r"^srun: launching StepId=\d+\.0 on host node\d, 10 tasks: \[0-9\]$", done.stderr, re.M)
+    assert "srun: overcommit          : set\n" in done.stderr
+
+
+def test_slurm_debug_and_environment_options_apply_outside_a_job(cluster):
+    env = {**cluster.env, "SLURM_DEBUG": "1", "SLURM_NPROCS": "3", "SLURM_NNODES": "1", "SLURM_OVERCOMMIT": "1"}
+    done = subprocess.run(["srun", "-t1", "printenv", "SLURM_PROCID"], env=env, cwd=cluster.work,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == ["0", "1", "2"]
+    assert re.search(r"^srun: jobid \d+:", done.stderr, re.M)
+
+
+def test_help_and_usage_are_sruns_own():
+    with open(os.path.join(ROOT, "compat", "help.toml"), "rb") as handle:
+        import tomllib
+
+        recorded = tomllib.load(handle)["srun"]
+    for flag in ("help", "usage"):
+        done = subprocess.run([sys.executable, "-c", "from sflow.cli.shims import srun; srun()", f"--{flag}"],
+                              capture_output=True, text=True, timeout=60)
+        assert done.stdout == recorded[flag]
+    assert "Constraint options:" in recorded["help"]
+
+
+@pytest.fixture
+def job_env(tmp_path):
+    home = tmp_path / "home"
+    (home / "jobs" / str(JOB_ID)).mkdir(parents=True)
+    ctx = JobContext(job_id=JOB_ID, job_name="t", user="u", uid=os.getuid(), gid=os.getgid(), partition="debug",
+                     account="u", qos="normal", cluster_name="c", submit_dir=str(tmp_path), submit_host="h",
+                     work_dir=str(tmp_path), nodes=[NodeSlot("node1", 2), NodeSlot("node2", 2)],
+                     tasks_per_node=[3, 3], ntasks=6, ntasks_given=True, overcommit=True)
+    (home / "jobs" / str(JOB_ID) / "context.json").write_text(json.dumps(ctx.to_json()))
+    env = {**os.environ, "SFLOW_HOME": str(home), "SLURM_JOB_ID": str(JOB_ID), "SLURM_NNODES": "2",
+           "SLURM_NTASKS": "6"}
+    return env, tmp_path
+
+
+def srun(env, cwd, *argv, stdin=None):
+    return subprocess.run([sys.executable, "-c", "from sflow.cli.shims import srun; srun()", *argv],
+                          env=env, cwd=cwd, capture_output=True, text=True, input=stdin, timeout=60)
+
+
+def test_preserve_env_keeps_the_jobs_geometry(job_env):
+    env, cwd = job_env
+    kept = srun(env, cwd, "-E", "-n1", "-N1", "printenv", "SLURM_NNODES", "SLURM_NTASKS", "SLURM_OVERCOMMIT")
+    assert kept.stdout.split() == ["2", "6", "1"]
+    plain = srun(env, cwd, "-n1", "-N1", "printenv", "SLURM_NNODES", "SLURM_NTASKS")
+    assert plain.stdout.split() == ["1", "1"]
+
+
+def test_inherited_overcommitted_layout_runs_every_task(job_env):
+    env, cwd = job_env
+    done = srun(env, cwd, "printenv", "SLURM_PROCID")
+    assert sorted(done.stdout.split()) == [str(i) for i in range(6)]
+
+
+def test_each_task_knows_its_own_pid(job_env):
+    env, cwd = job_env
+    done = srun(env, cwd, "-n2", "-l", "bash", "-c", 'echo "$SLURM_TASK_PID $$"')
+    for line in done.stdout.splitlines():
+        pid, own = line.split(": ")[1].split()
+        assert pid == own
+
+
+def test_label_in_per_node_output_files(job_env):
+    env, cwd = job_env
+    done = srun(env, cwd, "-l", "-n4", "--output=n.%n.out", "echo", "hello")
+    assert done.returncode == 0, done.stderr
+    assert sorted((cwd / "n.0.out").read_text().splitlines()) == ["0: hello", "1: hello"]
+    assert sorted((cwd / "n.1.out").read_text().splitlines()) == ["2: hello", "3: hello"]
+
+
+def test_numbered_input_and_output_name_one_task(job_env):
+    env, cwd = job_env
+    done = srun(env, cwd, "-n4", "--input=2", "bash", "-c", "read line && echo $SLURM_PROCID $line", stdin="hi\n")
+    assert done.stdout == "2 hi\n"
+    only = srun(env, cwd, "-n4", "--output=1", "printenv", "SLURM_PROCID")
+    assert only.stdout == "1\n"
+
+
+def test_multi_prog_config(tmp_path, job_env):
+    env, cwd = job_env
+    conf = tmp_path / "mp.conf"
+    conf.write_text("# comment\n1-2 echo task:%t:offset:%o\n0,3   echo aaaa  task:%t:\\\noffset:%o \\\nbbbb\n")
+    programs = read_config(str(conf))
+    assert argv_for(programs, 3, []) == ["echo", "aaaa", "task:3:offset:1", "bbbb"]
+    assert argv_for(programs, 2, ["x"]) == ["echo", "task:2:offset:1", "x"]
+    done = srun(env, cwd, "-n4", "-l", "--multi-prog", str(conf))
+    assert sorted(done.stdout.splitlines()) == ["0: aaaa task:0:offset:0 bbbb", "1: task:1:offset:0",
+                                                "2: task:2:offset:1", "3: aaaa task:3:offset:1 bbbb"]
+    short = srun(env, cwd, "-n5", "-O", "--multi-prog", str(conf))
+    assert short.returncode == 1
+    assert f"srun: error: Configuration file {conf} invalid, no record for task id 4\n" in short.stderr
+
+
+def test_distribution_orders_ranks_and_is_shown():
+    assert ranks_by_node([2, 2], "cyclic") == [[0, 2], [1, 3]]
+    assert ranks_by_node([3, 2], "plane", 2) == [[0, 1, 4], [2, 3]]
+    assert ranks_by_node([2, 2], "block:cyclic") == [[0, 1], [2, 3]]
+    assert check_distribution("*:block:*") == ("block:block:block", None)
+    assert check_distribution("plane", "4") == ("plane", 4)
+
+
+def test_cyclic_step_in_a_job(job_env):
+    env, cwd = job_env
+    done = srun(env, cwd, "-n4", "-m", "cyclic", "-l", "printenv", "SLURM_NODEID", "SLURM_DISTRIBUTION")
+    lines = sorted(done.stdout.splitlines())
+    assert lines == ["0: 0", "0: cyclic", "1: 1", "1: cyclic", "2: 0", "2: cyclic", "3: 1", "3: cyclic"]
+
+
+def test_verbose_listing_shows_values_as_srun_does():
+    text = defined_options([("time", "1:30"), ("gres", "gpu:1"), ("input", "none"), ("label", None),
+                            ("exclusive", None), ("verbose", None)], 1)
+    assert text.splitlines()[2:8] == ["srun: exclusive           : exclusive", "srun: gres                : gres:gpu:1",
+                                      "srun: input               : /dev/null", "srun: label               : set",
+                                      "srun: time                : 00:02:00", "srun: verbose             : 1"]
+
+
+def test_gres_beyond_a_nodes_gpus_is_refused_with_gpus_per_node(cluster):
+    done = cluster.run("sbatch", "--gpus-per-node=8", "--gres=gpu:9", "-N1", "-o", "/dev/null", "--wrap", "true")
+    assert done.returncode == 1
+    assert "Requested node configuration is not available" in done.stderr
