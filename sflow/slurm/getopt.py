@@ -55,21 +55,21 @@ def getopt(command: str, argv: list[str]) -> ParsedArgs:
             name, has_value, value = arg[2:].partition("=")
             matches = options.match_long_prefix(name)
             if not matches:
-                raise _usage(command, f"unrecognized option '--{name}'")
+                raise _usage(command, f"unrecognized option '{arg}'")
             if len(matches) > 1:
-                names = " ".join(f"'--{o.long}'" for o in matches)
+                names = " ".join(f"'--{spelling}'" for spelling, _ in matches)
                 raise _usage(command, f"option '{arg}' is ambiguous; possibilities: {names}")
-            option = matches[0]
+            spelling, option = matches[0]
             if option.arg == "none":
                 if has_value:
-                    raise _usage(command, f"option '--{option.long}' doesn't allow an argument")
+                    raise _usage(command, f"option '--{spelling}' doesn't allow an argument")
                 _accept(command, parsed, option, None)
             elif option.arg == "optional":
                 _accept(command, parsed, option, value if has_value else None)
             else:
                 if not has_value:
                     if i >= len(argv):
-                        raise _usage(command, f"option '--{option.long}' requires an argument")
+                        raise _usage(command, f"option '--{spelling}' requires an argument")
                     value = argv[i]
                     i += 1
                 _accept(command, parsed, option, value)

@@ -22,11 +22,12 @@ class Option:
     """
 
     __slots__ = ("long", "arg", "commands", "status", "short", "value", "field", "note", "env",
-                 "invalid", "invalid_exit", "help", "metavar")
+                 "invalid", "invalid_exit", "help", "metavar", "aliases")
 
     def __init__(self, long: str, arg: str, commands: tuple[str, ...], status: str, short: str | None = None,
                  value: str | None = None, field: str | None = None, note: str = "", env: dict | None = None,
-                 invalid: str | None = None, invalid_exit: int | None = None, help: str = "", metavar: str = ""):
+                 invalid: str | None = None, invalid_exit: int | None = None, help: str = "", metavar: str = "",
+                 aliases: tuple[str, ...] = ()):
         self.long = long  # "nodes"
         self.arg = arg  # "none" | "required" | "optional"
         self.commands = commands
@@ -40,6 +41,7 @@ class Option:
         self.invalid_exit = invalid_exit
         self.help = help
         self.metavar = metavar
+        self.aliases = aliases  # other long spellings SLURM's getopt accepts (not in its man page)
 
     def __repr__(self) -> str:
         return f"Option(--{self.long}, {self.status})"
@@ -51,11 +53,15 @@ class Option:
 class OptionTable:
     """One command's view of the table."""
 
-    def __init__(self, command: str, options: list[Option]):
+    def __init__(self, command: str, options: list[Option], order: dict[str, int] | None = None):
         self.command = command
         self.options = options
-        self._long = {o.long: o for o in options}
+        self._long = {name: o for o in options for name in (o.long, *o.aliases)}
         self._short = {o.short: o for o in options if o.short}
+        # getopt_long walks SLURM's table in its own order: it decides which of several matches of a
+        # prefix is reported, and the order of an ambiguity's possibilities.
+        order = order or {}
+        self._spellings = sorted(self._long.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
 
     def __iter__(self):
         return iter(self.options)
@@ -66,12 +72,14 @@ class OptionTable:
     def by_short(self, char: str) -> Option | None:
         return self._short.get(char)
 
-    def match_long_prefix(self, prefix: str) -> list[Option]:
-        """getopt_long's rule: an exact name wins, else every name starting with the prefix."""
+    def match_long_prefix(self, prefix: str) -> list[tuple[str, Option]]:
+        """getopt_long's rule: an exact name wins, else every name starting with the prefix; a
+        match that is only another spelling of the first one found is no ambiguity."""
         exact = self._long.get(prefix)
         if exact is not None:
-            return [exact]
-        return [o for name, o in sorted(self._long.items()) if name.startswith(prefix)]
+            return [(prefix, exact)]
+        matches = [(name, o) for name, o in self._spellings if name.startswith(prefix)]
+        return matches[:1] + [(name, o) for name, o in matches[1:] if o is not matches[0][1]]
 
     def env_map(self) -> dict[str, Option]:
         return {o.env_for(self.command): o for o in self.options if o.env_for(self.command)}
@@ -82,8 +90,14 @@ def _load_raw() -> list[dict]:
     return load_compat_table("options.toml")["option"]
 
 
+@lru_cache(maxsize=None)
+def _getopt_order() -> dict[str, int]:
+    names = load_compat_table("options.toml").get("getopt", {}).get("order", [])
+    return {name: rank for rank, name in enumerate(names)}
+
+
 def _option(entry: dict) -> Option:
-    return Option(**{**entry, "commands": tuple(entry["commands"])})
+    return Option(**{**entry, "commands": tuple(entry["commands"]), "aliases": tuple(entry.get("aliases", ()))})
 
 
 @lru_cache(maxsize=None)
@@ -94,4 +108,5 @@ def all_options() -> tuple[Option, ...]:
 @lru_cache(maxsize=None)
 def table(command: str) -> OptionTable:
     # Only this command's entries become Options: a shim needs one command's table.
-    return OptionTable(command, [_option(entry) for entry in _load_raw() if command in entry["commands"]])
+    options = [_option(entry) for entry in _load_raw() if command in entry["commands"]]
+    return OptionTable(command, options, _getopt_order())

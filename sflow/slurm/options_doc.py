@@ -17,7 +17,7 @@ STATUS_WORDS = {"supported": "supported", "ignored": "accepted, ignored with a w
 
 
 def _names(option) -> str:
-    long = f"`--{option.long}`"
+    long = " ".join(f"`--{name}`" for name in (option.long, *option.aliases))
     return f"`-{option.short}`, {long}" if option.short else long
 
 

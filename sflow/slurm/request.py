@@ -106,6 +106,7 @@ def _choice(kind: str) -> Callable[[str], str]:
 # Value kind (the table's ``value``) -> parser from text to plain data.
 CONVERTERS: dict[str, Callable[[str], Any]] = {
     "str": str,
+    "flag": lambda text: True,  # an optional argument sflow reads no further: the option is simply on
     "int": _positive,
     "uint": _nonnegative,
     "time_limit": values.parse_time_limit,
