@@ -20,7 +20,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = "/tmp/sflow-golden/env"
-KEEP = re.compile(r"^(SLURM_|SLURMD_|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES|ZE_AFFINITY_MASK|ENVIRONMENT)")
+KEEP = re.compile(r"^(SLURM_|SLURMD_|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES|ZE_AFFINITY_MASK|ENVIRONMENT$|TMPDIR$|HOSTNAME$)")
 
 CASES = {
     "nodes2-tasks-per-node2-gpus": ["-N2", "--ntasks-per-node=2", "--gpus-per-node=2", "-c", "1", "-J", "probe"],

@@ -25,7 +25,7 @@ GOLDEN = json.load(open(os.path.join(ROOT, "compat", "golden", "env.json")))
 CLUSTER = load_file(os.path.join(ROOT, "compat", "golden", "ref-slurm.conf"))
 JOB_ID = 4242
 # Values that name the machine, the daemon or a process rather than the job.
-VOLATILE = {"SLURM_TASK_PID", "SLURM_CONF", "SLURM_WORKING_CLUSTER", "SLURM_NODE_ALIASES", "SLURM_SUBMIT_HOST",
+VOLATILE = {"SLURM_TASK_PID", "SLURM_CONF", "SLURM_SUBMIT_HOST",
             "SLURM_STEP_LAUNCHER_PORT", "SLURM_SRUN_COMM_PORT", "SLURM_SRUN_COMM_HOST", "SLURM_LAUNCH_NODE_IPADDR",
             "SLURM_JOB_CPUS_PER_NODE_PACK_GROUP_0", "SLURM_UMASK"}
 
@@ -77,3 +77,23 @@ def test_task_environment_matches_slurm(name, tmp_path):
             recorded = _expected(GOLDEN[name]["tasks"][rank])
             ours = {k: v for k, v in env.items() if (k in recorded or k.startswith("SLURM")) and k not in VOLATILE}
             assert ours == recorded, f"task {rank}"
+
+
+def test_batch_step_knows_its_own_pid_and_a_temporary_directory(tmp_path):
+    from sflow.exec.batch import launch_batch
+
+    ctx = _rebuild(GOLDEN["plain"], tmp_path)
+    ctx.work_dir = str(tmp_path)
+    script = "#!/bin/sh\necho $SLURM_TASK_PID $$ $TMPDIR $SLURM_NODE_ALIASES $SLURM_WORKING_CLUSTER $HOSTNAME\n"
+    step = launch_batch(ctx, script, [], {"PATH": "/usr/bin:/bin"}, home=str(tmp_path / "home"),
+                        stdout_pattern=str(tmp_path / "out"))
+    step.popen.wait()
+    task_pid, own_pid, tmpdir, aliases, working, hostname = (tmp_path / "out").read_text().split()
+    assert task_pid == own_pid and tmpdir == "/tmp" and aliases == "(null)"
+    assert working == GOLDEN["plain"]["batch"]["SLURM_WORKING_CLUSTER"]
+    assert hostname == GOLDEN["plain"]["batch"]["SLURMD_NODENAME"]
+
+
+def test_a_jobs_own_tmpdir_is_kept(tmp_path):
+    env = batch_environment(_rebuild(GOLDEN["plain"], tmp_path), {"TMPDIR": "/var/tmp"})
+    assert env["TMPDIR"] == "/var/tmp"

@@ -26,7 +26,8 @@ WRAPPER = (
     'status=$1; shift; '
     'trap : HUP INT QUIT TERM USR1 USR2 ALRM CONT; '
     'exec 3>&2 2>/dev/null; '
-    '/bin/sh -c \'exec "$@" 2>&3 3>&-\' sflow-exec "$@"; rc=$?; '
+    # The inner shell becomes the script (exec), so its $$ is the script's pid: SLURM_TASK_PID.
+    '/bin/sh -c \'SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$@" 2>&3 3>&-\' sflow-exec "$@"; rc=$?; '
     'printf "%s\\n" "$rc" > "$status.tmp" && mv "$status.tmp" "$status"; '
     # The same status as the wrapper's own exit: the controller that started it still learns
     # it when the file cannot be written (a full disk).

@@ -41,5 +41,14 @@ def job_context(job, request, alloc, cluster) -> JobContext:
         array_task_step=(indices.stride() or 1) if array else None,
         restart_count=job.restart_count, dependency=job.dependency if job.dependency != "(null)" else "",
         export=export_text(request), time_limit_minutes=job.time_limit, start_time=time.time(),
-        conf_path=cluster.source or "",
+        conf_path=cluster.source or "", controller=controller_address(cluster),
     )
+
+
+def controller_address(cluster) -> str:
+    """``address:port`` of the cluster's first SlurmctldHost (its parenthesised address, else its
+    name; this host when slurm.conf names none), as SLURM_WORKING_CLUSTER gives it."""
+    host = cluster.controllers[0] if cluster.controllers else "127.0.0.1"
+    name, _, address = host.partition("(")
+    port = (cluster.config_value("SlurmctldPort") or "6817").split("-")[0]
+    return f"{address.rstrip(')') or name}:{port}"

@@ -57,6 +57,7 @@ class JobContext:
     time_limit_minutes: int | None = None
     start_time: float | None = None
     conf_path: str = ""
+    controller: str = "127.0.0.1:6817"  # the controller's address and port, as SLURM_WORKING_CLUSTER names it
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -133,12 +134,16 @@ def _step_gtids(job: JobContext, at: Where) -> str:
 
 
 BATCH, TASK, BOTH = "batch", "task", "both"
+# SLURM 22.05's protocol version and its cons_tres plugin id, as SLURM_WORKING_CLUSTER ends.
+PROTOCOL_AND_SELECT = "9728:109"
 
 Getter = Callable[[JobContext, Where], "str | None"]
 
 # name, where it is set, value. Order is irrelevant; names are unique.
 TABLE: list[tuple[str, str, Getter]] = [
     ("ENVIRONMENT", BATCH, lambda j, w: "BATCH"),
+    # slurmstepd names the node the batch step runs on; srun tasks inherit it from the script.
+    ("HOSTNAME", BATCH, lambda j, w: _node(j, w).name),
     ("SLURM_JOB_ID", BOTH, lambda j, w: str(j.job_id)),
     ("SLURM_JOBID", BOTH, lambda j, w: str(j.job_id)),
     ("SLURM_JOB_NAME", BOTH, lambda j, w: j.job_name),
@@ -150,6 +155,9 @@ TABLE: list[tuple[str, str, Getter]] = [
     ("SLURM_JOB_QOS", BOTH, lambda j, w: j.qos),
     ("SLURM_CLUSTER_NAME", BOTH, lambda j, w: j.cluster_name),
     ("SLURM_CONF", BOTH, lambda j, w: j.conf_path or None),
+    ("SLURM_WORKING_CLUSTER", BOTH, lambda j, w: f"{j.cluster_name}:{j.controller}:{PROTOCOL_AND_SELECT}"),
+    # No node of an sflow cluster is a cloud node with a dynamic address: SLURM prints its NULL.
+    ("SLURM_NODE_ALIASES", BOTH, lambda j, w: "(null)"),
     ("SLURM_SUBMIT_DIR", BOTH, lambda j, w: j.submit_dir),
     ("SLURM_SUBMIT_HOST", BOTH, lambda j, w: j.submit_host),
     ("SLURM_JOB_NODELIST", BOTH, lambda j, w: j.nodelist),
@@ -192,6 +200,7 @@ TABLE: list[tuple[str, str, Getter]] = [
     ("SLURM_NODEID", BOTH, lambda j, w: str(w.node_index)),
     ("SLURM_PROCID", BOTH, lambda j, w: str(w.rank)),
     ("SLURM_LOCALID", BOTH, lambda j, w: str(w.local_id)),
+    # The batch script's own pid is known only once it runs: the batch wrapper sets it then.
     ("SLURM_TASK_PID", BOTH, lambda j, w: str(w.pid) if w.pid else None),
     ("SLURM_PRIO_PROCESS", BOTH, lambda j, w: "0"),
     ("SLURM_GTIDS", BOTH, lambda j, w: _step_gtids(j, w) if w.step else "0"),
@@ -234,6 +243,8 @@ def batch_environment(job: JobContext, base: dict[str, str], pid: int = 0) -> di
             env.pop(name, None)
         else:
             env[name] = value
+    # slurmstepd gives a job without a TMPDIR of its own the node's temporary directory.
+    env.setdefault("TMPDIR", "/tmp")
     return env
 
 
