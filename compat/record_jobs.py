@@ -106,7 +106,7 @@ def normalise(text: str, who: Who, base: int | None, masks: list[str] = ()) -> s
     text = re.sub(r"(RunTime)=\S+", r"\1={elapsed}", text)
     text = re.sub(r"(AllocNode:Sid)=\S+", r"\1={host}", text)
     # The recording cluster runs several slurmd on one host, a build that names slurmstepd
-    # after its node; one slurmd per host (and sflow) says plain "slurmstepd".
+    # after its node (as sflow does); one slurmd per host says plain "slurmstepd".
     text = re.sub(r"\bslurmstepd-[\w.-]+:", "slurmstepd:", text)
     # A runnable job's priority counts the controller's submissions so far; a held one's is 0.
     text = re.sub(r"(Priority)=\d{6,}", r"\1={priority}", text)

@@ -129,5 +129,5 @@ def test_messages_about_missing_paths_name_their_bytes(cluster):
     _clean(_run(cluster, [b"sbatch", b"--wait", b"-D", work + b"/gone\xe9", b"-o", work + b"/gone.out",
                           b"--wrap", b"pwd"], work))
     with open(work + b"/gone.out", "rb") as handle:
-        assert handle.read() == (b"slurmstepd: error: couldn't chdir to `" + work + b"/gone\xe9': "
-                                 b"No such file or directory: going to /tmp instead\n/tmp\n")
+        note = b"slurmstepd-node1: error: couldn't chdir to `" + work + b"/gone\xe9': No such file or directory: going to /tmp instead\n"
+        assert handle.read() == 2 * note + b"/tmp\n"

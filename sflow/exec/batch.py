@@ -149,7 +149,7 @@ def launch_batch(
     cwd = ctx.work_dir
     if not os.path.isdir(cwd):
         # slurmstepd says it twice: once for the step, once for the batch task.
-        note = (f"slurmstepd: error: couldn't chdir to `{cwd}': No such file or directory: "
+        note = (f"slurmstepd-{ctx.nodes[0].name}: error: couldn't chdir to `{cwd}': No such file or directory: "
                 "going to /tmp instead\n")
         os.write(err_fd, 2 * note.encode("utf-8", "surrogateescape"))
         cwd = "/tmp"

@@ -185,7 +185,7 @@ class Agent:
         try:
             fd = os.open(self.spec["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, f"slurmstepd: error: {text}\n".encode())
+                os.write(fd, f"slurmstepd-{self.ctx.nodes[0].name}: error: {text}\n".encode())
             finally:
                 os.close(fd)
         except OSError:

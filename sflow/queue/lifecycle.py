@@ -363,7 +363,8 @@ class JobLife:
         except (InvalidValue, IndexError):
             node = rec.nodelist
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
-        line = f"slurmstepd: error: *** JOB {rec.job_id} ON {node} CANCELLED AT {when}{why} ***\n"
+        # The step daemon of a cluster of named nodes on one host signs with its node, as on the reference cluster.
+        line = f"slurmstepd-{node}: error: *** JOB {rec.job_id} ON {node} CANCELLED AT {when}{why} ***\n"
         try:
             request = self.request_of(job)
             with open(os.path.join(self.job_dir(rec.job_id), "context.json")) as handle:

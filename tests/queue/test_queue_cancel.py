@@ -39,7 +39,7 @@ def test_cancel_running_job_sends_term_and_records_cancelled(queue):
     job = queue.wait_state(job_id, "CANCELLED")
     assert (job.exit_code, job.exit_signal, job.cancelled_by, job.reason) == (0, signal.SIGTERM, os.getuid(), "None")
     with open(job.stderr) as handle:
-        assert f"slurmstepd: error: *** JOB {job_id} ON n1 CANCELLED AT " in handle.read()
+        assert f"slurmstepd-n1: error: *** JOB {job_id} ON n1 CANCELLED AT " in handle.read()
 
 
 def test_a_trapping_script_exits_on_its_own_terms(queue):
