@@ -183,3 +183,11 @@ def test_gres_beyond_a_nodes_gpus_is_refused_with_gpus_per_node(cluster):
     done = cluster.run("sbatch", "--gpus-per-node=8", "--gres=gpu:9", "-N1", "-o", "/dev/null", "--wrap", "true")
     assert done.returncode == 1
     assert "Requested node configuration is not available" in done.stderr
+
+
+def test_exclusive_job_holds_all_of_its_nodes_gpus(cluster):
+    done = cluster.run("sbatch", "--wait", "-N1", "--exclusive", "--gres=gpu:1", "-t1", "-o", "gpus.out",
+                       "--wrap", "printenv CUDA_VISIBLE_DEVICES")
+    assert done.returncode == 0, done.stderr
+    with open(os.path.join(cluster.work, "gpus.out")) as handle:
+        assert handle.read() == "0,1,2,3,4,5,6,7\n"

@@ -197,7 +197,8 @@ def place(need: Need, nodes, usage: Usage):
         extra = min(gpus_left, len(free_gpus) - wanted)
         if remaining <= 0 and len(chosen) >= want_nodes and not is_required and extra <= 0:
             continue  # this node would add nothing the job still needs
-        gpus = tuple(free_gpus[: wanted + extra])
+        # A whole node comes with all of its GPUs, as --exclusive gives every GRES in SLURM 22.05.
+        gpus = tuple(free_gpus) if need.exclusive else tuple(free_gpus[: wanted + extra])
         if need.exclusive:
             mem = node.real_memory_mb
         elif need.mem_per_node_mb is not None:
