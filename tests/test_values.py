@@ -111,6 +111,9 @@ def test_export():
     assert v.parse_export("NONE").mode == "NONE"
     spec = v.parse_export('ALL,FOO=bar,BAZ,Q="a,b"')
     assert spec.mode == "ALL" and spec.names == ("BAZ",) and spec.assignments == {"FOO": "bar", "Q": "a,b"}
+    # sbatch takes any name as given (SLURM's test 17.14 exports TEST_ENV_17.14=123).
+    spec = v.parse_export("TEST_ENV_17.14=123,A-B,1X=2,,=x")
+    assert spec.names == ("A-B",) and spec.assignments == {"TEST_ENV_17.14": "123", "1X": "2"}
 
 
 def test_counts_round_trip():

@@ -420,8 +420,12 @@ class ExportSpec:
 
 
 def parse_export(text: str) -> ExportSpec:
-    """``ALL``, ``NONE``, ``NIL`` or a list of NAME / NAME=value, commas between."""
-    if text is None or not text.strip():
+    """``ALL``, ``NONE``, ``NIL`` or a list of NAME / NAME=value, commas between.
+
+    sbatch checks no name: ``A.B``, ``1X`` or ``A-B`` are exported as given, and an empty
+    item (or an empty list) adds nothing.
+    """
+    if text is None:
         raise InvalidValue("export", text)
     mode = None
     names: list[str] = []
@@ -433,15 +437,12 @@ def parse_export(text: str) -> ExportSpec:
             mode = item.upper()
         elif "=" in item:
             name, value = item.split("=", 1)
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                raise InvalidValue("export", text)
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
                 value = value[1:-1]
-            assignments[name] = value
-        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", item):
-            names.append(item)
+            if name:
+                assignments[name] = value
         elif item:
-            raise InvalidValue("export", text)
+            names.append(item)
     return ExportSpec(mode, tuple(names), assignments)
 
 
