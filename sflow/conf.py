@@ -711,7 +711,51 @@ def _from_saved(data: dict) -> Cluster:
     return Cluster(**data)
 
 
+RUNTIME_PARTITIONS = "partitions.conf"
+
+
+def runtime_partitions_path(env=os.environ) -> str:
+    """Partitions made or removed by ``scontrol create|delete`` since start: the controller's, not slurm.conf's."""
+    return os.path.join(sflow_home(env), RUNTIME_PARTITIONS)
+
+
+def make_partition(cluster: Cluster, pairs: list[tuple[str, str]], source: str = "scontrol") -> Partition:
+    """A partition from ``Key=Value`` pairs over the cluster's nodes (a SlurmError names what is wrong)."""
+    where = _Where(source, 0)
+    _check_keys(pairs, PARTITION_KEYS, where)
+    spec = {k.lower(): v for k, v in pairs}
+    return _make_partition(spec["partitionname"], spec, list(cluster.nodes), {}, where)
+
+
+def with_runtime_partitions(cluster: Cluster, env=os.environ) -> Cluster:
+    """The cluster with the controller's partition changes applied: a ``PartitionName=...`` line adds
+    (or replaces) one, a ``-NAME`` line removes one."""
+    path = runtime_partitions_path(env)
+    try:
+        with open(path) as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return cluster
+    partitions = list(cluster.partitions)
+    for line in lines:
+        if line.startswith("-"):
+            partitions = [p for p in partitions if p.name != line[1:]]
+        elif line.strip():
+            try:
+                part = make_partition(cluster, [tuple(w.split("=", 1)) for w in line.split()], path)
+            except (SlurmError, ValueError):
+                continue  # checked when made; a node since removed from slurm.conf drops it
+            if part.default:
+                partitions = [replace(p, default=False) for p in partitions]
+            partitions = [p for p in partitions if p.name != part.name] + [part]
+    return replace(cluster, partitions=tuple(partitions))
+
+
 def load_cluster(env=os.environ) -> Cluster:
+    return with_runtime_partitions(_load_cluster(env), env)
+
+
+def _load_cluster(env=os.environ) -> Cluster:
     """The cluster: $SFLOW_CONF, else $SFLOW_HOME/slurm.conf, else this machine.
 
     The parsed form is cached (marshal: built in, no import cost) with each

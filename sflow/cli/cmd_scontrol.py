@@ -7,13 +7,13 @@ import sys
 from sflow.errors import SlurmError
 
 
-def _show(args: list[str], one_liner: bool, show_all: bool) -> int:
+def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = False) -> int:
     from sflow.cli.common import home
     from sflow.conf import load_cluster
     from sflow.views.cluster_show import scontrol_show
 
     if args and args[0].lower() in ("job", "jobs", "jobid"):
-        return _show_jobs(args[1:], one_liner)
+        return _show_jobs(args[1:], one_liner, details)
     cluster = load_cluster()
     states = {}
     if args and args[0].lower().startswith(("node", "part")):
@@ -40,7 +40,7 @@ def _next_job_id(cluster) -> int | None:
     return max(ids) + 1 if ids else None
 
 
-def _show_jobs(rest: list[str], one_liner: bool) -> int:
+def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
     from sflow.cli.common import read_jobs
     from sflow.views.job_show import show_job
 
@@ -61,7 +61,7 @@ def _show_jobs(rest: list[str], one_liner: bool) -> int:
     elif not jobs:
         print("No jobs in the system")
         return 0
-    sys.stdout.write(show_job(jobs, one_liner=one_liner, node_memory_mb=_node_memory()))
+    sys.stdout.write(show_job(jobs, one_liner=one_liner, node_memory_mb=_node_memory(), details=details))
     return 0
 
 
@@ -120,6 +120,100 @@ def _job_ids(args: list[str]) -> list[str]:
     return ids
 
 
+def _pairs(args: list[str]) -> list[tuple[str, str]]:
+    """``Key=Value`` words, or a key and its value as two words (``ArrayTaskThrottle 2``)."""
+    pairs = []
+    words = iter(args)
+    for word in words:
+        if "=" in word:
+            key, value = word.split("=", 1)
+        else:
+            value = next(words, None)
+            if value is None:
+                raise _Aborted(f"Invalid input: {word}\nRequest aborted")
+            key = word
+        pairs.append((key, value))
+    return pairs
+
+
+class _Aborted(Exception):
+    """A request scontrol refuses before sending it, printed as is (no ``scontrol: error:`` prefix)."""
+
+
+def _update(args: list[str]) -> int:
+    """``update JobId=ID ...``, or the jobs of a name (``JobName=NAME [UserID=UID]``) when no id is given."""
+    from sflow.cli.common import call, emit
+
+    pairs = _pairs(args)
+    keys = [key.lower() for key, _ in pairs]
+    if "jobid" in keys:
+        job_id = pairs[keys.index("jobid")][1]
+        changes = [(k, v) for k, v in pairs if k.lower() != "jobid"]
+        return emit(call("update", job_id=job_id, changes=changes))
+    if "jobname" in keys:
+        name = pairs[keys.index("jobname")][1]
+        user = pairs[keys.index("userid")][1] if "userid" in keys else None
+        uid = None
+        if user is not None:
+            uid = _uid(user)
+            if uid is None:
+                raise SlurmError(f"Invalid UserID: {user}")
+        changes = [(k, v) for k, v in pairs if k.lower() not in ("jobname", "userid")]
+        return emit(call("update", job_name=name, user_id=uid, changes=changes))
+    if "partitionname" in keys:
+        return _partition_op("update", args)
+    print("No valid entity in update command", file=sys.stderr)
+    print('Input line must include "NodeName", "PartitionName", "Reservation", "JobId", or "SlurmctldDebug"',
+          file=sys.stderr)
+    return 1
+
+
+def _uid(user: str) -> int | None:
+    import pwd
+
+    if user.isdigit():
+        return int(user)
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
+
+
+def _completing() -> int:
+    """Jobs in COMPLETING state with their nodes (sflow's jobs pass through it too briefly to list)."""
+    from sflow.cli.common import read_jobs
+
+    for job in read_jobs():
+        if job.state == "COMPLETING":
+            print(f"JobId={job.job_id} EndTime={_iso(job.end_time)} CompletingTime=00:00:00 Nodes={job.nodelist}")
+    return 0
+
+
+def _iso(epoch) -> str:
+    import time
+
+    return "None" if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
+
+
+def _partition_op(command: str, args: list[str]) -> int:
+    """``create|delete|update PartitionName=NAME ...``: partitions the controller holds beside slurm.conf."""
+    from sflow.cli.common import call, emit
+
+    if not args:
+        raise SlurmError(f"too few arguments for keyword:{command}")
+    key, _, name = args[0].partition("=")
+    # scontrol takes any leading part of the keyword that is long enough to be only this one
+    is_partition = len(key) >= 3 and "partitionname".startswith(key.lower()) and bool(name)
+    if command == "delete":
+        if not is_partition or len(args) > 1:
+            raise SlurmError(f"Invalid deletion entity: {args[0]}")
+        return emit(call("partition", action="delete", name=name, given=args[0]))
+    if not is_partition:
+        raise SlurmError(f"Invalid {'creation' if command == 'create' else 'update'} entity: {args[0]}")
+    settings = _pairs(args[1:])
+    return emit(call("partition", action=command, name=name, settings=settings))
+
+
 def _ping() -> int:
     """``Slurmctld(primary) at HOST is UP``: the controller is started on demand, so asking starts it."""
     import os
@@ -143,10 +237,12 @@ def main(argv: list[str]) -> int:
     from sflow.slurm.getopt import getopt
 
     parsed = getopt("scontrol", argv)
-    one_liner = show_all = False
+    one_liner = show_all = details = False
     for option, _ in parsed.options:
         if option.long == "oneliner":
             one_liner = True
+        elif option.long == "details":
+            details = True
         elif option.long == "all":
             show_all = True
         elif option.long == "help":
@@ -163,20 +259,49 @@ def main(argv: list[str]) -> int:
         raise SlurmError("scontrol needs a command: show, hold, release, requeue, update")
     command, args = parsed.positionals[0].lower(), parsed.positionals[1:]
     if command == "show":
-        return _show(args, one_liner, show_all)
-    if command in ("hold", "uhold", "release", "requeue"):
+        return _show(args, one_liner, show_all, details)
+    if command in ("requeue", "requeuehold"):
+        # Options come before the job list: Incomplete, State=SpecialExit.
+        options = {a.lower() for a in args if a.lower() in ("incomplete", "state=specialexit")}
+        targets = [a for a in args if a.lower() not in options]
+        if not targets:
+            raise SlurmError(f"too few arguments for keyword:{command}")
+        return emit(call("requeue", job_ids=_job_ids(targets), hold=command == "requeuehold",
+                         incomplete="incomplete" in options,
+                         special_exit="state=specialexit" in options))
+    if command in ("hold", "uhold", "release"):
         if not args:
             raise SlurmError(f"too few arguments for keyword:{command}")
         op = {"uhold": "hold"}.get(command, command)
         return emit(call(op, job_ids=_job_ids(args), admin=command == "hold" and _is_operator()))
     if command == "update":
-        changes = dict(a.split("=", 1) for a in args if "=" in a)
-        job_id = changes.pop("JobId", changes.pop("jobid", None))
-        if job_id is None:
-            raise SlurmError("No job id specified for update")
-        return emit(call("update", job_id=job_id, changes=changes))
+        try:
+            return _update(args)
+        except _Aborted as err:
+            print(err, file=sys.stderr)
+            return 1
+    if command == "top":
+        if not args:
+            raise SlurmError("too few arguments for keyword:top")
+        return emit(call("top", job_ids=_job_ids(args), operator=_is_operator()))
+    if command == "completing":
+        return _completing()
+    if command in ("create", "delete"):
+        try:
+            return _partition_op(command, args)
+        except _Aborted as err:
+            print(err, file=sys.stderr)
+            return 1
     if command == "ping":
         return _ping()
     if command == "reconfigure":
+        import contextlib
+        import os
+
+        from sflow.conf import runtime_partitions_path
+
+        # SLURM rereads slurm.conf: the partitions scontrol created or deleted are forgotten.
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(runtime_partitions_path())
         return emit(call("shutdown", start=False))
     raise SlurmError(f"invalid keyword: {parsed.positionals[0]}")

@@ -127,8 +127,18 @@ class Controller(JobLife, CloudLife, SocketServer):
             print(f"keeping the previous configuration: {err}", file=sys.stderr)
             self.conf_stamp = stamp
             return
-        self.cluster = cluster
         self.conf_stamp = stamp
+        self.use_cluster(self.cluster_with_runtime_partitions(cluster))
+
+    def cluster_with_runtime_partitions(self, cluster=None):
+        """slurm.conf's cluster with the partitions scontrol created or deleted since."""
+        from sflow.conf import with_runtime_partitions
+
+        return with_runtime_partitions(cluster or self.cluster, {"SFLOW_HOME": self.home})
+
+    def use_cluster(self, cluster) -> None:
+        """Schedule on a changed cluster from now on (pending jobs are checked against it again)."""
+        self.cluster = cluster
         self._rebuild_backend()
         for job in self.jobs.values():
             job.never_reason = None

@@ -390,6 +390,8 @@ def requeue(ctl, msg: dict) -> dict:
                 errors.append(f"Job is pending execution for job {text}\n" if pending
                               else f"Invalid job id specified for job {text}\n")
                 continue
+        if msg.get("incomplete"):  # only jobs still running; ended ones are left as they are
+            matches = [job for job in matches if job.rec.state not in FINISHED_STATES]
         for job in matches:
             rec = job.rec
             if rec.state == "PENDING":
@@ -451,7 +453,11 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
             priority = -1
         if not 0 <= priority < PRIORITY_NONE:
             return f"scontrol: error: Invalid Priority value: {value}"
+        if rec.held:
+            return _JOB_ERROR + "Job is in held state, pending scheduler release"
         rec.priority = priority
+        if priority == 0 and not running:  # priority zero is a hold, as scontrol hold by an operator
+            rec.held, rec.reason = True, "JobHeldAdmin"
     elif name in ("starttime", "begintime", "begin"):
         if running:
             return None
@@ -523,23 +529,164 @@ def _store_request(ctl, job: Job) -> None:
     store.save_request(ctl.conn, owner_id, job.request.to_json())
 
 
+def _by_name(ctl, name: str, uid: int | None) -> list[tuple[Job, None]]:
+    return [(job, None) for job in sorted(ctl.jobs.values(), key=lambda j: j.job_id)
+            if job.rec.name == name and (uid is None or job.rec.uid == uid)]
+
+
 def update(ctl, msg: dict) -> dict:
-    text = str(msg.get("job_id", ""))
+    """``scontrol update``: the jobs of ``job_id`` (an array task splits off as a record of its own),
+    or those named ``job_name`` (of ``user_id``); ``changes`` are (key, value) pairs in order."""
     changes = msg.get("changes") or {}
-    matches, known = _named(ctl, text)
-    if matches is None or not matches:
-        error = FINISHED if matches is not None and known else INVALID_JOB
-        return {"ok": False, "stdout": "", "stderr": f"{error} for job {text}\n", "exit_code": 1}
-    for job, index in matches:
+    pairs = list(changes.items()) if isinstance(changes, dict) else [tuple(c) for c in changes]
+    if msg.get("job_name") is not None:
+        name, uid = str(msg["job_name"]), msg.get("user_id")
+        matches = _by_name(ctl, name, None if uid is None else int(uid))
+        text = None
+        if not matches:
+            who = f"user ID {uid} and name" if uid is not None else "name"
+            return {"ok": False, "stdout": "", "stderr": f"scontrol: error: No jobs with {who} '{name}'\n",
+                    "exit_code": 1}
+    else:
+        text = str(msg.get("job_id", ""))
+        matches, known = _named(ctl, text)
+        if matches is None or not matches:
+            error = FINISHED if matches is not None and known else INVALID_JOB
+            return {"ok": False, "stdout": "", "stderr": f"{error} for job {text}\n", "exit_code": 1}
+    errors = []
+    for job, chosen in matches:
         if job.job_id not in ctl.jobs:
             continue
-        for key, value in changes.items():
-            error = _update_one(ctl, job, key, str(value))
-            if error is not None:
+        targets = [job] if chosen is None else [split_element(ctl, job, index) for index in chosen]
+        for target in targets:
+            for key, value in pairs:
+                error = _update_one(ctl, target, key, str(value))
+                if error is None:
+                    continue
+                if error.startswith(_JOB_ERROR):  # the job refuses it; others named still change
+                    errors.append(f"{error[len(_JOB_ERROR):]} for job {text or target.display_id}\n")
+                    break
                 raise Refused(error + "\n")
-        ctl.save(job)
+            ctl.save(target)
+    ctl.schedule_wanted = True
+    return {"ok": not errors, "stdout": "", "stderr": "".join(errors), "exit_code": 1 if errors else 0}
+
+
+_JOB_ERROR = "\0job:"  # an error of one job's state, reported per job, not a bad request
+
+
+def top(ctl, msg: dict) -> dict:
+    """``scontrol top``: the jobs named, in order, take the highest priorities among the pending jobs of
+    the same user, partition, account and QOS as the first; the others keep their order below. Their
+    nice values change by as much, so the group's share is the same."""
+    if not msg.get("operator") and "enable_user_top" not in (ctl.config_value("SchedulerParameters") or "").lower():
+        return {"ok": False, "stdout": "", "stderr": "".join(
+            f"Access/permission denied for job {t}\n" for t in msg.get("job_ids") or []), "exit_code": 1}
+    listed: list[Job] = []
+    for text in msg.get("job_ids") or []:
+        parsed = parse_target(str(text))
+        if parsed is None or parsed[2] is not None:
+            return {"ok": False, "stdout": "", "stderr": f"{INVALID_JOB} for job {','.join(msg['job_ids'])}\n",
+                    "exit_code": 1}
+        found = [j for j, chosen in _active_matches(ctl, parsed[0], parsed[1]) if chosen is None]
+        if not found and not _known(ctl, parsed[0], parsed[1]):
+            return {"ok": False, "stdout": "", "stderr": f"{INVALID_JOB} for job {text}\n", "exit_code": 1}
+        listed += [j for j in found if j.rec.state == "PENDING" and not j.rec.held and j not in listed]
+    if not listed:
+        return {"ok": True, "stdout": "", "stderr": "", "exit_code": 0}
+
+    def group_key(job: Job) -> tuple:
+        return job.rec.uid, job.rec.partition, job.rec.account, job.rec.qos
+
+    key = group_key(listed[0])
+    listed = [j for j in listed if group_key(j) == key]
+    group = [j for j in ctl.jobs.values() if j.rec.state == "PENDING" and not j.rec.held and group_key(j) == key]
+    slots = sorted((j.rec.priority for j in group), reverse=True)
+    rest = sorted((j for j in group if j not in listed), key=lambda j: (-j.rec.priority, j.seq, j.job_id))
+    for job, priority in zip(listed + rest, slots):
+        if job.rec.priority != priority:
+            job.nice += job.rec.priority - priority
+            job.rec.priority = priority
+            ctl.save(job)
     ctl.schedule_wanted = True
     return {"ok": True, "stdout": "", "stderr": "", "exit_code": 0}
+
+
+def partition(ctl, msg: dict) -> dict:
+    """``scontrol create|delete PartitionName=...``: partitions the controller holds until it is
+    reconfigured, kept in the runtime partitions file every command reads beside slurm.conf."""
+    from sflow.conf import make_partition, runtime_partitions_path
+    from sflow.errors import SlurmError
+
+    action, name = msg.get("action"), str(msg.get("name") or "")
+    settings = [tuple(pair) for pair in msg.get("settings") or []]
+    exists = any(p.name == name for p in ctl.cluster.partitions)
+
+    def refuse(text: str) -> dict:
+        return {"ok": False, "stdout": "", "stderr": text + "\n", "exit_code": 1}
+
+    if action == "delete":
+        if not exists:
+            return refuse(f"delete_partition {msg.get('given') or name}: {INVALID_PARTITION}")
+        if any(j.rec.partition == name for j in ctl.jobs.values()):
+            return refuse(f"delete_partition {msg.get('given') or name}: Partition is in use")
+        line = f"-{name}"
+    else:
+        if action == "create" and exists:
+            return refuse("Error creating the partition: Invalid partition name specified")
+        for key, value in settings:
+            if key.lower() not in PARTITION_SETTINGS:
+                return refuse(f"scontrol: error: Update of this parameter is not supported: {key}={value}\n\n"
+                              "scontrol: error: Request aborted")
+        if any(" " in v or not v for _, v in settings) or " " in name:
+            return refuse("Error creating the partition: Invalid partition name specified")
+        if action == "update":
+            if not exists:
+                return refuse(f"{INVALID_PARTITION}")
+            settings = _partition_settings(ctl.cluster.partition(name)) + settings
+        pairs = [("PartitionName", name)] + settings
+        try:
+            make_partition(ctl.cluster, pairs)
+        except SlurmError as err:
+            text = str(err)
+            reason = "Invalid node name specified" if "node" in text.lower() else text
+            return refuse(f"Error creating the partition: {reason}" if action == "create" else reason)
+        line = " ".join(f"{k}={v}" for k, v in pairs)
+    path = runtime_partitions_path({"SFLOW_HOME": ctl.home})
+    try:
+        with open(path, "a") as handle:
+            handle.write(line + "\n")
+    except OSError as err:
+        return refuse(f"scontrol: error: {err.strerror}")
+    ctl.use_cluster(ctl.cluster_with_runtime_partitions())
+    return {"ok": True, "stdout": "", "stderr": "", "exit_code": 0}
+
+
+INVALID_PARTITION = "Invalid partition name specified"
+# What a partition line may set here: slurm.conf's keys less the partition's name.
+PARTITION_SETTINGS = {
+    "allocnodes", "allowaccounts", "allowgroups", "allowqos", "default", "defaulttime", "defmempercpu",
+    "defmempernode", "disablerootjobs", "exclusiveuser", "gracetime", "hidden", "lln", "maxcpuspernode",
+    "maxmempercpu", "maxmempernode", "maxnodes", "maxtime", "minnodes", "nodes", "oversubscribe",
+    "overtimelimit", "preemptmode", "priority", "priorityjobfactor", "prioritytier", "qos", "reqresv",
+    "rootonly", "shared", "state",
+}
+
+
+def _partition_settings(part) -> list[tuple[str, str]]:
+    """An existing partition's settings as a line would give them (what an update keeps)."""
+    from sflow.slurm.values import compress_hostlist, format_timelimit_scontrol
+
+    pairs = [("Nodes", compress_hostlist(list(part.nodes)))] if part.nodes else []
+    pairs += [("Default", "YES" if part.default else "NO"), ("State", part.state)]
+    if part.max_time is not None:
+        pairs.append(("MaxTime", "UNLIMITED" if part.max_time >= values_infinite()
+                      else format_timelimit_scontrol(part.max_time)))
+    if part.default_time is not None:
+        pairs.append(("DefaultTime", format_timelimit_scontrol(part.default_time)))
+    if part.max_nodes is not None:
+        pairs.append(("MaxNodes", str(part.max_nodes)))
+    return pairs
 
 
 class Refused(Exception):
@@ -609,5 +756,6 @@ HANDLERS = {
     "ping": ping, "shutdown": shutdown, "submit": submit, "wait": wait, "cancel": cancel,
     "hold": hold, "release": release, "requeue": requeue, "update": update,
     "step_start": step_start, "step_end": step_end, "job_env_info": job_env_info,
-    "finish_allocation": finish_allocation, "usage": usage, "jobs": jobs,
+    "finish_allocation": finish_allocation, "usage": usage, "jobs": jobs, "top": top,
+    "partition": partition,
 }

@@ -8,6 +8,7 @@ is an ``InvalidValue``; callers turn it into the option's own SLURM message.
 
 from __future__ import annotations
 
+import itertools
 import re
 import signal as _signal
 from dataclasses import dataclass, field
@@ -158,7 +159,7 @@ def expand_hostlist(text: str) -> list[str]:
     tree = _parse("hostlist", text)
     names: list[str] = []
     for host in tree.children:
-        variants = [""]
+        segments: list[list[str] | str] = []  # each piece of the name: a text, or a bracket's values
         for part in host.children:
             if getattr(part, "data", None) == "bracket":
                 pieces = []
@@ -171,10 +172,22 @@ def expand_hostlist(text: str) -> list[str]:
                     if b < a or b - a > 1_000_000:
                         raise InvalidValue("hostlist", text)
                     pieces += [str(i).zfill(width) for i in range(a, b + 1)]
-                variants = [v + p for v in variants for p in pieces]
+                segments.append(pieces)
             else:
-                variants = [v + str(part) for v in variants]
-        names += variants
+                segments.append(str(part))
+        names += _combine(segments)
+    return names
+
+
+def _combine(segments: list[list[str] | str]) -> list[str]:
+    """Every name the segments spell, in SLURM's order: the last bracket varies fastest, then the
+    first, the second... (``r[0,1]_k[2-3]_b[4,5]`` -> r0_k2_b4 r0_k2_b5 r1_k2_b4 ...)."""
+    brackets = [i for i, values in enumerate(segments) if isinstance(values, list)]
+    slowest_first = list(reversed(brackets[:-1])) + brackets[-1:]
+    names = []
+    for choice in itertools.product(*(segments[i] for i in slowest_first)):
+        chosen = dict(zip(slowest_first, choice))
+        names.append("".join(chosen.get(i, values) for i, values in enumerate(segments)))
     return names
 
 

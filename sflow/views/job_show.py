@@ -139,8 +139,9 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
 
 
 def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | None = None,
-             node_memory_mb: dict[str, int] | None = None) -> str:
-    """``node_memory_mb``: partition -> the memory of its nodes, what a job that asks none gets."""
+             node_memory_mb: dict[str, int] | None = None, details: bool = False) -> str:
+    """``node_memory_mb``: partition -> the memory of its nodes, what a job that asks none gets.
+    ``details`` (``-d``) adds the DerivedExitCode line: the highest exit code of the job's steps."""
     now = time.time() if now is None else now
     blocks = []
     for job in jobs:
@@ -154,6 +155,8 @@ def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | Non
             items = [f"{key}={fields[key]}" for key in keys if fields.get(key) is not None]
             if items:
                 lines.append(" ".join(items))
+            if details and keys[0] == "Requeue":
+                lines.append(f"DerivedExitCode={job.derived_exit_code}:0")
         if "TresPerNode" in fields:
             lines.insert(len(lines) - 1, f"TresPerNode={fields['TresPerNode']}")
         if one_liner:

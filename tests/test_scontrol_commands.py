@@ -1,0 +1,123 @@
+"""scontrol's job and partition commands as SLURM 22.05 runs them: update forms, top, requeuehold,
+completing, create/delete partition, show job -d, and show hostnames' order."""
+
+from __future__ import annotations
+
+import re
+
+from sflow.slurm.values import expand_hostlist
+
+
+def _submit(cluster, *args: str) -> str:
+    done = cluster.run("sbatch", "--parsable", "-o", "/dev/null", *args, "--wrap", "sleep 300")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def _field(cluster, job: str, key: str) -> str:
+    shown = cluster.run("scontrol", "show", "job", job).stdout
+    match = re.search(rf"\b{re.escape(key)}=(\S*)", shown)
+    return match.group(1) if match else "MISSING"
+
+
+def test_hostnames_vary_the_last_bracket_then_the_first():
+    # Recorded from SLURM 22.05: the last bracket fastest, then the first, then the second.
+    assert expand_hostlist("row[0,1]_rack[2-3]_blade[4,5]") == [
+        "row0_rack2_blade4", "row0_rack2_blade5", "row1_rack2_blade4", "row1_rack2_blade5",
+        "row0_rack3_blade4", "row0_rack3_blade5", "row1_rack3_blade4", "row1_rack3_blade5"]
+    assert expand_hostlist("a[0-1]b[2-3]") == ["a0b2", "a0b3", "a1b2", "a1b3"]
+    assert expand_hostlist("a[0-1]b[2-3]c[5]") == ["a0b2c5", "a1b2c5", "a0b3c5", "a1b3c5"]
+
+
+def test_update_keys_are_case_blind_and_may_take_their_value_as_the_next_word(cluster):
+    array = _submit(cluster, "--array=0-3%1", "--begin=now+1hour", "-t1")
+    assert cluster.run("scontrol", "update", f"jobid={array}", "arraytaskthrottle", "2").returncode == 0
+    assert cluster.run("scontrol", "update", "JOBID", array, "TimeLimit", "5").returncode == 0
+    assert _field(cluster, array, "ArrayTaskThrottle") == "2"
+    done = cluster.run("scontrol", "update", f"jobid={array}", "timelimit")
+    assert (done.returncode, done.stderr) == (1, "Invalid input: timelimit\nRequest aborted\n")
+
+
+def test_update_of_one_array_task_splits_it_off(cluster):
+    array = _submit(cluster, "--array=0-3", "--begin=now+1hour", "-t1")
+    assert cluster.run("scontrol", "update", f"jobid={array}_2", "TimeLimit=7").returncode == 0
+    shown = cluster.run("scontrol", "show", "job", f"{array}_2").stdout
+    assert re.search(rf"JobId=(?!{array} )\d+ ArrayJobId={array} ArrayTaskId=2 ", shown), shown
+    assert "TimeLimit=00:07:00" in shown
+    assert _field(cluster, array, "TimeLimit") == "00:01:00"
+    assert _field(cluster, array, "ArrayTaskId") == "0-1,3"
+
+
+def test_update_by_job_name_and_user(cluster):
+    job = _submit(cluster, "--hold", "-J", "named")
+    cluster.run("scontrol", "release", job)
+    done = cluster.run("scontrol", "update", "JobName=named", "UserID=4242", "Priority=5")
+    assert (done.returncode, done.stderr) == (1, "scontrol: error: No jobs with user ID 4242 and name 'named'\n")
+    done = cluster.run("scontrol", "update", "JobName=nothing", "Priority=5")
+    assert done.stderr == "scontrol: error: No jobs with name 'nothing'\n"
+    done = cluster.run("scontrol", "update", "JobName=named", f"UserID={__import__('os').getuid()}", "Priority=5")
+    assert done.returncode == 0, done.stderr
+    assert _field(cluster, job, "Priority") == "5"
+    done = cluster.run("scontrol", "update", "Priority=5")
+    assert done.returncode == 1 and done.stderr.startswith("No valid entity in update command\n")
+
+
+def test_priority_of_a_held_job_is_refused(cluster):
+    job = _submit(cluster, "--hold")
+    done = cluster.run("scontrol", "update", f"JobId={job}", "Priority=9")
+    assert (done.returncode, done.stderr) == (1, f"Job is in held state, pending scheduler release for job {job}\n")
+
+
+def test_top_moves_the_named_jobs_first_in_order(cluster):
+    jobs = [_submit(cluster, "--begin=now+1hour", "-J", "t") for _ in range(3)]
+    assert cluster.run("scontrol", "top", f"{jobs[2]},{jobs[1]}").returncode == 0
+    prio = [int(_field(cluster, j, "Priority")) for j in jobs]
+    assert prio[2] > prio[1] > prio[0]
+    assert cluster.run("scontrol", "top", jobs[0]).returncode == 0
+    prio = [int(_field(cluster, j, "Priority")) for j in jobs]
+    assert prio[0] > prio[2] > prio[1]
+
+
+def test_requeuehold_holds_the_requeued_job(cluster):
+    job = _submit(cluster)
+    cluster.run("scontrol", "requeuehold", job)
+    assert _field(cluster, job, "JobState") == "PENDING"
+    assert _field(cluster, job, "Reason") in ("JobHeldUser", "JobHeldAdmin")
+    assert _field(cluster, job, "Priority") == "0"
+
+
+def test_completing_is_a_command(cluster):
+    done = cluster.run("scontrol", "completing")
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_created_partition_is_used_until_deleted(cluster):
+    done = cluster.run("scontrol", "create", "PartitionName=extra", "Nodes=node1", "MaxTime=5")
+    assert done.returncode == 0, done.stderr
+    assert "extra" in cluster.run("sinfo", "-h", "-o", "%P").stdout.split()
+    assert "MaxTime=00:05:00" in cluster.run("scontrol", "show", "partition", "extra").stdout
+    job = _submit(cluster, "-p", "extra", "--hold")
+    assert cluster.run("squeue", "-h", "-o", "%P", "-j", job).stdout.strip() == "extra"
+    done = cluster.run("scontrol", "create", "PartitionName=extra", "Nodes=node1")
+    assert (done.returncode, done.stderr) == (1, "Error creating the partition: Invalid partition name specified\n")
+    done = cluster.run("scontrol", "delete", "PartitionName=extra")
+    assert (done.returncode, done.stderr) == (1, "delete_partition PartitionName=extra: Partition is in use\n")
+    cluster.run("scancel", job)
+    assert cluster.run("scontrol", "delete", "PartitionName=extra").returncode == 0
+    assert "extra" not in cluster.run("sinfo", "-h", "-o", "%P").stdout.split()
+    done = cluster.run("scontrol", "delete", "PartitionName=extra")
+    assert done.stderr == "delete_partition PartitionName=extra: Invalid partition name specified\n"
+    done = cluster.run("scontrol", "create", "PartitionName=bad", "Nodes=nodeX")
+    assert done.stderr == "Error creating the partition: Invalid node name specified\n"
+    done = cluster.run("scontrol", "create", "foo=bar")
+    assert (done.returncode, done.stderr) == (1, "scontrol: error: Invalid creation entity: foo=bar\n")
+    with open(cluster.env["SFLOW_CONF"]) as handle:
+        assert "extra" not in handle.read()
+
+
+def test_show_job_details_has_the_derived_exit_code(cluster):
+    job = _submit(cluster, "--hold")
+    shown = cluster.run("scontrol", "show", "job", "-d", job).stdout.splitlines()
+    requeue = next(i for i, line in enumerate(shown) if line.lstrip().startswith("Requeue="))
+    assert shown[requeue + 1] == "   DerivedExitCode=0:0"
+    assert "DerivedExitCode" not in cluster.run("scontrol", "show", "job", job).stdout
