@@ -532,6 +532,8 @@ class MithrilBackend(ReservedCapacity):
             if row.must_delete:
                 self.worker.delete(row.idempotency_key, row.bid_id, spec)
             elif row.bid_id is None:
+                if "deadman" in spec and self.keys[row.idempotency_key].key_fid is None:
+                    spec["deadman"]["lost"] = True  # a dead controller may have made the key: look for it
                 self.worker.create(row.idempotency_key, spec)
             else:
                 self.worker.watch(row.idempotency_key, row.bid_id)

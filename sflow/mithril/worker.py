@@ -19,11 +19,11 @@ queue) and, when the thread wakes it through a pipe, reads what came back
   estimate stands). Asked by itself after every confirmed delete; transient failures are retried
   every poll.
 - A spot bid with a dead-man switch (``spec["deadman"]``, ``sflow.mithril.deadman``) first needs
-  its API key: ``create`` without the key's secret makes the key (revoking any key of the same
-  name, whose answer was lost) and answers ``("key_made", key, key_fid, secret)``; the controller
+  its API key: ``create`` without the key's secret makes the key (after a failed attempt, or with
+  ``lost`` set after a crash, first revoking any key of its name, whose answer was lost) and answers ``("key_made", key, key_fid, secret)``; the controller
   commits it and asks ``create`` again, now with the secret in the bid's startup script.
 - ``revoke_key(key, key_fid, name)`` -> ``("key_revoked", key, when)``: the key of a bid that is
-  gone; without ``key_fid`` every live key of that name. Retried every poll while Mithril is
+  gone, and every other live key of that name (made by a create whose answer was lost). Retried every poll while Mithril is
   unavailable; a 404 counts as done, and so does a refusal (the key expires by itself).
 - ``watch(key, bid_id)`` / ``forget(key)``: the bids looked at every poll,
   reported together as ``("bids", {key: snapshot})``; a snapshot has the
@@ -86,6 +86,7 @@ class Worker:
         self.delete_started: dict[str, float] = {}  # key -> when its first delete attempt began
         self.costing: dict[str, tuple[str, float]] = {}  # key -> (bid id, when it was deleted), until billed
         self.revoking: dict[str, tuple[str | None, str]] = {}  # key -> (API key id, its name), until confirmed
+        self.keys_tried: set[str] = set()  # bids whose key's create failed here: it may exist unrecorded
         self.reserved = Reservations(self)  # the reservation calls (sflow.mithril.reserving)
         self._client = None
         self._project: str | None = None
@@ -272,28 +273,34 @@ class Worker:
     def _make_key(self, key: str, spec: dict) -> None:
         """The bid's dead-man key, before the bid: its secret goes into the bid's startup script."""
         switch = spec["deadman"]
+        # A key may exist unrecorded only after a failed attempt or a crash: only then is it looked for
+        # (a list of every key before each of many bids would slow them all).
+        search = key in self.keys_tried or switch.get("lost")
+        self.keys_tried.add(key)
 
         def make():
             client = self.client()
-            for old in client.api_keys():
-                if old.name == switch["name"] and old.deactivated_at is None:
-                    client.revoke_api_key(old.fid)  # made before a crash, its secret never recorded
+            if search:
+                for old in client.api_keys():
+                    if old.name == switch["name"] and old.deactivated_at is None:
+                        client.revoke_api_key(old.fid)  # its secret was never recorded: no bid can carry it
             return client.create_api_key(switch["name"], datetime.fromtimestamp(switch["expires"], timezone.utc))
 
         made = _attempt_create(self.creating, key, spec, make, self._report, "create_failed")
         if made is not None:
+            self.keys_tried.discard(key)
             self._report("key_made", key, made.fid, made.secret)
 
     def _revoke(self, key: str) -> None:
         key_fid, name = self.revoking[key]
         try:
             client = self.client()
-            if key_fid is None:
-                for made in client.api_keys():
-                    if made.name == name and made.deactivated_at is None:
-                        client.revoke_api_key(made.fid)
-            else:
+            if key_fid is not None:
                 client.revoke_api_key(key_fid)  # False on 404: already gone
+            # And any other of its name: a create retried after its answer was lost made two.
+            for made in client.api_keys():
+                if made.name == name and made.deactivated_at is None:
+                    client.revoke_api_key(made.fid)
         except MithrilError as err:
             if not _permanent(err):
                 return  # retried at the next poll

@@ -168,6 +168,19 @@ def test_fifty_jobs_under_faults_and_preemption(soak):
     rows = [r for job_id in by_id for r in bids.of_job(home, job_id)]
     assert all(r.ended is not None for r in rows), [r for r in rows if r.ended is None]
     assert all(r.cost_settled for r in rows), [r for r in rows if not r.cost_settled]
+
+    # Nor a key: every bid's dead-man key is revoked, those a create retried after a lost answer
+    # made twice included.
+    def live_keys() -> list[str]:
+        with emu.service.lock:
+            return [k.name for k in emu.service.account.api_keys.values() if k.deactivated_at is None]
+
+    deadline = time.monotonic() + 20
+    while live_keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not live_keys(), live_keys()
+    with emu.service.lock:
+        assert len({k.name for k in emu.service.account.api_keys.values()}) >= len(rows)
     time.sleep(0.5)  # the last cost events reach the job records in the controller's next turn
     records = {r.job_id: r for r in store.read_jobs(home, job_ids=list(by_id))}
 
