@@ -86,7 +86,7 @@ CASES = [(name, case) for name, scenario in SCENARIOS.items() for case in scenar
 
 
 def test_the_recordings_are_there():
-    assert set(SCENARIOS) == {"idle", "busy", "drain", "partitions"}
+    assert set(SCENARIOS) == {"idle", "busy", "drain", "partitions", "hostnames"}
     assert len(CASES) > 400
 
 
