@@ -65,6 +65,8 @@ def _shown(request, cwd: str) -> dict:
         ctx.update(array_job_id=JOB_ID, array_task_id=ARRAY_PENDING_TASK)
 
     def path(pattern: str | None, default: str) -> str:
+        if (pattern or "").lower() == "none":
+            return "/dev/null"
         text = expand_output_pattern(pattern or default, ctx)
         return text if text.startswith("/") else os.path.join(request.work_dir, text)
 
@@ -125,6 +127,8 @@ def test_sbatch_matches_slurm(record, tmp_path):
         assert text == expected
         return
     cwd, submission = _replay(case, tmp_path)
+    if "defined options" in record["stderr"]:  # -v / SBATCH_DEBUG
+        assert submission.listing == record["stderr"].replace("{cwd}", cwd)
     expected = _expected(record, cwd) if record["job"] else None
     if expected is None:  # --quiet: nothing to compare but success
         return

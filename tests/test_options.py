@@ -151,3 +151,16 @@ def test_options_page_is_generated_from_the_table():
     page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "options.md")
     with open(page, encoding="utf-8") as handle:
         assert handle.read() == render(), "docs/options.md is stale: python3 -m sflow.slurm.options_doc > docs/options.md"
+
+
+@pytest.mark.parametrize("command", ["sbatch", "salloc"])
+def test_help_uses_slurms_headings(command):
+    from sflow.slurm.help import render_help
+
+    text = render_help(command)
+    headings = [line for line in text.splitlines() if line and not line.startswith(" ") and line.endswith(
+        (":", "enabled)")) and not line.startswith("Usage")]
+    assert headings[:2] == ["Parallel run options:", "Constraint options:"]
+    assert "GPU scheduling options:" in headings and headings[-2:] == ["Help options:", "Other options:"]
+    constraint = text.split("Constraint options:")[1].split("\n\n")[0]
+    assert "--nodelist=" in constraint and "--exclude=" in constraint

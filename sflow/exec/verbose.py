@@ -1,4 +1,4 @@
-"""What srun says of its options: the ``-v`` listing, and its checks of -m and --gpu-bind.
+"""What srun and sbatch say of their options: the ``-v`` listing, and srun's checks of -m and --gpu-bind.
 
 Pure text in, text (or SLURM's refusal) out.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sflow.errors import SlurmError
 
-RULE = "srun: -------------------- --------------------\n"
+RULE = "-------------------- --------------------\n"
 
 # How srun -v shows a value when it differs from the text given.
 _FLAG_WORD = "set"
@@ -29,15 +29,15 @@ def _shown(long: str, raw: str | None, count: int) -> str:
     return raw
 
 
-def defined_options(given: list[tuple[str, str | None]], verbose: int) -> str:
-    """srun -v's listing of the options it was given, by name, last value winning."""
+def defined_options(given: list[tuple[str, str | None]], verbose: int, command: str = "srun") -> str:
+    """``-v``'s listing of the options the command was given, by name, last value winning."""
     values: dict[str, str | None] = {}
     for long, raw in given:
         values[long] = raw
-    lines = ["srun: defined options\n", RULE]
+    lines = [f"{command}: defined options\n", f"{command}: {RULE}"]
     for long in sorted(values):
-        lines.append(f"srun: {long:<20}: {_shown(long, values[long], verbose)}\n")
-    lines += [RULE, "srun: end of defined options\n"]
+        lines.append(f"{command}: {long:<20}: {_shown(long, values[long], verbose)}\n")
+    lines += [f"{command}: {RULE}", f"{command}: end of defined options\n"]
     return "".join(lines)
 
 

@@ -120,7 +120,7 @@ def submit(ctl, msg: dict) -> dict:
         _enforce_part_limits(ctl, request, partition, limit, need, nodes=cloud_plan is None)
     except SflowError as err:
         return _error(err)
-    warnings = "".join(f"sbatch: warning: {w}\n" for w in submission.warnings)
+    warnings = submission.listing + "".join(f"sbatch: warning: {w}\n" for w in submission.warnings)
     if flags.test_only and cloud_plan is not None:
         return _mithril_test_only(ctl, cloud_plan, warnings)
     if flags.test_only:

@@ -49,13 +49,27 @@ def render_help(command: str) -> str:
 
     options = sorted(table(command), key=lambda o: (o.short or o.long).lower())
     main = [o for o in options if o.long not in ("help", "usage", "version")]
-    lines = [f"Usage: {command} [OPTIONS...] {USAGE_TAIL.get(command, '')}".rstrip(), ""]
-    lines.append("Parallel run options:" if command in USAGE_TAIL else "Options:")
-    lines += [_line(o) for o in main]
+    lines = [f"Usage: {command} [OPTIONS...] {USAGE_TAIL.get(command, '')}".rstrip()]
+    for title, members in _sections(command, main):
+        lines += ["", title] + [_line(o) for o in members]
     lines += ["", "Help options:", "  -h, --help                  show this help message",
               "      --usage                 display brief usage message", "",
               "Other options:", "  -V, --version               output version information and exit"]
     return "\n".join(lines)
+
+
+def _sections(command: str, options: list) -> list[tuple[str, list]]:
+    """The options under SLURM's own headings (compat/help_sections.toml); the rest under the first."""
+    from sflow._resources import load_compat_table
+
+    recorded = load_compat_table("help_sections.toml").get(command, [])
+    if not recorded:
+        return [("Parallel run options:" if command in USAGE_TAIL else "Options:", options)]
+    placed = {name: i for i, section in enumerate(recorded) for name in section["options"]}
+    groups: list[list] = [[] for _ in recorded]
+    for option in options:
+        groups[placed.get(option.long, 0)].append(option)
+    return [(section["title"], group) for section, group in zip(recorded, groups)]
 
 
 def render_usage(command: str) -> str:

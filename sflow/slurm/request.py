@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 
 from sflow.credentials import SECRET_NAMES
 from sflow.errors import SflowError, SlurmError
+from sflow.exec.verbose import defined_options
 from sflow.slurm import values
 from sflow.slurm.getopt import getopt
 from sflow.slurm.options import Option, table
@@ -37,6 +38,7 @@ class Submission:
     request: Any  # JobRequest; typed loosely so this module imports pydantic lazily
     flags: Any  # SubmitFlags
     warnings: list[str] = field(default_factory=list)
+    listing: str = ""  # -v / SBATCH_DEBUG: sbatch's "defined options" block, printed before submitting
 
 
 def _positive(text: str) -> int:
@@ -168,7 +170,8 @@ def _from_environment(env: Mapping[str, str]) -> list[Setting]:
     for command in ("sflow", "sbatch"):
         for name, option in table(command).env_map().items():
             if name in env:
-                raw = env[name] if option.arg != "none" else None
+                # SBATCH_DEBUG is a verbosity level, not a flag: its number is kept.
+                raw = env[name] if option.arg != "none" or option.long == "verbose" else None
                 found.append(Setting(option, raw, None, name))
     return found
 
@@ -221,8 +224,40 @@ def parse_sbatch(
     settings += cli
     if cluster is not None:
         _check_against(cluster, settings)
-    return _build(settings, script_text, script_path, script_args, script_name,
-                  env=env, cwd=cwd, user=user, uid=uid, gid=gid, host=host, now=now)
+    submission = _build(settings, script_text, script_path, script_args, script_name,
+                        env=env, cwd=cwd, user=user, uid=uid, gid=gid, host=host, now=now)
+    verbosity = _verbosity(settings)
+    if verbosity:
+        submission.listing = _listing(settings, verbosity, submission.request.work_dir)
+    return submission
+
+
+def _verbosity(settings: list[Setting]) -> int:
+    """Each -v adds one; SBATCH_DEBUG gives the level outright."""
+    level = 0
+    for setting in settings:
+        if setting.option.long == "verbose":
+            if setting.raw is None:
+                level += 1
+            else:
+                try:
+                    level = max(0, int(setting.raw))
+                except ValueError:
+                    level = 0
+    return level
+
+
+def _listing(settings: list[Setting], verbosity: int, work_dir: str) -> str:
+    given = []
+    for setting in settings:
+        raw = setting.raw
+        # sbatch shows file names as the step will open them, from its working directory.
+        if setting.option.long in ("output", "error", "input") and raw and raw.lower() != "none":
+            raw = os.path.join(work_dir, raw)
+        elif setting.option.long == "chdir":
+            raw = work_dir
+        given.append((setting.option.long, raw))
+    return defined_options(given, verbosity, "sbatch")
 
 
 def _check_against(cluster: Any, settings: list[Setting]) -> None:
