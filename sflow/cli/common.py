@@ -54,10 +54,12 @@ def emit(reply: dict) -> int:
     """Print a controller reply's stdout/stderr; return its exit code."""
     import sys
 
-    if reply.get("stdout"):
-        sys.stdout.write(reply["stdout"])
+    # SLURM's commands say their warnings and -v listings while they work, before the answer.
     if reply.get("stderr"):
         sys.stderr.write(reply["stderr"])
+        sys.stderr.flush()
+    if reply.get("stdout"):
+        sys.stdout.write(reply["stdout"])
     sys.stdout.flush()
     return 0 if reply.get("ok") else reply.get("exit_code", 1)
 

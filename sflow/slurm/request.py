@@ -233,18 +233,15 @@ def parse_sbatch(
 
 
 def _verbosity(settings: list[Setting]) -> int:
-    """Each -v adds one; SBATCH_DEBUG gives the level outright."""
-    level = 0
-    for setting in settings:
-        if setting.option.long == "verbose":
-            if setting.raw is None:
-                level += 1
-            else:
-                try:
-                    level = max(0, int(setting.raw))
-                except ValueError:
-                    level = 0
-    return level
+    """Each -v adds one; SBATCH_DEBUG, when set, gives the level outright (over any -v)."""
+    counted = [s for s in settings if s.option.long == "verbose"]
+    from_env = [s.raw for s in counted if s.raw is not None]
+    if from_env:
+        try:
+            return max(0, int(from_env[-1]))
+        except ValueError:
+            return 0
+    return len(counted)
 
 
 def _listing(settings: list[Setting], verbosity: int, work_dir: str) -> str:
