@@ -96,3 +96,12 @@ def test_priority_out_of_range(tmp_path, value, message):
 def test_nice_without_adjustment_is_100(tmp_path):
     assert parse(tmp_path, ["--nice", "--wrap", "true"]).request.nice == 100
     assert parse(tmp_path, ["--nice=abc", "--wrap", "true"]).request.nice == 0
+
+
+def test_slurm_export_env_repeats_export_as_written():
+    from sflow.exec.context import export_text
+
+    sub = parse_sbatch(["--export=TEST_ENV_17.14=123", "--wrap", "true"], env={"TEST_ENV_17.14": "123"},
+                       cwd="/tmp", user="u", uid=1, gid=1, host="h")
+    assert export_text(sub.request) == "TEST_ENV_17.14=123"
+    assert sub.request.environment["TEST_ENV_17.14"] == "123"

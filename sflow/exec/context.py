@@ -11,6 +11,8 @@ from sflow.exec.layout import NodeSlot
 def export_text(request) -> str | None:
     """SLURM_EXPORT_ENV as sbatch sets it, or None when --export was left at its default."""
     export = request.export
+    if export.text is not None:
+        return export.text
     if export.mode == "ALL" and not export.names and not export.assignments:
         return None
     parts = [export.mode] if export.mode else []

@@ -82,6 +82,7 @@ class ExportRequest(_Model):
     mode: Literal["ALL", "NONE", "NIL"] = "ALL"
     names: list[str] = Field(default_factory=list)
     assignments: dict[str, str] = Field(default_factory=dict)
+    text: str | None = None  # --export as written: SLURM_EXPORT_ENV repeats it
 
 
 class CloudRequest(_Model):

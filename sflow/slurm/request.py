@@ -388,7 +388,7 @@ def _set_export(fields, flags, cloud, value, setting):
     # Naming variables without ALL exports only those (and SLURM's own).
     mode = value.mode or ("NONE" if value.names or value.assignments else "ALL")
     fields["export"] = {"mode": mode, "names": list(value.names),
-                        "assignments": dict(value.assignments)}
+                        "assignments": dict(value.assignments), "text": setting.raw}
 
 
 def _set_begin(fields, flags, cloud, value, setting):
