@@ -121,3 +121,9 @@ def test_show_job_details_has_the_derived_exit_code(cluster):
     requeue = next(i for i, line in enumerate(shown) if line.lstrip().startswith("Requeue="))
     assert shown[requeue + 1] == "   DerivedExitCode=0:0"
     assert "DerivedExitCode" not in cluster.run("scontrol", "show", "job", job).stdout
+
+
+def test_show_takes_the_entity_as_key_value(cluster):
+    by_word = cluster.run("scontrol", "show", "partition", "debug")
+    by_key = cluster.run("scontrol", "show", "PartitionName=debug")
+    assert by_key.returncode == 0 and by_key.stdout == by_word.stdout

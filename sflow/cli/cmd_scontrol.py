@@ -12,6 +12,9 @@ def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = Fals
     from sflow.conf import load_cluster
     from sflow.views.cluster_show import scontrol_show
 
+    if args and "=" in args[0]:  # "show PartitionName=NAME", "show JobId=ID": the entity and its name
+        key, _, value = args[0].partition("=")
+        args = [key.lower().removesuffix("name"), value, *args[1:]]
     if args and args[0].lower() in ("job", "jobs", "jobid"):
         return _show_jobs(args[1:], one_liner, details)
     cluster = load_cluster()
