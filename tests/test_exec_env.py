@@ -97,3 +97,16 @@ def test_batch_step_knows_its_own_pid_and_a_temporary_directory(tmp_path):
 def test_a_jobs_own_tmpdir_is_kept(tmp_path):
     env = batch_environment(_rebuild(GOLDEN["plain"], tmp_path), {"TMPDIR": "/var/tmp"})
     assert env["TMPDIR"] == "/var/tmp"
+
+
+def test_a_variable_no_shell_could_name_reaches_the_script(tmp_path):
+    from sflow.exec.batch import launch_batch
+
+    ctx = _rebuild(GOLDEN["plain"], tmp_path)
+    ctx.work_dir = str(tmp_path)
+    script = "#!/bin/bash\nexec env\n"
+    step = launch_batch(ctx, script, ["a=b"], {"PATH": "/usr/bin:/bin", "TEST_ENV_17.14": "1 2", "OK": "x"},
+                        home=str(tmp_path / "home"), stdout_pattern=str(tmp_path / "out"))
+    step.popen.wait()
+    lines = (tmp_path / "out").read_text().splitlines()
+    assert "TEST_ENV_17.14=1 2" in lines and "OK=x" in lines and lines.count("SLURM_JOB_NAME=plain") == 1

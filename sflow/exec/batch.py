@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal as _signal
 import subprocess
 from dataclasses import dataclass
@@ -22,17 +23,31 @@ from sflow.exec.env import JobContext, batch_environment
 # The wrapper's own stderr is /dev/null and the script gets the job's (fd 3) from
 # a shell that execs it: a shell reports a child killed by a signal
 # ("Terminated") on the stderr in force while it waits, and SLURM prints nothing.
+#
+# Arguments: the status file, then how many NAME=VALUE words follow for variables whose names no
+# shell passes on (``TEST_ENV_17.14``: SLURM exports any name), then the script and its arguments;
+# env(1) puts those back just before the script starts.
 WRAPPER = (
     'status=$1; shift; '
     'trap : HUP INT QUIT TERM USR1 USR2 ALRM CONT; '
     'exec 3>&2 2>/dev/null; '
     # The inner shell becomes the script (exec), so its $$ is the script's pid: SLURM_TASK_PID.
-    '/bin/sh -c \'SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$@" 2>&3 3>&-\' sflow-exec "$@"; rc=$?; '
+    '/bin/sh -c \'SLURM_TASK_PID=$$; export SLURM_TASK_PID; n=$1; shift; '
+    'if [ "$n" -gt 0 ]; then exec env "$@" 2>&3 3>&-; fi; exec "$@" 2>&3 3>&-\' sflow-exec "$@"; rc=$?; '
     'printf "%s\\n" "$rc" > "$status.tmp" && mv "$status.tmp" "$status"; '
     # The same status as the wrapper's own exit: the controller that started it still learns
     # it when the file cannot be written (a full disk).
     'exit $rc'
 )
+
+
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def unshellable(env: dict[str, str]) -> list[str]:
+    """The wrapper's count-prefixed NAME=VALUE words for variables a shell would drop."""
+    words = [f"{k}={v}" for k, v in env.items() if not _SHELL_NAME.fullmatch(k) and k and not k.startswith("-")]
+    return [str(len(words)), *words]
 
 
 class StepFilesUnavailable(OSError):
@@ -156,7 +171,7 @@ def launch_batch(
     env = batch_environment(ctx, base_env)
     try:
         popen = subprocess.Popen(
-            ["/bin/sh", "-c", WRAPPER, "sflow-batch", status_path, script_path, *script_args],
+            ["/bin/sh", "-c", WRAPPER, "sflow-batch", status_path, *unshellable(env), script_path, *script_args],
             stdin=in_fd, stdout=out_fd, stderr=err_fd, cwd=cwd, env=env,
             start_new_session=True, close_fds=True,
         )

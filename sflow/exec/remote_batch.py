@@ -415,7 +415,7 @@ class Agent:
 
     def command(self, remote_home: str, work: str) -> tuple[str, dict]:
         """The wrapped batch step and its environment (values are quoted by ``build_command``)."""
-        from sflow.exec.batch import WRAPPER
+        from sflow.exec.batch import WRAPPER, unshellable
         from sflow.exec.env import batch_environment
 
         state = f"{remote_home}/{self.state}"
@@ -428,7 +428,8 @@ class Agent:
         stdin = f"{state}/stdin" if self.spec.get("stdin") else "/dev/null"
         redirect = f" <{q(stdin)} >{q(state + '/stdout')}" + (" 2>&1" if same else f" 2>{q(state + '/stderr')}")
         args = "".join(f" {q(a)}" for a in self.spec["script_args"])
-        command = (f"exec /bin/sh -c {q(WRAPPER)} sflow-batch {q(state + '/status')} {q(state + '/slurm_script')}"
+        odd = "".join(f" {q(word)}" for word in unshellable(env))
+        command = (f"exec /bin/sh -c {q(WRAPPER)} sflow-batch {q(state + '/status')}{odd} {q(state + '/slurm_script')}"
                    f"{args}{redirect}")
         return command, env
 
