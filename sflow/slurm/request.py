@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from sflow.credentials import SECRET_NAMES
-from sflow.errors import SflowError, SlurmError
+from sflow.errors import SflowError, SlurmError, UsageError
 from sflow.exec.verbose import defined_options
 from sflow.slurm import values
 from sflow.slurm.getopt import getopt
@@ -126,6 +126,7 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
     "priority": _priority,
     "nice": _nice,
     "begin": lambda text: values.parse_begin(text, datetime.now()),
+    "mail_type": values.parse_mail_type,
 }
 
 
@@ -178,6 +179,8 @@ def _from_environment(env: Mapping[str, str]) -> list[Setting]:
 
 def _read_script(path: str, cwd: str) -> str:
     full = path if os.path.isabs(path) else os.path.join(cwd, path)
+    if os.path.isdir(full):
+        return ""  # sbatch reads nothing from a directory: "Batch script is empty!"
     try:
         with open(full, "rb") as handle:
             data = handle.read()
@@ -222,6 +225,7 @@ def parse_sbatch(
     settings = [] if wraps else _from_directives(script_text, script_path or script_name)
     settings += _from_environment(env)
     settings += cli
+    settings = _memory_options(settings)
     if cluster is not None:
         _check_against(cluster, settings)
     submission = _build(settings, script_text, script_path, script_args, script_name,
@@ -230,6 +234,25 @@ def parse_sbatch(
     if verbosity:
         submission.listing = _listing(settings, verbosity, submission.request.work_dir)
     return submission
+
+
+MEMORY_OPTIONS = ("mem", "mem-per-cpu", "mem-per-gpu")
+
+
+def _memory_options(settings: list[Setting]) -> list[Setting]:
+    """sbatch's fatal refusal of two kinds of memory request. The command line and the script
+    may not mix them; the environment may not either, but the command line and script
+    override an environment variable silently."""
+    from_env = {s.option.long for s in settings if s.option.long in MEMORY_OPTIONS and s.line is None and s.source}
+    if len(from_env) > 1:
+        raise UsageError(["sbatch: fatal: SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU, and SLURM_MEM_PER_NODE are "
+                          "mutually exclusive."], 1)
+    given = {s.option.long for s in settings if s.option.long in MEMORY_OPTIONS and (s.line or not s.source)}
+    if len(given) > 1:
+        raise UsageError(["sbatch: fatal: --mem, --mem-per-cpu, and --mem-per-gpu are mutually exclusive."], 1)
+    if given:
+        return [s for s in settings if not (s.option.long in from_env and s.line is None and s.source)]
+    return settings
 
 
 def _verbosity(settings: list[Setting]) -> int:
@@ -280,6 +303,12 @@ def _build(settings: list[Setting], script_text, script_path, script_args, defau
     for setting in settings:
         option = setting.option
         if option.status == "ignored":
+            if option.value:  # still checked as SLURM checks it
+                try:
+                    convert(option, setting.raw)
+                except SlurmError as err:
+                    err.line, err.source = setting.line, setting.source if setting.line else None
+                    raise
             warnings.append(option.note)
             continue
         if option.status != "supported" or not option.field:

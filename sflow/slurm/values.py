@@ -432,6 +432,19 @@ class ExportSpec:
     assignments: dict[str, str] = field(default_factory=dict)
 
 
+MAIL_TYPES = {"NONE", "BEGIN", "END", "FAIL", "REQUEUE", "ALL", "STAGE_OUT", "TIME_LIMIT", "TIME_LIMIT_90",
+              "TIME_LIMIT_80", "TIME_LIMIT_50", "ARRAY_TASKS", "INVALID_DEPEND"}
+
+
+def parse_mail_type(text: str) -> list[str]:
+    """``--mail-type``: comma-separated types, any case. sbatch refuses the list only when
+    it names no known type at all (``END,bad`` passes, ``bad`` does not)."""
+    known = [item.upper() for item in text.split(",") if item.upper() in MAIL_TYPES]
+    if not known:
+        raise InvalidValue("mail_type", text)
+    return known
+
+
 def parse_export(text: str) -> ExportSpec:
     """``ALL``, ``NONE``, ``NIL`` or a list of NAME / NAME=value, commas between.
 
