@@ -222,6 +222,17 @@ def place(need: Need, nodes, usage: Usage):
     return chosen
 
 
+def selection_order(nodes, need: Need, usage: Usage) -> list:
+    """The order cons_tres tries nodes in: required ones first, then by Weight, then the best fit
+    (fewest free CPUs, so a partly used node fills before an idle one is broken into), then
+    slurm.conf's order. On the reference cluster a 1-CPU job goes to the half-used node3
+    rather than idle node2."""
+    required = set(need.nodelist)
+    index = {node.name: i for i, node in enumerate(nodes)}
+    return sorted(nodes, key=lambda n: (n.name not in required, n.weight,
+                                        n.cpus - usage.get(n.name).cpus, index[n.name]))
+
+
 def _place_overcommitted(need: Need, nodes, usage: Usage):
     """-O: the nodes are chosen and charged as for one task each; the job's tasks are then
     spread over them in blocks (``3(x2)`` for 6 tasks on 2 nodes)."""
@@ -284,7 +295,7 @@ class LocalBackend:
         return nodes
 
     def place(self, job_id: int, need: Need, partition, usage: Usage) -> Allocation | None:
-        placed = place(need, self.candidates(need, partition), usage)
+        placed = place(need, selection_order(self.candidates(need, partition), need, usage), usage)
         if placed is None:
             return None
         return Allocation(job_id, [
