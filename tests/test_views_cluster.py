@@ -203,7 +203,7 @@ def test_iterate_prints_the_time_above_the_header():
     cluster = load_file(os.path.join(GOLDEN, "slurm.conf"))
     now = time.mktime((2026, 3, 4, 5, 6, 7, 0, 0, -1))
     out = sinfo_main(["-i", "5"], cluster, {}, now=now)[0]
-    assert out.splitlines()[0] == "Wed Mar  4 05:06:07 2026"
+    assert out.splitlines()[0] == "Wed Mar 04 05:06:07 2026"  # SLURM pads the day with a zero
 
 
 # ------------------------------------------------------------------ scontrol show

@@ -121,9 +121,9 @@ def main(argv: list[str]) -> int:
         elif name == "verbose":
             verbose += 1
         elif name in ("help", "usage"):
-            from sflow.slurm.help import render_help, render_usage
+            from sflow.slurm.help import recorded
 
-            print(render_help("scancel") if name == "help" else render_usage("scancel"))
+            sys.stdout.write(recorded("scancel", name))
             return 0
         elif name == "version":
             from sflow.slurm.help import VERSION_LINE
@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
             except RangeError as err:
                 print(f"scancel: error: {err}", file=sys.stderr)
                 parsed = None
-            if parsed is None:
+            if parsed is None or parsed[0] == 0:  # no job has id 0
                 raise SlurmError(f"Invalid job id {piece}")
             targets.append(piece)
     if not targets and not filters:

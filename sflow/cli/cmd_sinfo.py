@@ -28,13 +28,24 @@ def node_states(home: str, cluster) -> dict:
 
 
 def main(argv: list[str]) -> int:
+    import os
+    import time
+
     from sflow.cli.common import home
     from sflow.conf import load_cluster
-    from sflow.views.sinfo import sinfo_main
+    from sflow.views.sinfo import parse_interval, sinfo_main
 
-    state_home = home()  # first: the cluster's description may live there
     cluster = load_cluster()
-    out, err, code = sinfo_main(argv, cluster, node_states(state_home, cluster))
-    sys.stdout.write(out)
-    sys.stderr.write(err)
-    return code
+    period = parse_interval(argv, os.environ)
+    first = True
+    while True:
+        out, err, code = sinfo_main(argv, cluster, node_states(home(), cluster), env=os.environ, dump=first)
+        sys.stdout.write(out)
+        sys.stderr.write(err)
+        if not period or code:
+            return code
+        # --iterate: the report again every so many seconds, a blank line after each, until killed
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        first = False
+        time.sleep(period)

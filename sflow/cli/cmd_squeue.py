@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 
 
 def main(argv: list[str]) -> int:
@@ -11,7 +13,7 @@ def main(argv: list[str]) -> int:
     from sflow.conf import load_cluster
     from sflow.queue import store
     from sflow.slurm.indexset import IndexSet
-    from sflow.views.squeue import squeue_main
+    from sflow.views.squeue import dump_options, parse_squeue, render_squeue
 
     state_home = home()
 
@@ -29,8 +31,27 @@ def main(argv: list[str]) -> int:
         recorded = store.read_steps(state_home, [j.job_id for j in running])
         return [s for s in steplog.live_steps(state_home, running, recorded) if s.state == "RUNNING"]
 
-    out, err, code = squeue_main(argv, jobs, user=whoami()[0], min_job_age=load_cluster().min_job_age,
-                                 pending_indices=pending_indices, running_steps=running_steps)
+    cluster = load_cluster()
+    query = parse_squeue(argv, user=whoami()[0], env=os.environ, node_names=[n.name for n in cluster.nodes],
+                         hostname=os.uname().nodename.split(".")[0])
+    if isinstance(query, tuple):  # help, version or a bad command line
+        return _emit(*query)
+    if query.verbose:
+        sys.stdout.write(dump_options(query))
+    sys.stderr.write(query.warnings)
+    while True:
+        code = _emit(*render_squeue(query, jobs, min_job_age=cluster.min_job_age, pending_indices=pending_indices,
+                                    running_steps=running_steps))
+        if not query.iterate:
+            return code
+        # --iterate: the listing again every so many seconds, a blank line after each, until killed
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        time.sleep(query.iterate)
+
+
+def _emit(out: str, err: str, code: int) -> int:
     sys.stdout.write(out)
     sys.stderr.write(err)
+    sys.stdout.flush()
     return code

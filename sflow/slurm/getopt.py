@@ -102,3 +102,19 @@ def getopt(command: str, argv: list[str]) -> ParsedArgs:
             break
         parsed.positionals.append(arg)
     return parsed
+
+
+def with_environment(command: str, parsed: ParsedArgs, environ) -> ParsedArgs:
+    """Put the command's input environment variables (SQUEUE_FORMAT, SINFO_SORT...) before its
+    command-line options: an option given on the command line replaces its variable."""
+    options = table(command)
+    given = {option.long for option, _ in parsed.options}
+    early = []
+    for name, option in options.env_map().items():
+        value = environ.get(name)
+        if value is None or option.long in given or option.status == "rejected":
+            continue
+        early.append((option, None if option.arg == "none" else value))
+    if early:
+        parsed.options[:0] = early
+    return parsed

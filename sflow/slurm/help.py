@@ -11,6 +11,13 @@ USAGE_TAIL = {
 }
 
 
+def recorded(command: str, kind: str) -> str | None:
+    """What SLURM itself prints for ``--help``/``--usage`` (compat/help_texts.toml), or None."""
+    from sflow._resources import load_compat_table
+
+    return load_compat_table("help_texts.toml").get(command, {}).get(kind)
+
+
 def _line(option) -> str:
     short = f"-{option.short}, " if option.short else "    "
     if option.arg == "required":

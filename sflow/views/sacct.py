@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
 from sflow.views.fmt import group_name, iso_time, job_id_display, load_table
@@ -154,21 +155,75 @@ def _in_accounting(job: JobRecord) -> bool:
     return job.state != "PENDING" or job.eligible_time is not None or job.restart_count > 0
 
 
-def _parse_time(text: str) -> float:
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%m/%d/%y", "%m/%d"):
-        try:
-            moment = datetime.strptime(text, fmt)
-            if fmt == "%m/%d":
-                moment = moment.replace(year=datetime.now().year)
-            return moment.timestamp()
-        except ValueError:
-            continue
-    if text.lower() == "now":
-        return time.time()
+# The words sacct reads as a time of day (today), and now+N's units.
+_NAMED_TIMES = {"midnight": (0, 0), "noon": (12, 0), "fika": (15, 0), "teatime": (16, 0)}
+_UNITS = (("seconds", 1), ("minutes", 60), ("hours", 3600), ("days", 86400), ("weeks", 604800))
+_CLOCK = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
+_DATES = (  # sacct(1)'s -S/-E forms: (pattern, fields in order)
+    (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:t" + _CLOCK + ")?"), "YMD"),
+    (re.compile(r"(\d{2})(\d{2})(\d{2})?(?:-" + _CLOCK + ")?"), "MDy"),
+    (re.compile(r"(\d{1,2})\.(\d{1,2})(?:\.(\d{2}))?(?:-" + _CLOCK + ")?"), "MDy"),
+    (re.compile(r"(\d{1,2})/(\d{1,2})(?:/(\d{2}))?(?:-" + _CLOCK + ")?"), "MDy"),
+)
+
+
+def _parse_time(text: str, now: float | None = None) -> float:
+    """-S/-E as sacct(1) lists them: ``HH:MM[:SS][AM|PM]`` (today), ``MMDD[YY]``, ``MM.DD[.YY]``,
+    ``MM/DD[/YY]`` (each with ``-HH:MM[:SS]``), ``YYYY-MM-DD[THH:MM[:SS]]``, ``today``,
+    ``midnight``, ``noon``, ``fika``, ``teatime``, ``tomorrow``, ``now[+-count[unit]]``."""
+    now = time.time() if now is None else now
+    today = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    low = text.strip().lower()
+    moment = None
+    match = re.fullmatch(r"now(?:([+-])(\d+)([a-z]*))?", low)
+    if match:
+        if not match.group(1):
+            return float(int(now))
+        unit = match.group(3) or "seconds"
+        factor = next((f for name, f in _UNITS if name.startswith(unit) or name[:-1] == unit), None)
+        if factor is not None:
+            step = int(match.group(2)) * factor
+            return float(int(now) + (step if match.group(1) == "+" else -step))
+    elif low in ("today", "midnight", "tomorrow"):
+        return (today + timedelta(days=1 if low == "tomorrow" else 0)).timestamp()
+    elif low in _NAMED_TIMES:
+        hour, minute = _NAMED_TIMES[low]
+        return today.replace(hour=hour, minute=minute).timestamp()
+    clock = re.fullmatch(_CLOCK + r"\s*(am|pm)?", low)
+    if clock:
+        hour, minute, second = int(clock.group(1)), int(clock.group(2)), int(clock.group(3) or 0)
+        if clock.group(4) == "pm" and hour < 12:
+            hour += 12
+        elif clock.group(4) == "am" and hour == 12:
+            hour = 0
+        moment = _at(today.year, today.month, today.day, hour, minute, second)
+    else:
+        for pattern, order in _DATES:
+            found = pattern.fullmatch(low)
+            if not found:
+                continue
+            first, second_, third = found.group(1), found.group(2), found.group(3)
+            if order == "YMD":
+                year, month, day = int(first), int(second_), int(third)
+            else:
+                month, day = int(first), int(second_)
+                year = 2000 + int(third) if third else today.year
+            hour, minute, sec = (int(found.group(i) or 0) for i in (4, 5, 6))
+            moment = _at(year, month, day, hour, minute, sec)
+            break
+    if moment is not None:
+        return moment
     from sflow.errors import UsageError
 
     # sacct prints this line bare (no "sacct: error:"), with where its parse stopped.
     raise UsageError([f"Invalid time specification (pos={_bad_field_at(text)}): {text}"], 1)
+
+
+def _at(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float | None:
+    try:
+        return datetime(year, month, day, hour, minute, second).timestamp()
+    except ValueError:
+        return None
 
 
 # (lowest, highest) of each numeric field of YYYY-MM-DDTHH:MM:SS, in order.
@@ -177,8 +232,6 @@ _FIELD_RANGES = ((0, 9999), (1, 12), (1, 31), (0, 23), (0, 59), (0, 59))
 
 def _bad_field_at(text: str) -> int:
     """Where the first out-of-range field of a date starts (0 when it is not a date at all)."""
-    import re
-
     if not text[:1].isdigit():
         return 0
     for (low, high), match in zip(_FIELD_RANGES, re.finditer(r"\d+", text)):
@@ -247,17 +300,20 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
         elif name == "allusers":
             users = None
         elif name == "starttime":
-            start = _parse_time(raw)
+            start = _parse_time(raw, now)
         elif name == "endtime":
-            end = _parse_time(raw)
-        elif name in ("help", "usage"):
-            from sflow.slurm.help import render_help
+            end = _parse_time(raw, now)
+        elif name in ("help", "usage", "helpformat"):
+            from sflow.slurm.help import recorded
 
-            return render_help("sacct") + "\n", "", 0
+            return recorded("sacct", name), "", 0
         elif name == "version":
             from sflow.slurm.help import VERSION_LINE
 
             return VERSION_LINE + "\n", "", 0
+    if start is not None and start > (now if end is None else end):
+        return "", (f"sacct: error: Start time ({iso_time(start)}) requested is after end time "
+                    f"({iso_time(now if end is None else end)}).\n"), 1
     table = {row["name"].lower(): row for row in load_table("sacct_fields.toml")}
     columns = []
     for item in filter(None, fields_text.split(",")):

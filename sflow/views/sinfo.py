@@ -186,12 +186,13 @@ class SinfoArgs:
     iterate: int | None = None
     clusters: str | None = None
     action: str | None = None  # help, usage, version
+    verbose: int = 0
 
 
-def parse_args(argv: list[str]) -> SinfoArgs:
-    from sflow.slurm.getopt import getopt
+def parse_args(argv: list[str], env=None) -> SinfoArgs:
+    from sflow.slurm.getopt import getopt, with_environment
 
-    parsed = getopt("sinfo", argv)
+    parsed = with_environment("sinfo", getopt("sinfo", argv), env or {})
     args = SinfoArgs()
     flags = {"Node": "node_mode", "long": "long", "summarize": "summarize", "noheader": "noheader",
              "exact": "exact", "all": "show_all", "dead": "dead", "responding": "responding",
@@ -215,14 +216,95 @@ def parse_args(argv: list[str]) -> SinfoArgs:
         elif name == "Format":
             args.format, args.long_format = value, True
         elif name == "iterate":
-            if not value.strip().isdigit() or int(value) <= 0:
+            digits = re.match(r"\s*(\d*)", value).group(1)  # read as far as it is a number ("5s" is 5)
+            if not digits or int(digits) <= 0:
                 raise SlurmError(f"Error: invalid entry for --iterate={value}")
-            args.iterate = int(value)
+            args.iterate = int(digits)
         elif name == "clusters":
             args.clusters = value
+        elif name == "verbose":
+            args.verbose += 1
         elif name in ("help", "usage", "version"):
             args.action = args.action or name
     return args
+
+
+# sinfo -v names which kinds of value its format needs; -O name -> the flag it sets.
+DUMP_FLAGS = {
+    "allocmem": "alloc_mem_flag", "available": "avail_flag", "comment": "comment_flag", "cpus": "cpus_flag",
+    "defaulttime": "default_time_flag", "disk": "disk_flag", "extra": "extra_flag", "features": "features_flag",
+    "features_act": "features_flag_act", "groups": "groups_flag", "gres": "gres_flag",
+    "gresused": "gres_used_flag", "size": "job_size_flag", "time": "max_time_flag", "memory": "memory_flag",
+    "partition": "partition_flag", "partitionname": "partition_flag", "port": "port_flag",
+    "priorityjobfactor": "priority_job_factor_flag", "prioritytier": "priority_tier_flag",
+    "reason": "reason_flag", "timestamp": "reason_timestamp_flag", "user": "reason_user_flag",
+    "userlong": "reason_user_flag", "root": "root_flag", "oversubscribe": "oversubscribe_flag",
+    "statecompact": "state_flag", "statelong": "state_flag", "statecomplete": "statecomplete_flag",
+    "weight": "weight_flag",
+}
+# The flags in sinfo's order, each with its label as sinfo aligns it.
+DUMP_LABELS = (
+    ("all_flag", "all_flag        = "), ("alloc_mem_flag", "alloc_mem_flag  = "),
+    ("avail_flag", "avail_flag      = "), ("comment_flag", "comment_flag    = "),
+    ("cpus_flag", "cpus_flag       = "), ("default_time_flag", "default_time_flag ="),
+    ("disk_flag", "disk_flag       = "), ("extra_flag", "extra_flag      = "),
+    ("features_flag", "features_flag   = "), ("features_flag_act", "features_flag_act = "),
+    ("groups_flag", "groups_flag     = "), ("gres_flag", "gres_flag       = "),
+    ("gres_used_flag", "gres_used_flag  = "), ("job_size_flag", "job_size_flag   = "),
+    ("max_time_flag", "max_time_flag   = "), ("memory_flag", "memory_flag     = "),
+    ("partition_flag", "partition_flag  = "), ("port_flag", "port_flag       = "),
+    ("priority_job_factor_flag", "priority_job_factor_flag   = "),
+    ("priority_tier_flag", "priority_tier_flag   = "), ("reason_flag", "reason_flag     = "),
+    ("reason_timestamp_flag", "reason_timestamp_flag = "), ("reason_user_flag", "reason_user_flag = "),
+    ("reservation_flag", "reservation_flag = "), ("root_flag", "root_flag       = "),
+    ("oversubscribe_flag", "oversubscribe_flag      = "), ("state_flag", "state_flag      = "),
+    ("statecomplete_flag", "statecomplete_flag = "), ("weight_flag", "weight_flag     = "),
+)
+
+
+def dump_options(args: SinfoArgs) -> str:
+    """-v: the options as sinfo read them and the kinds of value its format needs."""
+    def flag(value) -> str:
+        return "true" if value else "false"
+
+    default = FORMATS[_default_format_name(args)]
+    fmt = (parse_long_format(args.format) if args.long_format else
+           parse_format(args.format) if args.format is not None else parse_format(default, dynamic=True))
+    if args.format is not None:
+        shown = args.format
+    else:
+        def width(spec) -> str:
+            if spec.width == "#":
+                return ("." if spec.right else "") + ("9" if spec.field["value"] == "partition" else "0")
+            return ("." if spec.right else "") + str(spec.width or 0)
+
+        shown = ",".join(f"{spec.field['name'].lower()}:{width(spec)}{spec.suffix}" for spec in fmt.specs)
+    states = args.states if args.states is not None else "down" if args.reasons else None
+    filtering = bool(args.partitions is not None or args.nodes is not None or states or args.dead
+                     or args.responding)
+    rows = [("dead", flag(args.dead)), ("exact", "1" if args.exact else "0"), ("filtering", flag(filtering)),
+            ("format", shown), ("iterate", str(args.iterate or 0)), ("long", flag(args.long)),
+            ("no_header", flag(args.noheader)), ("node_field", flag(args.node_mode)),
+            ("node_format", flag(args.node_mode and args.format is None)),
+            ("nodes", args.nodes if args.nodes is not None else "n/a"),
+            ("part_field", flag(args.format is None and "#P" in default)),
+            ("partition", ",".join(args.partitions) if args.partitions is not None else "n/a"),
+            ("responding", flag(args.responding)), ("states", states if states is not None else "(null)"),
+            ("sort", args.sort if args.sort is not None else "(null)"), ("summarize", flag(args.summarize)),
+            ("verbose", str(args.verbose))]
+    needed = {DUMP_FLAGS[s.field["name"].lower()] for s in fmt.specs if s.field["name"].lower() in DUMP_FLAGS}
+    rule = "-" * 29
+    lines = [rule, *(f"{key:<11} = {value}" for key, value in rows), rule]
+    if args.show_all or args.partitions is not None:  # a partition asked for by name shows even if hidden
+        needed.add("all_flag")
+    lines += [label + flag(key in needed) for key, label in DUMP_LABELS]
+    return "\n".join([*lines, rule, "", ""])
+
+
+def _default_format_name(args: SinfoArgs) -> str:
+    return ("summarize" if args.summarize else "node_long" if args.node_mode and args.long else
+            "node" if args.node_mode else "reasons_long" if args.reasons and args.long else
+            "reasons" if args.reasons else "long" if args.long else "default")
 
 
 # ------------------------------------------------------------------ node states and filters
@@ -647,10 +729,7 @@ def render(args: SinfoArgs, cluster, node_states: dict, now: float | None = None
     if args.format is not None:
         fmt = parse_long_format(args.format) if args.long_format else parse_format(args.format)
     else:
-        name = ("summarize" if args.summarize else "node_long" if args.node_mode and args.long else
-                "node" if args.node_mode else "reasons_long" if args.reasons and args.long else
-                "reasons" if args.reasons else "long" if args.long else "default")
-        fmt = parse_format(FORMATS[name], dynamic=True)
+        fmt = parse_format(FORMATS[_default_format_name(args)], dynamic=True)
     values = Values(cluster)
     records = _sort(_records(args, fmt.specs, cluster, node_states, values), args, cluster, values)
     table = [[values.get(s.field["value"], rec) for s in fmt.specs] for rec in records]
@@ -662,8 +741,8 @@ def render(args: SinfoArgs, cluster, node_states: dict, now: float | None = None
             widths.append(spec.width)
     lines = []
     if not args.noheader:
-        if args.long or args.iterate:
-            lines.append(time.asctime(time.localtime(now)))
+        if args.long or args.iterate or args.verbose:
+            lines.append(time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)))  # a zero-padded day
         lines.append(fmt.prefix + "".join(_cell(s.field["header"], s, w, True) + s.suffix
                                           for s, w in zip(fmt.specs, widths)))
     for row in table:
@@ -672,23 +751,32 @@ def render(args: SinfoArgs, cluster, node_states: dict, now: float | None = None
     return head + "".join(line + "\n" for line in lines), "".join(fmt.errors), 0
 
 
-def sinfo_main(argv: list[str], cluster, node_states: dict, now: float | None = None) -> tuple[str, str, int]:
-    """``sinfo ARGV`` over the cluster and each node's state: (stdout, stderr, exit code)."""
+def parse_interval(argv: list[str], env=None) -> int:
+    """The --iterate period in seconds (0: report once); a bad command line reports once, its error."""
+    try:
+        return parse_args(argv, env).iterate or 0
+    except (UsageError, SlurmError):
+        return 0
+
+
+def sinfo_main(argv: list[str], cluster, node_states: dict, now: float | None = None,
+               env=None, dump: bool = True) -> tuple[str, str, int]:
+    """``sinfo ARGV`` over the cluster and each node's state: (stdout, stderr, exit code);
+    ``dump``: print -v's dump of the options (an --iterate loop prints it once)."""
     from sflow.errors import render as render_error
 
     try:
-        args = parse_args(argv)
+        args = parse_args(argv, env)
         if args.action == "version":
             from sflow.slurm.help import VERSION_LINE
 
             return VERSION_LINE + "\n", "", 0
-        if args.action == "usage":
-            return USAGE, "", 0
-        if args.action == "help":
-            from sflow.slurm.help import render_help
+        if args.action in ("usage", "help"):
+            from sflow.slurm.help import recorded
 
-            return render_help("sinfo") + "\n", "", 0
-        return render(args, cluster, node_states, now)
+            return recorded("sinfo", args.action) or USAGE, "", 0
+        out, err, code = render(args, cluster, node_states, now)
+        return (dump_options(args) if args.verbose and dump else "") + out, err, code
     except UsageError as err:
         return "", render_error("sinfo", err) + "\n", err.exit_code
     except SlurmError as err:

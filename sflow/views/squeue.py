@@ -143,12 +143,14 @@ STEP_FIELDS = {
 
 
 def _steps_listing(jobs: list[JobRecord], fmt: str | None, header: bool, now: float,
-                   running_steps) -> tuple[str, str]:
+                   running_steps, step_ids=()) -> tuple[str, str]:
     """``squeue -s``: the steps running now, by job then step (the batch step after numbered ones),
     and SLURM's complaint about each unknown specifier (printed as literal text)."""
     running = [j for j in jobs if j.state in ("RUNNING", "COMPLETING")]
     by_id = {j.job_id: j for j in running}
     found = [s for s in (running_steps(running) if running_steps else []) if s.job_id in by_id]
+    if step_ids:
+        found = [s for s in found if (s.job_id, s.step_id) in step_ids]
     found.sort(key=lambda s: (by_id[s.job_id].partition, s.job_id,
                               int(s.step_id) if s.step_id.isdigit() else 0xFFFFFFFB))
     prefix, fields, bad = parse_percent_format(fmt or STEPS_FORMAT, STEP_FIELDS)
@@ -176,6 +178,11 @@ def _elements(job: JobRecord, indices, pending_indices) -> list[JobRecord]:
     return _expand_arrays([job], lambda _: chosen)
 
 
+VALID_STATES = ("PENDING,RUNNING,SUSPENDED,COMPLETED,CANCELLED,FAILED,TIMEOUT,NODE_FAIL,PREEMPTED,BOOT_FAIL,"
+                "DEADLINE,OUT_OF_MEMORY,COMPLETING,CONFIGURING,RESIZING,RESV_DEL_HOLD,REQUEUED,REQUEUE_FED,"
+                "REQUEUE_HOLD,REVOKED,SIGNALING,SPECIAL_EXIT,STAGE_OUT,STOPPED")
+
+
 def _parse_states(text: str) -> set[str]:
     states = set()
     for item in text.split(","):
@@ -184,89 +191,309 @@ def _parse_states(text: str) -> set[str]:
             return set(JOB_STATES)
         full = SHORT_STATES.get(word, word)
         if full not in JOB_STATES:
-            raise SlurmError(f"Invalid job state specified: {item}")
+            raise SlurmError(f"Invalid job state specified: {item}\n"
+                             f"squeue: error: Valid job states include: {VALID_STATES}\n")
         states.add(full)
     return states
 
 
-def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = "",
-                min_job_age: int = 300, pending_indices=None, running_steps=None) -> tuple[str, str, int]:
-    """squeue over ``jobs``: a list of JobRecords, or a loader ``jobs(job_ids=..., states=...)``;
-    ``running_steps(jobs)``: the steps running in those jobs, for ``--steps``."""
-    from sflow.queue.select import parse_job_spec, split_ids
-    from sflow.slurm.getopt import getopt
+class Query:
+    """One squeue command line, read once (an --iterate loop renders it again and again)."""
 
-    now = time.time() if now is None else now
-    parsed = getopt("squeue", argv)
-    fmt = None
-    name_fmt = None
-    header = True
-    long = False
-    expand = False
-    start = False
-    steps = False
-    ids: list[tuple[int, list[int] | None]] = []
-    states: set[str] | None = None
-    users: set[str] = set()
-    names: set[str] = set()
-    partitions: set[str] = set()
-    accounts: set[str] = set()
+    def __init__(self) -> None:
+        self.fmt: str | None = None
+        self.name_fmt: str | None = None
+        self.header = True
+        self.long = False
+        self.expand = False
+        self.start = False
+        self.steps = False
+        self.show_all = False
+        self.priority = False
+        self.iterate = 0
+        self.verbose = 0
+        self.sort: str | None = None
+        self.jobs_text: str | None = None
+        self.steps_text: str | None = None
+        self.ids: list[tuple[int, object]] = []
+        self.step_ids: list[tuple[int, str]] = []
+        self.states: set[str] | None = None
+        self.states_text: str | None = None
+        self.users: set[str] = set()
+        self.users_text: str | None = None
+        self.names: set[str] = set()
+        self.names_text: str | None = None
+        self.partitions: set[str] = set()
+        self.partitions_text: str | None = None
+        self.accounts: set[str] = set()
+        self.licenses: str | None = None
+        self.reservation: str | None = None
+        self.nodes: set[str] | None = None
+        self.nodes_text = ""
+        self.warnings = ""
+
+
+def dump_options(q: Query) -> str:
+    """-v: the options as squeue read them, before the listing."""
+    def flag(value) -> str:
+        return "true" if value else "false"
+
+    def text(value) -> str:
+        return "(null)" if value is None else value
+
+    fmt = q.name_fmt if q.name_fmt is not None and q.fmt is None else q.fmt
+    rows = [("all", flag(q.show_all)), ("array", flag(q.expand)), ("federation", "false"), ("format", text(fmt)),
+            ("iterate", str(q.iterate)), ("job_flag", "1" if q.jobs_text is not None else "0"),
+            ("jobs", text(q.jobs_text)), ("licenses", text(q.licenses)), ("local", "false"),
+            ("names", text(q.names_text)), ("nodes", q.nodes_text), ("partitions", text(q.partitions_text)),
+            ("priority", flag(q.priority)), ("reservation", text(q.reservation))]
+    lines = [f"{key:<11} = {value}" for key, value in rows]
+    lines.append("sibling      = false")  # squeue's own alignment
+    rows = [("sort", text(q.sort)), ("start_flag", "1" if q.start else "0"), ("states", text(q.states_text)),
+            ("step_flag", "1" if q.steps else "0"), ("steps", text(q.steps_text)), ("users", text(q.users_text)),
+            ("verbose", str(q.verbose))]
+    lines += [f"{key:<11} = {value}" for key, value in rows]
+    rule = "-" * 29
+    return "\n".join([rule, *lines, rule, "", "", ""])
+
+
+def _usage_error(message: str) -> tuple[str, str, int]:
+    from sflow.slurm.help import recorded
+
+    return recorded("squeue", "usage") or "", f"squeue: error: {message}\n", 1
+
+
+def parse_squeue(argv: list[str], *, user: str = "", env=None, node_names=None, hostname: str = ""):
+    """The command line (and SQUEUE_* variables) as a Query, or (stdout, stderr, exit code) when
+    squeue answers without listing (help, version, a bad option)."""
+    from sflow.queue.select import parse_job_spec, split_ids
+    from sflow.slurm.getopt import getopt, with_environment
+
+    command_line = getopt("squeue", argv)
+    given = {option.long for option, _ in command_line.options}
+    parsed = with_environment("squeue", command_line, env or {})
+    q = Query()
     for option, raw in parsed.options:
         name = option.long
         if name == "format":
-            fmt = raw
+            q.fmt = raw
         elif name == "Format":
-            name_fmt = raw
+            q.name_fmt = raw
         elif name == "noheader":
-            header = False
+            q.header = False
         elif name == "long":
-            long = True
+            q.long = True
         elif name == "array":
-            expand = True
+            q.expand = True
+        elif name == "all":
+            q.show_all = True
+        elif name == "hide":
+            q.show_all = False
+        elif name == "priority":
+            q.priority = True
         elif name == "start":
-            start = True
+            q.start = True
+        elif name == "sort":
+            q.sort = raw
+        elif name == "verbose":
+            q.verbose += 1
+        elif name == "iterate":
+            digits = (raw or "").strip()
+            digits = digits[:len(digits) - len(digits.lstrip("0123456789"))] if not digits.startswith("-") else ""
+            if not digits or int(digits) <= 0:
+                return "", f"squeue: error: --iterate={raw}\n\n", 1
+            q.iterate = int(digits)
         elif name == "steps":
-            steps = True
+            q.steps = True
+            if raw is not None:
+                q.steps_text = raw
         elif name == "jobs":
-            for spec in split_ids(raw):
-                parsed_spec = parse_job_spec(spec)
-                if parsed_spec is None:
-                    return "", f"squeue: error: Invalid job id: {spec}\n", 1
-                ids.append(parsed_spec)
+            if raw is not None:
+                q.jobs_text = raw
+            elif q.jobs_text is None:
+                q.jobs_text = ""
         elif name == "states":
-            states = _parse_states(raw)
+            q.states_text = raw
+            try:
+                q.states = _parse_states(raw)
+            except SlurmError as err:
+                return "", f"squeue: error: {err}\n", 1  # SLURM ends this one with a blank line
         elif name == "user":
-            users |= set(raw.split(","))
+            q.users_text = raw
+            q.users |= set(filter(None, raw.split(",")))
         elif name == "me":
-            users.add(user)
+            q.users.add(user)
+            q.users_text = user
         elif name == "name":
-            names |= set(raw.split(","))
+            q.names_text = raw
+            q.names |= set(raw.split(","))
         elif name == "partition":
-            partitions |= set(raw.split(","))
+            q.partitions_text = raw
+            q.partitions |= set(raw.split(","))
         elif name == "account":
-            accounts |= set(raw.split(","))
+            q.accounts |= set(raw.split(","))
+        elif name == "licenses":
+            q.licenses = raw
+        elif name == "reservation":
+            q.reservation = raw
+        elif name == "nodelist":
+            q.nodes_text = raw
+            bad = _nodes(q, raw, node_names, hostname)
+            if bad is not None:
+                return "", f"squeue: error: Invalid node name {bad}\n", 1
         elif name in ("help", "usage"):
-            from sflow.slurm.help import render_help
+            from sflow.slurm.help import recorded
 
-            return render_help("squeue") + "\n", "", 0
+            return recorded("squeue", name) or "", "", 0
         elif name == "version":
             from sflow.slurm.help import VERSION_LINE
 
             return VERSION_LINE + "\n", "", 0
-    for spec in parsed.positionals:
-        return "", f"squeue: error: Unrecognized option: {spec}\n", 1
+    positionals = list(parsed.positionals)
+    # An optional argument given apart ("-j 12", "--steps 12.0") arrives as the first word left over.
+    if positionals and q.jobs_text == "":
+        q.jobs_text = positionals.pop(0)
+    elif positionals and q.steps and q.steps_text is None:
+        q.steps_text = positionals.pop(0)
+    if positionals:
+        return _usage_error(f"Unrecognized option: {positionals[0]}")
+    if q.jobs_text == "":
+        q.jobs_text = None
+    if "format" in given and "long" in given:
+        return "", ("squeue: fatal: Options -o(--format) and -l(--long) are mutually exclusive. "
+                    "Please remove one and retry.\n"), 1
+    if q.long:
+        q.fmt = q.name_fmt = None  # -l beats SQUEUE_FORMAT
+    elif q.fmt is not None:
+        q.name_fmt = None  # -o (or SQUEUE_FORMAT) beats SQUEUE_FORMAT2
+    for spec in split_ids(q.jobs_text) if q.jobs_text else []:
+        parsed_spec = parse_job_spec(spec)
+        if parsed_spec is None:
+            return "", f"squeue: error: Invalid job id: {spec}\n", 1
+        q.ids.append(parsed_spec)
+    for spec in filter(None, (q.steps_text or "").split(",")):
+        job_text, dot, step = spec.partition(".")
+        parsed_spec = parse_job_spec(job_text)
+        if parsed_spec is None or not dot or not step:
+            return "", f"squeue: error: Invalid job_step id: {spec}{'' if dot else '.??'}\n", 1
+        q.step_ids.append((parsed_spec[0], step))
+    if q.sort:
+        known = _sort_letters()
+        for item in q.sort.split(","):
+            key = item.strip().lstrip("+-")
+            if key not in known:
+                return "", f"squeue: error: Invalid sort specification: {key}\n", 1
+    unknown = [u for u in q.users if not _user_known(u)]
+    for name in unknown:
+        q.warnings += f"squeue: error: Invalid user: {name}\n\n"
+    return q
+
+
+def _user_known(name: str) -> bool:
+    if name.isdigit():
+        return True
+    try:
+        import pwd
+
+        pwd.getpwnam(name)
+        return True
+    except (ImportError, KeyError):
+        return False
+
+
+def _nodes(q: Query, raw: str, node_names, hostname: str) -> str | None:
+    """-w: the named nodes (``localhost`` is this host); the first unknown one, if any."""
+    from sflow.slurm.values import InvalidValue, expand_hostlist
+
+    try:
+        names = expand_hostlist(raw)
+    except InvalidValue:
+        names = [name for name in raw.replace("[", ",").replace("]", ",").split(",") if name]
+        return names[-1] if names else raw
+    known = set(node_names) if node_names is not None else None
+    wanted = set()
+    for name in names:
+        name = hostname if name == "localhost" and hostname else name
+        if known is not None and name not in known:
+            return name
+        wanted.add(name)
+    q.nodes = wanted
+    return None
+
+
+def _sort_letters() -> set[str]:
+    return {row["letter"] for row in load_table("squeue_format.toml")}
+
+
+# -S keys compared as numbers; the others as the text squeue shows.
+NUMERIC_SORT = set("ACDHIJQUcdmp")
+
+
+def _sorted(rows: list[JobRecord], spec: str, now: float) -> list[JobRecord]:
+    table = {row["letter"]: row for row in load_table("squeue_format.toml")}
+    for item in reversed([i.strip() for i in spec.split(",") if i.strip()]):
+        descending = item.startswith("-")
+        letter = item.lstrip("+-")
+        if letter == "i":
+            def key(job):
+                return (job.array_job_id if job.array_job_id is not None else job.job_id,
+                        -1 if job.array_task_id is None else job.array_task_id)
+        elif letter in ("p", "Q"):
+            def key(job):
+                return job.priority
+        else:
+            get = _getter(table[letter]["source"])
+            numeric = letter in NUMERIC_SORT
+
+            def key(job, get=get, numeric=numeric):
+                value = get(job, now)
+                if numeric:
+                    try:
+                        return (0, float(value), value)
+                    except ValueError:
+                        return (1, 0.0, value)
+                return value
+        rows = sorted(rows, key=key, reverse=descending)
+    return rows
+
+
+def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = "",
+                min_job_age: int = 300, pending_indices=None, running_steps=None, env=None,
+                node_names=None, hostname: str = "") -> tuple[str, str, int]:
+    """squeue over ``jobs``: a list of JobRecords, or a loader ``jobs(job_ids=..., states=...)``;
+    ``running_steps(jobs)``: the steps running in those jobs, for ``--steps``."""
+    q = parse_squeue(argv, user=user, env=env, node_names=node_names, hostname=hostname)
+    if isinstance(q, tuple):
+        return q
+    out, err, code = render_squeue(q, jobs, now=now, min_job_age=min_job_age, pending_indices=pending_indices,
+                                   running_steps=running_steps)
+    return (dump_options(q) if q.verbose else "") + out, q.warnings + err, code
+
+
+def render_squeue(q: Query, jobs, *, now: float | None = None, min_job_age: int = 300, pending_indices=None,
+                  running_steps=None) -> tuple[str, str, int]:
+    """One listing of a parsed command line: what each --iterate round prints."""
+    now = time.time() if now is None else now
 
     def recent(job: JobRecord) -> bool:
         return job.state not in FINISHED_STATES or (job.end_time or 0) >= now - min_job_age
 
-    if start:
+    states = q.states
+    if q.start:
         states = {"PENDING"}  # --start: when the pending jobs are expected to start
     elif states is None:
         states = ACTIVE  # naming jobs does not widen the states shown
+    ids = q.ids
     if callable(jobs):  # a loader: let the database do the coarse filtering (10,000 jobs queued...)
         # Named jobs are loaded in every state: one that exists but is filtered out is no error.
         jobs = jobs(job_ids=[job_id for job_id, _ in ids] or None, states=None if ids else states)
     visible = [j for j in jobs if recent(j)]
+    head = ""
+    if q.header and (q.long or q.iterate or q.verbose):
+        head = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)) + "\n"
+    if q.verbose:
+        loaded = [j for j in visible if not q.users or j.user in q.users or str(j.uid) in q.users]
+        head += f"last_update_time={int(now) if loaded else 0} records={len(loaded)}\n"
     if ids:
         wanted = []
         for job_id, indices in ids:
@@ -278,19 +505,23 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
         if not wanted:
             return "", "slurm_load_jobs error: Invalid job id specified\n", 1
         visible = wanted
-    if steps:
-        return (*_steps_listing(visible, fmt, header, now, running_steps), 0)
+    if q.steps:
+        out, warnings = _steps_listing(visible, q.fmt, q.header, now, running_steps, q.step_ids)
+        return head + out, warnings, 0
     rows = [j for j in visible if j.state in states
-            and (not users or j.user in users) and (not names or j.name in names)
-            and (not partitions or j.partition in partitions) and (not accounts or j.account in accounts)]
-    if expand and pending_indices is not None:
+            and (not q.users or j.user in q.users or str(j.uid) in q.users) and (not q.names or j.name in q.names)
+            and (not q.partitions or j.partition in q.partitions) and (not q.accounts or j.account in q.accounts)
+            and (q.nodes is None or _on_nodes(j, q.nodes))]
+    if q.expand and pending_indices is not None:
         rows = _expand_arrays(rows, pending_indices)
     rows.sort(key=_default_order)
+    if q.sort:
+        rows = _sorted(rows, q.sort, now)
     table = {row["letter"]: row for row in load_table("squeue_format.toml")}
     by_name = {row["name"].lower(): row for row in table.values()}
     warnings = ""
-    if name_fmt:
-        fields = parse_name_format(name_fmt)
+    if q.name_fmt:
+        fields = parse_name_format(q.name_fmt)
         prefix = ""
         unknown = [f for f in fields if f.key.lower() not in by_name]
         # SLURM names each unknown field and lists the rest (an empty line if none is left).
@@ -298,16 +529,22 @@ def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = 
         fields = [f for f in fields if f not in unknown]
         specs = [by_name[f.key.lower()] for f in fields]
     else:
-        default = START_FORMAT if start else LONG_FORMAT if long else DEFAULT_FORMAT
-        prefix, fields, bad = parse_percent_format(fmt or default, table)
+        default = START_FORMAT if q.start else LONG_FORMAT if q.long else DEFAULT_FORMAT
+        prefix, fields, bad = parse_percent_format(q.fmt or default, table)
         warnings = "".join(f"squeue: error: Invalid job format specification: {key}\n" for key in bad)
         specs = [table[field.key] for field in fields]
     getters = [_getter(spec["source"]) for spec in specs]
     out = render_rows(prefix, fields, [[get(job, now) for get in getters] for job in rows],
-                      [spec["header"] for spec in specs] if header else None)
-    if long and header:
-        out = time.strftime("%a %b %d %H:%M:%S %Y", time.localtime(now)) + "\n" + out
-    return out, warnings, 0
+                      [spec["header"] for spec in specs] if q.header else None)
+    return head + out, warnings, 0
+
+
+def _on_nodes(job: JobRecord, nodes: set[str]) -> bool:
+    if not job.nodelist:
+        return False
+    from sflow.slurm.values import expand_hostlist
+
+    return not nodes.isdisjoint(expand_hostlist(job.nodelist))
 
 
 __all__ = ["squeue_main", "job_id_display", "DEFAULT_FORMAT", "Field"]
