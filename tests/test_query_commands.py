@@ -97,3 +97,27 @@ def test_sacct_time_forms_of_the_man_page():
     assert _parse_time("teatime", now) == at(2026, 12, 3, 16, 0, 0)
     assert _parse_time("now-1hour", now) == now - 3600
     assert _parse_time("now+2days", now) == now + 2 * 86400
+
+
+def _job(job_id: int, **extra):
+    from sflow.records import JobRecord
+
+    fields = dict(job_id=job_id, name="j", user="alice", uid=1234, gid=1234, partition="debug", state="RUNNING",
+                  reason="None", submit_time=1.0, work_dir="/w", command="/w/s.sh", stdout="/w/o",
+                  nodelist="node2", start_time=2.0)
+    fields.update(extra)
+    return JobRecord(**fields)
+
+
+def test_squeue_users_by_name_or_uid_and_nodes_by_name():
+    from sflow.views.squeue import squeue_main
+
+    jobs = [_job(1), _job(2, user="bob", uid=99, nodelist="node[3-4]")]
+    nodes = ["node1", "node2", "node3", "node4"]
+    listing = lambda *argv: squeue_main(["-h", "-o", "%i", *argv], jobs, now=10.0, node_names=nodes)  # noqa: E731
+    assert listing("-u", "1234")[0] == "1\n"
+    assert listing("-u", "bob")[0] == "2\n"
+    assert listing("-w", "node4")[0] == "2\n"
+    assert listing("-w", "node[1-2]")[0] == "1\n"
+    assert listing("-w", "node9") == ("", "squeue: error: Invalid node name node9\n", 1)
+    assert listing("-S", "-i")[0] == "2\n1\n"
