@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -110,3 +111,14 @@ def test_a_variable_no_shell_could_name_reaches_the_script(tmp_path):
     step.popen.wait()
     lines = (tmp_path / "out").read_text().splitlines()
     assert "TEST_ENV_17.14=1 2" in lines and "OK=x" in lines and lines.count("SLURM_JOB_NAME=plain") == 1
+
+
+def test_pythons_own_locale_coercion_never_reaches_the_job(cluster):
+    # With no locale set, CPython gives itself LC_CTYPE=C.UTF-8 at start-up; real sbatch passes none.
+    env = {k: v for k, v in cluster.env.items() if not k.startswith(("LC_", "LANG"))}
+    out = os.path.join(cluster.work, "env.out")
+    done = subprocess.run(["sbatch", "-W", "-o", out, "--wrap", "env; srun env"], cwd=cluster.work, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open(out) as handle:
+        assert "LC_CTYPE=" not in handle.read()

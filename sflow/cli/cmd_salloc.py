@@ -9,6 +9,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     from sflow.cli.allocation import _sbatch_args, hold_allocation, release
+    from sflow.cli.submit_context import environment
     from sflow.conf import sflow_home
     from sflow.exec.env import batch_environment
 
@@ -16,7 +17,7 @@ def main(argv: list[str]) -> int:
     command = positionals or [os.environ.get("SHELL", "/bin/sh")]
     job_id, context = hold_allocation("salloc", alloc_args, os.path.basename(command[0]))
     print(f"salloc: Granted job allocation {job_id}", file=sys.stderr)
-    env = batch_environment(context, dict(os.environ))
+    env = batch_environment(context, environment())
     env.pop("ENVIRONMENT", None)  # salloc's shell is interactive, not a batch script
     code = 1
     try:

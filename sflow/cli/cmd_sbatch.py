@@ -51,13 +51,13 @@ def wait_for(job_id: int) -> int:
 
 def main(argv: list[str]) -> int:
     from sflow.cli.common import call, emit
-    from sflow.cli.submit_context import identity, read_stdin_script
+    from sflow.cli.submit_context import environment, identity, read_stdin_script
 
     early = _early_exit(argv)
     if early is not None:
         return early
     stdin = read_stdin_script() if _wants_stdin(argv) else None
-    reply = call("submit", argv=argv, env=dict(os.environ), cwd=os.getcwd(), stdin=stdin, **identity())
+    reply = call("submit", argv=argv, env=environment(), cwd=os.getcwd(), stdin=stdin, **identity())
     code = emit(reply)
     if reply.get("ok") and reply.get("wait") and reply.get("job_id"):
         code = wait_for(reply["job_id"])

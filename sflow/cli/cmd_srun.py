@@ -170,7 +170,9 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
                        distribution=req.distribution or "block", plane_size=req.plane_size,
                        given_distribution=req.distribution is not None)
     step_log.started(home, job.job_id, step, name=req.job_name or os.path.basename(req.argv[0]))
-    base_env = dict(os.environ)
+    from sflow.cli.submit_context import environment
+
+    base_env = environment()
     if req.preserve_env:  # -E: the tasks keep the job's SLURM_NNODES and SLURM_NTASKS
         step.preserved = {k: base_env[k] for k in ("SLURM_NNODES", "SLURM_NTASKS", "SLURM_NPROCS") if k in base_env}
     runner = StepRunner(job, step, req, base_env)

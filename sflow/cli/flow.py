@@ -27,10 +27,10 @@ def cli() -> None:
 
 
 def _parse(sbatch_args: tuple[str, ...], backend: str | None):
-    from sflow.cli.submit_context import identity, read_stdin_script
+    from sflow.cli.submit_context import environment, identity, read_stdin_script
     from sflow.slurm.request import parse_sbatch
 
-    env = dict(os.environ)
+    env = environment()
     if backend:
         env["SFLOW_BACKEND"] = backend
     args = list(sbatch_args)

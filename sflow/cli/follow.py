@@ -254,9 +254,9 @@ def follow(job_id: int) -> int:
 
 def submit_and_follow(sbatch_args: list[str], backend: str | None = None) -> int:
     from sflow.cli.common import call
-    from sflow.cli.submit_context import identity, read_stdin_script
+    from sflow.cli.submit_context import environment, identity, read_stdin_script
 
-    env = dict(os.environ)
+    env = environment()
     if backend:
         env["SFLOW_BACKEND"] = backend
     stdin = read_stdin_script() if not any(not a.startswith("-") for a in sbatch_args) else None

@@ -176,9 +176,10 @@ def hold(job_id: int) -> str | None:
 
 
 def run_command(command: list[str], context) -> int:
+    from sflow.cli.submit_context import environment
     from sflow.exec.env import batch_environment
 
-    env = batch_environment(context, dict(os.environ))
+    env = batch_environment(context, environment())
     env.pop("ENVIRONMENT", None)  # an interactive command, not a batch script
     try:
         return subprocess.call(command, env=env)

@@ -23,3 +23,27 @@ def read_stdin_script() -> str | None:
         return None
     data = sys.stdin.buffer.read()
     return data.decode("utf-8", errors="surrogateescape")
+
+
+# What CPython's start-up may set LC_CTYPE to when it coerces the C locale (PEP 538).
+_COERCED = ("C.UTF-8", "C.utf8", "UTF-8")
+
+
+def environment() -> dict[str, str]:
+    """The environment the user gave this command, to hand to a job.
+
+    CPython may add ``LC_CTYPE`` to its own environment before any of sflow runs
+    (coercing the C locale); a job of real sbatch never sees it. The environment
+    this process was started with (``/proc/self/environ``) tells whether it was ours.
+    """
+    env = dict(os.environ)
+    if env.get("LC_CTYPE") in _COERCED:
+        try:
+            with open("/proc/self/environ", "rb") as handle:
+                given = handle.read().split(b"\0")
+        except OSError:
+            return env
+        if not any(item.startswith(b"LC_CTYPE=") for item in given):
+            del env["LC_CTYPE"]
+    return env
+
