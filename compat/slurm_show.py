@@ -16,7 +16,7 @@ KEYS = (
     "BatchHost NumNodes NumCPUs NumTasks CPUs/Task ReqB:S:C:T TRES Socks/Node NtasksPerN:B:S:C "
     "CoreSpec MinCPUsNode MinMemoryNode MinMemoryCPU MinTmpDiskNode Features DelayBoot OverSubscribe "
     "Contiguous Licenses Network Command WorkDir Comment StdErr StdIn StdOut Power TresPerNode "
-    "TresPerJob TresPerTask TresPerSocket CpusPerTres MemPerTres NtasksPerTRES MailUser MailType "
+    "TresPerJob TresPerTask TresPerSocket CpusPerTres MemPerTres TresBind TresFreq NtasksPerTRES MailUser MailType "
     "ArrayJobId ArrayTaskId ArrayTaskThrottle Reservation KillOInInvalidDependent Prefer "
     "Partition NodeList(Reason) JOB_GRES Nodes CPU_IDs Mem GRES"
 ).split()

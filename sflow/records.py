@@ -70,6 +70,9 @@ class JobRecord:
     held: bool = False
     comment: str = ""
     gres: str = ""  # TRES per node as squeue's %b shows it, e.g. "gres:gpu:2"
+    tres_per: str = ""  # scontrol's CpusPerTres=... TresPerTask=... lines, newline-joined, in its order
+    tres_gpus: int = 0  # the GPUs the job's TRES counts (gres/gpu=N)
+    min_tmp_disk_mb: int = 0  # --tmp
     derived_exit_code: int = 0
     cancelled_by: int | None = None  # uid, for sacct's "CANCELLED by UID"
     backend: str = "local"

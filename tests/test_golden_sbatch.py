@@ -15,7 +15,7 @@ import pytest
 
 from sflow.conf import load_file
 from sflow.errors import SflowError, render
-from sflow.slurm.display import format_dependency, format_memory_mb, tres_per
+from sflow.slurm.display import format_dependency, format_memory_mb, requested_gpus, tres_per
 from sflow.slurm.request import parse_sbatch
 from sflow.slurm.values import expand_output_pattern, format_timelimit_scontrol, compress_hostlist
 from sflow.views.fmt import array_text
@@ -96,6 +96,9 @@ def _shown(request, cwd: str) -> dict:
         shown["MinMemoryNode"] = format_memory_mb(request.mem_per_node_mb)
     if request.mem_per_cpu_mb is not None:
         shown["MinMemoryCPU"] = format_memory_mb(request.mem_per_cpu_mb)
+    shown["MinTmpDiskNode"] = format_memory_mb(request.tmp_mb) if request.tmp_mb else "0"
+    if requested_gpus(request):
+        shown["TRES"] = f"gres/gpu={requested_gpus(request)}"  # compared as the TRES line's end
     if request.array:
         shown["ArrayTaskId"] = array_text(request.array.text)
     if request.comment is not None:
@@ -136,4 +139,9 @@ def test_sbatch_matches_slurm(record, tmp_path):
     for key, value in shown.items():
         if key in ("StdOut", "StdErr") and UNEXPANDED_AT_SUBMIT.search(expected.get(key, "")):
             continue
+        if key == "TRES":
+            assert expected["TRES"].endswith("," + value), key
+            continue
         assert value == expected.get(key, "(absent)"), key
+    # Every TRES request scontrol showed is one sflow shows.
+    assert {k for k in expected if k.startswith(("Tres", "CpusPerTres", "MemPerTres"))} <= set(shown)

@@ -220,7 +220,8 @@ def _confirm(targets: list[str], filters: dict) -> list[str]:
                 chosen.append((shown, job))
     confirmed = []
     for text, job in chosen:
-        sys.stdout.write(f"Cancel job_id={text} name={job.name} partition={job.partition} [y/n]? ")
+        kind = "step_id" if "." in text else "job_id"  # scancel -i JOB.STEP asks about the step
+        sys.stdout.write(f"Cancel {kind}={text} name={job.name} partition={job.partition} [y/n]? ")
         sys.stdout.flush()
         answer = sys.stdin.readline().strip().lower()
         if answer.startswith("y"):

@@ -17,6 +17,8 @@ def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = Fals
         args = [key.lower().removesuffix("name"), value, *args[1:]]
     if args and args[0].lower() in ("job", "jobs", "jobid"):
         return _show_jobs(args[1:], one_liner, details)
+    if args and args[0].lower() in ("step", "steps", "stepid"):
+        return _show_steps(args[1:], one_liner)
     cluster = load_cluster()
     states = {}
     if args and args[0].lower().startswith(("node", "part")):
@@ -66,6 +68,46 @@ def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
         return 0
     sys.stdout.write(show_job(jobs, one_liner=one_liner, node_memory_mb=_node_memory(), details=details))
     return 0
+
+
+def _show_steps(rest: list[str], one_liner: bool) -> int:
+    """Running steps: all, a job's (``JOBID``) or one (``JOBID.STEP``, ``JOBID.batch``)."""
+    from sflow.cli.common import home, read_jobs
+    from sflow.exec.steplog import live_steps
+    from sflow.views.job_show import show_steps
+
+    jobs = {job.job_id: job for job in read_jobs()}
+    if not rest:
+        steps = live_steps(home(), jobs.values())
+        if not steps:
+            print("No job steps in the system")
+            return 0
+        sys.stdout.write(show_steps(steps, jobs, one_liner=one_liner))
+        return 0
+    spec = rest[0]
+    job_text, _, step_text = spec.partition(".")
+    job = _step_job(jobs, job_text)
+    if job is None:
+        print("slurm_get_job_steps error: Invalid job id specified", file=sys.stderr)
+        return 1
+    steps = live_steps(home(), [job])
+    if step_text:
+        steps = [s for s in steps if s.step_id == step_text]
+    if not steps:
+        print(f"Job step {job.job_id}.{step_text} not found")
+        return 1
+    sys.stdout.write(show_steps(steps, jobs, one_liner=one_liner))
+    return 0
+
+
+def _step_job(jobs: dict, text: str):
+    """The job a step id names: ``123``, or an array task as ``123_4``."""
+    base, _, task = text.partition("_")
+    if not base.isdigit():
+        return None
+    if task:
+        return next((j for j in jobs.values() if j.array_job_id == int(base) and str(j.array_task_id) == task), None)
+    return jobs.get(int(base))
 
 
 def _pending_element(jobs: list, index: str) -> list:

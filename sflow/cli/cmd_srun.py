@@ -169,7 +169,7 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
                        gpus_per_task=req.gpus_per_task, launcher_port=40000 + os.getpid() % 20000,
                        distribution=req.distribution or "block", plane_size=req.plane_size,
                        given_distribution=req.distribution is not None)
-    step_log.started(home, job.job_id, step, name=req.job_name or os.path.basename(req.argv[0]))
+    step_log.started(home, job.job_id, step, name=req.job_name or os.path.basename(req.argv[0]), given=req.given)
     from sflow.cli.submit_context import environment
 
     base_env = environment()

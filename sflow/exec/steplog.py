@@ -24,15 +24,53 @@ def _append(home: str, job_id: int, entry: dict) -> None:
         os.close(fd)
 
 
-def started(home: str, job_id: int, step, name: str) -> None:
+def started(home: str, job_id: int, step, name: str, given=()) -> None:
+    """``given``: srun's (option, raw value) pairs, for what ``scontrol show step`` shows of them."""
     from sflow.slurm.values import compress_hostlist
 
+    tasks = sum(step.tasks_per_node)
     _append(home, job_id, {
         "event": "start", "step_id": str(step.step_id), "name": name, "time": time.time(),
         "nodelist": compress_hostlist([n.name for n in step.nodes]), "num_nodes": len(step.nodes),
-        "num_tasks": sum(step.tasks_per_node),
-        "num_cpus": sum(step.tasks_per_node) * step.cpus_per_task,
+        "num_tasks": tasks,
+        "num_cpus": tasks * step.cpus_per_task,
+        "srun_host": os.environ.get("SLURMD_NODENAME") or os.uname().nodename.split(".")[0],
+        "srun_pid": os.getpid(),
+        "dist": getattr(step, "distribution", None) if getattr(step, "given_distribution", False) else None,
+        **step_tres(dict(given), tasks, step.cpus_per_task, len(step.nodes)),
     })
+
+
+def step_tres(given: dict, tasks: int, cpus_per_task: int, nodes: int) -> dict:
+    """The step's GPU request as scontrol shows it: {"tres_per": {CpusPerTres: ..., TresPerTask: ...},
+    "gpus": the GPUs its TRES counts}; empty when it asked for none."""
+    def count(raw):
+        tail = (raw or "").rsplit(":", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    def gres(raw):
+        return f"gres:gpu:{raw}"
+
+    shown = {}
+    if given.get("cpus-per-gpu"):
+        shown["CpusPerTres"] = gres(given["cpus-per-gpu"])
+    if given.get("mem-per-gpu"):
+        shown["MemPerTres"] = gres(given["mem-per-gpu"])
+    if given.get("gpu-bind"):
+        shown["TresBind"] = f"gpu:{given['gpu-bind']}"
+    if given.get("gpu-freq"):
+        shown["TresFreq"] = f"gpu:{given['gpu-freq']}"
+    if given.get("gpus"):
+        shown["TresPerStep"] = f"cpu:{tasks * cpus_per_task},{gres(given['gpus'])}"
+    if given.get("gpus-per-node"):
+        shown["TresPerNode"] = gres(given["gpus-per-node"])
+    if given.get("gpus-per-socket"):
+        shown["TresPerSocket"] = gres(given["gpus-per-socket"])
+    if given.get("gpus-per-task"):
+        shown["TresPerTask"] = gres(given["gpus-per-task"])
+    gpus = (count(given.get("gpus")) or count(given.get("gpus-per-node")) * nodes
+            or count(given.get("gpus-per-socket")) * nodes or count(given.get("gpus-per-task")) * tasks)
+    return {"tres_per": shown, "gpus": gpus} if shown or gpus else {}
 
 
 def finished(home: str, job_id: int, step_id: int, tasks) -> None:
@@ -116,7 +154,9 @@ def read_steps(home: str, job_id: int) -> list:
             steps[entry["step_id"]] = StepRecord(
                 job_id=job_id, step_id=entry["step_id"], name=entry["name"], state="RUNNING",
                 start_time=entry["time"], nodelist=entry["nodelist"], num_nodes=entry["num_nodes"],
-                num_tasks=entry["num_tasks"], num_cpus=entry["num_cpus"])
+                num_tasks=entry["num_tasks"], num_cpus=entry["num_cpus"],
+                extra={key: entry[key] for key in ("srun_host", "srun_pid", "dist", "tres_per", "gpus")
+                       if entry.get(key) is not None})
         elif entry["step_id"] in steps:
             step = steps[entry["step_id"]]
             step.state, step.end_time = entry["state"], entry["time"]

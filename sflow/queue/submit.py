@@ -190,7 +190,7 @@ def _first_reason(request, now: float) -> str:
 
 
 def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, now: float) -> JobRecord:
-    from sflow.slurm.display import format_dependency, tres_per
+    from sflow.slurm.display import format_dependency, requested_gpus, tres_per
     from sflow.slurm.values import format_array
 
     requeue = request.requeue
@@ -222,6 +222,8 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
         stdin=display_path(request, request.input, job_id) if request.input else "/dev/null",
         requeue=bool(requeue), held=request.hold, comment=request.comment or "",
         gres=tres_per(request).get("TresPerNode", ""), backend=partition.backend,
+        tres_per="\n".join(f"{key}={value}" for key, value in tres_per(request).items()),
+        tres_gpus=requested_gpus(request), min_tmp_disk_mb=request.tmp_mb or 0,
         limit_price=request.cloud.limit_price,
     )
 

@@ -16,18 +16,42 @@ def format_gres(name: str, gtype: str | None, count: int) -> str:
 
 
 def tres_per(request) -> dict[str, str]:
-    """TresPerNode / TresPerJob / TresPerTask as scontrol shows them (only those set)."""
+    """CpusPerTres, MemPerTres, TresBind, TresFreq and TresPer{Job,Node,Socket,Task} as scontrol
+    shows them, in its order (only those set)."""
     out: dict[str, str] = {}
+    if request.cpus_per_gpu:
+        out["CpusPerTres"] = f"gres:gpu:{request.cpus_per_gpu}"
+    if request.mem_per_gpu_mb is not None:
+        out["MemPerTres"] = f"gres:gpu:{request.mem_per_gpu_mb}"
+    if request.gpu_bind:
+        out["TresBind"] = f"gpu:{request.gpu_bind}"
+    if request.gpu_freq:
+        out["TresFreq"] = f"gpu:{request.gpu_freq}"
+    if request.gpus:
+        out["TresPerJob"] = format_gres("gpu", request.gpu_type, request.gpus)
     per_node = [format_gres(g.name, g.type, g.count) for g in request.gres]
     if request.gpus_per_node:
         per_node.insert(0, format_gres("gpu", request.gpu_type, request.gpus_per_node))
     if per_node:
         out["TresPerNode"] = ",".join(per_node)
-    if request.gpus:
-        out["TresPerJob"] = format_gres("gpu", request.gpu_type, request.gpus)
+    if request.gpus_per_socket:
+        out["TresPerSocket"] = f"gres:gpu:{request.gpus_per_socket}"
     if request.gpus_per_task:
         out["TresPerTask"] = format_gres("gpu", request.gpu_type, request.gpus_per_task)
     return out
+
+
+def requested_gpus(request) -> int:
+    """The GPUs a job counts in its TRES: the job's total, else per node (or per socket, one
+    socket a node as sflow's nodes have) times the nodes, else per task times the tasks."""
+    if request.gpus:
+        return request.gpus
+    per_node = request.gpus_per_node or sum(g.count for g in request.gres if g.name == "gpu")
+    if not per_node and (request.gpus_per_socket or "").isdigit():
+        per_node = int(request.gpus_per_socket)
+    if per_node:
+        return per_node * request.min_nodes
+    return (request.gpus_per_task or 0) * request.ntasks
 
 
 def format_dependency(dependency, states: dict[str, str] | None = None) -> str:

@@ -139,6 +139,12 @@ class JobRequest(_Model):
     gpus_per_node: int | None = None
     gpus_per_task: int | None = None
     gpu_type: str | None = None
+    gpus_per_socket: str | None = None  # as given: scontrol shows it verbatim
+    sockets_per_node: str | None = None  # kept for --gpus-per-socket's checks; tasks are not bound
+    cpus_per_gpu: int | None = None
+    gpu_bind: str | None = None  # as given; kept for scontrol's TresBind
+    gpu_freq: str | None = None  # as given; kept for scontrol's TresFreq
+    tmp_mb: int | None = None  # --tmp: temporary disk per node
     gres: list[GresRequest] = Field(default_factory=list)
     overcommit: bool = False
 

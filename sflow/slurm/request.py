@@ -10,6 +10,7 @@ grammars (``sflow.slurm.values``) say what its argument means.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -226,6 +227,7 @@ def parse_sbatch(
     settings += _from_environment(env)
     settings += cli
     settings = _memory_options(settings)
+    _gpu_options(settings)
     if cluster is not None:
         _check_against(cluster, settings)
     submission = _build(settings, script_text, script_path, script_args, script_name,
@@ -253,6 +255,75 @@ def _memory_options(settings: list[Setting]) -> list[Setting]:
     if given:
         return [s for s in settings if not (s.option.long in from_env and s.line is None and s.source)]
     return settings
+
+
+def _gpu_count(raw: str | None) -> int | None:
+    """The count of ``[type:]N`` (``--gpus``), or of a ``gpu[:type]:N`` entry of ``--gres``."""
+    if raw is None:
+        return None
+    tail = raw.strip().rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _gpu_options(settings: list[Setting]) -> None:
+    """The combinations of GPU options sbatch (and salloc, srun) refuse before submitting,
+    in SLURM's words: what contradicts itself, not what the cluster cannot hold."""
+    last = {s.option.long: s.raw for s in settings}
+    if "ntasks-per-gpu" in last:
+        for other in ("gpus-per-task", "ntasks-per-node"):
+            if other in last:
+                raise UsageError([f"sbatch: fatal: --{other} is mutually exclusive with --ntasks-per-gpu "
+                                  "and SLURM_NTASKS_PER_GPU"], 1)
+
+    def refuse(text: str) -> None:
+        raise SlurmError(f"{text}\nInvalid generic resource (gres) specification", 1)
+
+    if "cpus-per-gpu" in last and "cpus-per-task" in last:
+        refuse("--cpus-per-gpu is mutually exclusive with --cpus-per-task")
+    if "gpus-per-socket" in last and "sockets-per-node" not in last:
+        refuse("--gpus-per-socket option requires --sockets-per-node specification")
+    gres_gpus = [_gpu_count(entry) for entry in (last.get("gres") or "").split(",")
+                 if entry.split(":", 1)[0] == "gpu" and ":" in entry]
+    per_node = gres_gpus[0] if gres_gpus else _gpu_count(last.get("gpus-per-node"))
+    total = _gpu_count(last.get("gpus"))
+    per_socket = _gpu_count(last.get("gpus-per-socket"))
+    per_task = _gpu_count(last.get("gpus-per-task"))
+    ntasks = _leading_digits(last.get("ntasks"))
+    tasks_per_node = _leading_digits(last.get("ntasks-per-node"))
+    sockets = _leading_digits(last.get("sockets-per-node"))
+    nodes = [_leading_digits(part) for part in (last.get("nodes") or "").split("-")] if "nodes" in last else []
+    if (total and per_node and total < per_node) or (per_node and per_socket and per_node < per_socket) \
+            or (total and per_socket and total < per_socket):
+        refuse("Failed to ensure --gpus >= --gres=gpu/--gpus-per-node >= --gpus-per-socket")
+    if total and per_node and total % per_node:
+        refuse("Failed to validate job spec, --gpus is not multiple of --gres=gpu/--gpus-per-node")
+    if per_node and per_socket and sockets and per_node // per_socket != sockets:
+        refuse("Failed to validate job spec. Based on --gres=gpu/--gpus-per-node and --gpus-per-socket "
+               "required number of sockets differ from --sockets-per-node.")
+    if total and per_node and nodes and nodes[0]:
+        low, high = nodes[0], (nodes[-1] or nodes[0])
+        if not low <= total // per_node <= high:
+            refuse(f"Failed to validate job spec. Based on --gpu and --gres=gpu/--gpus-per-node required nodes "
+                   f"({total // per_node}) doesn't fall between min_nodes ({low}) and max_nodes ({high}) boundaries.")
+    if total and nodes and nodes[0] and total < nodes[0]:
+        refuse("Failed to validate job spec, --gpus < -N")
+    if per_task:
+        if total and total % per_task:
+            refuse("Failed to validate job spec, --gpus not multiple of --gpus-per-task")
+        if total and ntasks and total // per_task != ntasks:
+            refuse("Failed to validate job spec. Based on --gpus and --gpus-per-task number of requested tasks "
+                   "differ from -n/--ntasks.")
+        if per_node and tasks_per_node and per_node // per_task != tasks_per_node:
+            refuse("Failed to validate job spec. Based on --gres=gpu/--gpus-per-node and --gpus-per-task "
+                   "requested number of tasks per node differ from --ntasks-per-node.")
+        if not total and not ntasks:
+            refuse("Failed to validate job spec. --gpus-per-task used without either --gpus or -n/--ntasks "
+                   "is not allowed.")
+
+
+def _leading_digits(raw: str | None) -> int | None:
+    digits = re.match(r"\s*(\d+)", raw or "")
+    return int(digits.group(1)) if digits else None
 
 
 def _verbosity(settings: list[Setting]) -> int:

@@ -41,19 +41,32 @@ LINES = [
 
 def _tres(job: JobRecord, node_memory_mb: int | None) -> str:
     """The job's trackable resources; a pending job's count the memory it would get per node
-    (a requeued one still shows what its last run was given)."""
+    (a requeued one still shows what its last run was given), or per GPU with --mem-per-gpu."""
     from sflow.slurm.display import format_memory_mb
 
     mem = ""
     if job.state == "PENDING" and not job.restart_count:
-        per_node = job.min_memory_mb or node_memory_mb
-        if per_node:
-            mem = f"mem={format_memory_mb(per_node * job.num_nodes)},"
-    return f"cpu={job.num_cpus},{mem}node={job.num_nodes},billing={job.num_cpus}"
+        per_gpu = _tres_per(job).get("MemPerTres", "").rpartition(":")[2]
+        if per_gpu.isdigit() and job.tres_gpus:
+            mem = f"mem={format_memory_mb(int(per_gpu) * job.tres_gpus)},"
+        else:
+            per_node = job.min_memory_mb or node_memory_mb
+            if per_node:
+                mem = f"mem={format_memory_mb(per_node * job.num_nodes)},"
+    gpus = f",gres/gpu={job.tres_gpus}" if job.tres_gpus else ""
+    return f"cpu={job.num_cpus},{mem}node={job.num_nodes},billing={job.num_cpus}{gpus}"
+
+
+def _tres_per(job: JobRecord) -> dict[str, str]:
+    """CpusPerTres=... TresPerTask=... as the job was submitted (TresPerNode alone for older records)."""
+    if job.tres_per:
+        return dict(line.split("=", 1) for line in job.tres_per.split("\n"))
+    return {"TresPerNode": job.gres} if job.gres else {}
 
 
 def job_fields(job: JobRecord, now: float, host: str = "localhost",
                node_memory_mb: int | None = None) -> dict[str, str]:
+    from sflow.slurm.display import format_memory_mb
     from sflow.slurm.values import expand_hostlist, format_timelimit_scontrol
 
     running = job.state not in ("PENDING",)
@@ -118,7 +131,7 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
         "CoreSpec": "*",
         "MinCPUsNode": str(job.cpus_per_task),
         "MinMemoryNode": f"{job.min_memory_mb}M" if job.min_memory_mb else "0",
-        "MinTmpDiskNode": "0",
+        "MinTmpDiskNode": format_memory_mb(job.min_tmp_disk_mb) if job.min_tmp_disk_mb else "0",
         "Features": "(null)",
         "DelayBoot": "00:00:00",
         "OverSubscribe": "OK",
@@ -133,15 +146,15 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
         "StdOut": job.stdout,
         "Power": "",
     }
-    if job.gres:
-        fields["TresPerNode"] = job.gres
     return fields
 
 
 def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | None = None,
-             node_memory_mb: dict[str, int] | None = None, details: bool = False) -> str:
+             node_memory_mb: dict[str, int] | None = None, details: bool = False,
+             node_details: dict[int, list[str]] | None = None) -> str:
     """``node_memory_mb``: partition -> the memory of its nodes, what a job that asks none gets.
-    ``details`` (``-d``) adds the DerivedExitCode line: the highest exit code of the job's steps."""
+    ``details`` (``-d``) adds the DerivedExitCode line (the highest exit code of the job's steps)
+    and, for a job holding nodes, JOB_GRES and ``node_details``' lines (job id -> ``Nodes=...``)."""
     now = time.time() if now is None else now
     blocks = []
     for job in jobs:
@@ -150,17 +163,55 @@ def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | Non
         for keys in LINES:
             if keys == ["JobId", "JobName"] and fields.get("ArrayJobId"):
                 keys = ["JobId", "ArrayJobId", "ArrayTaskId"] + (["ArrayTaskThrottle"] if fields.get("ArrayTaskThrottle") else []) + ["JobName"]
-            if keys == ["NumNodes", "NumCPUs", "NumTasks", "CPUs/Task", "ReqB:S:C:T"] and "TresPerNode" in fields:
-                pass
+            if details and keys[0] == "MinCPUsNode" and job.state in ("RUNNING", "COMPLETING", "SUSPENDED"):
+                lines.append(f"JOB_GRES={_job_gres(job)}")
+                lines += [f"  {line}" for line in (node_details or {}).get(job.job_id, [])]
             items = [f"{key}={fields[key]}" for key in keys if fields.get(key) is not None]
             if items:
                 lines.append(" ".join(items))
             if details and keys[0] == "Requeue":
                 lines.append(f"DerivedExitCode={job.derived_exit_code}:0")
-        if "TresPerNode" in fields:
-            lines.insert(len(lines) - 1, f"TresPerNode={fields['TresPerNode']}")
+        lines += [f"{key}={value}" for key, value in _tres_per(job).items()]
         if one_liner:
-            blocks.append(" ".join(lines) + " \n")
+            blocks.append(" ".join(line.strip() for line in lines) + " \n")
         else:
             blocks.append(lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "   \n\n")
+    return "".join(blocks)
+
+
+def _job_gres(job: JobRecord) -> str:
+    """``gpu:4``: the GPUs the job holds, ``(null)`` for none."""
+    return f"gpu:{job.tres_gpus}" if job.tres_gpus else "(null)"
+
+
+def show_steps(steps: list, jobs: dict[int, JobRecord], *, one_liner: bool = False) -> str:
+    """``scontrol show step``: running steps, the batch step's few fields and srun's."""
+    from sflow.views.fmt import iso_time
+
+    blocks = []
+    for step in steps:
+        job = jobs.get(step.job_id)
+        extra = step.extra or {}
+        batch = step.step_id == "batch"
+        gpus = extra.get("gpus")
+        tres = "(null)" if batch else (f"cpu={step.num_cpus}" + (f",gres/gpu={gpus}" if gpus else "")
+                                       + f",mem=0,node={step.num_nodes}")
+        dist = extra.get("dist")
+        lines = [
+            f"StepId={step.job_id}.{step.step_id} UserId={job.uid if job else 0} "
+            f"StartTime={iso_time(step.start_time)} TimeLimit=UNLIMITED",
+            f"State={step.state} Partition={job.partition if job else ''} NodeList={step.nodelist}",
+            f"Nodes={step.num_nodes} CPUs={0 if batch else step.num_cpus} Tasks={step.num_tasks} "
+            f"Name={step.name} Network=(null)",
+            f"TRES={tres}",
+            "ResvPorts=(null)",
+            # srun's default layout is reported as cyclic, whatever places the tasks.
+            "CPUFreqReq=Default" + ("" if batch else f" Dist={(dist or 'cyclic').split(':')[0].capitalize()}"),
+            "SrunHost:Pid=(null):0" if batch else f"SrunHost:Pid={extra.get('srun_host')}:{extra.get('srun_pid')}",
+        ]
+        lines += [f"{key}={value}" for key, value in (extra.get("tres_per") or {}).items()]
+        if one_liner:
+            blocks.append(" ".join(lines) + "\n")
+        else:
+            blocks.append(lines[0] + "\n" + "".join(f"   {line}\n" for line in lines[1:]) + "\n")
     return "".join(blocks)
