@@ -26,7 +26,7 @@ def test_job_shows_tres_requests_after_power_and_tmp_disk():
 
 def test_job_details_show_job_gres_while_running():
     job = _job(state="RUNNING", reason="None", start_time=1.0, nodelist="node[1-2]", num_nodes=2, tres_gpus=4)
-    text = show_job([job], now=2, details=True, node_details={7: ["Nodes=node[1-2] CPU_IDs=0-1 Mem=0 GRES=gpu:2(IDX:0-1)"]})
+    text = show_job([job], now=2, details=True, node_details={7: ("gpu:4", ["Nodes=node[1-2] CPU_IDs=0-1 Mem=0 GRES=gpu:2(IDX:0-1)"])})
     assert "   JOB_GRES=gpu:4\n     Nodes=node[1-2] CPU_IDs=0-1 Mem=0 GRES=gpu:2(IDX:0-1)\n   MinCPUsNode=" in text
 
 

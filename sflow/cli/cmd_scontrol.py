@@ -66,8 +66,35 @@ def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
     elif not jobs:
         print("No jobs in the system")
         return 0
-    sys.stdout.write(show_job(jobs, one_liner=one_liner, node_memory_mb=_node_memory(), details=details))
+    node_details = {j.job_id: _held(j.job_id) for j in jobs if details and j.state == "RUNNING"}
+    sys.stdout.write(show_job(jobs, one_liner=one_liner, node_memory_mb=_node_memory(), details=details,
+                              node_details=node_details))
     return 0
+
+
+def _held(job_id: int) -> tuple[str | None, list[str]]:
+    """What a running job holds, from its context: ``gpu:N`` and one ``Nodes=...`` line per node."""
+    import json
+    import os
+
+    from sflow.cli.common import home
+    from sflow.slurm.indexset import IndexSet
+
+    try:
+        with open(os.path.join(home(), "jobs", str(job_id), "context.json")) as handle:
+            nodes = json.load(handle)["nodes"]
+    except (OSError, ValueError, KeyError):
+        return None, []
+
+    lines = []
+    for node in nodes:
+        gpus = node.get("gpu_indices") or []
+        gres = f"gpu:{len(gpus)}(IDX:{IndexSet.of(gpus).ranges_text()})" if gpus else ""
+        cpus = max(1, node.get("cpus", 1))
+        cpu_ids = f"0-{cpus - 1}" if cpus > 1 else "0"
+        lines.append(f"Nodes={node['name']} CPU_IDs={cpu_ids} Mem={node.get('mem_mb') or 0} GRES={gres}")
+    total = sum(len(node.get("gpu_indices") or []) for node in nodes)
+    return (f"gpu:{total}" if total else "(null)"), lines
 
 
 def _show_steps(rest: list[str], one_liner: bool) -> int:

@@ -151,10 +151,11 @@ def job_fields(job: JobRecord, now: float, host: str = "localhost",
 
 def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | None = None,
              node_memory_mb: dict[str, int] | None = None, details: bool = False,
-             node_details: dict[int, list[str]] | None = None) -> str:
+             node_details: dict[int, tuple[str | None, list[str]]] | None = None) -> str:
     """``node_memory_mb``: partition -> the memory of its nodes, what a job that asks none gets.
     ``details`` (``-d``) adds the DerivedExitCode line (the highest exit code of the job's steps)
-    and, for a job holding nodes, JOB_GRES and ``node_details``' lines (job id -> ``Nodes=...``)."""
+    and, for a job holding nodes, JOB_GRES and its nodes' lines: ``node_details`` maps a job id to
+    (the GRES it holds, ``gpu:8``, and its ``Nodes=...`` lines)."""
     now = time.time() if now is None else now
     blocks = []
     for job in jobs:
@@ -164,8 +165,9 @@ def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | Non
             if keys == ["JobId", "JobName"] and fields.get("ArrayJobId"):
                 keys = ["JobId", "ArrayJobId", "ArrayTaskId"] + (["ArrayTaskThrottle"] if fields.get("ArrayTaskThrottle") else []) + ["JobName"]
             if details and keys[0] == "MinCPUsNode" and job.state in ("RUNNING", "COMPLETING", "SUSPENDED"):
-                lines.append(f"JOB_GRES={_job_gres(job)}")
-                lines += [f"  {line}" for line in (node_details or {}).get(job.job_id, [])]
+                held_gres, node_lines = (node_details or {}).get(job.job_id, (None, []))
+                lines.append(f"JOB_GRES={held_gres or _job_gres(job)}")
+                lines += [f"  {line}" for line in node_lines]
             items = [f"{key}={fields[key]}" for key in keys if fields.get(key) is not None]
             if items:
                 lines.append(" ".join(items))
