@@ -50,6 +50,8 @@ class JobRecord:
     start_time: float | None = None
     end_time: float | None = None
     time_limit: int | None = None  # minutes; INFINITE; None = partition default
+    time_min: int | None = None  # --time-min, minutes: the limit may be cut down to it
+    deadline: float | None = None  # --deadline
     priority: int = 0
     num_nodes: int = 1
     num_cpus: int = 1

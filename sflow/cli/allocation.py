@@ -47,8 +47,10 @@ def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: i
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     reply = call("submit", argv=["--job-name", name, "--output", "/dev/null", *alloc_args],
                  env=env, cwd=os.getcwd(), stdin=HOLDER_SCRIPT, **identity())
+    refused = _ALLOCATE_FAILED.get(command, "Unable to allocate resources: ")
     if not reply.get("ok"):
-        sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:"))
+        sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:")
+                         .replace("Batch job submission failed: ", refused))
         raise SystemExit(reply.get("exit_code", 1))
     if reply.get("job_id") is None:  # --test-only: the answer is the whole result
         sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:"))
@@ -62,15 +64,20 @@ def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: i
             context = load_context(home(), job_id)
             if context is not None:
                 break
-        elif job.state != "PENDING":
-            raise SlurmError(f"Job allocation {job_id} has been revoked.")
+        elif job.state != "PENDING":  # cancelled, or past its --deadline, before it could start
+            if not announced:
+                _announce(command, job_id)
+            if command == "salloc":  # SLURM's two threads say these in either order; this is the usual one
+                print(f"salloc: Job allocation {job_id} has been revoked.", file=sys.stderr)
+            print(f"{command}: Job has been cancelled", file=sys.stderr)
+            raise SlurmError(f"{refused}Job/step already completing or completed")
         elif deadline is not None and (time.monotonic() >= deadline or job.reason in NEVER_NOW):
             call("cancel", targets=[str(job_id)], uid=os.getuid(), quiet=True)
             raise SlurmError(f"Unable to allocate resources: {_why_not_now(job.reason)}")
         elif deadline is not None:
             pass  # --immediate: no queued notice while it may still start
         elif not announced:
-            print(f"{command}: job {job_id} queued and waiting for resources", file=sys.stderr)
+            _announce(command, job_id)
             announced = True
         time.sleep(0.05)
     if announced:
@@ -78,6 +85,14 @@ def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: i
     return job_id, context
 
 
+def _announce(command: str, job_id: int) -> None:
+    if command == "salloc":
+        print(f"salloc: Pending job allocation {job_id}", file=sys.stderr)
+    print(f"{command}: job {job_id} queued and waiting for resources", file=sys.stderr)
+
+
+# How srun and salloc word a refused allocation (sbatch: "Batch job submission failed: ").
+_ALLOCATE_FAILED = {"salloc": "Job submit/allocate failed: ", "srun": "Unable to allocate resources: "}
 # Pending reasons no wait can cure, and SLURM's words for refusing an --immediate job.
 NEVER_NOW = {"JobHeldUser", "JobHeldAdmin", "Dependency", "DependencyNeverSatisfied", "PartitionNodeLimit",
              "PartitionConfig", "PartitionTimeLimit", "BeginTime"}

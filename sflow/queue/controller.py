@@ -269,7 +269,9 @@ class Controller(JobLife, CloudLife, SocketServer):
         for job in plan.cancels:
             job.rec.cancelled_by = None  # the controller cancels it, no user: sacct says plain CANCELLED
             self.finish(job, "CANCELLED", reason="DependencyNeverSatisfied")
-        cancelled = {j.job_id for j in plan.cancels}
+        for job in plan.too_late:
+            self.finish(job, "DEADLINE", exit_code=1, reason="DeadLine")  # sacct: DEADLINE 1:0
+        cancelled = {j.job_id for j in plan.cancels + plan.too_late}
         for job in pending:
             if job.job_id in cancelled:
                 continue

@@ -19,7 +19,7 @@ from sflow.exec.batch import StepFilesUnavailable
 from sflow.queue import launch, paths, store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.scheduler import FOREVER
-from sflow.records import StepRecord
+from sflow.records import INFINITE, StepRecord
 
 RUNNING_STATES = ("RUNNING", "COMPLETING")
 POLL_SECONDS = 1.0  # liveness checks for processes no pidfd watches
@@ -53,6 +53,9 @@ class JobLife:
             rec = task.rec
             rec.state, rec.reason = "RUNNING", "None"
             rec.start_time, rec.end_time = now, None
+            if rec.deadline is not None and (rec.time_limit is None or rec.time_limit >= INFINITE
+                                             or now + rec.time_limit * 60 > rec.deadline):
+                rec.time_limit = int((rec.deadline - now) // 60)  # cut to end by the deadline, as SLURM does
             rec.eligible_time = rec.eligible_time or now
             rec.nodelist = alloc.nodelist
             rec.num_nodes = len(alloc.nodes)

@@ -40,6 +40,7 @@ class Plan:
     reasons: dict = field(default_factory=dict)  # job_id -> reason
     dependency_text: dict = field(default_factory=dict)  # job_id -> what scontrol shows
     cancels: list = field(default_factory=list)  # jobs whose dependency can never be met
+    too_late: list = field(default_factory=list)  # jobs that can no longer end before their --deadline
     eligible: dict = field(default_factory=dict)  # job_id -> eligible time, first time seen
     expected: dict = field(default_factory=dict)  # job_id -> planned start
     wake_at: float = FOREVER  # the next time a gate opens by itself
@@ -147,6 +148,17 @@ class Scheduler:
                 return "Dependency", None
         elif rec.dependency:
             plan.dependency_text[rec.job_id] = ""
+        if rec.deadline is not None:
+            # SLURM drops a job that cannot end by its deadline, even at its shortest (--time-min).
+            shortest = rec.time_min if rec.time_min else rec.time_limit
+            if shortest is not None and shortest < INFINITE:
+                if now + shortest * 60 > rec.deadline:
+                    plan.too_late.append(job)
+                    return "DeadLine", None
+                plan.wake_at = min(plan.wake_at, rec.deadline - shortest * 60)
+            elif now >= rec.deadline:
+                plan.too_late.append(job)
+                return "DeadLine", None
         if job.begin_time and job.begin_time > now:
             plan.wake_at = min(plan.wake_at, job.begin_time)
             if rec.eligible_time is None:

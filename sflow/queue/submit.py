@@ -118,6 +118,8 @@ def submit(ctl, msg: dict) -> dict:
         cloud_plan = _mithril_plan(ctl, request, msg, limit) if on_mithril else None
         never = ctl.backend.check_need(need, partition) if cloud_plan is None else None
         _enforce_part_limits(ctl, request, partition, limit, need, nodes=cloud_plan is None)
+        if request.deadline is not None and request.deadline <= time.time():
+            raise SlurmError("Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)")
     except SflowError as err:
         return _error(err)
     warnings = submission.listing + "".join(f"sbatch: warning: {w}\n" for w in submission.warnings)
@@ -212,7 +214,7 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
         array_job_id=job_id if array else None,
         array_task_str=format_array(array.indices, array.throttle) if array else None,
         array_max_tasks=array.throttle if array else None,
-        time_limit=limit, priority=priority,
+        time_limit=limit, time_min=request.time_min, deadline=request.deadline, priority=priority,
         num_nodes=estimate_nodes(need, nodes), num_cpus=request.ntasks * request.cpus_per_task,
         num_tasks=request.ntasks, cpus_per_task=request.cpus_per_task, min_memory_mb=mem,
         dependency=format_dependency(request.dependency) if request.dependency else "",

@@ -151,6 +151,7 @@ class JobRequest(_Model):
     # When, how long.
     time_limit: int | None = None  # minutes; None: the partition's default; INFINITE
     time_min: int | None = None
+    deadline: float | None = None  # --deadline: gone (DEADLINE) if it cannot end before this
     begin: float | None = None  # epoch seconds
     hold: bool = False
     priority: int | None = None

@@ -495,6 +495,10 @@ def _set_begin(fields, flags, cloud, value, setting):
     fields["begin"] = value.timestamp()
 
 
+def _set_deadline(fields, flags, cloud, value, setting):
+    fields["deadline"] = value.timestamp()
+
+
 def _set_nice(fields, flags, cloud, value, setting):
     fields["nice"] = NICE_DEFAULT if value is True else value
 
@@ -525,6 +529,7 @@ _APPLY: dict[str, Callable] = {
     "signal": _set_signal,
     "export": _set_export,
     "begin": _set_begin,
+    "deadline": _set_deadline,
     "nice": _set_nice,
     "priority": _set_plain("priority"),
     "wrap": _ignore,
