@@ -257,6 +257,13 @@ def _from_columns(row) -> JobRecord:
     return job
 
 
+def _from_named(names: list[str], row) -> JobRecord:
+    job = JobRecord(**dict(zip(names, map(_uncell, row))))
+    for name in _BOOL_FIELDS:
+        setattr(job, name, bool(getattr(job, name)))
+    return job
+
+
 def _where(job_ids, states, where) -> tuple[str, list]:
     clauses, params = [], []
     if job_ids is not None:
@@ -291,9 +298,13 @@ def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (),
             loads, n = marshal.loads, len(RECORD_FIELDS)
             rows = conn.execute(f"SELECT record FROM jobs{clause} ORDER BY job_id", args).fetchall()
             return [JobRecord(*loads(blob)[:n]) for (blob,) in rows]
-        rows = conn.execute(f"SELECT {', '.join(RECORD_FIELDS)} FROM jobs{clause} ORDER BY job_id",
-                            args).fetchall()
-        return [_from_columns(row) for row in rows]
+        # A store a controller of an older sflow still holds may lack newer fields: they take their defaults.
+        have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
+        names = [name for name in RECORD_FIELDS if name in have]
+        rows = conn.execute(f"SELECT {', '.join(names)} FROM jobs{clause} ORDER BY job_id", args).fetchall()
+        if len(names) == len(RECORD_FIELDS):
+            return [_from_columns(row) for row in rows]
+        return [_from_named(names, row) for row in rows]
     except sqlite3.OperationalError as err:
         if "no such table" in str(err) and not (close and health.had_jobs(conn_or_home)):
             return []

@@ -140,3 +140,18 @@ def test_steps_round_trip_and_missing_database(tmp_path):
     conn.execute("COMMIT")
     assert store.read_steps(str(tmp_path), [5]) == [step]
     assert [s.step_id for s in store.read_steps(conn)] == ["0", "batch"]
+
+
+def test_a_store_an_older_controller_holds_reads_with_defaults(queue):
+    # An upgrade while the old controller runs: its store lacks the newer fields, and its packed
+    # records another layout; the read-only commands still answer.
+    import sqlite3
+
+    job_id = queue.sbatch("--hold", "--wrap", "true")
+    queue.call("shutdown")
+    conn = sqlite3.connect(os.path.join(queue.home, "sflow.db"), isolation_level=None)
+    conn.execute("ALTER TABLE jobs DROP COLUMN deadline")
+    conn.execute("UPDATE meta SET value = 'older' WHERE key = 'layout'")
+    conn.close()
+    [job] = store.read_jobs(queue.home)
+    assert (job.job_id, job.state, job.deadline) == (job_id, "PENDING", None)
