@@ -133,6 +133,13 @@ def test_output_patterns(pattern, expected):
     assert v.expand_output_pattern(pattern, ctx) == expected
 
 
+def test_output_pattern_of_the_batch_step():
+    # SLURM 22.05: -o out-%J-%s.out of batch job 100600 writes out-100600-batch.out
+    ctx = dict(job_id=100600, job_name="wrap", user="alice", node_name="node1", node_id=0,
+               step_id="batch", task_id=0)
+    assert v.expand_output_pattern("out-%J-%s.out", ctx) == "out-100600-batch.out"
+
+
 def test_begin():
     now = datetime(2026, 11, 24, 15, 0, 0)
     assert v.parse_begin("now+1hour", now) == datetime(2026, 11, 24, 16, 0)

@@ -77,37 +77,49 @@ def parse_node_range(text: str) -> tuple[int, int | None]:
 # ---------------------------------------------------------------- time
 
 
+_FIELD_SECONDS = {"t_m": (60,), "t_ms": (60, 1), "t_hms": (3600, 60, 1), "t_dh": (86400, 3600),
+                  "t_dhm": (86400, 3600, 60), "t_dhms": (86400, 3600, 60, 1)}
+_LONG_MAX = (1 << 63) - 1
+
+
+def _int32(number: int) -> int:
+    number &= 0xFFFFFFFF
+    return number - (1 << 32) if number & 0x80000000 else number
+
+
 def parse_duration_seconds(text: str) -> int:
     """A SLURM time string in seconds, or INFINITE*60 for UNLIMITED."""
     tree = _parse("time_limit", text)
-    n = _ints(tree)
-    form = tree.data
-    if form == "t_inf":
+    if tree.data == "t_inf":
         return MAX_TIME_SECONDS
-    if form == "t_m":
-        seconds = n[0] * 60
-    elif form == "t_ms":
-        seconds = n[0] * 60 + n[1]
-    elif form == "t_hms":
-        seconds = n[0] * 3600 + n[1] * 60 + n[2]
-    elif form == "t_dh":
-        seconds = n[0] * 86400 + n[1] * 3600
-    elif form == "t_dhm":
-        seconds = n[0] * 86400 + n[1] * 3600 + n[2] * 60
-    else:  # t_dhms
-        seconds = n[0] * 86400 + n[1] * 3600 + n[2] * 60 + n[3]
-    return seconds
+    return sum(field * unit for field, unit in zip(_ints(tree), _FIELD_SECONDS[tree.data]))
 
 
 def parse_time_limit(text: str) -> int:
-    """Minutes; seconds round up, as SLURM rounds them. UNLIMITED -> INFINITE."""
+    """Minutes; seconds round up, as SLURM rounds them. UNLIMITED -> INFINITE.
+
+    As sbatch, -t and scontrol read it, observed on SLURM 22.05: each field saturates at a 64-bit
+    long, the sum in seconds and its rounding wrap at 32 bits (so ``35791394`` is some 8,000
+    years), ``-N`` alone means N days back (wrapped likewise), and a total of 0 is no limit.
+    """
     stripped = (text or "").strip()
     if stripped == "-1":
         return INFINITE
-    seconds = parse_duration_seconds(stripped)
-    if seconds == MAX_TIME_SECONDS or seconds == 0:
-        return INFINITE  # SLURM reads a zero limit as no limit
-    return (seconds + 59) // 60
+    if re.fullmatch(r"-\d+", stripped):
+        seconds = -min(int(stripped[1:]), _LONG_MAX + 1) * 86400
+    else:
+        tree = _parse("time_limit", stripped)
+        if tree.data == "t_inf":
+            return INFINITE
+        seconds = sum(min(field, _LONG_MAX) * unit for field, unit in zip(_ints(tree), _FIELD_SECONDS[tree.data]))
+    rounded = _int32(_int32(seconds) + 59)
+    minutes = (abs(rounded) // 60 * (1 if rounded >= 0 else -1)) & 0xFFFFFFFF  # C division truncates
+    if minutes == 0 or minutes >= INFINITE:
+        return INFINITE  # SLURM reads a zero limit as no limit, and 0xFFFFFFFF is its own INFINITE
+    return minutes
+
+
+SQUEUE_TIME_MAX = 365 * 86400  # squeue shows a longer time as INVALID
 
 
 def _dhms(seconds: int) -> tuple[int, int, int, int]:
@@ -137,10 +149,15 @@ def format_elapsed(seconds: int | float) -> str:
     return f"{mins}:{secs:02d}"
 
 
+def format_time_squeue(seconds: int | float) -> str:
+    """squeue's TIME, TIME_LIMIT and TIME_LEFT: INVALID past a year, as squeue 22.05 shows them."""
+    return "INVALID" if seconds > SQUEUE_TIME_MAX else format_elapsed(seconds)
+
+
 def format_timelimit_squeue(minutes: int | None) -> str:
     if minutes is None or minutes == INFINITE:
         return "UNLIMITED"
-    return format_elapsed(minutes * 60)
+    return format_time_squeue(minutes * 60)
 
 
 def format_elapsed_sacct(seconds: int | float) -> str:
@@ -530,7 +547,8 @@ def expand_output_pattern(pattern: str, ctx: dict) -> str:
         array_job = ctx.get("array_job_id")
         source = {
             "j": job_id,
-            "J": f"{job_id}.{step}" if step is not None else job_id,
+            # The batch step has no number: SLURM writes the bare job id for it.
+            "J": f"{job_id}.{step}" if step not in (None, "batch") else job_id,
             "A": array_job if array_job is not None else job_id,
             "a": ctx.get("array_task_id", 4294967294 if array_job is None else None),
             "x": ctx.get("job_name"),
