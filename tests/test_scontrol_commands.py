@@ -127,3 +127,34 @@ def test_show_takes_the_entity_as_key_value(cluster):
     by_word = cluster.run("scontrol", "show", "partition", "debug")
     by_key = cluster.run("scontrol", "show", "PartitionName=debug")
     assert by_key.returncode == 0 and by_key.stdout == by_word.stdout
+
+
+def test_show_job_of_one_array_task_in_every_form(cluster):
+    # Recorded from SLURM 22.05: job id 0 names every array; a missing task is "not found".
+    first = _submit(cluster, "--array=1-3", "--begin=now+1hour", "-t1")
+    second = _submit(cluster, "--array=2-4", "--begin=now+1hour", "-t1")
+    shown = cluster.run("scontrol", "show", "job", "0_2").stdout
+    assert re.findall(r"JobId=(\d+) ArrayJobId=(\d+) ArrayTaskId=(\S+)", shown) == [
+        (first, first, "2"), (second, second, "2")]
+    assert "JobState=PENDING" in shown
+    assert len(re.findall(r"^JobId=", cluster.run("scontrol", "show", "job", "0_4").stdout, re.M)) == 1
+    by_key = cluster.run("scontrol", "show", f"JobId={first}_3").stdout
+    assert by_key == cluster.run("scontrol", "show", "job", f"{first}_3").stdout
+    assert f"JobId={first} ArrayJobId={first} ArrayTaskId=3 " in by_key
+    done = cluster.run("scontrol", "show", "job", f"{first}_7")
+    assert (done.returncode, done.stdout, done.stderr) == (1, f"Job {first}_7 not found\n", "")
+    done = cluster.run("scontrol", "show", "job", "0_7")
+    assert (done.returncode, done.stdout) == (1, "Job 0_7 not found\n")
+    done = cluster.run("scontrol", "show", "job", f"{first}_x")
+    assert (done.returncode, done.stderr) == (1, "scontrol_print_job error: Invalid job id specified\n")
+    done = cluster.run("scontrol", "show", "job", "999999_1")
+    assert (done.returncode, done.stderr) == (1, "slurm_load_jobs error: Invalid job id specified\n")
+    assert len(re.findall(r"^JobId=", cluster.run("scontrol", "show", "job", "0").stdout, re.M)) == 2
+
+
+def test_show_job_of_a_finished_array_task_is_its_own_record(cluster, tmp_path):
+    done = cluster.run("sbatch", "--parsable", "-o", "/dev/null", "--array=1-2", "--wait", "--wrap", "true")
+    array = done.stdout.strip()
+    shown = cluster.run("scontrol", "show", "job", "0_1").stdout
+    assert re.search(rf"JobId=\d+ ArrayJobId={array} ArrayTaskId=1 ", shown), shown
+    assert "JobState=COMPLETED" in shown

@@ -50,20 +50,30 @@ def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
     from sflow.views.job_show import show_job
 
     jobs = read_jobs()
-    if rest:
-        spec = rest[0]
-        base = spec.split("_")[0]
-        if not base.isdigit():
-            print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+    spec = rest[0] if rest else ""
+    base, underscore, index = spec.partition("_")
+    if spec and underscore and not (base.isdigit() and index.isdigit()):
+        print("scontrol_print_job error: Invalid job id specified", file=sys.stderr)
+        return 1
+    if spec and not base.isdigit():
+        print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+        return 1
+    if spec and underscore:
+        # Job id 0 names every array: task N of each is shown, as SLURM does.
+        shown = _array_tasks(jobs, int(base), int(index))
+        if not shown:
+            if int(base) and not any(j.job_id == int(base) or j.array_job_id == int(base) for j in jobs):
+                print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
+            else:
+                print(f"Job {int(base)}_{int(index)} not found")
             return 1
+        jobs = shown
+    elif spec and int(base):
         jobs = [j for j in jobs if j.job_id == int(base) or j.array_job_id == int(base)]
-        if "_" in spec:
-            index = spec.split("_", 1)[1]
-            jobs = [j for j in jobs if str(j.array_task_id) == index] or _pending_element(jobs, index)
         if not jobs:
             print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
             return 1
-    elif not jobs:
+    if not jobs:
         print("No jobs in the system")
         return 0
     node_details = {j.job_id: _held(j.job_id) for j in jobs if details and j.state == "RUNNING"}
@@ -137,8 +147,21 @@ def _step_job(jobs: dict, text: str):
     return jobs.get(int(base))
 
 
-def _pending_element(jobs: list, index: str) -> list:
-    """``123_4`` while element 4 still waits in the array's pending record: that record as element 4."""
+def _array_tasks(jobs: list, array_id: int, index: int) -> list:
+    """Task ``index`` of array ``array_id`` (of every array when 0): its own record once it has
+    started, else the array's pending record shown as that one task."""
+    arrays = sorted({j.array_job_id for j in jobs if j.array_job_id is not None
+                     and (array_id == 0 or j.array_job_id == array_id)})
+    shown = []
+    for array in arrays:
+        members = [j for j in jobs if j.array_job_id == array]
+        own = [j for j in members if j.array_task_id == index]
+        shown += own or _pending_element(members, index)
+    return shown
+
+
+def _pending_element(jobs: list, index: int) -> list:
+    """Element ``index`` while it still waits in the array's pending record: that record as the element."""
     import dataclasses
     import json
 
@@ -146,18 +169,16 @@ def _pending_element(jobs: list, index: str) -> list:
     from sflow.queue import store
     from sflow.slurm.indexset import IndexSet
 
-    if not index.isdigit():
-        return []
     for job in jobs:
         if job.array_task_id is not None or job.array_job_id is None:
             continue
         row = store.reader(home()).execute("SELECT pending_indices FROM jobs WHERE job_id = ?",
                                            (job.job_id,)).fetchone()
-        if row and int(index) in IndexSet.from_json(json.loads(row[0] or "[]")):
+        if row and index in IndexSet.from_json(json.loads(row[0] or "[]")):
             # Paths were expanded with SLURM's placeholder task id; the element's own replaces it.
-            return [dataclasses.replace(job, array_task_id=int(index), array_task_str=None,
-                                        stdout=job.stdout.replace("4294967294", index),
-                                        stderr=job.stderr.replace("4294967294", index))]
+            return [dataclasses.replace(job, array_task_id=index, array_task_str=None,
+                                        stdout=job.stdout.replace("4294967294", str(index)),
+                                        stderr=job.stderr.replace("4294967294", str(index)))]
     return []
 
 
