@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from sflow.backends.base import Allocation
 from sflow.records import JobRecord
 
+# The signals an srun client catches and passes on to its tasks (sflow/cli/cmd_srun.py).
+SRUN_FORWARDS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2,
+                           _signal.SIGQUIT})
+
 
 @dataclass
 class Launched:
@@ -177,16 +181,44 @@ def terminate(pgid: int) -> None:
     signal_job(pgid, _signal.SIGTERM)
 
 
+def _group_but_srun(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` other than srun clients."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) != pgid:
+                continue
+        except OSError:
+            continue
+        if not _is_srun(int(entry)):
+            found.append(int(entry))
+    return found
+
+
 def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
     """Deliver ``signum``: ``all`` the job's processes, ``batch`` the batch shell only,
-    ``steps`` the srun steps only. False if nothing was there to signal."""
+    ``steps`` the srun steps only, ``full`` (scancel --full) every process once.
+    False if nothing was there to signal."""
     if not job_pgid:
         return False
     from sflow.exec import batch, remote_batch
 
-    agent = remote_batch.agent_dir(job_pgid) if mode != "all" else None
+    agent = remote_batch.agent_dir(job_pgid) if mode not in ("all", "full") else None
     if agent is not None:  # a remote step: its agent picks the processes over there
         return remote_batch.request_signal(job_pgid, agent, signum, mode)
+    if mode == "full" and signum in SRUN_FORWARDS:
+        # srun passes such a signal on to its tasks, which get it from here already: a task would
+        # see it twice (test6.15's step prints once per signal). So srun itself is left out.
+        sent = False
+        for pid in _group_but_srun(job_pgid):
+            try:
+                os.kill(pid, signum)
+                sent = True
+            except ProcessLookupError:
+                pass
+        return sent
     if mode == "batch":
         return batch.signal_job(job_pgid, signum, batch_only=True)
     if mode == "steps":

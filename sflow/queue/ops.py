@@ -225,7 +225,9 @@ def _signal_one(ctl, job: Job, signum: int, batch: bool, full: bool) -> tuple[st
         return (ALREADY_DONE if state == "COMPLETING" else INVALID_JOB), 1
     from sflow.queue import launch
 
-    if full or (signum == _signal.SIGKILL and not batch):
+    if full:
+        mode = "full"
+    elif signum == _signal.SIGKILL and not batch:
         mode = "all"
     elif batch:
         mode = "batch"

@@ -75,9 +75,10 @@ def parse_name_format(text: str, default_width: int = 20) -> list[Field]:
     return fields
 
 
-def _template(prefix: str, fields: list[Field]) -> str:
+def _template(prefix: str, fields: list[Field], whole: frozenset = frozenset()) -> str:
     """One str.format template for a whole row, built once: a listing of 10,000 rows then
-    costs one C-level call per row. ``{:>18.18}`` pads and cuts exactly as SLURM does."""
+    costs one C-level call per row. ``{:>18.18}`` pads and cuts exactly as SLURM does; a
+    right-justified field whose key is in ``whole`` is padded but never cut."""
     def literal(text: str) -> str:
         return text.replace("{", "{{").replace("}", "}}")
 
@@ -85,15 +86,20 @@ def _template(prefix: str, fields: list[Field]) -> str:
     for field in fields:
         if field.width is None:
             parts.append("{}")
+        elif field.right and field.key in whole:
+            parts.append(f"{{:>{field.width}}}")
         else:
             parts.append(f"{{:{'>' if field.right else '<'}{field.width}.{field.width}}}")
         parts.append(literal(field.suffix))
     return "".join(parts)
 
 
-def render_rows(prefix: str, fields: list[Field], rows: list[list[str]], headers: list[str] | None) -> str:
-    template = _template(prefix, fields).format
-    lines = [template(*values) for values in ([headers] if headers is not None else []) + rows]
+def render_rows(prefix: str, fields: list[Field], rows: list[list[str]], headers: list[str] | None,
+                whole: frozenset = frozenset()) -> str:
+    """``whole``: keys whose values (not headers) a right-justified width does not cut."""
+    template = _template(prefix, fields, whole).format
+    lines = [_template(prefix, fields).format(*headers)] if headers is not None else []
+    lines += [template(*values) for values in rows]
     return "\n".join(lines) + ("\n" if lines else "")
 
 

@@ -27,10 +27,15 @@ def _used(job: JobRecord, now: float) -> int:
     return int((job.end_time or now) - job.start_time)
 
 
-def _elapsed(seconds) -> str:
-    from sflow.slurm.values import format_elapsed
+# -o's times (%l, %L, %M) right-justified are padded to their width but never cut, as squeue
+# 22.05 prints them (a 9-wide TIME_LIMIT shows 365-00:00:00 whole; left-justified ones are cut).
+WHOLE_TIMES = frozenset({"l", "L", "M"})
 
-    return format_elapsed(seconds)
+
+def _elapsed(seconds) -> str:
+    from sflow.slurm.values import format_time_squeue
+
+    return format_time_squeue(seconds)
 
 
 def _time_left(job: JobRecord, now: float) -> str:
@@ -535,7 +540,8 @@ def render_squeue(q: Query, jobs, *, now: float | None = None, min_job_age: int 
         specs = [table[field.key] for field in fields]
     getters = [_getter(spec["source"]) for spec in specs]
     out = render_rows(prefix, fields, [[get(job, now) for get in getters] for job in rows],
-                      [spec["header"] for spec in specs] if q.header else None)
+                      [spec["header"] for spec in specs] if q.header else None,
+                      frozenset() if q.name_fmt else WHOLE_TIMES)
     return head + out, warnings, 0
 
 

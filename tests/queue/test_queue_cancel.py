@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
+
 from queue_harness import queue  # noqa: F401  (the fixture)
 
 TRAP = """#!/bin/bash
@@ -169,3 +173,35 @@ def test_scancel_environment_variables(queue, monkeypatch):
     assert (queue.job(keep).state, queue.job(drop).state) == ("PENDING", "CANCELLED")
     none = queue.scancel(str(keep))
     assert none.stderr == "scancel: error: No active jobs match ALL job filters, including: job_name=drop \n"
+
+
+def _pending_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        return next(int(line.split()[1], 16) for line in handle if line.startswith("ShdPnd:"))
+
+
+def test_full_signal_reaches_a_step_task_once_not_again_through_its_srun(tmp_path):
+    """scancel --full: srun passes USR1 on to its tasks, so it must not get one too (test6.15)."""
+    from sflow.queue import launch
+
+    ready = tmp_path / "ready"
+    fake_srun = tmp_path / "srun"
+    fake_srun.write_text("import subprocess, sys\n"
+                         "task = subprocess.Popen(['sleep', '300'])\n"
+                         f"open({str(ready)!r}, 'w').write(str(task.pid))\n"
+                         "task.wait()\n")
+    # USR1 stays blocked (inherited down the tree), so what each process was sent stays pending to be read.
+    shell = subprocess.Popen(["/bin/sh", "-c", f'"{sys.executable}" "{fake_srun}" & wait'], start_new_session=True,
+                             preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}))
+    try:
+        while not ready.exists() or not ready.read_text():
+            time.sleep(0.05)
+        task = int(ready.read_text())
+        with open(f"/proc/{task}/stat") as handle:
+            srun = int(handle.read().rsplit(")", 1)[1].split()[1])
+        assert launch.signal_job(shell.pid, signal.SIGUSR1, "full")
+        bit = 1 << (signal.SIGUSR1 - 1)
+        assert [bool(_pending_signals(pid) & bit) for pid in (shell.pid, srun, task)] == [True, False, True]
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
