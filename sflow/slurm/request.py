@@ -316,7 +316,7 @@ def _gpu_options(settings: list[Setting]) -> None:
         if per_node and tasks_per_node and per_node // per_task != tasks_per_node:
             refuse("Failed to validate job spec. Based on --gres=gpu/--gpus-per-node and --gpus-per-task "
                    "requested number of tasks per node differ from --ntasks-per-node.")
-        if not total and not ntasks:
+        if not total and not ntasks and not tasks_per_node:  # --ntasks-per-node gives a task count too
             refuse("Failed to validate job spec. --gpus-per-task used without either --gpus or -n/--ntasks "
                    "is not allowed.")
 
