@@ -54,6 +54,15 @@ def test_wait_ends_the_step_as_real_srun_does(cluster):
            [line.split(" ago")[0][:-2] if "First task" in line else line for line in theirs]
 
 
+@pytest.mark.parametrize("name", [n for n in GOLDEN if n.startswith("kill-on-bad-exit-")])
+def test_kill_on_bad_exit_ends_the_step_as_real_srun_does(cluster, name):
+    case = GOLDEN[name]
+    done = cluster.run("srun", *case["argv"])
+    assert done.returncode == case["exit_code"], done.stderr
+    assert done.stdout == case["stdout"]
+    assert re.sub(r"node\d", "<node>", scrub(done.stderr)) == re.sub(r"node\d", "<node>", case["stderr"])
+
+
 def test_overcommit_runs_more_tasks_than_cpus_and_says_so_verbosely(cluster):
     done = cluster.run("srun", "-N1", "-n10", "-O", "-v", "-l", "-t1", "printenv", "SLURM_PROCID")
     assert done.returncode == 0, done.stderr

@@ -79,7 +79,7 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
         elif name == "nodelist":
             req.nodelist = value
         elif name == "kill_on_bad_exit":
-            req.kill_on_bad_exit = raw in (None, "1", "yes")
+            req.kill_on_bad_exit = raw is None or _seconds("kill-on-bad-exit", raw) != 0  # non-zero kills
         elif name == "verbose":
             req.verbose += 1
         elif name == "quiet":

@@ -72,6 +72,7 @@ class Task:
     process: subprocess.Popen | None = None
     exit_code: int = 0
     signal: int = 0
+    own_group: bool = False  # the task leads a process group of its own
 
 
 def load_context(home: str, job_id: str) -> JobContext | None:
@@ -181,6 +182,9 @@ class StepRunner:
         self.cancelled_by = lambda: None
         self.kill_wait = 30
         self.terminated_at: float | None = None  # when -W's wait ran out and the step was ended
+        self.killed_on_bad_exit = False  # -K ended the step while tasks still ran
+        self._reported: set[int] = set()  # ranks whose failure srun already told
+        self._kill_timer: threading.Timer | None = None
         total = sum(step.tasks_per_node)
         self._label_width = len(str(total - 1))
 
@@ -296,9 +300,14 @@ class StepRunner:
                 why = _findable(argv[0], env, self.req.chdir)
                 if why is None:
                     try:
+                        # A task is a process group, so that ending the step (-K, signals srun passes on)
+                        # reaches the processes it started too, as slurmstepd signals all of a step's;
+                        # but a task reading srun's terminal stays in srun's group, to keep reading it.
+                        task.own_group = not (stdin is None and os.isatty(0))
                         task.process = subprocess.Popen(["/bin/sh", "-c", _WITH_TASK_PID, "sh", *argv], stdin=stdin,
                                                         stdout=stdout, stderr=stderr, env=env,
-                                                        cwd=self.req.chdir or None)
+                                                        cwd=self.req.chdir or None,
+                                                        preexec_fn=os.setpgrp if task.own_group else None)
                     except OSError as exc:
                         why = exc.strerror
                 if why is not None:
@@ -321,11 +330,38 @@ class StepRunner:
         if self.remote is not None:
             self.remote.signal(signum)
         for task in self.tasks:
-            if task.process is not None and task.process.poll() is None:
+            # wait() reaps the tasks itself (os.wait), so a task not yet reaped keeps its pid:
+            # Popen.poll()/send_signal() would reap it behind wait()'s back.
+            if task.process is not None and task.process.returncode is None:
                 try:
-                    task.process.send_signal(signum)
+                    (os.killpg if task.own_group else os.kill)(task.process.pid, signum)
                 except ProcessLookupError:
                     pass
+
+    def _kill_on_bad_exit(self, task: Task) -> None:
+        """-K: a task failed; say so at once and end the step as slurmstepd does (SIGCONT and
+        SIGTERM, SIGKILL after KillWait)."""
+        node = self.step.nodes[task.node_index].name
+        step = f"{self.job.job_id}.{self.step.step_id}"
+        what = SIGNAL_WORDS.get(task.signal, f"Signal {task.signal}") if task.signal else \
+            f"Exited with exit code {task.exit_code}"
+        text = f"srun: error: {node}: task {task.rank}: {what}\n"
+        text += f"srun: launch/slurm: _step_signal: Terminating StepId={step}\n"
+        running = [t for t in self.tasks if t.process is not None and t.process.returncode is None]
+        if running:
+            first = self.step.nodes[min(t.node_index for t in running)].name
+            when = time.strftime("%Y-%m-%dT%H:%M:%S")
+            text += f"slurmstepd-{first}: error: *** STEP {step} ON {first} CANCELLED AT {when} ***\n"
+            self.killed_on_bad_exit = True
+        self._note(text)
+        self._reported.add(task.rank)
+        self.signal(_signal.SIGCONT)
+        self.signal(_signal.SIGTERM)
+        if running:
+            timer = threading.Timer(self.kill_wait, self.signal, (_signal.SIGKILL,))
+            timer.daemon = True
+            timer.start()
+            self._kill_timer = timer
 
     def _wait_ran_out(self, first_end: float) -> None:
         """-W: the first task ended ``wait`` seconds ago and others still run: end the step."""
@@ -362,8 +398,8 @@ class StepRunner:
                     else:
                         task.exit_code = os.WEXITSTATUS(status)
                     pending.remove(task)
-                    if (task.exit_code or task.signal) and self.req.kill_on_bad_exit:
-                        self.signal(_signal.SIGKILL)
+                    if (task.exit_code or task.signal) and self.req.kill_on_bad_exit and not self._reported:
+                        self._kill_on_bad_exit(task)
                     if self.req.wait and timer is None and pending:
                         timer = threading.Timer(self.req.wait, self._wait_ran_out, (time.time(),))
                         timer.daemon = True
@@ -371,6 +407,8 @@ class StepRunner:
                     break
         if timer is not None:
             timer.cancel()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
         for thread in self._threads:
             thread.join()
         for fd in set(getattr(self, "_files", {}).values()):
@@ -390,6 +428,8 @@ class StepRunner:
                            f"to finish.\nslurmstepd: error: *** STEP {self.job.job_id}.{self.step.step_id} ON "
                            f"{self.step.nodes[0].name} CANCELLED AT {when} ***\n".encode())
         for task in self.tasks:
+            if task.rank in self._reported:
+                continue
             if task.signal:
                 word = SIGNAL_WORDS.get(task.signal, f"Signal {task.signal}")
                 failed_by_node.setdefault((task.node_index, word), []).append(task.rank)
@@ -400,7 +440,8 @@ class StepRunner:
             node = self.step.nodes[node_index].name
             self.err.write(f"srun: error: {node}: {_describe(ranks)}: {what}\n".encode())
         killed = [t.signal for t in self.tasks if t.signal]
-        if _signal.SIGKILL in killed and cancelled is None:  # srun says so of SIGKILL alone
+        if (_signal.SIGKILL in killed or self.killed_on_bad_exit) and cancelled is None:
+            # srun says so of SIGKILL, and of a step -K ended
             self.err.write(f"srun: Force Terminated StepId={self.job.job_id}.{self.step.step_id}\n".encode())
         self.err.flush()
         codes = [t.exit_code for t in self.tasks] + [128 + s for s in killed]
