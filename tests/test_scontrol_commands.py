@@ -158,3 +158,31 @@ def test_show_job_of_a_finished_array_task_is_its_own_record(cluster, tmp_path):
     shown = cluster.run("scontrol", "show", "job", "0_1").stdout
     assert re.search(rf"JobId=\d+ ArrayJobId={array} ArrayTaskId=1 ", shown), shown
     assert "JobState=COMPLETED" in shown
+
+
+def test_shrinking_a_running_job_frees_nodes_and_writes_resize_scripts(cluster):
+    # Recorded from SLURM 22.05: the files land in scontrol's directory; growing is refused.
+    script = cluster.work + "/shrink.sh"
+    with open(script, "w") as handle:
+        handle.write("#!/bin/bash\n"
+                     "scontrol update JobId=$SLURM_JOB_ID NumNodes=5 2>grow.err\n"
+                     "scontrol update JobId=$SLURM_JOB_ID NumNodes=1 >update.out\n"
+                     ". ./slurm_job_${SLURM_JOB_ID}_resize.sh\n"
+                     "echo nodes=$SLURM_NNODES list=$SLURM_JOB_NODELIST tasks=${SLURM_TASKS_PER_NODE-unset}\n"
+                     "srun -l printenv SLURMD_NODENAME\n"
+                     "scontrol show job $SLURM_JOB_ID | grep -o 'NumNodes=[0-9]*'\n")
+    done = cluster.run("sbatch", "--parsable", "-N2", "-t1", "-o", "shrink.out", "--wait", script)
+    job = done.stdout.strip()
+    with open(cluster.work + "/shrink.out") as handle:
+        out = handle.read().splitlines()
+    assert out[0] == "nodes=1 list=node1 tasks=unset"
+    assert out[1:] == ["0: node1", "NumNodes=1"]
+    with open(cluster.work + f"/slurm_job_{job}_resize.sh") as handle:
+        assert handle.read().splitlines()[:3] == [
+            'export SLURM_NODELIST="node1"', 'export SLURM_JOB_NODELIST="node1"', "export SLURM_NNODES=1"]
+    with open(cluster.work + f"/slurm_job_{job}_resize.csh") as handle:
+        assert handle.read().splitlines()[-1] == "unsetenv SLURM_TASKS_PER_NODE"
+    with open(cluster.work + "/update.out") as handle:
+        assert handle.read().splitlines()[0] == "To reset Slurm environment variables, execute"
+    with open(cluster.work + "/grow.err") as handle:
+        assert handle.read() == f"Requested operation not supported on this system for job {job}\n"

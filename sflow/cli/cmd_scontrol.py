@@ -242,7 +242,10 @@ def _update(args: list[str]) -> int:
     if "jobid" in keys:
         job_id = pairs[keys.index("jobid")][1]
         changes = [(k, v) for k, v in pairs if k.lower() != "jobid"]
-        return emit(call("update", job_id=job_id, changes=changes))
+        reply = call("update", job_id=job_id, changes=changes)
+        for resized in reply.get("resized") or []:
+            _write_resize_scripts(resized)
+        return emit(reply)
     if "jobname" in keys:
         name = pairs[keys.index("jobname")][1]
         user = pairs[keys.index("userid")][1] if "userid" in keys else None
@@ -259,6 +262,23 @@ def _update(args: list[str]) -> int:
     print('Input line must include "NodeName", "PartitionName", "Reservation", "JobId", or "SlurmctldDebug"',
           file=sys.stderr)
     return 1
+
+
+def _write_resize_scripts(resized: dict) -> None:
+    """A shrunk job's new environment, as scontrol leaves it in the current directory for the job to source."""
+    job_id = resized["job_id"]
+    values = [("SLURM_NODELIST", f'"{resized["nodelist"]}"'), ("SLURM_JOB_NODELIST", f'"{resized["nodelist"]}"'),
+              ("SLURM_NNODES", str(resized["num_nodes"])), ("SLURM_JOB_NUM_NODES", str(resized["num_nodes"])),
+              ("SLURM_JOB_CPUS_PER_NODE", f'"{resized["cpus_per_node"]}"')]
+    unset = ("SLURM_NPROCS", "SLURM_NTASKS", "SLURM_TASKS_PER_NODE")
+    sh = "".join(f"export {name}={value}\n" for name, value in values) + "".join(f"unset {n}\n" for n in unset)
+    csh = "".join(f"setenv {name} {value}\n" for name, value in values) + "".join(f"unsetenv {n}\n" for n in unset)
+    for suffix, text in (("sh", sh), ("csh", csh)):
+        with open(f"slurm_job_{job_id}_resize.{suffix}", "w") as handle:
+            handle.write(text)
+    print("To reset Slurm environment variables, execute")
+    print(f"  For bash or sh shells:  . ./slurm_job_{job_id}_resize.sh")
+    print(f"  For csh shells:         source ./slurm_job_{job_id}_resize.csh")
 
 
 def _uid(user: str) -> int | None:

@@ -13,6 +13,7 @@ import os
 import signal as _signal
 import time
 
+from sflow.backends.base import Allocation
 from sflow.queue import store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.select import parse_target, passes
@@ -505,6 +506,8 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
             rec.array_task_str = format_array(job.pending_indices or IndexSet(), rec.array_max_tasks)
     elif name == "requeue":
         rec.requeue = value not in ("0", "no", "NO")
+    elif name in ("numnodes", "reqnodes") and running:
+        return _shrink(ctl, job, value)
     elif name == "partition":
         if running:
             return "Job is no longer pending execution"
@@ -517,6 +520,53 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
     else:
         return f"Update of this parameter is not supported: {key}={value}\nRequest aborted"
     return None
+
+
+def _shrink(ctl, job: Job, value: str) -> str | None:
+    """NumNodes=M on a running job: the nodes past the first M go back, as SLURM relinquishes them."""
+    try:
+        wanted = int(value.split("-")[0])
+    except ValueError:
+        return f"scontrol: error: Invalid NumNodes value: {value}"
+    alloc = job.alloc
+    if wanted <= 0:
+        return _JOB_ERROR + "Node count specification invalid"
+    # Growing a running job, or resizing cloud instances, is what SLURM cannot do here either.
+    if job.rec.backend == "mithril" or alloc is None or wanted > len(alloc.nodes):
+        return _JOB_ERROR + "Requested operation not supported on this system"
+    if wanted < len(alloc.nodes):
+        freed = Allocation(alloc.job_id, alloc.nodes[wanted:], alloc.exclusive)
+        ctl.backend_for(job).release(freed)
+        job.alloc = Allocation(alloc.job_id, alloc.nodes[:wanted], alloc.exclusive)
+        job.rec.nodelist, job.rec.num_nodes = job.alloc.nodelist, wanted
+        job.rec.num_cpus = job.alloc.num_cpus
+        _shrink_context(ctl.job_dir(job.job_id), wanted)
+    return None
+
+
+def _shrink_context(directory: str, wanted: int) -> None:
+    """srun inside the job reads its nodes from the job's context: it keeps only the first ``wanted``."""
+    import json
+
+    path = os.path.join(directory, "context.json")
+    try:
+        with open(path) as handle:
+            context = json.load(handle)
+    except (OSError, ValueError):
+        return
+    context["nodes"] = context.get("nodes", [])[:wanted]
+    context["tasks_per_node"] = context.get("tasks_per_node", [])[:wanted]
+    with open(path + ".tmp", "w") as handle:
+        json.dump(context, handle)
+    os.replace(path + ".tmp", path)
+
+
+def _resized(job: Job) -> dict:
+    """What scontrol writes into slurm_job_<id>_resize.sh and .csh."""
+    from sflow.slurm.values import compress_counts
+
+    return {"job_id": job.job_id, "nodelist": job.rec.nodelist, "num_nodes": job.rec.num_nodes,
+            "cpus_per_node": compress_counts([n.cpus for n in job.alloc.nodes])}
 
 
 def values_infinite() -> int:
@@ -555,7 +605,7 @@ def update(ctl, msg: dict) -> dict:
         if matches is None or not matches:
             error = FINISHED if matches is not None and known else INVALID_JOB
             return {"ok": False, "stdout": "", "stderr": f"{error} for job {text}\n", "exit_code": 1}
-    errors = []
+    errors, resized = [], []
     for job, chosen in matches:
         if job.job_id not in ctl.jobs:
             continue
@@ -569,9 +619,14 @@ def update(ctl, msg: dict) -> dict:
                     errors.append(f"{error[len(_JOB_ERROR):]} for job {text or target.display_id}\n")
                     break
                 raise Refused(error + "\n")
+            else:
+                if target.rec.state == "RUNNING" and target.alloc is not None and \
+                        any(key.lower() in ("numnodes", "reqnodes") for key, _ in pairs):
+                    resized.append(_resized(target))
             ctl.save(target)
     ctl.schedule_wanted = True
-    return {"ok": not errors, "stdout": "", "stderr": "".join(errors), "exit_code": 1 if errors else 0}
+    return {"ok": not errors, "stdout": "", "stderr": "".join(errors), "exit_code": 1 if errors else 0,
+            "resized": resized}
 
 
 _JOB_ERROR = "\0job:"  # an error of one job's state, reported per job, not a bad request
