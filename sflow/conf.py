@@ -97,7 +97,9 @@ class Cluster:
     controllers: tuple[str, ...] = ()  # SlurmctldHost lines, in order
 
     def partition(self, name: str | None = None) -> Partition:
-        """The named partition, or the default one (``None``)."""
+        """The named partition, or the default one (``None``); of a list (``a,b``), the one tried first."""
+        if name and "," in name:
+            return self.partitions_for(name)[0]
         for part in self.partitions:
             if (part.default if name is None else part.name == name):
                 return part
@@ -107,6 +109,16 @@ class Cluster:
             f"invalid partition specified: {name}\n"
             "Batch job submission failed: Invalid partition name specified"
         )
+
+    def partitions_for(self, names: str | None) -> list[Partition]:
+        """A job's partitions (``--partition=a,b``) in the order SLURM tries them: by priority tier,
+        then as given. Every name must exist."""
+        chosen: list[Partition] = []
+        for name in (names or "").split(",") if names else [None]:
+            part = self.partition(name or None)
+            if part not in chosen:
+                chosen.append(part)
+        return sorted(chosen, key=lambda part: -part.priority_tier)
 
     def node(self, name: str) -> Node:
         for node in self.nodes:

@@ -241,7 +241,9 @@ class Controller(JobLife, CloudLife, SocketServer):
             job.never_reason = None  # the translator decided at submission; the market decides now
             return
         try:
-            job.never_reason = self.backend.check_need(job.need, self.cluster.partition(job.rec.partition))
+            reasons = [self.backend.check_need(job.need, partition)
+                       for partition in self.cluster.partitions_for(job.rec.partition)]
+            job.never_reason = None if None in reasons else reasons[0]  # one partition that can is enough
         except SflowError:
             job.never_reason = "PartitionConfig"
 

@@ -51,6 +51,7 @@ class JobLife:
                     self.save(job)  # its bid cost follows the task
             alloc.job_id = task.job_id
             rec = task.rec
+            rec.partition = plan.partitions.get((job.job_id, index), rec.partition)  # one of several given
             rec.state, rec.reason = "RUNNING", "None"
             rec.start_time, rec.end_time = now, None
             if rec.deadline is not None and (rec.time_limit is None or rec.time_limit >= INFINITE

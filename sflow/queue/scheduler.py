@@ -44,6 +44,7 @@ class Plan:
     eligible: dict = field(default_factory=dict)  # job_id -> eligible time, first time seen
     expected: dict = field(default_factory=dict)  # job_id -> planned start
     wake_at: float = FOREVER  # the next time a gate opens by itself
+    partitions: dict = field(default_factory=dict)  # (job_id, array index) -> the partition it starts in
 
 
 def _merge(into: Usage, other: Usage) -> None:
@@ -57,6 +58,30 @@ def _merge(into: Usage, other: Usage) -> None:
         have.gpus = have.gpus | use.gpus
         have.exclusive = have.exclusive or use.exclusive
         have.jobs = max(have.jobs, use.jobs)
+
+
+def _partition_refusal(partition, rec) -> str | None:
+    """Why ``partition`` cannot run the job now, whatever its resources (SLURM's reason), or None."""
+    if partition.state in ("DOWN", "DRAIN"):
+        return "PartitionDown"
+    if partition.state == "INACTIVE":
+        return "PartitionInactive"
+    limit = rec.time_limit if rec.time_limit is not None else INFINITE
+    if partition.max_time not in (None, INFINITE) and limit > partition.max_time:
+        return "PartitionTimeLimit"
+    return None
+
+
+def _earliest(timeline, job, partitions, duration: float, now_only: bool = False):
+    """(start, allocation, partition) of the job's earliest fit over its partitions, tried in order."""
+    best = None
+    for partition in partitions:
+        fit = timeline.earliest(job.job_id, job.need, partition, duration, now_only=now_only)
+        if fit is not None and (best is None or fit[0] < best[0]):
+            best = (fit[0], fit[1], partition)
+            if fit[0] <= timeline.now:
+                break
+    return best
 
 
 class Timeline:
@@ -165,16 +190,12 @@ class Scheduler:
                 plan.eligible[rec.job_id] = job.begin_time
             return "BeginTime", None
         try:
-            partition = self.cluster.partition(rec.partition)
+            partitions = self.cluster.partitions_for(rec.partition)
         except Exception:
             return "PartitionDown", None
-        if partition.state in ("DOWN", "DRAIN"):
-            return "PartitionDown", None
-        if partition.state == "INACTIVE":
-            return "PartitionInactive", None
-        limit = rec.time_limit if rec.time_limit is not None else INFINITE
-        if partition.max_time not in (None, INFINITE) and limit > partition.max_time:
-            return "PartitionTimeLimit", None
+        refusals = [_partition_refusal(partition, rec) for partition in partitions]
+        if None not in refusals:  # a job may wait on one partition while another of its can take it
+            return refusals[0], None
         if job.never_reason:
             return job.never_reason, None
         if rec.eligible_time is None:
@@ -227,7 +248,8 @@ class Scheduler:
                 plan.reasons[job.job_id] = "Priority" if job.rec.partition in blocked else "Resources"
                 blocked.add(job.rec.partition)
                 continue
-            partition = self.cluster.partition(job.rec.partition)
+            partitions = [partition for partition in self.cluster.partitions_for(job.rec.partition)
+                          if _partition_refusal(partition, job.rec) is None]
             limit = job.rec.time_limit
             duration = FOREVER if limit is None or limit >= INFINITE else limit * 60
             if job.is_array_remainder:
@@ -242,11 +264,12 @@ class Scheduler:
                         running_tasks.get(job.job_id, 0) >= job.rec.array_max_tasks:
                     waiting_reason = "JobArrayTaskLimit"
                     break
-                fit = timeline.earliest(job.job_id, job.need, partition, duration, now_only=not timeline.reservations)
+                fit = _earliest(timeline, job, partitions, duration, now_only=not timeline.reservations)
                 if fit is not None and fit[0] <= now:
                     alloc = fit[1]
                     timeline.start(alloc, now + duration)
                     plan.starts.append((job, index, alloc))
+                    plan.partitions[(job.job_id, index)] = fit[2].name
                     started += 1
                     if job.is_array_remainder:
                         running_tasks[job.job_id] = running_tasks.get(job.job_id, 0) + 1
@@ -257,7 +280,7 @@ class Scheduler:
                 # Blocked: reserve its earliest start so nothing behind it delays it.
                 budget -= 1
                 if fit is None and not timeline.reservations:
-                    fit = timeline.earliest(job.job_id, job.need, partition, duration)
+                    fit = _earliest(timeline, job, partitions, duration)
                 if fit is not None:
                     timeline.reserve(fit[0], fit[0] + duration, fit[1])
                     plan.expected[job.job_id] = fit[0]

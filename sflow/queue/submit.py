@@ -48,16 +48,29 @@ def _error(err: SflowError) -> dict:
             "exit_code": getattr(err, "exit_code", 1)}
 
 
-def _partition(ctl, request):
-    names = (request.partition or "").split(",") if request.partition else [None]
-    return ctl.cluster.partition(names[0] or None)
+def _never(ctl, need, partitions) -> str | None:
+    """Why the job can never start: None when any of its partitions could run it."""
+    reasons = [ctl.backend.check_need(need, partition) for partition in partitions]
+    return None if None in reasons else reasons[0]
 
 
-def _enforce_part_limits(ctl, request, partition, limit: int, need, nodes: bool = True) -> None:
-    """EnforcePartLimits=YES/ANY/ALL rejects at submission what would otherwise wait forever."""
+def _enforce_part_limits(ctl, request, partitions, limit: int, need, nodes: bool = True) -> None:
+    """EnforcePartLimits=YES/ANY/ALL rejects at submission what would otherwise wait forever:
+    with ALL, what any of the job's partitions refuses; else what all of them refuse."""
     mode = (ctl.config_value("EnforcePartLimits", "NO") or "NO").upper()
     if mode in ("NO", "0"):
         return
+    refusals = []
+    for partition in partitions:
+        try:
+            _enforce_one(partition, limit, need, nodes)
+        except SlurmError as err:
+            refusals.append(err)
+    if refusals and (mode == "ALL" or len(refusals) == len(partitions)):
+        raise refusals[0]
+
+
+def _enforce_one(partition, limit: int, need, nodes: bool) -> None:
     if partition.max_time not in (None, INFINITE) and limit > partition.max_time:
         raise SlurmError("Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)")
     if nodes and need.nodes_given and (need.min_nodes > len(partition.nodes)
@@ -109,15 +122,16 @@ def submit(ctl, msg: dict) -> dict:
             gid=int(msg.get("gid", os.getgid())), host=msg.get("host", ""), cluster=ctl.cluster,
         )
         request, flags = submission.request, submission.flags
-        partition = _partition(ctl, request)
+        partitions = ctl.cluster.partitions_for(request.partition)
+        partition = partitions[0]
         need = Need.of(request)
         limit = request.time_limit
         if limit is None:
             limit = partition.default_time or partition.max_time or INFINITE
         on_mithril = uses_mithril(request, ctl.cluster, _default_backend())
         cloud_plan = _mithril_plan(ctl, request, msg, limit) if on_mithril else None
-        never = ctl.backend.check_need(need, partition) if cloud_plan is None else None
-        _enforce_part_limits(ctl, request, partition, limit, need, nodes=cloud_plan is None)
+        never = _never(ctl, need, partitions) if cloud_plan is None else None
+        _enforce_part_limits(ctl, request, partitions, limit, need, nodes=cloud_plan is None)
         if request.deadline is not None and request.deadline <= time.time():
             raise SlurmError("Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)")
     except SflowError as err:
@@ -209,7 +223,9 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
     array = request.array
     return JobRecord(
         job_id=job_id, name=request.job_name, user=request.user, uid=request.uid, gid=request.gid,
-        partition=partition.name, state="PENDING", reason=_first_reason(request, now),
+        # Several partitions are kept as given while the job waits; it starts in one of them.
+        partition=request.partition if request.partition and "," in request.partition else partition.name,
+        state="PENDING", reason=_first_reason(request, now),
         submit_time=now, work_dir=request.work_dir, command=request.script_path or "(null)",
         array_job_id=job_id if array else None,
         array_task_str=format_array(array.indices, array.throttle) if array else None,

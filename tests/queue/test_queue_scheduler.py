@@ -222,3 +222,34 @@ def test_unlimited_jobs_cannot_be_planned_around(world):
     assert started(plan) == [3]
     assert plan.reasons[2] == "Resources" and 2 not in plan.expected
     assert math.isinf(scheduler.plan(NOW, [], [forever], NoJobs()).wake_at)
+
+
+def _listed(job: Job) -> Job:
+    job.rec.partition = job.request.partition  # kept as given while it waits, as submit stores it
+    return job
+
+
+def test_several_partitions_start_in_the_first_that_can_run_the_job(world):
+    cluster, backend, scheduler = world
+    fits_first = _listed(make(cluster, 1, "-p", "fat,debug", "-n", "4", "-t", "10"))
+    only_second = _listed(make(cluster, 2, "-p", "debug,fat", "-n", "8", "-N", "1", "-t", "10"))
+    plan = scheduler.plan(NOW, [fits_first, only_second], [], NoJobs())
+    assert started(plan) == [1]  # the fat node is taken: job 2 fits nowhere else
+    assert plan.partitions == {(1, None): "fat"}
+    held_down = _listed(make(cluster, 3, "-p", "down,debug", "-t", "10"))
+    plan = scheduler.plan(NOW, [held_down], [], NoJobs())
+    assert plan.partitions == {(3, None): "debug"}  # a down partition of its list is passed over
+    only_down = _listed(make(cluster, 4, "-p", "down"))
+    assert scheduler.plan(NOW, [only_down], [], NoJobs()).reasons == {4: "PartitionDown"}
+
+
+def test_several_partitions_are_tried_by_priority_tier_then_as_given(tmp_path):
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(CONF + "PartitionName=urgent Nodes=n4 PriorityTier=5\n")
+    cluster = load_file(str(conf))
+    scheduler = Scheduler(cluster, LocalBackend(cluster, str(tmp_path)))
+    assert [p.name for p in cluster.partitions_for("debug,fat,urgent")] == ["urgent", "debug", "fat"]
+    job = _listed(make(cluster, 1, "-p", "debug,urgent", "-t", "10"))
+    plan = scheduler.plan(NOW, [job], [], NoJobs())
+    assert plan.partitions == {(1, None): "urgent"}
+    assert plan.starts[0][2].nodelist == "n4"
