@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -200,3 +201,21 @@ def test_exclusive_job_holds_all_of_its_nodes_gpus(cluster):
     assert done.returncode == 0, done.stderr
     with open(os.path.join(cluster.work, "gpus.out")) as handle:
         assert handle.read() == "0,1,2,3,4,5,6,7\n"
+
+
+def test_debugger_test_lists_the_stopped_tasks_and_a_signal_ends_them(job_env):
+    env, cwd = job_env
+    (cwd / "mp.conf").write_text("0 /bin/date\n1 /bin/hostname\n")
+    proc = subprocess.Popen([sys.executable, "-c", "from sflow.cli.shims import srun; srun()", "-n2", "-N1",
+                             "--multi-prog", "--debugger-test", "mp.conf"], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    listed = [proc.stderr.readline() for _ in range(2)]
+    assert [re.sub(r"pid:\d+", "pid:P", line) for line in listed] == [
+        "srun: task:0, host:node1, pid:P, executable:/bin/date\n",
+        "srun: task:1, host:node1, pid:P, executable:/bin/hostname\n"]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 137
+    assert out == ""  # the programs never ran
+    assert err.startswith("srun: forcing job termination\n")
+    assert err.endswith("srun: error: node1: tasks 0-1: Killed\n")

@@ -68,7 +68,7 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
             req.nodes = value[0]
         elif name in ("ntasks", "ntasks_per_node", "cpus_per_task", "overcommit", "label", "output",
                       "error", "input", "chdir", "job_name", "preserve_env", "multi_prog", "test_only",
-                      "exclusive"):
+                      "exclusive", "debugger_test"):
             setattr(req, name, value)
         elif name == "gpus_per_task":
             req.gpus_per_task = value.count

@@ -60,6 +60,7 @@ class StepRequest:
     plane_size: int | None = None
     preserve_env: bool = False
     multi_prog: bool = False
+    debugger_test: bool = False  # start the tasks stopped, list them as a debugger sees them, and wait
     programs: list | None = None  # --multi-prog's configuration, read
     given: list = field(default_factory=list)  # (long option, raw value) as given, for -v
 
@@ -151,6 +152,8 @@ def _describe(ranks: list[int]) -> str:
 
 # Runs a task with its own pid in SLURM_TASK_PID: the shell sets it, then becomes the program.
 _WITH_TASK_PID = 'SLURM_TASK_PID=$$; export SLURM_TASK_PID; exec "$@"'
+# --debugger-test: the task stops before its program starts, as under a debugger's control.
+_STOPPED = 'kill -STOP $$; ' + _WITH_TASK_PID
 
 
 def _findable(program: str, env: dict[str, str], cwd: str | None) -> str | None:
@@ -175,7 +178,8 @@ class StepRunner:
         self.job, self.step, self.req, self.base_env = job, step, req, base_env
         self.out, self.err = out, err
         self.tasks: list[Task] = []
-        self._lock = threading.Lock()
+        # Re-entrant: srun's signal handler (signal()) may write while the main thread holds it.
+        self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
         self.remote = None  # RemoteTasks, when some nodes are other machines
         # () -> (uid, time) of the scancel that ended this step, or None; and KillWait, for its notice.
@@ -183,6 +187,7 @@ class StepRunner:
         self.kill_wait = 30
         self.terminated_at: float | None = None  # when -W's wait ran out and the step was ended
         self.killed_on_bad_exit = False  # -K ended the step while tasks still ran
+        self.forced = False  # --debugger-test's step was ended by a signal to srun
         self._reported: set[int] = set()  # ranks whose failure srun already told
         self._kill_timer: threading.Timer | None = None
         total = sum(step.tasks_per_node)
@@ -304,7 +309,8 @@ class StepRunner:
                         # reaches the processes it started too, as slurmstepd signals all of a step's;
                         # but a task reading srun's terminal stays in srun's group, to keep reading it.
                         task.own_group = not (stdin is None and os.isatty(0))
-                        task.process = subprocess.Popen(["/bin/sh", "-c", _WITH_TASK_PID, "sh", *argv], stdin=stdin,
+                        wrapper = _STOPPED if self.req.debugger_test else _WITH_TASK_PID
+                        task.process = subprocess.Popen(["/bin/sh", "-c", wrapper, "sh", *argv], stdin=stdin,
                                                         stdout=stdout, stderr=stderr, env=env,
                                                         cwd=self.req.chdir or None,
                                                         preexec_fn=os.setpgrp if task.own_group else None)
@@ -325,8 +331,23 @@ class StepRunner:
                             thread.start()
                             self._threads.append(thread)
         self._files = opened
+        if self.req.debugger_test:
+            self._note("".join(
+                f"srun: task:{t.rank}, host:{self.step.nodes[t.node_index].name}, pid:{t.process.pid}, "
+                f"executable:{self._argv(t.rank)[0]}\n" for t in sorted(self.tasks, key=lambda t: t.rank)
+                if t.process is not None))
 
     def signal(self, signum: int) -> None:
+        if self.req.debugger_test and not self.forced:
+            # No debugger will continue the stopped tasks: any signal to srun ends the step.
+            self.forced = True
+            step = f"{self.job.job_id}.{self.step.step_id}"
+            first = self.step.nodes[0].name
+            when = time.strftime("%Y-%m-%dT%H:%M:%S")
+            self._note(f"srun: forcing job termination\n"
+                       f"srun: Job step aborted: Waiting up to {self.kill_wait + 2} seconds for job step to finish.\n"
+                       f"slurmstepd-{first}: error: *** STEP {step} ON {first} CANCELLED AT {when} ***\n")
+            signum = _signal.SIGKILL
         if self.remote is not None:
             self.remote.signal(signum)
         for task in self.tasks:
@@ -440,7 +461,7 @@ class StepRunner:
             node = self.step.nodes[node_index].name
             self.err.write(f"srun: error: {node}: {_describe(ranks)}: {what}\n".encode())
         killed = [t.signal for t in self.tasks if t.signal]
-        if (_signal.SIGKILL in killed or self.killed_on_bad_exit) and cancelled is None:
+        if (_signal.SIGKILL in killed or self.killed_on_bad_exit) and cancelled is None and not self.forced:
             # srun says so of SIGKILL, and of a step -K ended
             self.err.write(f"srun: Force Terminated StepId={self.job.job_id}.{self.step.step_id}\n".encode())
         self.err.flush()
