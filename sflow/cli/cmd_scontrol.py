@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from sflow.errors import SlurmError
@@ -379,6 +380,10 @@ def main(argv: list[str]) -> int:
         targets = [a for a in args if a.lower() not in options]
         if not targets:
             raise SlurmError(f"too few arguments for keyword:{command}")
+        # A job that requeues itself gets SIGTERM from the requeue while this command is
+        # still reading the answer; SLURM's reply outruns that signal, ours must outlive it.
+        # Held off, not ignored: the process ends with the requeue's exit code.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
         return emit(call("requeue", job_ids=_job_ids(targets), hold=command == "requeuehold",
                          incomplete="incomplete" in options,
                          special_exit="state=specialexit" in options))

@@ -1,0 +1,36 @@
+"""A batch job that requeues itself (``scontrol requeue $SLURM_JOB_ID``, as checkpointing
+libraries do on a preemption signal) sees the command succeed, then runs again."""
+
+from __future__ import annotations
+
+import os
+import time
+
+SCRIPT = """#!/bin/bash
+trap 'echo got TERM' TERM
+echo "run ${SLURM_RESTART_COUNT:-0}"
+if [ -z "$SLURM_RESTART_COUNT" ]; then
+    scontrol requeue $SLURM_JOB_ID
+    echo "requeue exit $?"
+    sleep 30
+fi
+"""
+
+
+def test_scontrol_requeue_from_inside_the_job_succeeds(cluster):
+    cluster.env["SFLOW_REQUEUE_DELAY"] = "0"  # SLURM holds a requeued job back 2 minutes
+    out = os.path.join(cluster.work, "out.txt")
+    done = cluster.run("sbatch", "--parsable", "--open-mode=append", "-o", out, input=SCRIPT)
+    assert done.returncode == 0, done.stderr
+    job = done.stdout.strip()
+    deadline = time.time() + 90
+    state = ""
+    while time.time() < deadline:
+        state = cluster.run("sacct", "-X", "-n", "-P", "-j", job, "-o", "State").stdout.strip()
+        if state == "COMPLETED":
+            break
+        time.sleep(0.5)
+    text = open(out).read()
+    assert state == "COMPLETED", text
+    assert "requeue exit 0" in text
+    assert "run 1" in text
