@@ -24,6 +24,19 @@ def sleep_long():
     return "never"
 
 
+class CountTo(submitit.helpers.Checkpointable):
+    """Counts one a second; its state travels through submitit's checkpoint pickle."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __call__(self, goal):
+        while self.count < goal:
+            time.sleep(1)
+            self.count += 1
+        return self.count, os.environ.get("SLURM_RESTART_COUNT")
+
+
 def _done(job, timeout: float):
     deadline = time.time() + timeout
     while not job.done() and time.time() < deadline:
@@ -75,6 +88,19 @@ def test_cancellation(executor):
     while not job.done() and time.time() < deadline:
         time.sleep(0.3)
     assert job.state.startswith("CANCELLED")
+
+
+def test_checkpoint_and_requeue(executor, cluster, monkeypatch):
+    """Preemption as submitit fakes it (scancel --signal TERM, then USR2): the job checkpoints,
+    requeues itself with scontrol and finishes its count in its second run."""
+    monkeypatch.setenv("SFLOW_REQUEUE_DELAY", "0")  # before the first command starts the controller
+    job = executor.submit(CountTo(), 8)
+    deadline = time.time() + 60
+    while job.state != "RUNNING" and time.time() < deadline:
+        time.sleep(0.3)
+    time.sleep(2)
+    job._interrupt()
+    assert _done(job, 120).result() == (8, "1")
 
 
 @pytest.fixture
