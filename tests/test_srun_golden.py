@@ -64,6 +64,16 @@ def test_kill_on_bad_exit_ends_the_step_as_real_srun_does(cluster, name):
     assert re.sub(r"node\d", "<node>", scrub(done.stderr)) == re.sub(r"node\d", "<node>", case["stderr"])
 
 
+@pytest.mark.parametrize("name", [n for n in GOLDEN if n.startswith("gpus-bind-verbose-")])
+def test_gpu_bind_verbose_tells_each_tasks_gpus(cluster, name):
+    case = GOLDEN[name]
+    done = cluster.run("srun", *case["argv"])
+    assert done.returncode == case["exit_code"], done.stderr
+    # Tasks write in whichever order they run.
+    assert sorted(done.stdout.splitlines()) == sorted(case["stdout"].splitlines())
+    assert sorted(done.stderr.splitlines()) == sorted(case["stderr"].splitlines())
+
+
 def test_overcommit_runs_more_tasks_than_cpus_and_says_so_verbosely(cluster):
     done = cluster.run("srun", "-N1", "-n10", "-O", "-v", "-l", "-t1", "printenv", "SLURM_PROCID")
     assert done.returncode == 0, done.stderr

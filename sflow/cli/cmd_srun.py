@@ -59,6 +59,7 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
         name = option.field
         if option.long == "gpu-bind":
             check_gpu_bind(raw)
+            req.gpu_bind = raw
         if option.status == "ignored":
             warnings.append(option.note)
             continue

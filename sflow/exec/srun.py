@@ -60,6 +60,7 @@ class StepRequest:
     plane_size: int | None = None
     preserve_env: bool = False
     multi_prog: bool = False
+    gpu_bind: str | None = None  # --gpu-bind as given: [verbose,]<type>
     debugger_test: bool = False  # start the tasks stopped, list them as a debugger sees them, and wait
     programs: list | None = None  # --multi-prog's configuration, read
     given: list = field(default_factory=list)  # (long option, raw value) as given, for -v
@@ -240,12 +241,27 @@ class StepRunner:
                     sink.flush()
         source.close()
 
+    def _bind_type(self) -> str:
+        text = self.req.gpu_bind or ""
+        return text[len("verbose,"):] if text.startswith("verbose,") else text
+
     def _gpus_for(self, node_index: int, local_id: int) -> tuple[int, ...] | None:
         per_task = self.req.gpus_per_task or self.job.gpus_per_task
-        if not per_task:
-            return None
+        if not per_task or self._bind_type() in ("closest", "none"):
+            return None  # every task sees all of the step's GPUs on its node (no topology to be closest to)
         gpus = self.step.nodes[node_index].gpu_indices
         return tuple(gpus[local_id * per_task:(local_id + 1) * per_task])
+
+    def _gpu_bind_note(self, node, task_gpus: tuple[int, ...] | None) -> str | None:
+        """--gpu-bind=verbose,<type>: the task's binding line (none for type none or a node without GPUs)."""
+        if not (self.req.gpu_bind or "").startswith("verbose,") or self._bind_type() == "none":
+            return None
+        if not node.gpu_indices:
+            return None
+        from sflow.exec.verbose import gpu_bind_note
+
+        bound = node.gpu_indices if task_gpus is None else task_gpus
+        return gpu_bind_note(tuple(bound), tuple(node.gpu_indices))
 
     def _argv(self, rank: int) -> list[str]:
         if self.req.programs is None:
@@ -310,7 +326,11 @@ class StepRunner:
                         # but a task reading srun's terminal stays in srun's group, to keep reading it.
                         task.own_group = not (stdin is None and os.isatty(0))
                         wrapper = _STOPPED if self.req.debugger_test else _WITH_TASK_PID
-                        task.process = subprocess.Popen(["/bin/sh", "-c", wrapper, "sh", *argv], stdin=stdin,
+                        command = argv
+                        note = self._gpu_bind_note(node, where.task_gpus)
+                        if note:  # the task tells its binding on its own stderr, before its program starts
+                            wrapper, command = 'printf "%s\\n" "$1" >&2; shift; ' + wrapper, [note, *argv]
+                        task.process = subprocess.Popen(["/bin/sh", "-c", wrapper, "sh", *command], stdin=stdin,
                                                         stdout=stdout, stderr=stderr, env=env,
                                                         cwd=self.req.chdir or None,
                                                         preexec_fn=os.setpgrp if task.own_group else None)

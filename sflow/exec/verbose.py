@@ -82,10 +82,8 @@ def check_gpu_bind(raw: str | None) -> None:
     """``--gpu-bind``: [verbose,]closest|none|map_gpu:<list>|mask_gpu:<list>|per_task:<n>|single:<n>."""
     text = raw or ""
     rest = text[len("verbose,"):] if text.startswith("verbose,") else text
-    if text == "verbose":
-        rest = ""
     kind, _, arg = rest.partition(":")
-    ok = rest in _BIND_TYPES or text == "verbose"
+    ok = rest in _BIND_TYPES  # "verbose" alone names no binding: refused
     if kind in _BIND_LISTS and arg:
         for item in arg.split(","):
             value, _, repeat = item.partition("*")
@@ -103,6 +101,16 @@ def check_gpu_bind(raw: str | None) -> None:
         raise SlurmError(f"Invalid --gpu-bind argument: gpu:{text}", 255)
 
 
+def gpu_bind_note(bound: tuple[int, ...], step_gpus: tuple[int, ...]) -> str:
+    """--gpu-bind=verbose: the line a task prints of the GPUs bound to it, as bitmaps over the node's GPUs."""
+    def mask(gpus: tuple[int, ...]) -> str:
+        return f"0x{sum(1 << g for g in gpus):X}"
+
+    listed = ",".join(map(str, bound))
+    return (f"gpu-bind: usable_gres={mask(bound)}; bit_alloc={mask(step_gpus)}; local_inx=0; "
+            f"global_list={listed}; local_list={listed}")
+
+
 def task_list(ranks: list[int]) -> str:
     """``0`` for one task, ``[0-2]`` or ``[0,2]`` for more, as srun's launch lines show them."""
     from sflow.slurm.indexset import IndexSet
@@ -111,4 +119,4 @@ def task_list(ranks: list[int]) -> str:
     return text if len(ranks) == 1 else f"[{text}]"
 
 
-__all__ = ["defined_options", "check_distribution", "check_gpu_bind", "task_list"]
+__all__ = ["defined_options", "check_distribution", "check_gpu_bind", "gpu_bind_note", "task_list"]
