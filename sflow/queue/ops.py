@@ -515,7 +515,7 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
             partition = ctl.cluster.partition(value)
         except Exception:
             return "Invalid partition name specified"
-        rec.partition = partition.name
+        rec.partition = value if "," in value else partition.name  # several are kept as given
         ctl.check_never(job)
     else:
         return f"Update of this parameter is not supported: {key}={value}\nRequest aborted"

@@ -159,7 +159,9 @@ def show_job(jobs: list[JobRecord], *, one_liner: bool = False, now: float | Non
     now = time.time() if now is None else now
     blocks = []
     for job in jobs:
-        fields = job_fields(job, now, node_memory_mb=(node_memory_mb or {}).get(job.partition))
+        # A job waiting on several partitions counts the memory of the first it names.
+        memory = (node_memory_mb or {}).get(job.partition.split(",")[0])
+        fields = job_fields(job, now, node_memory_mb=memory)
         lines = []
         for keys in LINES:
             if keys == ["JobId", "JobName"] and fields.get("ArrayJobId"):
