@@ -44,3 +44,21 @@ def test_nodes_are_chosen_as_cons_tres_chooses_them(tmp_path, busy, args, nodes)
     for earlier in busy:
         _run(backend, usage, *earlier)
     assert _run(backend, usage, *args) == nodes
+
+
+@pytest.mark.parametrize("args, refused", [
+    (["--gpus-per-task=1", "--gpus-per-node=1", "-n2", "-N1"], True),   # two tasks, one GPU on the node
+    (["--gpus-per-task=1", "--gpus-per-node=2", "-n2", "-N1"], False),
+    (["--gpus-per-task=1", "--gpus-per-node=1", "-n2", "-N2"], False),  # a task and a GPU per node
+])
+def test_gpus_per_node_hold_only_their_tasks_gpus(tmp_path, args, refused):
+    from sflow.errors import SflowError
+
+    backend = LocalBackend(CLUSTER, str(tmp_path))
+    if refused:
+        with pytest.raises(SflowError, match="Requested node configuration is not available"):
+            backend.check_need(_need(*args), CLUSTER.partition())
+    else:
+        assert backend.check_need(_need(*args), CLUSTER.partition()) is None
+        alloc = backend.place(1, _need(*args), CLUSTER.partition(), Usage(n.name for n in CLUSTER.nodes))
+        assert sum(len(n.gpu_indices) for n in alloc.nodes) == 2

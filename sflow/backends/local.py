@@ -171,6 +171,9 @@ def place(need: Need, nodes, usage: Usage):
         capacity = (node.cpus if need.exclusive else free_cpus) // cpt
         if need.ntasks_per_node:
             capacity = min(capacity, need.ntasks_per_node)
+        if need.gpus_per_node and need.gpus_per_task:
+            # A node's GPUs (--gpus-per-node) hold only as many tasks as they give --gpus-per-task each.
+            capacity = min(capacity, need.gpus_per_node // need.gpus_per_task)
         nodes_after = max(0, want_nodes - len(chosen) - 1)
         take = min(capacity, max(0, remaining - nodes_after))
         if take <= 0 and remaining > 0 and capacity > 0:
@@ -189,7 +192,8 @@ def place(need: Need, nodes, usage: Usage):
         free_gpus = [i for i in range(node.gpus) if i not in use.gpus]
         if need.gpu_type and node.gpu_type and need.gpu_type != node.gpu_type:
             free_gpus = []
-        wanted = need.gpus_per_node + need.gpus_per_task * take
+        # The node's GPUs: the larger of what the node is asked for and what its tasks need.
+        wanted = max(need.gpus_per_node, need.gpus_per_task * take)
         if wanted > len(free_gpus):
             if is_required:
                 return None
