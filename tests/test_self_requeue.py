@@ -1,5 +1,6 @@
 """A batch job that requeues itself (``scontrol requeue $SLURM_JOB_ID``, as checkpointing
-libraries do on a preemption signal) sees the command succeed, then runs again."""
+libraries do on a preemption signal) sees the command succeed, then runs again, its steps numbered
+from 0 as in a new job."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 SCRIPT = """#!/bin/bash
 trap 'echo got TERM' TERM
 echo "run ${SLURM_RESTART_COUNT:-0}"
+srun true
 if [ -z "$SLURM_RESTART_COUNT" ]; then
     scontrol requeue $SLURM_JOB_ID
     echo "requeue exit $?"
@@ -34,3 +36,6 @@ def test_scontrol_requeue_from_inside_the_job_succeeds(cluster):
     assert state == "COMPLETED", text
     assert "requeue exit 0" in text
     assert "run 1" in text
+    # The second run's steps count from 0 again; the first run's are gone from sacct.
+    steps = cluster.run("sacct", "-n", "-P", "-j", job, "-o", "JobID").stdout.split()
+    assert steps == [job, f"{job}.batch", f"{job}.0"]

@@ -31,6 +31,13 @@ DIRECTORY_POLL_SECONDS = 0.05
 LAUNCH_FAILED_SIGNAL = 53  # sacct's ExitCode 0:53 of a batch step that could not open its files
 
 
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class JobLife:
     """Start, watch, end, requeue and kill jobs (mixed into ``Controller``)."""
 
@@ -318,6 +325,10 @@ class JobLife:
         if job.alloc is not None or job.pidfd is not None:
             self.end_run(job)
         self.write()
+        # The next run numbers its steps from 0 again and sacct shows only its own, as in SLURM.
+        store.delete_steps(self.conn, rec.job_id)
+        counter = os.path.join(self.job_dir(rec.job_id), "steps")
+        self.after_commit.append(lambda: _remove_quietly(counter))
         self.cloud_run_over(job, "REQUEUED")
         if count:
             rec.restart_count += 1

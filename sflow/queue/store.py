@@ -410,8 +410,12 @@ def save_step(conn: sqlite3.Connection, step: StepRecord) -> None:
     )
 
 
+def delete_steps(conn: sqlite3.Connection, job_id: int) -> None:
+    conn.execute("DELETE FROM steps WHERE job_id = ?", (job_id,))
+
+
 __all__ = [
-    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "insert_job", "next_job_id", "next_seq", "open_db",
+    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "insert_job", "next_job_id", "next_seq", "open_db",
     "load_request", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
     "set_internal", "update_job",
 ]
