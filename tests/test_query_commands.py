@@ -121,3 +121,11 @@ def test_squeue_users_by_name_or_uid_and_nodes_by_name():
     assert listing("-w", "node[1-2]")[0] == "1\n"
     assert listing("-w", "node9") == ("", "squeue: error: Invalid node name node9\n", 1)
     assert listing("-S", "-i")[0] == "2\n1\n"
+
+
+def test_sacct_refuses_operands():
+    # SLURM 22.05: sacct -n foo bar names each unknown word and lists nothing.
+    from sflow.views.sacct import sacct_main
+
+    out, err, code = sacct_main(["-n", "-o", "JobID", "foo", "bar"], [], [], user="alice")
+    assert (out, err, code) == ("", "sacct: error: Unknown arguments:\nsacct: error:  foo\nsacct: error:  bar\n", 1)

@@ -251,6 +251,9 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
 
     now = time.time() if now is None else now
     parsed = getopt("sacct", argv)
+    if parsed.positionals:  # sacct takes no operands: each is named, and nothing is listed
+        return "", "sacct: error: Unknown arguments:\n" + "".join(
+            f"sacct: error:  {word}\n" for word in parsed.positionals), 1
     fields_text = (env or {}).get("SACCT_FORMAT") or DEFAULT_FIELDS
     header = True
     delimiter = None
