@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from sflow.errors import SlurmError
+from sflow.queue import paths
 
 INFINITE = 0xFFFFFFFE  # records.INFINITE: SLURM's UNLIMITED
 CACHE_VERSION = 3  # bump when the dataclasses below change shape
@@ -138,20 +139,14 @@ class Cluster:
 # ------------------------------------------------------------------ where things live
 
 
-def sflow_home(env=os.environ) -> str:
-    home = env.get("SFLOW_HOME")
-    if not home:
-        state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-        home = os.path.join(state, "sflow")
-    os.makedirs(home, mode=0o700, exist_ok=True)
-    return home
+sflow_home = paths.home
 
 
 def config_path(env=os.environ) -> str | None:
     if env.get("SFLOW_CONF"):
         return env["SFLOW_CONF"]
-    candidate = os.path.join(sflow_home(env), "slurm.conf")
-    return candidate if os.path.exists(candidate) else None
+    candidate = os.path.join(paths.home_path(env), "slurm.conf")  # looking needs no home made
+    return candidate if os.path.isfile(candidate) else None
 
 
 # ------------------------------------------------------------------ this machine
@@ -728,7 +723,7 @@ RUNTIME_PARTITIONS = "partitions.conf"
 
 def runtime_partitions_path(env=os.environ) -> str:
     """Partitions made or removed by ``scontrol create|delete`` since start: the controller's, not slurm.conf's."""
-    return os.path.join(sflow_home(env), RUNTIME_PARTITIONS)
+    return os.path.join(paths.home_path(env), RUNTIME_PARTITIONS)
 
 
 def make_partition(cluster: Cluster, pairs: list[tuple[str, str]], source: str = "scontrol") -> Partition:

@@ -317,6 +317,8 @@ def test_default_cluster_counts_gpus_with_nvidia_smi(monkeypatch, tmp_path):
 def test_which_file_is_read(tmp_path, monkeypatch):
     home = tmp_path / "home"
     assert load_cluster().source is None  # nothing: this machine
+    assert not home.exists()  # looking for a slurm.conf makes no home
+    home.mkdir()
     write(home / "slurm.conf", "ClusterName=homeconf\nNodeName=h1\n")
     assert load_cluster().name == "homeconf"
     monkeypatch.setenv("SFLOW_CONF", write(tmp_path / "other.conf", "ClusterName=envconf\nNodeName=e1\n"))

@@ -1,9 +1,7 @@
-"""Where the controller keeps its state, under ``sflow_home()``.
+"""Where the controller keeps its state, under ``home()``.
 
 Standard library ``os`` and ``stat`` only: every shim imports this on its way to the
-socket. ``home`` follows ``sflow.conf.sflow_home`` exactly (a test keeps the
-two in step); it is repeated here because ``sflow.conf`` costs several
-milliseconds to import.
+socket, so ``home`` is defined here and ``sflow.conf.sflow_home`` is this one.
 """
 
 from __future__ import annotations
@@ -29,11 +27,18 @@ class UnsafeSocketDirectory(Exception):
         self.directory = directory
 
 
-def home(env=os.environ) -> str:
+def home_path(env=os.environ) -> str:
+    """Where the state lives ($SFLOW_HOME, else $XDG_STATE_HOME/sflow), without making it."""
     path = env.get("SFLOW_HOME")
     if not path:
         state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
         path = os.path.join(state, "sflow")
+    return path
+
+
+def home(env=os.environ) -> str:
+    """The state directory, made (0700) if missing."""
+    path = home_path(env)
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 

@@ -687,7 +687,7 @@ def _sort(records: list[Record], args: SinfoArgs, cluster, values: Values) -> li
             if row is None or (row["group"] == "partition" and rec.partition is None):
                 return 0
             text = values.get(row["value"], rec) or ""
-            number = re.match(r"[\d.]+", text)
+            number = re.match(r"\d+(?:\.\d+)?", text)  # "22.05.8" sorts by 22.05
             return (0, float(number.group()), text) if number else (1, 0.0, text)
         records = sorted(records, key=key, reverse=descending)
     return records
