@@ -129,3 +129,45 @@ def test_sacct_refuses_operands():
 
     out, err, code = sacct_main(["-n", "-o", "JobID", "foo", "bar"], [], [], user="alice")
     assert (out, err, code) == ("", "sacct: error: Unknown arguments:\nsacct: error:  foo\nsacct: error:  bar\n", 1)
+
+
+def test_squeue_partition_filter_and_priority_list_a_multi_partition_job_per_partition():
+    # A pending job given -p a,b is in each of them: -p b finds it, -P lists it once per
+    # partition, and sorting by priority ranks the partitions' priority tiers first.
+    from sflow.views.squeue import squeue_main
+
+    jobs = [_job(1, partition="a,b", state="PENDING", nodelist="", start_time=None, priority=5),
+            _job(2, partition="b", priority=9)]
+    listing = lambda *argv, **kw: squeue_main(["-h", "-o", "%i %P", *argv], jobs, now=10.0, **kw)  # noqa: E731
+    assert listing("-p", "b", "-S", "i")[0] == "1 a,b\n2 b\n"
+    assert listing("-p", "a")[0] == "1 a,b\n"
+    assert listing("-P", "-S", "i")[0] == "1 a\n1 b\n2 b\n"
+    assert listing("-P", "-p", "b", "-t", "PD")[0] == "1 b\n"
+    assert listing("-P", "-t", "PD", "-S", "p,i", partition_tiers={"a": 1, "b": 2})[0] == "1 a\n1 b\n"
+    assert listing("-P", "-t", "PD", "-S", "p,i", partition_tiers={"a": 2, "b": 1})[0] == "1 b\n1 a\n"
+    assert listing("-P", "-S", "-p", partition_tiers={"a": 1, "b": 1})[0] == "2 b\n1 a\n1 b\n"
+
+
+def test_squeue_sort_refuses_letters_it_cannot_sort_by_after_the_header():
+    from sflow.views.squeue import squeue_main
+
+    jobs = [_job(1), _job(2)]
+    assert squeue_main(["-o", "%i", "-S", "i,Z"], jobs, now=10.0) == (
+        "JOBID\n", "squeue: error: Invalid sort specification: Z\n", 1)
+    assert squeue_main(["-h", "-o", "%i", "-S", "-ib"], jobs, now=10.0) == (
+        "2\n1\n", "squeue: Invalid sort specification: b\n", 0)
+
+
+@pytest.mark.parametrize("argv, env, message", [
+    ([], {"SINFO_ALL": "", "SINFO_PARTITION": "debug"}, "SINFO_ALL and SINFO_PARTITION"),
+    (["--help"], {"SINFO_ALL": "1", "SINFO_PARTITION": "x"}, "SINFO_ALL and SINFO_PARTITION"),
+    (["-p", "debug", "-a"], {}, "-a and -p"),
+    (["-a", "--hide", "-p", "debug"], {"SINFO_PARTITION": "debug"}, "-a and -p"),
+])
+def test_sinfo_refuses_all_with_partition(argv, env, message):
+    from sflow.conf import load_file
+    from sflow.views.sinfo import sinfo_main
+
+    out, err, code = sinfo_main(argv, load_file(CONF), {}, env=env)
+    assert (out, err, code) == (
+        "", f"sinfo: error: Conflicting options, {message}, specified. Please choose one or the other.\n", 1)

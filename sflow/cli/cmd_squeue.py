@@ -41,8 +41,9 @@ def main(argv: list[str]) -> int:
     sys.stderr.write(query.warnings)
     while True:
         code = _emit(*render_squeue(query, jobs, min_job_age=cluster.min_job_age, pending_indices=pending_indices,
-                                    running_steps=running_steps))
-        if not query.iterate:
+                                    running_steps=running_steps,
+                                    partition_tiers={p.name: p.priority_tier for p in cluster.partitions}))
+        if not query.iterate or query.sort_error:
             return code
         # --iterate: the listing again every so many seconds, a blank line after each, until killed
         sys.stdout.write("\n")

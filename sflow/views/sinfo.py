@@ -192,7 +192,14 @@ class SinfoArgs:
 def parse_args(argv: list[str], env=None) -> SinfoArgs:
     from sflow.slurm.getopt import getopt, with_environment
 
-    parsed = with_environment("sinfo", getopt("sinfo", argv), env or {})
+    env = env or {}
+    # sinfo checks its variables before reading the command line, so this beats even --help;
+    # a variable that is set counts, whatever its value.
+    if "SINFO_ALL" in env and "SINFO_PARTITION" in env:
+        raise SlurmError(CONFLICT.format("SINFO_ALL", "SINFO_PARTITION"))
+    command_line = getopt("sinfo", argv)
+    given = {option.long for option, _ in command_line.options}
+    parsed = with_environment("sinfo", command_line, env)
     args = SinfoArgs()
     flags = {"Node": "node_mode", "long": "long", "summarize": "summarize", "noheader": "noheader",
              "exact": "exact", "all": "show_all", "dead": "dead", "responding": "responding",
@@ -226,7 +233,12 @@ def parse_args(argv: list[str], env=None) -> SinfoArgs:
             args.verbose += 1
         elif name in ("help", "usage", "version"):
             args.action = args.action or name
+    if not args.action and {"all", "partition"} <= given:  # --hide after -a does not lift it
+        raise SlurmError(CONFLICT.format("-a", "-p"))
     return args
+
+
+CONFLICT = "Conflicting options, {} and {}, specified. Please choose one or the other."
 
 
 # sinfo -v names which kinds of value its format needs; -O name -> the flag it sets.

@@ -218,6 +218,7 @@ class Query:
         self.iterate = 0
         self.verbose = 0
         self.sort: str | None = None
+        self.sort_error: str | None = None
         self.jobs_text: str | None = None
         self.steps_text: str | None = None
         self.ids: list[tuple[int, object]] = []
@@ -383,11 +384,11 @@ def parse_squeue(argv: list[str], *, user: str = "", env=None, node_names=None, 
             return "", f"squeue: error: Invalid job_step id: {spec}{'' if dot else '.??'}\n", 1
         q.step_ids.append((parsed_spec[0], step))
     if q.sort:
+        # squeue lists nothing then, but still prints the header, and fails.
         known = _sort_letters()
-        for item in q.sort.split(","):
-            key = item.strip().lstrip("+-")
-            if key not in known:
-                return "", f"squeue: error: Invalid sort specification: {key}\n", 1
+        bad = next((char for char in q.sort if char not in ",+-" and char not in known), None)
+        if bad is not None:
+            q.sort_error = f"squeue: error: Invalid sort specification: {bad}\n"
     unknown = [u for u in q.users if not _user_known(u)]
     for name in unknown:
         q.warnings += f"squeue: error: Invalid user: {name}\n\n"
@@ -426,23 +427,46 @@ def _nodes(q: Query, raw: str, node_names, hostname: str) -> str | None:
     return None
 
 
+# Format letters -S refuses (squeue cannot sort by them), and those it takes but does not sort by.
+UNSORTABLE = frozenset("akoqrswxyAEFKRWXYZ")
+SORT_IGNORED = frozenset("b")
+
+
 def _sort_letters() -> set[str]:
-    return {row["letter"] for row in load_table("squeue_format.toml")}
+    return {row["letter"] for row in load_table("squeue_format.toml")} - UNSORTABLE | SORT_IGNORED
+
+
+def _sort_keys(spec: str) -> list[tuple[str, bool]]:
+    """-S's keys in order, each (letter, descending): every letter is a key; a "-" before
+    letters of an item sorts them in descending order."""
+    keys = []
+    for item in spec.split(","):
+        descending = False
+        for char in item:
+            if char in "+-":
+                descending = char == "-"
+            else:
+                keys.append((char, descending))
+    return keys
 
 
 # -S keys compared as numbers; the others as the text squeue shows.
 NUMERIC_SORT = set("ACDHIJQUcdmp")
 
 
-def _sorted(rows: list[JobRecord], spec: str, now: float) -> list[JobRecord]:
+def _sorted(rows: list[JobRecord], spec: str, now: float, tiers: dict[str, int] | None = None) -> list[JobRecord]:
+    """``tiers``: with -P, each partition's priority tier, which ranks before the job's priority."""
     table = {row["letter"]: row for row in load_table("squeue_format.toml")}
-    for item in reversed([i.strip() for i in spec.split(",") if i.strip()]):
-        descending = item.startswith("-")
-        letter = item.lstrip("+-")
+    for letter, descending in reversed(_sort_keys(spec)):
+        if letter in SORT_IGNORED:
+            continue
         if letter == "i":
             def key(job):
                 return (job.array_job_id if job.array_job_id is not None else job.job_id,
                         -1 if job.array_task_id is None else job.array_task_id)
+        elif letter in ("p", "Q") and tiers is not None:
+            def key(job):
+                return tiers.get(job.partition, 0), job.priority
         elif letter in ("p", "Q"):
             def key(job):
                 return job.priority
@@ -464,20 +488,21 @@ def _sorted(rows: list[JobRecord], spec: str, now: float) -> list[JobRecord]:
 
 def squeue_main(argv: list[str], jobs, *, now: float | None = None, user: str = "",
                 min_job_age: int = 300, pending_indices=None, running_steps=None, env=None,
-                node_names=None, hostname: str = "") -> tuple[str, str, int]:
+                node_names=None, hostname: str = "", partition_tiers=None) -> tuple[str, str, int]:
     """squeue over ``jobs``: a list of JobRecords, or a loader ``jobs(job_ids=..., states=...)``;
     ``running_steps(jobs)``: the steps running in those jobs, for ``--steps``."""
     q = parse_squeue(argv, user=user, env=env, node_names=node_names, hostname=hostname)
     if isinstance(q, tuple):
         return q
     out, err, code = render_squeue(q, jobs, now=now, min_job_age=min_job_age, pending_indices=pending_indices,
-                                   running_steps=running_steps)
+                                   running_steps=running_steps, partition_tiers=partition_tiers)
     return (dump_options(q) if q.verbose else "") + out, q.warnings + err, code
 
 
 def render_squeue(q: Query, jobs, *, now: float | None = None, min_job_age: int = 300, pending_indices=None,
-                  running_steps=None) -> tuple[str, str, int]:
-    """One listing of a parsed command line: what each --iterate round prints."""
+                  running_steps=None, partition_tiers=None) -> tuple[str, str, int]:
+    """One listing of a parsed command line: what each --iterate round prints; ``partition_tiers``:
+    each partition's priority tier, for -P's sort by priority."""
     now = time.time() if now is None else now
 
     def recent(job: JobRecord) -> bool:
@@ -515,13 +540,17 @@ def render_squeue(q: Query, jobs, *, now: float | None = None, min_job_age: int 
         return head + out, warnings, 0
     rows = [j for j in visible if j.state in states
             and (not q.users or j.user in q.users or str(j.uid) in q.users) and (not q.names or j.name in q.names)
-            and (not q.partitions or j.partition in q.partitions) and (not q.accounts or j.account in q.accounts)
-            and (q.nodes is None or _on_nodes(j, q.nodes))]
+            and (not q.partitions or not q.partitions.isdisjoint(j.partition.split(",")))
+            and (not q.accounts or j.account in q.accounts) and (q.nodes is None or _on_nodes(j, q.nodes))]
+    if q.priority:
+        rows = [row for row in _per_partition(rows) if not q.partitions or row.partition in q.partitions]
     if q.expand and pending_indices is not None:
         rows = _expand_arrays(rows, pending_indices)
     rows.sort(key=_default_order)
-    if q.sort:
-        rows = _sorted(rows, q.sort, now)
+    if q.sort_error:
+        rows = []
+    elif q.sort:
+        rows = _sorted(rows, q.sort, now, (partition_tiers or {}) if q.priority else None)
     table = {row["letter"]: row for row in load_table("squeue_format.toml")}
     by_name = {row["name"].lower(): row for row in table.values()}
     warnings = ""
@@ -542,7 +571,25 @@ def render_squeue(q: Query, jobs, *, now: float | None = None, min_job_age: int 
     out = render_rows(prefix, fields, [[get(job, now) for get in getters] for job in rows],
                       [spec["header"] for spec in specs] if q.header else None,
                       frozenset() if q.name_fmt else WHOLE_TIMES)
+    if q.sort_error:
+        return head + out, warnings + q.sort_error, 1
+    warnings += "".join(f"squeue: Invalid sort specification: {letter}\n"
+                        for letter, _ in _sort_keys(q.sort or "") if letter in SORT_IGNORED)
     return head + out, warnings, 0
+
+
+def _per_partition(jobs: list[JobRecord]) -> list[JobRecord]:
+    """-P: a pending job submitted to several partitions, once in each of them."""
+    out = []
+    for job in jobs:
+        if job.state == "PENDING" and "," in job.partition:
+            for name in filter(None, job.partition.split(",")):
+                row = object.__new__(JobRecord)  # a plain copy; __init__'s checks already ran once
+                row.__dict__ = {**job.__dict__, "partition": name}
+                out.append(row)
+        else:
+            out.append(job)
+    return out
 
 
 def _on_nodes(job: JobRecord, nodes: set[str]) -> bool:
