@@ -13,6 +13,8 @@ change between recordings replaced by placeholders:
   {job_id}  the job's id (also inside paths)     {cwd}   the working directory
   {dep1}..  ids of held anchor jobs a case uses  {user} {uid} {gid}
   {time}    timestamps                           {host}  the submit host:sid
+
+A case with ``times = true`` also keeps its SubmitTime and EligibleTime as they were.
 """
 
 from __future__ import annotations
@@ -82,9 +84,12 @@ def record(case: dict) -> dict:
     subs = [(job_id or "", "{job_id}")] + [(a, f"{{dep{i}}}") for i, a in enumerate(anchors, 1)]
     subs += [(WORK, "{cwd}")]
     job = None
+    times = None
     if job_id:
         shown = subprocess.run(["/usr/bin/scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
         job = parse_show_line(shown.splitlines()[0])
+        if case.get("times"):  # the time parser's cases: replayed with the same now
+            times = {key: job.get(key) for key in ("SubmitTime", "EligibleTime")}
         for key in TIME_KEYS & job.keys():
             if job[key] not in ("Unknown", "None", "N/A"):
                 job[key] = "{time}"
@@ -105,6 +110,7 @@ def record(case: dict) -> dict:
         "stdout": normalise(stdout, subs),
         "stderr": normalise(stderr, subs),
         "job": job,
+        **({"times": times} if times else {}),
     }
 
 

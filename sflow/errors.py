@@ -15,7 +15,8 @@ class SlurmError(SflowError):
     """An error as a SLURM command reports it.
 
     Rendered as ``<command>: error: <message>`` and exits with ``exit_code``.
-    ``line``/``source`` locate the ``#SBATCH`` directive it came from.
+    ``line``/``source`` locate the ``#SBATCH`` directive it came from; ``preface`` lines are
+    printed bare before it (SLURM's time parser says where it stopped that way).
     """
 
     def __init__(
@@ -25,8 +26,10 @@ class SlurmError(SflowError):
         *,
         line: int | None = None,
         source: str | None = None,
+        preface: tuple[str, ...] = (),
     ):
         super().__init__(message)
+        self.preface = preface
         self.message = message
         self.exit_code = exit_code
         self.line = line
@@ -48,7 +51,8 @@ def render(command: str, err: SflowError) -> str:
         lines = list(err.lines) if usage else err.message.split("\n")
         if err.line is not None:
             lines[0] = f"{lines[0]} ({err.source or 'batch script'} line {err.line})"
-        return "\n".join(lines if usage else [f"{command}: error: {line}" for line in lines])
+        return "\n".join([*err.preface,
+                          *(lines if usage else [f"{command}: error: {line}" for line in lines])])
     return f"{command}: error: {err}"
 
 

@@ -142,15 +142,15 @@ def test_output_pattern_of_the_batch_step():
 
 def test_begin():
     now = datetime(2026, 11, 24, 15, 0, 0)
-    assert v.parse_begin("now+1hour", now) == datetime(2026, 11, 24, 16, 0)
-    assert v.parse_begin("now+60", now) == datetime(2026, 11, 24, 15, 1)
-    assert v.parse_begin("16:00", now) == datetime(2026, 11, 24, 16, 0)
-    assert v.parse_begin("14:00", now) == datetime(2026, 11, 25, 14, 0)
-    assert v.parse_begin("2026-12-01T08:00", now) == datetime(2026, 12, 1, 8, 0)
-    assert v.parse_begin("midnight", now) == datetime(2026, 11, 25, 0, 0)
-    assert v.parse_begin("teatime", now) == datetime(2026, 11, 24, 16, 0)
+    assert v.parse_time("now+1hour", now) == datetime(2026, 11, 24, 16, 0)
+    assert v.parse_time("now+60", now) == datetime(2026, 11, 24, 15, 1)
+    assert v.parse_time("16:00", now) == datetime(2026, 11, 24, 16, 0)
+    assert v.parse_time("14:00", now) == datetime(2026, 11, 25, 14, 0)
+    assert v.parse_time("2026-12-01T08:00", now) == datetime(2026, 12, 1, 8, 0)
+    assert v.parse_time("midnight", now) == datetime(2026, 11, 25, 0, 0)
+    assert v.parse_time("teatime", now) == datetime(2026, 11, 24, 16, 0)
     with pytest.raises(v.InvalidValue):
-        v.parse_begin("abc", now)
+        v.parse_time("abc", now)
 
 
 PARSERS = [v.parse_time_limit, v.expand_hostlist, v.parse_array, v.parse_dependency, v.parse_memory_mb,

@@ -467,7 +467,7 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
         try:
             from datetime import datetime
 
-            job.begin_time = values.parse_begin(value, datetime.now()).timestamp()
+            job.begin_time = values.parse_time(value, datetime.now()).timestamp()
         except (values.InvalidValue, ValueError, OverflowError):
             return f"scontrol: error: Invalid StartTime value: {value}"
         rec.eligible_time = None

@@ -126,7 +126,7 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
     "output_pattern": str,
     "priority": _priority,
     "nice": _nice,
-    "begin": lambda text: values.parse_begin(text, datetime.now()),
+    "begin": lambda text: values.parse_time(text, datetime.now()),
     "mail_type": values.parse_mail_type,
 }
 
@@ -144,9 +144,10 @@ def convert(option: Option, raw: str | None) -> Any:
         parser = CONVERTERS.get(kind, str)
     try:
         return parser(raw)
-    except (values.InvalidValue, ValueError, OverflowError):
+    except (values.InvalidValue, ValueError, OverflowError) as err:
         message = (option.invalid or "Invalid --{long} specification").format(value=raw, long=option.long)
-        raise SlurmError(message, option.invalid_exit or 255) from None
+        where = err.position_line() if isinstance(err, values.InvalidTime) else None
+        raise SlurmError(message, option.invalid_exit or 255, preface=(where,) if where else ()) from None
 
 
 def _from_directives(text: str, script_name: str) -> list[Setting]:

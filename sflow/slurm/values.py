@@ -568,45 +568,252 @@ def expand_output_pattern(pattern: str, ctx: dict) -> str:
     return "".join(out)
 
 
-# ---------------------------------------------------------------- --begin
+# ---------------------------------------------------------------- times (--begin, sacct -S)
 
+
+class InvalidTime(InvalidValue):
+    """A time SLURM's parser rejects; ``pos`` is where it stopped understanding the text
+    (None when there was nothing to read: SLURM then prints no position line)."""
+
+    def __init__(self, text: str, pos: int | None):
+        super().__init__("time", text, f"pos={pos}")
+        self.pos = pos
+
+    def position_line(self) -> str | None:
+        return None if self.pos is None else f"Invalid time specification (pos={self.pos}): {self.text}"
+
+
+# Times of day by name; SLURM 22.05 does not know "elevenses", whatever sbatch(1) says.
 _NAMED_TIMES = {"midnight": (0, 0), "noon": (12, 0), "fika": (15, 0), "teatime": (16, 0)}
-_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+# now+N's units, longest spelling first so "hours" is not read as "hour" and a stray "s".
+_UNITS = (("seconds", 1), ("second", 1), ("minutes", 60), ("minute", 60), ("hours", 3600), ("hour", 3600),
+          ("days", 86400), ("day", 86400), ("weeks", 604800), ("week", 604800))
 
 
-def parse_begin(text: str, now: datetime) -> datetime:
-    """``now+1hour``, ``16:00``, ``2026-12-01T08:00``, ``midnight``, ``tomorrow``..."""
-    value = (text or "").strip()
-    low = value.lower()
-    match = re.fullmatch(r"now(?:\+(\d+)([a-z]*))?", low)
-    if match:
-        if not match.group(1):
-            return now
-        unit = match.group(2) or "seconds"
-        for name, factor in _UNITS.items():
-            if name.startswith(unit) or name.rstrip("s") == unit:
-                return now + timedelta(seconds=int(match.group(1)) * factor)
-        raise InvalidValue("begin", text)
-    if low in ("today", "tomorrow"):
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        return day + timedelta(days=1 if low == "tomorrow" else 0)
-    if low in _NAMED_TIMES:
-        hour, minute = _NAMED_TIMES[low]
-        moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-        return moment if moment > now else moment + timedelta(days=1)
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?(am|pm)?", low)
-    if match:
-        hour, minute = int(match.group(1)), int(match.group(2))
-        if match.group(4) == "pm" and hour < 12:
-            hour += 12
-        moment = now.replace(hour=hour, minute=minute, second=int(match.group(3) or 0), microsecond=0)
-        return moment if moment > now else moment + timedelta(days=1)
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d", "%m/%d/%y", "%m/%d"):
-        try:
-            moment = datetime.strptime(value, fmt)
-        except ValueError:
+class _TimeReader:
+    """One pass over a time string: dates and times of day may come in either order,
+    separated by blanks (or an upper-case T)."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.pos = 0
+
+    def fail(self, pos: int):
+        raise InvalidTime(self.text, pos)
+
+    def peek(self) -> str:
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def digits(self) -> tuple[str, int]:
+        """The digit run at the cursor and where it ends (the cursor moves past it)."""
+        start = self.pos
+        while self.peek().isdigit():
+            self.pos += 1
+        return self.text[start:self.pos], self.pos
+
+    def field(self, low: int, high: int, *, exact: bool) -> int:
+        """A two-digit field (one digit too when not ``exact``): a wrong length or a value
+        out of range stops where SLURM's parser does."""
+        start = self.pos
+        run, end = self.digits()
+        if not run or (exact and len(run) == 1):
+            self.fail(end)
+        if len(run) > 2:
+            self.fail(start + (1 if len(run) == 3 else 2))
+        value = int(run)
+        if not low <= value <= high:
+            self.fail(end - 2)
+        return value
+
+    def end_of_token(self):
+        if self.peek() and not self.peek().isspace() and self.peek() != "T":
+            self.fail(self.pos)
+
+    def clock(self, hour_run: str, hour_end: int) -> tuple[int, int, int]:
+        """HH:MM[:SS] [AM|PM], the cursor on the first colon."""
+        if len(hour_run) > 2:
+            self.fail(hour_end if len(hour_run) == 3 else hour_end - len(hour_run) + 2)
+        if int(hour_run) > 23:
+            self.fail(hour_end - 2)
+        hour = int(hour_run)
+        self.pos += 1
+        minute = self.field(0, 59, exact=True)
+        second = 0
+        if self.peek() == ":":
+            self.pos += 1
+            second = self.field(0, 59, exact=True)
+        after = self.pos
+        while self.peek().isspace():
+            self.pos += 1
+        half = self.text[self.pos:self.pos + 2].lower()
+        if half in ("am", "pm"):
+            if hour > 12:
+                self.fail(self.pos)
+            hour = hour % 12 + (12 if half == "pm" else 0)
+            self.pos += 2
+        else:
+            self.pos = after
+        return hour, minute, second
+
+    def year2(self) -> int | None:
+        """YY; 00 counts as no year given. Two more digits (a YYYY) stop after the first two."""
+        start = self.pos
+        run, end = self.digits()
+        if len(run) < 2 or len(run) == 3:
+            self.fail(end)
+        if len(run) > 3:
+            self.fail(start + 2)
+        return 2000 + int(run) if int(run) else None
+
+    def date(self, start: int, run: str, end: int) -> tuple[int | None, int, int]:
+        """(year or None, month, day) from a digit run at ``start`` and what follows it."""
+        text = self.text
+        if len(run) == 4 and text[end:end + 1] == "-" and text[end + 3:end + 4] == "-" \
+                and text[end + 1:end + 3].isdigit():
+            self.pos = end + 1
+            month = self.field(1, 12, exact=True)
+            self.pos += 1
+            day_run, day_end = self.digits()
+            if not day_run or len(day_run) > 2:
+                self.fail(day_end)
+            if not 1 <= int(day_run) <= 31:
+                self.fail(day_end - 2)
+            return int(run), month, int(day_run)
+        separator = text[end:end + 1]
+        if separator in ("/", "."):
+            if len(run) > 2 or not 1 <= int(run) <= 12:
+                self.fail(end - 2)
+            self.pos = end + 1
+            day_at = self.pos
+            while self.peek().isdigit() and self.pos - day_at < 2:
+                self.pos += 1
+            day_run = self.text[day_at:self.pos]
+            if not day_run:
+                self.fail(self.pos)
+            if not 1 <= int(day_run) <= 31:
+                self.fail(self.pos - 2)
+            year = None
+            # Digits straight after a two-digit day are its year (MM/DDYY).
+            if self.peek() == separator or (len(day_run) == 2 and self.peek().isdigit()):
+                self.pos += self.peek() == separator
+                year = self.year2()
+            return year, int(run), int(day_run)
+        # MMDD[YY]: the month is the first two digits, the rest says which form it is.
+        month_digits = run[:2]
+        if not 1 <= int(month_digits) <= 12:
+            self.fail(start + len(month_digits) - 2)
+        if len(run) <= 2:
+            self.fail(end)
+        if len(run) not in (3, 4, 6):
+            self.fail(end)
+        day_end = start + min(len(run), 4)
+        day = int(run[2:4])
+        if not 1 <= day <= 31:
+            self.fail(day_end - 2)
+        return (2000 + int(run[4:]) if len(run) == 6 and int(run[4:]) else None), int(month_digits), day
+
+
+def _on_day(year: int, month: int, day: int, clock: tuple[int, int, int]) -> datetime:
+    # A day past the month's end runs on into the next month (02/30 is March 2nd), as in SLURM.
+    return datetime(year, month, 1, *clock) + timedelta(days=day - 1)
+
+
+def parse_time(text: str, now: datetime, *, past: bool = False) -> datetime:
+    """A time in the forms sbatch(1) --begin lists (HH:MM[:SS] [AM|PM], MMDD[YY], MM/DD[/YY],
+    MM.DD[.YY], each with -HH:MM[:SS], YYYY-MM-DD[THH:MM[:SS]], now[{+|-}count[unit]], today,
+    tomorrow, midnight, noon, fika, teatime), a date and a time of day in either order.
+
+    A time of day or a date without a year that is already past means the next one, except
+    with ``past`` (sacct's -S/-E), which reads them in the current day and year.
+    Raises ``InvalidTime`` with where SLURM's parser stops.
+    """
+    text = text or ""
+    reader = _TimeReader(text)
+    now = now.replace(microsecond=0)
+    today = now.replace(hour=0, minute=0, second=0)
+    day: tuple[int | None, int, int] | None = None
+    fixed_day = False  # today/tomorrow: a day that is never moved on
+    clock: tuple[int, int, int] | None = None
+    while reader.pos < len(text):
+        char = reader.peek()
+        if char.isspace() or char == "T":
+            reader.pos += 1
             continue
-        if fmt == "%m/%d":
-            moment = moment.replace(year=now.year)
-        return moment
-    raise InvalidValue("begin", text)
+        start = reader.pos
+        lower = text[start:].lower()
+        word = next((w for w in ("today", "tomorrow", "now", *_NAMED_TIMES) if lower.startswith(w)), None)
+        if word == "now":
+            return _relative(reader, now)
+        if word:
+            reader.pos += len(word)
+            if reader.peek() and not reader.peek().isspace():
+                reader.fail(reader.pos)
+            if word in _NAMED_TIMES:
+                clock = (*_NAMED_TIMES[word], 0)
+            else:
+                moment = today + timedelta(days=1 if word == "tomorrow" else 0)
+                day, fixed_day = (moment.year, moment.month, moment.day), True
+            continue
+        if not char.isdigit():
+            reader.fail(start)
+        run, end = reader.digits()
+        if reader.peek() == ":":
+            clock = reader.clock(run, end)
+        else:
+            day = reader.date(start, run, end)
+            fixed_day = False
+            if reader.peek() == "-":  # -HH:MM[:SS]
+                reader.pos += 1
+                hour_run, hour_end = reader.digits()
+                if not hour_run or reader.peek() != ":":
+                    reader.fail(reader.pos)
+                clock = reader.clock(hour_run, hour_end)
+        reader.end_of_token()
+    if day is None and clock is None:
+        raise InvalidTime(text, None)
+    if day is None:
+        moment = _on_day(now.year, now.month, now.day, clock)
+        return moment if past or moment > now else moment + timedelta(days=1)
+    year, month, date = day
+    moment = _on_day(now.year if year is None else year, month, date, clock or (0, 0, 0))
+    if year is None and not fixed_day and not past and moment < now:
+        moment = _on_day(now.year + 1, month, date, clock or (0, 0, 0))
+    return moment
+
+
+def _relative(reader: _TimeReader, now: datetime) -> datetime:
+    """now[ {+|-} count [unit]], the cursor on "now"."""
+    reader.pos += 3
+    while reader.peek().isspace():
+        reader.pos += 1
+    sign = reader.peek()
+    if not sign:
+        return now
+    if sign not in "+-":
+        reader.fail(reader.pos)
+    sign_at = reader.pos
+    reader.pos += 1
+    while reader.peek().isspace():
+        reader.pos += 1
+    count_at = reader.pos
+    run, _ = reader.digits()
+    if not run:
+        reader.fail(sign_at)
+    while reader.peek().isspace():
+        reader.pos += 1
+    factor = 1
+    if reader.peek():
+        lower = reader.text[reader.pos:].lower()
+        unit = next(((name, f) for name, f in _UNITS if lower.startswith(name)), None)
+        if unit is None:
+            reader.fail(count_at)
+        reader.pos += len(unit[0])
+        factor = unit[1]
+        if reader.peek() and not reader.peek().isspace():
+            reader.fail(reader.pos)
+        while reader.peek().isspace():
+            reader.pos += 1
+        if reader.peek():
+            reader.fail(reader.pos)
+    step = timedelta(seconds=int(run) * factor)
+    return now + step if sign == "+" else now - step

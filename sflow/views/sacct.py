@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
+from sflow.slurm.values import InvalidTime, parse_time
 from sflow.views.fmt import group_name, iso_time, job_id_display, load_table
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
@@ -60,6 +60,8 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
         return iso_time(job.start_time if job.state != "PENDING" else None)
     if name == "End":
         return iso_time(job.end_time)
+    if name == "Eligible" and job.state == "PENDING":
+        return iso_time(job.eligible_time)  # Unknown while held or waiting on a dependency
     if name in ("Submit", "Eligible"):
         return iso_time(job.submit_time)
     if name == "NodeList":
@@ -87,7 +89,8 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
     if name == "Comment":
         return job.comment
     if name == "Reason":
-        return job.reason
+        # Accounting hears of a pending job's hold; the scheduler's later reasons stay in slurmctld.
+        return job.reason if job.state != "PENDING" or job.reason.startswith("JobHeld") else "None"
     if name == "Priority":
         return str(job.priority)
     if name == "QOS":
@@ -149,95 +152,27 @@ def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
     return ""
 
 
-def _in_accounting(job: JobRecord) -> bool:
-    """slurmctld tells accounting of a job once it is eligible to start: a held job, or one
-    waiting on a dependency, has no row until it becomes eligible or ends."""
-    return job.state != "PENDING" or job.eligible_time is not None or job.restart_count > 0
-
-
-# The words sacct reads as a time of day (today), and now+N's units.
-_NAMED_TIMES = {"midnight": (0, 0), "noon": (12, 0), "fika": (15, 0), "teatime": (16, 0)}
-_UNITS = (("seconds", 1), ("minutes", 60), ("hours", 3600), ("days", 86400), ("weeks", 604800))
-_CLOCK = r"(\d{1,2}):(\d{2})(?::(\d{2}))?"
-_DATES = (  # sacct(1)'s -S/-E forms: (pattern, fields in order)
-    (re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:t" + _CLOCK + ")?"), "YMD"),
-    (re.compile(r"(\d{2})(\d{2})(\d{2})?(?:-" + _CLOCK + ")?"), "MDy"),
-    (re.compile(r"(\d{1,2})\.(\d{1,2})(?:\.(\d{2}))?(?:-" + _CLOCK + ")?"), "MDy"),
-    (re.compile(r"(\d{1,2})/(\d{1,2})(?:/(\d{2}))?(?:-" + _CLOCK + ")?"), "MDy"),
-)
+def _in_accounting(job: JobRecord, named: bool, until: float) -> bool:
+    """Accounting has every job from its submission, but a pending one is in a time window (and
+    so in a listing by state) only once it is eligible: a held job, or one waiting on a
+    dependency, shows only when named with -j and no -s."""
+    if job.state != "PENDING" or job.restart_count > 0:
+        return True
+    return named or (job.eligible_time is not None and job.eligible_time <= until)
 
 
 def _parse_time(text: str, now: float | None = None) -> float:
-    """-S/-E as sacct(1) lists them: ``HH:MM[:SS][AM|PM]`` (today), ``MMDD[YY]``, ``MM.DD[.YY]``,
-    ``MM/DD[/YY]`` (each with ``-HH:MM[:SS]``), ``YYYY-MM-DD[THH:MM[:SS]]``, ``today``,
-    ``midnight``, ``noon``, ``fika``, ``teatime``, ``tomorrow``, ``now[+-count[unit]]``."""
+    """-S/-E in SLURM's time forms, read as past times: today's 16:00 even when already past."""
     now = time.time() if now is None else now
-    today = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0)
-    low = text.strip().lower()
-    moment = None
-    match = re.fullmatch(r"now(?:([+-])(\d+)([a-z]*))?", low)
-    if match:
-        if not match.group(1):
-            return float(int(now))
-        unit = match.group(3) or "seconds"
-        factor = next((f for name, f in _UNITS if name.startswith(unit) or name[:-1] == unit), None)
-        if factor is not None:
-            step = int(match.group(2)) * factor
-            return float(int(now) + (step if match.group(1) == "+" else -step))
-    elif low in ("today", "midnight", "tomorrow"):
-        return (today + timedelta(days=1 if low == "tomorrow" else 0)).timestamp()
-    elif low in _NAMED_TIMES:
-        hour, minute = _NAMED_TIMES[low]
-        return today.replace(hour=hour, minute=minute).timestamp()
-    clock = re.fullmatch(_CLOCK + r"\s*(am|pm)?", low)
-    if clock:
-        hour, minute, second = int(clock.group(1)), int(clock.group(2)), int(clock.group(3) or 0)
-        if clock.group(4) == "pm" and hour < 12:
-            hour += 12
-        elif clock.group(4) == "am" and hour == 12:
-            hour = 0
-        moment = _at(today.year, today.month, today.day, hour, minute, second)
-    else:
-        for pattern, order in _DATES:
-            found = pattern.fullmatch(low)
-            if not found:
-                continue
-            first, second_, third = found.group(1), found.group(2), found.group(3)
-            if order == "YMD":
-                year, month, day = int(first), int(second_), int(third)
-            else:
-                month, day = int(first), int(second_)
-                year = 2000 + int(third) if third else today.year
-            hour, minute, sec = (int(found.group(i) or 0) for i in (4, 5, 6))
-            moment = _at(year, month, day, hour, minute, sec)
-            break
-    if moment is not None:
-        return moment
-    from sflow.errors import UsageError
-
-    # sacct prints this line bare (no "sacct: error:"), with where its parse stopped.
-    raise UsageError([f"Invalid time specification (pos={_bad_field_at(text)}): {text}"], 1)
-
-
-def _at(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float | None:
     try:
-        return datetime(year, month, day, hour, minute, second).timestamp()
-    except ValueError:
-        return None
+        return parse_time(text, datetime.fromtimestamp(int(now)), past=True).timestamp()
+    except InvalidTime as err:
+        if err.pos is None:  # nothing to read: SLURM takes it as the epoch
+            return 0.0
+        from sflow.errors import UsageError
 
-
-# (lowest, highest) of each numeric field of YYYY-MM-DDTHH:MM:SS, in order.
-_FIELD_RANGES = ((0, 9999), (1, 12), (1, 31), (0, 23), (0, 59), (0, 59))
-
-
-def _bad_field_at(text: str) -> int:
-    """Where the first out-of-range field of a date starts (0 when it is not a date at all)."""
-    if not text[:1].isdigit():
-        return 0
-    for (low, high), match in zip(_FIELD_RANGES, re.finditer(r"\d+", text)):
-        if not low <= int(match.group()) <= high:
-            return match.start()
-    return 0
+        # sacct prints the parser's line bare (no "sacct: error:") and nothing more.
+        raise UsageError([err.position_line()], 1) from None
 
 
 def _as_stored(value: str) -> str:
@@ -262,6 +197,7 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
     ids: list[tuple[int, list[int] | None, str | None]] = []
     states: set[str] = set()
     names: set[str] = set()
+    partitions: set[str] = set()
     users: set[str] | None = {user}
     start: float | None = None
     end: float | None = None
@@ -298,6 +234,10 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
                 states.add(SHORT_STATES.get(item.upper(), item.upper()))
         elif name == "name":
             names |= set(raw.split(","))
+        elif name == "partition":
+            # Each name is compared with the job's whole partition: a pending job given
+            # several keeps the list ("a,b"), which no single name matches.
+            partitions |= set(raw.split(","))
         elif name == "user":
             users = set(raw.split(","))
         elif name == "allusers":
@@ -349,8 +289,10 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
         midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         since = start if start is not None else midnight
         chosen = [j for j in jobs if (j.end_time or now) >= since and (end is None or j.submit_time <= end)]
+    until = now if end is None else end
     chosen = [j for j in chosen if (users is None or j.user in users) and (not names or j.name in names)
-              and (not states or j.state in states) and _in_accounting(j)]
+              and (not states or j.state in states) and (not partitions or j.partition in partitions)
+              and _in_accounting(j, bool(ids) and not states, until)]
     chosen.sort(key=lambda j: (j.array_job_id or j.job_id, j.array_task_id if j.array_task_id is not None else -1))
     steps_by_job: dict[int, list[StepRecord]] = {}
     for step in steps:
