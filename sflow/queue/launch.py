@@ -181,20 +181,30 @@ def terminate(pgid: int) -> None:
     signal_job(pgid, _signal.SIGTERM)
 
 
-def _group_but_srun(pgid: int) -> list[int]:
-    """The processes of group ``pgid`` other than srun clients."""
+def _session(pgid: int) -> list[int]:
+    """The job's processes: its session (the batch wrapper leads one, and a step's tasks lead
+    process groups of their own inside it)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.getpgid(int(entry)) != pgid:
-                continue
+            if os.getsid(int(entry)) == pgid:
+                found.append(int(entry))
         except OSError:
             continue
-        if not _is_srun(int(entry)):
-            found.append(int(entry))
     return found
+
+
+def _kill_each(pids, signum: int) -> bool:
+    sent = False
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+            sent = True
+        except ProcessLookupError:
+            pass
+    return sent
 
 
 def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
@@ -211,14 +221,7 @@ def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
     if mode == "full" and signum in SRUN_FORWARDS:
         # srun passes such a signal on to its tasks, which get it from here already: a task would
         # see it twice (test6.15's step prints once per signal). So srun itself is left out.
-        sent = False
-        for pid in _group_but_srun(job_pgid):
-            try:
-                os.kill(pid, signum)
-                sent = True
-            except ProcessLookupError:
-                pass
-        return sent
+        return _kill_each([pid for pid in _session(job_pgid) if not _is_srun(pid)], signum)
     if mode == "batch":
         return batch.signal_job(job_pgid, signum, batch_only=True)
     if mode == "steps":
@@ -232,30 +235,35 @@ def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
         return sent
     try:
         os.killpg(job_pgid, signum)
-        return True
     except (ProcessLookupError, PermissionError):
         return False
+    # Step tasks lead groups of their own within the job's session: they get it too.
+    _kill_each([pid for pid in _session(job_pgid) if _pgid(pid) != job_pgid], signum)
+    return True
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def kill_stragglers(pgid: int | None, job_id: int) -> None:
-    """SIGKILL what is left in the job's process group once its batch step is over.
+    """SIGKILL what is left in the job's session once its batch step is over.
 
-    Only processes that carry the job's id in their environment: a group
+    Only processes that carry the job's id in their environment: a session
     whose leader ended long ago (the controller was down) may share its
-    number with a newer, unrelated group.
+    number with a newer, unrelated one.
     """
     if not pgid:
         return
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return  # nothing left: the usual case
     needle = f"\0SLURM_JOB_ID={job_id}\0".encode()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.getpgid(int(entry)) != pgid:
+            if os.getsid(int(entry)) != pgid:
                 continue
             with open(f"/proc/{entry}/environ", "rb") as handle:
                 if needle in b"\0" + handle.read():

@@ -186,13 +186,16 @@ def test_full_signal_reaches_a_step_task_once_not_again_through_its_srun(tmp_pat
 
     ready = tmp_path / "ready"
     fake_srun = tmp_path / "srun"
-    fake_srun.write_text("import subprocess, sys\n"
-                         "task = subprocess.Popen(['sleep', '300'])\n"
+    # Like sflow's srun, the fake starts its task as a process group of its own (in the job's session).
+    fake_srun.write_text("import os, subprocess, sys\n"
+                         "task = subprocess.Popen(['sleep', '300'], preexec_fn=os.setpgrp)\n"
                          f"open({str(ready)!r}, 'w').write(str(task.pid))\n"
                          "task.wait()\n")
     # USR1 stays blocked (inherited down the tree), so what each process was sent stays pending to be read.
     shell = subprocess.Popen(["/bin/sh", "-c", f'"{sys.executable}" "{fake_srun}" & wait'], start_new_session=True,
-                             preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1}))
+                             preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK,
+                                                                       {signal.SIGUSR1, signal.SIGUSR2}))
+    task = None
     try:
         while not ready.exists() or not ready.read_text():
             time.sleep(0.05)
@@ -202,6 +205,12 @@ def test_full_signal_reaches_a_step_task_once_not_again_through_its_srun(tmp_pat
         assert launch.signal_job(shell.pid, signal.SIGUSR1, "full")
         bit = 1 << (signal.SIGUSR1 - 1)
         assert [bool(_pending_signals(pid) & bit) for pid in (shell.pid, srun, task)] == [True, False, True]
+        # A signal to the whole job reaches the task's own group too, and so does the end of the job.
+        assert launch.signal_job(shell.pid, signal.SIGUSR2, "all")
+        bit = 1 << (signal.SIGUSR2 - 1)
+        assert _pending_signals(task) & bit
     finally:
         os.killpg(shell.pid, signal.SIGKILL)
+        if task is not None:
+            os.kill(task, signal.SIGKILL)
         shell.wait()
