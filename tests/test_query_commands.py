@@ -171,3 +171,22 @@ def test_sinfo_refuses_all_with_partition(argv, env, message):
     out, err, code = sinfo_main(argv, load_file(CONF), {}, env=env)
     assert (out, err, code) == (
         "", f"sinfo: error: Conflicting options, {message}, specified. Please choose one or the other.\n", 1)
+
+
+def test_sacct_shows_a_held_job_when_named_and_an_eligible_pending_one_in_its_window():
+    # SLURM 22.05: a held job is PENDING in sacct -j (Eligible Unknown) but in no time window;
+    # a pending job that may start is in every window since it became eligible.
+    from sflow.views.sacct import sacct_main
+
+    pending = dict(state="PENDING", nodelist="", start_time=None, submit_time=100.0)
+    jobs = [_job(1, reason="JobHeldUser", **pending), _job(2, reason="Resources", eligible_time=100.0, **pending),
+            _job(3, partition="a,b", reason="JobHeldUser", **pending)]
+    listing = lambda *argv: sacct_main(["-n", "-X", "-P", "-o", "JobID,State", *argv], jobs, [],  # noqa: E731
+                                       now=200.0, user="alice")[0]
+    assert sacct_main(["-j", "1", "-X", "-P", "-o", "JobID,State,Eligible,Reason"], jobs, [], now=200.0,
+                      user="alice")[0] == "JobID|State|Eligible|Reason\n1|PENDING|Unknown|JobHeldUser\n"
+    assert listing("-j", "1,2") == "1|PENDING\n2|PENDING\n"
+    assert listing("-j", "1,2", "-s", "PD") == "2|PENDING\n"
+    assert listing("-s", "PD") == listing() == "2|PENDING\n"
+    assert listing("-j", "1,2,3", "-r", "a") == ""
+    assert listing("-j", "1,2,3", "-r", "debug,x") == "1|PENDING\n2|PENDING\n"

@@ -85,7 +85,9 @@ def main(argv: list[str]) -> int:
                     return 1
                 filters.setdefault("states", []).append(full_name)
         elif name == "partition":
-            filters.setdefault("partitions", []).extend(raw.split(","))
+            # One name, compared with the job's whole partition: a pending job given several
+            # keeps the list ("a,b"), which only that same list matches.
+            filters["partitions"] = [raw]
         elif name == "account":
             filters.setdefault("accounts", []).extend(raw.split(","))
         elif name == "qos":

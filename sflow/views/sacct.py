@@ -43,7 +43,7 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
     if name == "DerivedExitCode":
         return f"{job.derived_exit_code}:0"
     if name in ("AllocCPUS", "NCPUS"):
-        return str(job.num_cpus) if job.state != "PENDING" else "0"
+        return str(job.num_cpus) if job.state != "PENDING" or not job.restart_count else "0"
     if name == "ReqCPUS":
         return str(job.num_cpus)
     if name in ("NNodes", "AllocNodes", "ReqNodes"):
@@ -89,8 +89,7 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
     if name == "Comment":
         return job.comment
     if name == "Reason":
-        # Accounting hears of a pending job's hold; the scheduler's later reasons stay in slurmctld.
-        return job.reason if job.state != "PENDING" or job.reason.startswith("JobHeld") else "None"
+        return job.reason
     if name == "Priority":
         return str(job.priority)
     if name == "QOS":

@@ -141,6 +141,16 @@ def test_filters_select_jobs(queue):
     assert [queue.job(i).state for i in (keep, drop2)] == ["CANCELLED", "CANCELLED"]
 
 
+def test_partition_filter_compares_a_pending_jobs_whole_partition_list(queue):
+    # As SLURM 22.05's scancel -p: a job given "-p debug,off" is in neither "debug" nor "off".
+    both = queue.sbatch("--hold", "-J", "both", "-p", "debug,off", "--wrap", "true")
+    assert queue.scancel("-n", "both", "-p", "debug").returncode == 0
+    assert queue.scancel("-n", "both", "-p", "off").returncode == 0
+    assert queue.job(both).state == "PENDING"
+    assert queue.scancel("-n", "both", "-p", "debug,off").returncode == 0
+    assert queue.job(both).state == "CANCELLED"
+
+
 def test_array_elements_ranges_and_whole_arrays(queue):
     array = queue.sbatch("--hold", "--array=0-5", "--wrap", "true")
     result = queue.scancel("-v", f"{array}_2", f"{array}_[4-5]")
