@@ -695,12 +695,23 @@ def _cache_path(path: str, env) -> str:
     import zlib  # built in: hashlib would cost 2 ms on every shim call
 
     digest = f"{zlib.crc32(path.encode()):08x}"  # a clash only costs a parse: the entry names its files
-    return os.path.join(sflow_home(env), "cache", f"cluster-{digest}.bin")
+    return os.path.join(paths.home_path(env), "cache", f"cluster-{digest}.bin")  # made when written
+
+
+def _private_dirs(path: str) -> None:
+    """Make ``path`` and any missing parent 0700 (makedirs gives parents the umask's mode): the
+    cache may be the first thing written under a new home."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        os.mkdir(directory, 0o700)
 
 
 def _write_atomic(target: str, data: str | bytes) -> None:
     try:
-        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        _private_dirs(os.path.dirname(target))
         temporary = f"{target}.{os.getpid()}"
         with open(temporary, "wb" if isinstance(data, bytes) else "w") as handle:
             handle.write(data)

@@ -126,7 +126,8 @@ def _valued_options(command: str) -> list[str]:
 
     spelled = []
     for option in table(command).options:
-        if option.arg != "none":
+        # --iterate with a value it takes repeats until killed, as SLURM's does: not for a fuzz run.
+        if option.arg != "none" and option.long != "iterate":
             spelled.append(f"--{option.long}=")
             if option.short:
                 spelled.append(f"-{option.short}")
