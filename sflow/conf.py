@@ -770,10 +770,25 @@ def with_runtime_partitions(cluster: Cluster, env=os.environ) -> Cluster:
 
 
 def load_cluster(env=os.environ) -> Cluster:
-    return with_runtime_partitions(_load_cluster(env), env)
+    return with_runtime_partitions(_load_cluster(env)[0], env)
 
 
-def _load_cluster(env=os.environ) -> Cluster:
+def load_cluster_watched(env=os.environ) -> tuple[Cluster, tuple]:
+    """The cluster and the stamp of what it was read from, for ``conf_stamp`` to compare with later."""
+    cluster, files = _load_cluster(env)
+    return with_runtime_partitions(cluster, env), conf_stamp(env, files)
+
+
+def conf_stamp(env=os.environ, files=()) -> tuple:
+    """Which slurm.conf is in force and each file read from it, with size and mtime: it differs
+    once a file is made, edited, removed or included, or another one is named."""
+    path = config_path(env)
+    path = path and os.path.abspath(path)
+    names = list(files) if files and files[0] == path else [path] if path else []
+    return (path, tuple(tuple(_stamp(name) or (name,)) for name in names))
+
+
+def _load_cluster(env=os.environ) -> tuple[Cluster, list[str]]:
     """The cluster: $SFLOW_CONF, else $SFLOW_HOME/slurm.conf, else this machine.
 
     The parsed form is cached (marshal: built in, no import cost) with each
@@ -784,14 +799,14 @@ def _load_cluster(env=os.environ) -> Cluster:
 
     path = config_path(env)
     if not path:
-        return default_cluster()
+        return default_cluster(), []
     path = os.path.abspath(path)
     cache = _cache_path(path, env)
     try:
         with open(cache, "rb") as handle:
             saved = marshal.load(handle)
         if saved["version"] == CACHE_VERSION and all(_stamp(f[0]) == list(f) for f in saved["files"]):
-            return _from_saved(saved["cluster"])
+            return _from_saved(saved["cluster"]), [f[0] for f in saved["files"]]
     except (OSError, ValueError, TypeError, KeyError, EOFError):
         pass
     stamps = [_stamp(path)]  # before parsing: an edit during the parse makes the next call parse again
@@ -799,7 +814,7 @@ def _load_cluster(env=os.environ) -> Cluster:
     stamps += [_stamp(f) for f in files[1:]]
     if all(stamps):
         _write_atomic(cache, marshal.dumps({"version": CACHE_VERSION, "files": stamps, "cluster": asdict(cluster)}))
-    return cluster
+    return cluster, files
 
 
 __all__ = ["Cluster", "Node", "Partition", "INFINITE", "config_path", "default_cluster", "load_cluster",

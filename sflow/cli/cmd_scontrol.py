@@ -417,9 +417,14 @@ def main(argv: list[str]) -> int:
         import os
 
         from sflow.conf import runtime_partitions_path
+        from sflow.queue import client
 
         # SLURM rereads slurm.conf: the partitions scontrol created or deleted are forgotten.
         with contextlib.suppress(FileNotFoundError):
             os.remove(runtime_partitions_path())
-        return emit(call("shutdown", start=False))
+
+        try:
+            return emit(client.call(None, "reconfigure", start=False))
+        except client.ControllerUnavailable:
+            return 0  # none running: the next one reads slurm.conf as it is
     raise SlurmError(f"invalid keyword: {parsed.positionals[0]}")

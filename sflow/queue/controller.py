@@ -31,6 +31,7 @@ import time
 import traceback
 
 from sflow.backends.local import LocalBackend, Need
+from sflow.conf import conf_stamp, load_cluster_watched
 from sflow.errors import SflowError
 from sflow.queue import health, paths, store, watchdog
 from sflow.queue.cloud import CloudLife, Deferred
@@ -53,11 +54,14 @@ def _env_float(name: str, default: float) -> float:
 
 class Controller(JobLife, CloudLife, SocketServer):
     def __init__(self, home: str, cluster=None):
-        from sflow.conf import load_cluster
-
         self.home = home
-        self.cluster = cluster or load_cluster()
-        self.conf_stamp = self._conf_stamp()
+        # A cluster given is kept; one read from the configuration follows every change to it.
+        self.conf_env = None if cluster else {**os.environ, "SFLOW_HOME": home}
+        if cluster is None:
+            cluster, self.conf_stamp = load_cluster_watched(self.conf_env)
+        else:
+            self.conf_stamp = None
+        self.cluster = cluster
         self.conn = store.open_db(home)
         self.backend = LocalBackend(self.cluster, home)
         self.mithril = None  # the Mithril backend, made when a Mithril job first needs it
@@ -88,13 +92,6 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.unsaved_backup = False  # committed since the last backup
         self.wrapper_exits: dict[int, int] = {}  # see JobLife.wrapper_exit
 
-    def _conf_stamp(self):
-        source = self.cluster.source
-        try:
-            return (source, os.stat(source).st_mtime_ns) if source else None
-        except OSError:
-            return None
-
     def _kill_invalid_default(self) -> bool:
         for key, value in self.cluster.config.items():
             if key.lower() == "dependencyparameters":
@@ -107,28 +104,27 @@ class Controller(JobLife, CloudLife, SocketServer):
                 return value
         return default
 
-    def maybe_reload(self) -> None:
-        """Pick up an edited slurm.conf (at a submission, when it matters)."""
-        source = self.cluster.source
-        if not source:
-            return
+    def maybe_reload(self, force: bool = False) -> SflowError | None:
+        """Schedule on slurm.conf as it is now: made, edited or removed since it was read, it is
+        read again (each turn, before any request, so a command never sees an older cluster
+        than sinfo does). A file that does not parse leaves the cluster as it was: the error."""
+        if self.conf_env is None:
+            return None
+        if not force and conf_stamp(self.conf_env, self.conf_files()) == self.conf_stamp:
+            return None
         try:
-            stamp = (source, os.stat(source).st_mtime_ns)
-        except OSError:
-            return
-        if stamp == self.conf_stamp:
-            return
-        from sflow.conf import load_file
-        from sflow.errors import SflowError
-
-        try:
-            cluster = load_file(source)
+            cluster, stamp = load_cluster_watched(self.conf_env)
         except SflowError as err:
             print(f"keeping the previous configuration: {err}", file=sys.stderr)
-            self.conf_stamp = stamp
-            return
+            self.conf_stamp = conf_stamp(self.conf_env, self.conf_files())  # said once, not every turn
+            return err
         self.conf_stamp = stamp
-        self.use_cluster(self.cluster_with_runtime_partitions(cluster))
+        self.use_cluster(cluster)
+        return None
+
+    def conf_files(self) -> list[str]:
+        """The files the configuration in force was read from."""
+        return [entry[0] for entry in self.conf_stamp[1]] if self.conf_stamp else []
 
     def cluster_with_runtime_partitions(self, cluster=None):
         """slurm.conf's cluster with the partitions scontrol created or deleted since."""
@@ -440,6 +436,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         for job in ended:
             if self.jobs.get(job.job_id) is job and job.launch == "launched":
                 self.reap(job)
+        self.maybe_reload()
         for conn, line in lines:
             self.handle_line(conn, line)
         self.cloud_turn(now)

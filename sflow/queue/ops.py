@@ -53,6 +53,14 @@ def shutdown(ctl, msg: dict) -> dict:
     return {"ok": True}
 
 
+def reconfigure(ctl, msg: dict) -> dict:
+    """``scontrol reconfigure``: slurm.conf read again now; running jobs keep running."""
+    err = ctl.maybe_reload(force=True)
+    if err is not None:
+        return {"ok": False, "stdout": "", "stderr": f"slurm_reconfigure error: {err}\n", "exit_code": 1}
+    return {"ok": True, "stdout": "", "stderr": "", "exit_code": 0}
+
+
 def submit(ctl, msg: dict) -> dict:
     from sflow.queue.submit import submit as do_submit
 
@@ -814,5 +822,5 @@ HANDLERS = {
     "hold": hold, "release": release, "requeue": requeue, "update": update,
     "step_start": step_start, "step_end": step_end, "job_env_info": job_env_info,
     "finish_allocation": finish_allocation, "usage": usage, "jobs": jobs, "top": top,
-    "partition": partition,
+    "partition": partition, "reconfigure": reconfigure,
 }
