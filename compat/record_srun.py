@@ -4,7 +4,7 @@
     python3 compat/record_srun.py [--only NAME ...]
 
 Needs the running reference SLURM (/usr/bin/srun). Each case's argv runs in a fresh
-directory; stdout, stderr and the exit code go to compat/golden/srun.json (job ids and
+directory, reading the case's ``stdin`` if it has one; stdout, stderr and the exit code go to compat/golden/srun.json (job ids and
 times turned into placeholders). ``srun --help`` and ``--usage`` go to compat/help.toml,
 which sflow prints as they are.
 """
@@ -38,9 +38,12 @@ def scrub(text: str) -> str:
 def record(case: dict) -> dict:
     with tempfile.TemporaryDirectory() as work:
         done = subprocess.run([SRUN, *case["argv"]], cwd=work, capture_output=True, text=True, timeout=120,
-                              env={**os.environ, **case.get("env", {})})
-    return {"argv": case["argv"], "env": case.get("env", {}), "stdout": scrub(done.stdout),
-            "stderr": scrub(done.stderr), "exit_code": done.returncode}
+                              env={**os.environ, **case.get("env", {})}, input=case.get("stdin"))
+    recorded = {"argv": case["argv"], "env": case.get("env", {}), "stdout": scrub(done.stdout),
+                "stderr": scrub(done.stderr), "exit_code": done.returncode}
+    if "stdin" in case:
+        recorded["stdin"] = case["stdin"]
+    return recorded
 
 
 def record_help() -> None:

@@ -60,12 +60,12 @@ def test_failing_tasks_fail_the_step_as_srun_reports_it(job_env):
     assert f"srun: Force Terminated StepId={JOB_ID}.1" in killed.stderr
 
 
-def test_stdin_goes_to_task_zero_and_files_per_task(job_env):
+def test_stdin_goes_to_every_task_and_files_per_task(job_env):
     env, _, cwd = job_env
     done = srun(env, cwd, "-n2", "-o", "out-%j-%t.txt", "bash", "-c", "cat; echo rank $SLURM_PROCID", stdin="hello\n")
     assert done.returncode == 0, done.stderr
     assert (cwd / f"out-{JOB_ID}-0.txt").read_text() == "hello\nrank 0\n"
-    assert (cwd / f"out-{JOB_ID}-1.txt").read_text() == "rank 1\n"
+    assert (cwd / f"out-{JOB_ID}-1.txt").read_text() == "hello\nrank 1\n"
 
 
 def test_gpus_per_task_bind_disjoint_devices(job_env):

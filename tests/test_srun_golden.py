@@ -229,3 +229,20 @@ def test_debugger_test_lists_the_stopped_tasks_and_a_signal_ends_them(job_env):
     assert out == ""  # the programs never ran
     assert err.startswith("srun: forcing job termination\n")
     assert err.endswith("srun: error: node1: tasks 0-1: Killed\n")
+
+
+@pytest.mark.parametrize("name", [n for n in GOLDEN if n.startswith("stdin-")])
+def test_stdin_reaches_the_tasks_real_srun_gives_it_to(cluster, name):
+    case = GOLDEN[name]
+    done = cluster.run("srun", *case["argv"], input=case["stdin"])
+    assert done.returncode == case["exit_code"], done.stderr
+    assert sorted(done.stdout.splitlines()) == sorted(case["stdout"].splitlines())  # tasks end in any order
+    for line in case["stderr"].splitlines():
+        assert line in done.stderr.splitlines()
+
+
+def test_stdin_reaches_every_task_inside_an_allocation(cluster):
+    script = "srun -n3 bash -c 'echo $SLURM_PROCID $(wc -l)' <<'END'\na\nb\nc\nEND\n"
+    done = cluster.run("salloc", "-n3", "bash", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["0 3", "1 3", "2 3"]

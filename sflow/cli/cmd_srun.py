@@ -182,7 +182,11 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
     forwarded = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGQUIT)
     previous = {s: _signal.signal(s, lambda signum, frame: runner.signal(signum)) for s in forwarded}
     try:
-        runner.start()
+        try:
+            runner.start()
+        except SlurmError:  # nothing started (a stdin file that does not open): the step ends here
+            step_log.finished(home, job.job_id, step_id, runner.tasks)
+            raise
         code = runner.wait()
     finally:
         for signum, handler in previous.items():

@@ -2,7 +2,7 @@
 
 Plain data in (the job's context, srun's options), processes out. Each task
 gets the job's environment plus its own rank variables; labelled output,
-per-task files, stdin to task 0 and SLURM's messages for failing tasks follow
+per-task files, stdin to every task (or as -i says) and SLURM's messages for failing tasks follow
 srun 22.05. Tasks of nodes that are other machines (a cloud job's instances)
 run there over SSH (``sflow.exec.remote_srun``).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import queue
 import signal as _signal
 import subprocess
 import sys
@@ -173,6 +174,50 @@ def _findable(program: str, env: dict[str, str], cwd: str | None) -> str | None:
     return os.strerror(2)
 
 
+def stdin_readers(mode: str | None, ntasks: int) -> tuple[str, set[int]]:
+    """Which ranks read srun's stdin under -i MODE: ("file", {}) when MODE names a file pattern.
+
+    As srun 22.05: by default and with ``all`` every task gets it, ``none`` none,
+    a task id only that task."""
+    text = (mode or "all").strip()
+    if text.lower() == "all":
+        return "all", set(range(ntasks))
+    if text.lower() == "none":
+        return "none", set()
+    if text.isdigit() and int(text) < ntasks:  # a larger number is a file's name
+        return "task", {int(text)}
+    return "file", set()
+
+
+def _broadcast_stdin(feeds: list) -> None:
+    """Copy srun's stdin to every reading task, each at its own pace, and close theirs at its end."""
+    queues = [queue.SimpleQueue() for _ in feeds]
+
+    def feed(pipe, chunks: queue.SimpleQueue) -> None:
+        try:
+            while (chunk := chunks.get()) is not None:
+                pipe.write(chunk)
+                pipe.flush()
+        except OSError:  # the task no longer reads (it ended, or closed its stdin)
+            pass
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+    for pipe, chunks in zip(feeds, queues):
+        threading.Thread(target=feed, args=(pipe, chunks), daemon=True).start()
+    while True:
+        try:
+            chunk = os.read(0, 65536)
+        except OSError:
+            chunk = b""
+        for chunks in queues:
+            chunks.put(chunk or None)
+        if not chunk:
+            return
+
+
 class StepRunner:
     def __init__(self, job: JobContext, step: StepContext, req: StepRequest, base_env: dict[str, str],
                  out=sys.stdout.buffer, err=sys.stderr.buffer):
@@ -289,6 +334,17 @@ class StepRunner:
         by_node = self.step.ranks()
         self._announce(by_node)
         label = self.req.label
+        mode, readers = stdin_readers(self.req.input, sum(len(r) for r in by_node))
+        if mode == "file":  # every task's file opens, or no task starts
+            for node_index, ranks in enumerate(by_node):
+                for local_id, rank in enumerate(ranks):
+                    try:
+                        opened[f"<{rank}"] = os.open(self._pattern(self.req.input, Task(rank, node_index, local_id)),
+                                                     os.O_RDONLY)
+                    except OSError as exc:
+                        for fd in opened.values():
+                            os.close(fd)
+                        raise SlurmError(f"Could not open stdin file: {exc.strerror}") from None
         for node_index, ranks in enumerate(by_node):
             for local_id, rank in enumerate(ranks):
                 task = Task(rank, node_index, local_id)
@@ -304,16 +360,11 @@ class StepRunner:
                     self.remote.start(task, node, env)
                     continue
                 stdin = subprocess.DEVNULL
-                if self.req.input and self.req.input.isdigit():
-                    stdin = None if int(self.req.input) == rank else subprocess.DEVNULL
-                elif self.req.input and self.req.input.lower() == "none":
-                    stdin = subprocess.DEVNULL
-                elif self.req.input:
-                    fd = os.open(self._pattern(self.req.input, task), os.O_RDONLY)
-                    opened[f"<{rank}"] = fd
-                    stdin = fd
-                elif rank == 0:
-                    stdin = None  # srun's own stdin goes to task 0
+                if mode == "file":
+                    stdin = opened[f"<{rank}"]
+                elif rank in readers:
+                    # One reader inherits srun's stdin itself; several share it through srun's copies.
+                    stdin = None if len(readers) == 1 else subprocess.PIPE
                 out_sink = self._sink(self.req.output, task, opened, None)
                 err_sink = self._sink(self.req.error, task, opened, None) if self.req.error else out_sink
                 stdout = subprocess.PIPE if label and out_sink != subprocess.DEVNULL else out_sink
@@ -351,6 +402,10 @@ class StepRunner:
                             thread.start()
                             self._threads.append(thread)
         self._files = opened
+        feeds = [t.process.stdin for t in self.tasks if t.process is not None and t.process.stdin is not None]
+        if feeds:
+            # Not joined: srun's stdin may be a terminal that never ends.
+            threading.Thread(target=_broadcast_stdin, args=(feeds,), daemon=True).start()
         if self.req.debugger_test:
             self._note("".join(
                 f"srun: task:{t.rank}, host:{self.step.nodes[t.node_index].name}, pid:{t.process.pid}, "
