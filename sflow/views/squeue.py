@@ -44,6 +44,15 @@ def _time_left(job: JobRecord, now: float) -> str:
     return _elapsed(max(0, job.time_limit * 60 - _used(job, now)))
 
 
+def _end(job: JobRecord) -> str:
+    """When the job ended, or is expected to: its start plus its limit ("NONE" without one)."""
+    if job.end_time is not None or job.start_time is None:
+        return _time(job.end_time)
+    if job.time_limit in (None, INFINITE):
+        return "NONE"
+    return _time(job.start_time + job.time_limit * 60)
+
+
 def _memory(job: JobRecord, now: float) -> str:
     from sflow.slurm.display import format_memory_mb
 
@@ -81,7 +90,7 @@ GETTERS = {
     "time_left": _time_left,
     "nodelist_reason": lambda job, now: f"({job.reason})" if job.state == "PENDING" else job.nodelist,
     "start_time": lambda job, now: _time(job.start_time),
-    "end_time": lambda job, now: _time(job.end_time),
+    "end_time": lambda job, now: _end(job),
     "submit_time": lambda job, now: _time(job.submit_time),
     "min_memory": _memory,
     "priority_float": lambda job, now: f"{job.priority / 4294967296:.14f}",
