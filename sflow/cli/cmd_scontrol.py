@@ -346,6 +346,33 @@ def _ping() -> int:
     return 0 if up else 1
 
 
+def stop_controller(args: list[str]) -> int:
+    """``scontrol shutdown [slurmctld|controller]``: the controller saves its state and leaves.
+
+    Running jobs keep running, and the next controller (started by the next command)
+    adopts them; sflow has no node daemons, so every form stops the controller alone."""
+    import os
+    import time
+
+    from sflow.cli.common import home
+    from sflow.queue import client, paths
+
+    if len(args) > 1:
+        raise SlurmError("too many arguments for keyword:shutdown")
+    if args and args[0].lower() not in ("slurmctld", "controller"):
+        raise SlurmError(f"invalid shutdown argument:{args[0]}")
+    state_home = home()
+    try:
+        client.call(state_home, "shutdown", start=False)
+    except client.ControllerUnavailable:
+        return 0  # none running: nothing to stop
+    # Return once it has left (its clean exit removes ctl.pid), so the next command starts a fresh one.
+    deadline = time.monotonic() + 30
+    while os.path.exists(paths.pid_path(state_home)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     from sflow.cli.common import call, emit
     from sflow.slurm.getopt import getopt
@@ -412,6 +439,8 @@ def main(argv: list[str]) -> int:
             return 1
     if command == "ping":
         return _ping()
+    if command == "shutdown":
+        return stop_controller(args)
     if command == "reconfigure":
         import contextlib
         import os

@@ -137,6 +137,14 @@ def cancel(job_ids: tuple[str, ...]) -> None:
     sys.exit(scancel(list(job_ids)))
 
 
+@cli.command()
+def stop() -> None:
+    """Stop the controller, as scontrol shutdown does: running jobs keep running, and the next command's controller adopts them."""
+    from sflow.cli.cmd_scontrol import stop_controller
+
+    sys.exit(stop_controller([]))
+
+
 @cli.command(context_settings={"ignore_unknown_options": True})
 @click.option("--node", "-n", "node", type=int, default=0, show_default=True, help="Which of the job's nodes (0 is the first).")
 @click.argument("job_id", type=int)
