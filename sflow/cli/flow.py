@@ -51,9 +51,9 @@ def run(dry_run: bool, as_json: bool, backend: str | None, sbatch_args: tuple[st
         submission = _parse(sbatch_args, backend)
     except SflowError as err:
         _fail("sbatch", err)
-    for warning in submission.warnings:
-        click.echo(f"sbatch: warning: {warning}", err=True)
-    if dry_run:
+    if dry_run:  # a submission prints its warnings itself
+        for warning in submission.warnings:
+            click.echo(f"sbatch: warning: {warning}", err=True)
         plan = _mithril_plan(submission.request)
         if as_json:
             data = submission.request.model_dump(mode="json")

@@ -381,7 +381,8 @@ def _build(settings: list[Setting], script_text, script_path, script_args, defau
                 except SlurmError as err:
                     err.line, err.source = setting.line, setting.source if setting.line else None
                     raise
-            warnings.append(option.note)
+            if option.note not in warnings:  # one warning per option, however many places set it
+                warnings.append(option.note)
             continue
         if option.status != "supported" or not option.field:
             continue
