@@ -78,7 +78,7 @@ class JobRecord:
     derived_exit_code: int = 0
     cancelled_by: int | None = None  # uid, for sacct's "CANCELLED by UID"
     backend: str = "local"
-    cost_cents: int | None = None  # what the allocation cost, when a cloud billed it
+    cost_cents: float | None = None  # what the allocation cost, when a cloud billed it (fractional cents)
     limit_price: str | None = None
 
 

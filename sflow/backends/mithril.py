@@ -28,6 +28,7 @@ import re
 import time
 
 from sflow.backends.base import AllocatedNode, Allocation, Pending
+from sflow.backends.local import Need
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
 from sflow.mithril import deadman
 from sflow.queue import bids
@@ -40,6 +41,21 @@ ERROR_SHOWN = 5.0  # a failed fetch is reported to the submissions waiting for i
 BILLABLE = ("STATUS_RUNNING", "STATUS_PREEMPTING")  # Mithril bills running instances, not start-up
 BROKEN = ("STATUS_ERROR",)  # an instance that will never come up
 RECHECK_SECONDS = 30.0  # a waiting Mithril job is planned again at least this often
+
+
+def gpus_held(request, tasks: list[int], capacity: int) -> list[tuple[int, ...]]:
+    """Each instance's GPUs the job may use, as SLURM grants them on a node: all with --exclusive,
+    else what it asked (none when it asked none), though the whole instance is billed to it."""
+    if request.exclusive:
+        return [tuple(range(capacity))] * len(tasks)
+    need = Need.of(request)
+    held, left = [], need.gpus_total
+    for count in tasks:
+        wanted = min(capacity, max(need.gpus_per_node, need.gpus_per_task * count))
+        extra = min(left, capacity - wanted)  # --gpus=N fills the first instances first, as on a cluster
+        left -= extra
+        held.append(tuple(range(wanted + extra)))
+    return held
 
 
 def node_name(instance: dict) -> str:
@@ -282,9 +298,10 @@ class MithrilBackend(ReservedCapacity):
         cpus = max(1, plan["cpus"])
         tasks = block_layout(max(1, request.ntasks), [cpus] * len(ready), max(1, request.cpus_per_task),
                              request.ntasks_per_node)
-        nodes = [AllocatedNode(node_name(inst), cpus, plan["memory_gb"] * 1024, tuple(range(plan["gpus"])), "",
+        gpus = gpus_held(request, tasks, plan["gpus"])
+        nodes = [AllocatedNode(node_name(inst), cpus, plan["memory_gb"] * 1024, held, "",
                                inst["ssh"], count, instance=inst["fid"])
-                 for inst, count in zip(ready, tasks)]
+                 for inst, count, held in zip(ready, tasks, gpus)]
         return Allocation(job.job_id, nodes, exclusive=True)
 
     def reason(self, row: BidRow) -> str:
@@ -503,10 +520,11 @@ class MithrilBackend(ReservedCapacity):
                     row.cost_cents += price * (end - start) / 3600.0
         row.accrued_to = until
 
-    def job_cost_cents(self, job_id: int) -> int | None:
+    def job_cost_cents(self, job_id: int) -> float | None:
+        """Every run's cost in fractional cents, as billed: a short job's is less than a cent."""
         total = self.ctl.conn.execute("SELECT SUM(cost_cents), COUNT(*) FROM bids WHERE job_id = ?",
                                       (job_id,)).fetchone()
-        return int(total[0] + 0.5) if total and total[1] else None
+        return float(total[0]) if total and total[1] else None
 
     # ------------------------------------------------------------ start, stop, crash
 

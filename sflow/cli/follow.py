@@ -100,15 +100,14 @@ def run_seconds(row, now: float) -> float:
 
 def cost_text(rows, now: float | None = None) -> str:
     """``cost $0.42 for 2 instances x 0:03:12`` over every run of a job."""
-    from sflow.mithril.money import dollars
+    from sflow.views.costs import billed
 
     now = time.time() if now is None else now
-    cents = int(sum(r.cost_cents for r in rows) + 0.5)  # as the job record rounds it
-    billed = [r for r in rows if run_seconds(r, now) > 0]
-    quantity = max((r.plan.get("quantity", 1) for r in billed or rows), default=0)
-    text = f"cost {dollars(cents)} for {quantity} instance{'s' if quantity != 1 else ''} x " \
-           f"{clock(sum(run_seconds(r, now) for r in billed))}"
-    return text + (f" over {len(billed)} runs" if len(billed) > 1 else "")
+    ran = [r for r in rows if run_seconds(r, now) > 0]
+    quantity = max((r.plan.get("quantity", 1) for r in ran or rows), default=0)
+    text = f"cost {billed(sum(r.cost_cents for r in rows))} for {quantity} instance{'s' if quantity != 1 else ''} x " \
+           f"{clock(sum(run_seconds(r, now) for r in ran))}"
+    return text + (f" over {len(ran)} runs" if len(ran) > 1 else "")
 
 
 class BidNews:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
 from sflow.slurm.values import InvalidTime, parse_time
+from sflow.views.costs import billed
 from sflow.views.fmt import group_name, iso_time, job_id_display, load_table
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
@@ -100,7 +101,7 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
     if name == "NTasks":
         return ""
     if name == "Cost":
-        return f"${job.cost_cents / 100:.2f}" if job.cost_cents is not None else ""
+        return billed(job.cost_cents) if job.cost_cents is not None else ""
     if name == "LimitPrice":
         return job.limit_price or ""
     if name == "Suspended":

@@ -74,7 +74,7 @@ sleep 0.5
         assert {r.bid_id: r.name for r in rows} == {b.fid: b.name for b in placed}
     for rec in records:
         row = next(r for r in rows if r.job_id == rec.job_id)
-        assert site.jobs(rec.job_id)[0].cost_cents == int(row.cost_cents + 0.5)
+        assert site.jobs(rec.job_id)[0].cost_cents == row.cost_cents
 
 
 def test_reserved_job_runs_on_its_reservation_and_costs_its_price(site):

@@ -10,8 +10,11 @@ import os
 import signal
 import time
 
+import pytest
+
 from mithril_harness import REGION, site_fixture, slurm_conf
 from sflow.queue import store
+from sflow.views.costs import billed
 
 KEY = "fkey_e2e_5ecret_value_42"
 CONF = slurm_conf("e2e")
@@ -80,12 +83,12 @@ srun bash -c 'echo "task $SLURM_PROCID/$SLURM_NTASKS node $SLURMD_NODENAME id $S
     ledger = site.emu.cost_cents(row.bid_id)
     per_second = 800 * 3 / 3600  # 3 x 8xh100 at the reserve price, cents per second
     assert ledger > 0 and abs(row.cost_cents - ledger) <= per_second * 0.6, (row.cost_cents, ledger)
-    assert rec.cost_cents == int(row.cost_cents + 0.5)
+    assert rec.cost_cents == row.cost_cents  # as billed, fractions of a cent too
     sacct = site.run("sacct", "-j", str(job_id), "-n", "-P", "-o", "JobID,State,Cost,NodeList").stdout.splitlines()
-    assert sacct[0] == f"{job_id}|COMPLETED|${rec.cost_cents / 100:.2f}|{nodes}"
+    assert sacct[0] == f"{job_id}|COMPLETED|{billed(rec.cost_cents)}|{nodes}"
     assert any(line.startswith(f"{job_id}.0|COMPLETED") for line in sacct), sacct
     status = site.run("flow", "status", str(job_id)).stdout
-    assert f"3 x 8xh100 in {REGION}" in status and f"${rec.cost_cents / 100:.2f}" in status
+    assert f"3 x 8xh100 in {REGION}" in status and billed(rec.cost_cents) in status
 
     # The API key went nowhere near the job.
     for path in (os.path.join(site.home, "controller.log"), os.path.join(site.home, "jobs", str(job_id), "agent.log"),
@@ -184,7 +187,7 @@ echo done
     assert (first.run, first.outcome, second.run, second.outcome) == (0, "PREEMPTED", 1, "COMPLETED")
     assert first.ended is not None and second.ended is not None
     assert site.market_bid(first.bid_id).status == site.market_bid(second.bid_id).status == "Terminated"
-    assert rec.cost_cents == int(first.cost_cents + second.cost_cents + 0.5)
+    assert rec.cost_cents == pytest.approx(first.cost_cents + second.cost_cents)
 
 
 def test_running_job_is_adopted_after_a_crash_signalled_and_cancelled(site):
@@ -215,4 +218,4 @@ while :; do sleep 0.1; done
     assert site.market_bid(row.bid_id).status == "Terminated"
     assert "CANCELLED AT" in site.output(out)
     assert row.outcome == "CANCELLED" and row.cost_cents > 0
-    assert site.job(job_id).cost_cents == int(row.cost_cents + 0.5)
+    assert site.job(job_id).cost_cents == row.cost_cents

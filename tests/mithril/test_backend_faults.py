@@ -19,6 +19,7 @@ import pytest
 
 from mithril_harness import REGION, open_site, slurm_conf
 from sflow.queue import bids, store
+from sflow.views.costs import billed
 
 KEY = "fkey_soak_5ecret_value_77"
 SEED = 20240611
@@ -250,14 +251,14 @@ def test_fifty_jobs_under_faults_and_preemption(soak):
     cost_gaps = "\n".join(off)  # checked last: the other properties hold whatever the costs say
     for job_id in by_id:
         mine = [r for r in rows if r.job_id == job_id]
-        expected = int(sum(r.cost_cents for r in mine) + 0.5) if mine else None
+        expected = pytest.approx(sum(r.cost_cents for r in mine)) if mine else None
         assert records[job_id].cost_cents == expected, (job_id, records[job_id].cost_cents, expected)
     sacct = run("sacct", "-n", "-X", "-P", "-o", "JobID,State,Cost", "-j", ",".join(map(str, by_id)))
     costs = {int(line.split("|")[0]): line.split("|")[2] for line in sacct.stdout.splitlines()
              if re.match(r"^\d+\|", line)}
     for job_id, rec in records.items():
         if rec.cost_cents is not None:
-            assert costs[job_id] == f"${rec.cost_cents / 100:.2f}", (job_id, costs.get(job_id))
+            assert costs[job_id] == billed(rec.cost_cents), (job_id, costs.get(job_id))
 
     # The run was as hostile as intended.
     faults = collections.Counter(f.kind for _, _, _, f in history if f is not None)
