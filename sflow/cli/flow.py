@@ -44,9 +44,38 @@ def _parse(sbatch_args: tuple[str, ...], backend: str | None):
 @click.option("--dry-run", is_flag=True, help="Print the job request instead of submitting it.")
 @click.option("--json", "as_json", is_flag=True, help="With --dry-run: print it as JSON, for programs.")
 @click.option("--backend", type=click.Choice(["local", "mithril"]), help="Where to run (default: $SFLOW_BACKEND or local).")
+@click.option("-i", "--instance-type", metavar="TYPE",
+              help="Mithril instance type: 8xh100, 2xa100, or a GPU type alone (h100: its largest instance).")
 @click.argument("sbatch_args", nargs=-1, type=click.UNPROCESSED)
-def run(dry_run: bool, as_json: bool, backend: str | None, sbatch_args: tuple[str, ...]) -> None:
-    """Submit a batch script and follow it: SBATCH_ARGS are sbatch's options, then the script and its arguments."""
+def run(dry_run: bool, as_json: bool, backend: str | None, instance_type: str | None,
+        sbatch_args: tuple[str, ...]) -> None:
+    """Submit a batch script, or a command, and follow it until it ends.
+
+    \b
+      flow run [OPTIONS] SCRIPT [ARGS]...      a batch script, as sbatch runs it
+      flow run "COMMAND" [OPTIONS]             a command, as sbatch --wrap runs it
+      flow run [OPTIONS] -- COMMAND [ARGS]...
+    \b
+      flow run "python train.py" -i 8xh100
+      flow run -N 2 -t 10 --limit-price='$2.50/gpu-hr' job.slurm
+
+    OPTIONS are sbatch's and the #SFLOW directives' (--limit-price, --instance-type/-i,
+    --region, --spot, --reserved, --backend); the command line wins over SFLOW_* variables,
+    which win over the script's directives. It prints why the job waits, streams its output
+    and exits with the job's exit code. Ctrl-C asks whether to cancel the job (without a
+    terminal it cancels it); answering no leaves it running, to follow with flow logs -f.
+    """
+    from sflow.cli.run_args import split_run_args
+
+    try:
+        split = split_run_args(list(sbatch_args))
+    except SflowError as err:
+        _fail("flow run", err)
+    dry_run, as_json = dry_run or split.dry_run, as_json or split.as_json
+    if instance_type is not None:  # given before any other option, click read it
+        split.sflow_env.setdefault("SFLOW_INSTANCE_TYPE", instance_type)
+    os.environ.update(split.sflow_env)  # the command line over SFLOW_* over #SFLOW directives
+    sbatch_args = tuple(split.sbatch_args)
     try:
         submission = _parse(sbatch_args, backend)
     except SflowError as err:

@@ -9,6 +9,7 @@ it (the client, the emulator, a test) hands it over, and nothing here does I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
@@ -58,6 +59,10 @@ class Market:
         return self.capacity is not None
 
 
+# A count times a GPU type, or a GPU type alone: "8xh100", "8 x H100", "2*a100", "h100".
+_SHORTHAND = re.compile(r"\s*(?:(\d+)\s*[x×*]\s*)?([A-Za-z][A-Za-z0-9]*)\s*")
+
+
 @dataclass(frozen=True)
 class Catalog:
     instance_types: tuple[InstanceType, ...] = ()
@@ -70,8 +75,18 @@ class Catalog:
             self._by_key.setdefault(kind.name.lower(), kind)
 
     def instance_type(self, name_or_id: str) -> InstanceType | None:
-        """By id (``it_...``) or by name, case-insensitively."""
-        return self._by_key.get(name_or_id) or self._by_key.get(name_or_id.lower())
+        """By id (``it_...``) or by name, case-insensitively; else by shorthand: a count times a
+        GPU type (``8xh100``, ``8 x H100``), or a GPU type alone (``h100``: its largest instance)."""
+        found = self._by_key.get(name_or_id) or self._by_key.get(name_or_id.lower())
+        if found is not None:
+            return found
+        shorthand = _SHORTHAND.fullmatch(name_or_id)
+        if shorthand is None:
+            return None
+        count, gpu_type = shorthand.group(1), shorthand.group(2).lower()
+        kinds = [t for t in self.instance_types
+                 if t.gpu_type == gpu_type and (count is None or t.gpus == int(count))]
+        return max(kinds, key=lambda t: (t.gpus, t.gpu_memory_gb, t.memory_gb), default=None)
 
     def markets_of(self, type_id: str) -> tuple[Market, ...]:
         return tuple(m for m in self.markets if m.instance_type == type_id)
