@@ -48,13 +48,15 @@ def test_sflow_options_on_the_command_line_win_over_the_environment_and_the_dire
 def test_split_keeps_sbatch_options_and_their_values_and_takes_the_sflow_ones():
     split = split_run_args(["-t", "10", "--limit-price", "$2", "-J", "-i", "-N2", "--spot", "--time", "5",
                             "-i8xh100", "--inst=2xa100", "job.slurm", "-i", "arg"])
-    assert split.sbatch_args == ["-t", "10", "-J", "-i", "-N2", "--time", "5", "job.slurm", "-i", "arg"]
+    assert split.sbatch_args == ["-t10", "-J-i", "-N2", "--time=5", "job.slurm", "-i", "arg"]
     assert split.sflow_env == {"SFLOW_LIMIT_PRICE": "$2", "SFLOW_SPOT": "1", "SFLOW_INSTANCE_TYPE": "2xa100"}
 
 
 def test_a_command_instead_of_a_script(cluster):
     assert split_run_args(["python train.py", "-i", "8xh100"]).sbatch_args == ["--wrap=python train.py"]
     assert split_run_args(["-N1", "--", "echo", "a b"]).sbatch_args == ["-N1", "--wrap=echo 'a b'"]
+    piped = cluster.run("flow", "run", "-t", "5", "--job-name", "piped", input="#!/bin/bash\necho piped\n")
+    assert (piped.returncode, piped.stdout) == (0, "piped\n"), piped.stderr
     done = cluster.run("flow", "run", "echo hello world; exit 3", "-t", "5")
     assert done.returncode == 3, done.stderr
     assert done.stdout == "hello world\n"

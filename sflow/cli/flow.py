@@ -6,6 +6,7 @@ turns their results into what a person reads.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -37,6 +38,8 @@ def _parse(sbatch_args: tuple[str, ...], backend: str | None):
     stdin = None
     if not args or all(a.startswith("-") for a in args):
         stdin = read_stdin_script()
+        if stdin is not None:  # the submission reads the piped script again
+            sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8", "surrogateescape")))
     return parse_sbatch(args, env=env, cwd=os.getcwd(), stdin_text=stdin, **identity())
 
 

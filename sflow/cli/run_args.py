@@ -73,26 +73,26 @@ def split_run_args(args: list[str], cwd: str | None = None) -> RunArgs:
                     continue
                 set_sflow(ours[0][1], ours[0][0], inline)
                 continue
-            result.sbatch_args.append(arg)
             theirs = sbatch.match_long_prefix(name)
             if len(theirs) == 1 and theirs[0][1].arg == "required" and not has_value and i < len(args):
-                result.sbatch_args.append(args[i])
+                arg = f"{arg}={args[i]}"  # joined: only the script then does not start with '-'
                 i += 1
+            result.sbatch_args.append(arg)
             continue
         if arg.startswith("-") and arg != "-":
             if arg[1] in SHORT:
                 option = sflow.by_long(SHORT[arg[1]])
                 set_sflow(option, option.long, arg[2:] or None)
                 continue
-            result.sbatch_args.append(arg)
             for j, char in enumerate(arg[1:], start=1):
                 option = sbatch.by_short(char)
                 if option is None or option.arg == "none":
                     continue
                 if option.arg == "required" and j == len(arg) - 1 and i < len(args):
-                    result.sbatch_args.append(args[i])  # the option's value is the next word
+                    arg += args[i]  # the option's value is the next word: joined, as for long ones
                     i += 1
                 break
+            result.sbatch_args.append(arg)
             continue
         if command is None and " " in arg and not os.path.exists(os.path.join(cwd or os.getcwd(), arg)):
             command = arg  # flow run "python train.py" -i 8xh100: options may follow the command
