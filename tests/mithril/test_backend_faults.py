@@ -19,7 +19,7 @@ import pytest
 
 from mithril_harness import REGION, open_site, slurm_conf
 from sflow.queue import bids, store
-from sflow.views.costs import billed
+from sflow.views import costs as cost_view
 
 KEY = "fkey_soak_5ecret_value_77"
 SEED = 20240611
@@ -258,7 +258,7 @@ def test_fifty_jobs_under_faults_and_preemption(soak):
              if re.match(r"^\d+\|", line)}
     for job_id, rec in records.items():
         if rec.cost_cents is not None:
-            assert costs[job_id] == billed(rec.cost_cents), (job_id, costs.get(job_id))
+            assert costs[job_id] == cost_view.billed(rec.cost_cents), (job_id, costs.get(job_id))
 
     # The run was as hostile as intended.
     faults = collections.Counter(f.kind for _, _, _, f in history if f is not None)
