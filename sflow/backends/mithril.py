@@ -45,10 +45,12 @@ RECHECK_SECONDS = 30.0  # a waiting Mithril job is planned again at least this o
 
 def gpus_held(request, tasks: list[int], capacity: int) -> list[tuple[int, ...]]:
     """Each instance's GPUs the job may use, as SLURM grants them on a node: all with --exclusive,
-    else what it asked (none when it asked none), though the whole instance is billed to it."""
-    if request.exclusive:
-        return [tuple(range(capacity))] * len(tasks)
+    else what it asked (none when it asked none), though the whole instance is billed to it.
+    A job that named its instance type and asked no GPUs chose that machine for its GPUs: all of them."""
     need = Need.of(request)
+    chose_machine = request.cloud.instance_type and not (need.gpus_total or need.gpus_per_node or need.gpus_per_task)
+    if request.exclusive or chose_machine:
+        return [tuple(range(capacity))] * len(tasks)
     held, left = [], need.gpus_total
     for count in tasks:
         wanted = min(capacity, max(need.gpus_per_node, need.gpus_per_task * count))
