@@ -39,3 +39,18 @@ def test_scontrol_requeue_from_inside_the_job_succeeds(cluster):
     # The second run's steps count from 0 again; the first run's are gone from sacct.
     steps = cluster.run("sacct", "-n", "-P", "-j", job, "-o", "JobID").stdout.split()
     assert steps == [job, f"{job}.batch", f"{job}.0"]
+
+
+def test_requeue_leaves_sigterm_as_it_found_it_when_none_came(tmp_path, monkeypatch):
+    # Called in process (as by tools that import sflow), the command must not leave SIGTERM held.
+    import signal
+
+    from sflow.cli import cmd_scontrol
+    from sflow.errors import SflowError
+
+    monkeypatch.setenv("SFLOW_HOME", str(tmp_path))
+    try:
+        cmd_scontrol.main(["requeue", "99999"])
+    except SflowError:
+        pass
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())

@@ -410,10 +410,14 @@ def main(argv: list[str]) -> int:
         # A job that requeues itself gets SIGTERM from the requeue while this command is
         # still reading the answer; SLURM's reply outruns that signal, ours must outlive it.
         # Held off, not ignored: the process ends with the requeue's exit code.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        return emit(call("requeue", job_ids=_job_ids(targets), hold=command == "requeuehold",
-                         incomplete="incomplete" in options,
-                         special_exit="state=specialexit" in options))
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            return emit(call("requeue", job_ids=_job_ids(targets), hold=command == "requeuehold",
+                             incomplete="incomplete" in options,
+                             special_exit="state=specialexit" in options))
+        finally:
+            if signal.SIGTERM not in signal.sigpending():  # none came: nothing to outlive
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
     if command in ("hold", "uhold", "release"):
         if not args:
             raise SlurmError(f"too few arguments for keyword:{command}")
