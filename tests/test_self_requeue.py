@@ -53,4 +53,11 @@ def test_requeue_leaves_sigterm_as_it_found_it_when_none_came(tmp_path, monkeypa
         cmd_scontrol.main(["requeue", "99999"])
     except SflowError:
         pass
+    finally:
+        from sflow.queue import client
+
+        try:
+            client.call(str(tmp_path), "shutdown", start=False)
+        except client.ControllerUnavailable:
+            pass
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
