@@ -225,14 +225,7 @@ def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
     if mode == "batch":
         return batch.signal_job(job_pgid, signum, batch_only=True)
     if mode == "steps":
-        sent = False
-        for pid in step_processes(job_pgid):
-            try:
-                os.kill(pid, signum)
-                sent = True
-            except ProcessLookupError:
-                pass
-        return sent
+        return _kill_each(step_processes(job_pgid), signum)
     try:
         os.killpg(job_pgid, signum)
     except (ProcessLookupError, PermissionError):

@@ -280,6 +280,17 @@ def _where(job_ids, states, where) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+def _failed_read(err: sqlite3.DatabaseError, conn_or_home, close: bool) -> list:
+    """A read that failed: nothing from a store never made; else the damage, named (an open
+    connection's caller gets SQLite's own error)."""
+    if isinstance(err, sqlite3.OperationalError) and "no such table" in str(err) \
+            and not (close and health.had_jobs(conn_or_home)):
+        return []
+    if close:
+        raise _damage(conn_or_home, err) from None
+    raise err
+
+
 def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (), *,
               job_ids=None, states=None) -> list[JobRecord]:
     """Job records, by job id; ``job_ids`` also matches every task of those arrays.
@@ -305,16 +316,8 @@ def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (),
         if len(names) == len(RECORD_FIELDS):
             return [_from_columns(row) for row in rows]
         return [_from_named(names, row) for row in rows]
-    except sqlite3.OperationalError as err:
-        if "no such table" in str(err) and not (close and health.had_jobs(conn_or_home)):
-            return []
-        if close:
-            raise _damage(conn_or_home, err) from None
-        raise
     except sqlite3.DatabaseError as err:
-        if close:
-            raise _damage(conn_or_home, err) from None
-        raise
+        return _failed_read(err, conn_or_home, close)
     finally:
         if close:
             conn.close()
@@ -384,16 +387,8 @@ def read_steps(conn_or_home, job_ids=None) -> list[StepRecord]:
             sql += f" WHERE job_id IN ({','.join('?' * len(ids))})" if ids else " WHERE 0"
             args = ids
         rows = conn.execute(sql + " ORDER BY job_id, start_time", args).fetchall()
-    except sqlite3.OperationalError as err:
-        if "no such table" in str(err) and not (close and health.had_jobs(conn_or_home)):
-            return []
-        if close:
-            raise _damage(conn_or_home, err) from None
-        raise
     except sqlite3.DatabaseError as err:
-        if close:
-            raise _damage(conn_or_home, err) from None
-        raise
+        return _failed_read(err, conn_or_home, close)
     finally:
         if close:
             conn.close()
