@@ -137,20 +137,29 @@ class KeyRow:
 KEY_COLUMNS = ("idempotency_key", "name", "expires", "watch", "key_fid", "secret", "created", "revoked")
 
 
-def save_key(conn: sqlite3.Connection, row: KeyRow) -> None:
-    values = [json.dumps(row.watch) if c == "watch" else getattr(row, c) for c in KEY_COLUMNS]
-    conn.execute(f"INSERT OR REPLACE INTO bid_keys ({', '.join(KEY_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(KEY_COLUMNS))})", values)
+def _upsert(conn: sqlite3.Connection, table: str, columns, values) -> None:
+    conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                 list(values))
 
 
-def keys(conn: sqlite3.Connection, where: str = "1", params=()) -> list[KeyRow]:
+def _select(conn: sqlite3.Connection, table: str, columns: str, where: str, params) -> list[tuple]:
+    """Rows oldest first; none from a store made before ``table`` was."""
     try:
-        rows = conn.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM bid_keys WHERE {where} ORDER BY created, rowid",
+        return conn.execute(f"SELECT {columns} FROM {table} WHERE {where} ORDER BY created, rowid",
                             list(params)).fetchall()
     except sqlite3.OperationalError as err:
         if "no such table" in str(err):
             return []
         raise
+
+
+def save_key(conn: sqlite3.Connection, row: KeyRow) -> None:
+    _upsert(conn, "bid_keys", KEY_COLUMNS,
+            [json.dumps(row.watch) if c == "watch" else getattr(row, c) for c in KEY_COLUMNS])
+
+
+def keys(conn: sqlite3.Connection, where: str = "1", params=()) -> list[KeyRow]:
+    rows = _select(conn, "bid_keys", ", ".join(KEY_COLUMNS), where, params)
     return [KeyRow(**dict(zip(KEY_COLUMNS, r))) for r in rows]
 
 
@@ -170,27 +179,18 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 def save(conn: sqlite3.Connection, row: BidRow) -> None:
-    conn.execute(f"INSERT OR REPLACE INTO bids ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                 row.values())
+    _upsert(conn, "bids", COLUMNS, row.values())
 
 
 def read(conn: sqlite3.Connection, where: str = "1", params=()) -> list[BidRow]:
     columns = ", ".join(COLUMNS)
     try:
-        try:
-            rows = conn.execute(f"SELECT {columns} FROM bids WHERE {where} ORDER BY created, rowid",
-                                list(params)).fetchall()
-        except sqlite3.OperationalError as err:
-            if "no such column: cost_final" not in str(err):
-                raise
-            # A store the controller has not migrated yet (readers never write): as migrate() would.
-            columns = columns.replace("cost_final", "ended IS NOT NULL")
-            rows = conn.execute(f"SELECT {columns} FROM bids WHERE {where} ORDER BY created, rowid",
-                                list(params)).fetchall()
+        rows = _select(conn, "bids", columns, where, params)
     except sqlite3.OperationalError as err:
-        if "no such table" in str(err):
-            return []
-        raise
+        if "no such column: cost_final" not in str(err):
+            raise
+        # A store the controller has not migrated yet (readers never write): as migrate() would.
+        rows = _select(conn, "bids", columns.replace("cost_final", "ended IS NOT NULL"), where, params)
     return [BidRow.from_row(r) for r in rows]
 
 
