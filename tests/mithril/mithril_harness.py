@@ -149,6 +149,16 @@ class Site:
                                     self.emu.service.clock())
 
 
+def wait_for(test, timeout: float = 40.0) -> bool:
+    """Whether ``test()`` comes true within ``timeout`` seconds (asked once more at the end)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if test():
+            return True
+        time.sleep(0.05)
+    return test()
+
+
 @contextlib.contextmanager
 def open_site(root, conf: str, key: str, env: dict | None = None, drop: tuple[str, ...] = (), stdin=None,
               **emulator):

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from mithril_harness import wait_for
 from sflow.mithril import deadman, startup
 from sflow.mithril.emulator import start_emulator
 from sflow.mithril.fetch import Settings, load_settings
@@ -88,15 +89,6 @@ def _status(emulator, bid_id: str) -> str:
         return emulator.market.bids[bid_id].status
 
 
-def _wait(test, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if test():
-            return True
-        time.sleep(0.05)
-    return test()
-
-
 def test_the_watcher_keeps_the_bid_while_the_lease_is_renewed_and_deletes_it_once_it_runs_out(emulator, tmp_path):
     settings = _settings(emulator.url)
     worker, _, spec, bid_id, pipe = _place(emulator, tmp_path, settings, "sflow-12")
@@ -124,7 +116,7 @@ def test_the_watcher_keeps_the_bid_while_the_lease_is_renewed_and_deletes_it_onc
         stop.set()
         renewer.join()
         # No longer renewed (the machine running sflow died): the instance deletes its bid.
-        assert _wait(lambda: _status(emulator, bid_id) == "Terminated"), "the bid outlived its lease"
+        assert wait_for(lambda: _status(emulator, bid_id) == "Terminated"), "the bid outlived its lease"
         assert proc.wait(timeout=30) == 0
         log = proc.stderr.read()
     finally:
@@ -146,7 +138,7 @@ def test_the_watcher_deletes_the_bid_at_its_deadline_however_renewed(emulator, t
     watch, conf = _watcher_from(script, tmp_path, str(lease))
     proc = subprocess.Popen([sys.executable, watch, conf], stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait(lambda: lease.touch() or _status(emulator, bid_id) == "Terminated")
+        assert wait_for(lambda: lease.touch() or _status(emulator, bid_id) == "Terminated")
         assert proc.wait(timeout=30) == 0
         assert "the deadline passed: deleting bid sflow-13" in proc.stderr.read()
     finally:
@@ -205,7 +197,7 @@ def test_the_emulator_enforces_an_api_keys_expiry(emulator):
         assert body["secret"] not in json.dumps(http.get("/v2/api-keys", headers=main).json())
         own = {"Authorization": f"Bearer {body['secret']}"}
         assert http.get("/v2/projects", headers=own).status_code == 200
-        assert _wait(lambda: http.get("/v2/projects", headers=own).status_code == 401, timeout=10)
+        assert wait_for(lambda: http.get("/v2/projects", headers=own).status_code == 401, timeout=10)
         assert http.delete(f"/v2/api-keys/{body['fid']}", headers=main).status_code == 204
         assert http.delete(f"/v2/api-keys/{body['fid']}", headers=main).status_code == 404
 

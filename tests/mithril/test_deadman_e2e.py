@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 
-from mithril_harness import REGION, site_fixture, slurm_conf
+from mithril_harness import REGION, site_fixture, slurm_conf, wait_for
 from sflow.mithril import deadman
 from sflow.mithril.emulator.service import Response
 from sflow.mithril.fetch import Settings
@@ -48,15 +48,6 @@ def _placed(site, name: str):
         return [b for b in site.emu.market.bids.values() if b.name == name]
 
 
-def _wait(test, timeout: float = 40.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if test():
-            return True
-        time.sleep(0.05)
-    return test()
-
-
 def test_each_bid_comes_with_an_expiring_key_revoked_when_it_ends(site):
     job_id = site.sbatch(JOB)
     site.wait(job_id, lambda r: r.state == "RUNNING", what="ran")
@@ -71,11 +62,11 @@ def test_each_bid_comes_with_an_expiring_key_revoked_when_it_ends(site):
     assert made.secret in site.market_bid(row.bid_id).launch_specification["startup_script"]
     # While the job runs, its agent renews the instance's lease.
     leases = os.path.join(site.home, "mithril", "instances", "*", ".sflow", "lease")
-    assert _wait(lambda: any(time.time() - os.stat(p).st_mtime < 5 for p in glob.glob(leases)), timeout=20)
+    assert wait_for(lambda: any(time.time() - os.stat(p).st_mtime < 5 for p in glob.glob(leases)), timeout=20)
     site.wait(job_id, lambda r: r.state == "COMPLETED", what="completed")
     site.settled(job_id)
-    assert _wait(lambda: made.deactivated_at is not None), "the bid's key outlived it"
-    assert _wait(lambda: _key_rows(site)[row.idempotency_key].revoked is not None)
+    assert wait_for(lambda: made.deactivated_at is not None), "the bid's key outlived it"
+    assert wait_for(lambda: _key_rows(site)[row.idempotency_key].revoked is not None)
     assert _key_rows(site)[row.idempotency_key].secret is None
     # The key is in no log and in no job's environment.
     out = site.wait_output(f"out-{job_id}.txt", "SLURM_JOB_ID")
@@ -132,7 +123,7 @@ def test_a_controller_killed_once_the_key_was_made_but_not_recorded_leaks_no_key
     (row,) = site.bids(job_id)
     made = _keys(site, f"sflow-deadman-{row.idempotency_key}")
     assert len(made) == 2  # the one whose answer died with the controller, and the one the bid carries
-    assert _wait(lambda: all(k.deactivated_at is not None for k in made)), "a key was leaked"
+    assert wait_for(lambda: all(k.deactivated_at is not None for k in made)), "a key was leaked"
     (bid,) = _placed(site, row.name)
     assert bid.status == "Terminated"
     lost = min(made, key=lambda k: k.created_at)
@@ -147,7 +138,7 @@ def test_a_controller_killed_between_the_key_and_the_bid_places_one_bid_and_revo
     (bid,) = _placed(site, row.name)
     assert bid.status == "Terminated" and row.bid_id == bid.fid
     assert made.secret in bid.launch_specification["startup_script"]  # the key recorded before the crash
-    assert _wait(lambda: made.deactivated_at is not None), "the key outlived its bid"
+    assert wait_for(lambda: made.deactivated_at is not None), "the key outlived its bid"
 
 
 def test_a_controller_killed_with_the_bids_create_answer_lost_places_one_bid(site):
@@ -156,4 +147,4 @@ def test_a_controller_killed_with_the_bids_create_answer_lost_places_one_bid(sit
     (made,) = _keys(site, f"sflow-deadman-{row.idempotency_key}")
     (bid,) = _placed(site, row.name)  # the create sent again with its idempotency key found it
     assert bid.status == "Terminated" and row.bid_id == bid.fid
-    assert _wait(lambda: made.deactivated_at is not None), "the key outlived its bid"
+    assert wait_for(lambda: made.deactivated_at is not None), "the key outlived its bid"
