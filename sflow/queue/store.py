@@ -250,15 +250,10 @@ _BOOL_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord) if _sql_type(
                      and str(f.type).startswith("bool"))
 
 
-def _from_columns(row) -> JobRecord:
-    job = JobRecord(*map(_uncell, row))
-    for name in _BOOL_FIELDS:
-        setattr(job, name, bool(getattr(job, name)))
-    return job
-
-
-def _from_named(names: list[str], row) -> JobRecord:
-    job = JobRecord(**dict(zip(names, map(_uncell, row))))
+def _from_columns(row, names=None) -> JobRecord:
+    """A record from its columns: all of them in order, or only ``names`` (the rest take their defaults)."""
+    values = map(_uncell, row)
+    job = JobRecord(*values) if names is None else JobRecord(**dict(zip(names, values)))
     for name in _BOOL_FIELDS:
         setattr(job, name, bool(getattr(job, name)))
     return job
@@ -313,9 +308,8 @@ def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (),
         have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         names = [name for name in RECORD_FIELDS if name in have]
         rows = conn.execute(f"SELECT {', '.join(names)} FROM jobs{clause} ORDER BY job_id", args).fetchall()
-        if len(names) == len(RECORD_FIELDS):
-            return [_from_columns(row) for row in rows]
-        return [_from_named(names, row) for row in rows]
+        partial = names if len(names) < len(RECORD_FIELDS) else None
+        return [_from_columns(row, partial) for row in rows]
     except sqlite3.DatabaseError as err:
         return _failed_read(err, conn_or_home, close)
     finally:
