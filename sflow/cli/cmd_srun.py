@@ -151,7 +151,7 @@ def main(argv: list[str]) -> int:
 def run_step(home: str, job, req, new_allocation: bool = False) -> int:
     from sflow.exec import steplog as step_log
     from sflow.exec.env import StepContext
-    from sflow.exec.srun import StepRunner, next_step_id, plan_step
+    from sflow.exec.srun import SRUN_FORWARDS, StepRunner, next_step_id, plan_step
 
     def warn(text: str) -> None:
         print(f"srun: Warning: {text}", file=sys.stderr)
@@ -179,8 +179,7 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
     runner = StepRunner(job, step, req, base_env)
     runner.cancelled_by = lambda: step_log.cancelled(home, job.job_id, step_id)
     runner.kill_wait = _kill_wait()
-    forwarded = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2, _signal.SIGQUIT)
-    previous = {s: _signal.signal(s, lambda signum, frame: runner.signal(signum)) for s in forwarded}
+    previous = {s: _signal.signal(s, lambda signum, frame: runner.signal(signum)) for s in SRUN_FORWARDS}
     try:
         try:
             runner.start()

@@ -24,6 +24,11 @@ from sflow.exec.env import JobContext, StepContext, Where, task_environment
 from sflow.exec.layout import block_layout
 from sflow.exec.remote_srun import RemoteTasks, is_remote
 
+# The signals srun catches and passes on to its tasks; the controller leaves srun out when it
+# sends one of them to every process of a job (sflow.queue.launch.signal_job).
+SRUN_FORWARDS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2,
+                           _signal.SIGQUIT})
+
 SIGNAL_WORDS = {
     _signal.SIGKILL: "Killed", _signal.SIGTERM: "Terminated", _signal.SIGSEGV: "Segmentation fault",
     _signal.SIGABRT: "Aborted", _signal.SIGINT: "Interrupt", _signal.SIGBUS: "Bus error",

@@ -17,10 +17,6 @@ from dataclasses import dataclass
 from sflow.backends.base import Allocation
 from sflow.records import JobRecord
 
-# The signals an srun client catches and passes on to its tasks (sflow/cli/cmd_srun.py).
-SRUN_FORWARDS = frozenset({_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGUSR1, _signal.SIGUSR2,
-                           _signal.SIGQUIT})
-
 
 @dataclass
 class Launched:
@@ -214,6 +210,7 @@ def signal_job(job_pgid: int | None, signum: int, mode: str = "all") -> bool:
     if not job_pgid:
         return False
     from sflow.exec import batch, remote_batch
+    from sflow.exec.srun import SRUN_FORWARDS
 
     agent = remote_batch.agent_dir(job_pgid) if mode not in ("all", "full") else None
     if agent is not None:  # a remote step: its agent picks the processes over there
