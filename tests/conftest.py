@@ -8,8 +8,11 @@ import subprocess
 import sys
 import time
 import getpass
+import json
 
 import pytest
+
+from sflow.exec.env import JobContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF_CONF = os.path.join(ROOT, "compat", "golden", "ref-slurm.conf")
@@ -74,3 +77,21 @@ def examples_dir() -> str:
 def copy_examples(dest: str) -> None:
     for name in os.listdir(examples_dir()):
         shutil.copy(os.path.join(examples_dir(), name), dest)
+
+
+def job_allocation(tmp_path, job_id: int, **fields) -> tuple[dict, object]:
+    """A job's allocation written the way the controller writes it (its context.json), so srun runs
+    inside it without a controller. Returns the environment of a shell in that job, and the sflow home."""
+    home = tmp_path / "home"
+    (home / "jobs" / str(job_id)).mkdir(parents=True)
+    ctx = JobContext(job_id=job_id, job_name="t", user="u", uid=os.getuid(), gid=os.getgid(), partition="debug",
+                     account="u", qos="normal", cluster_name="c", submit_dir=str(tmp_path), submit_host="h",
+                     work_dir=str(tmp_path), **fields)
+    (home / "jobs" / str(job_id) / "context.json").write_text(json.dumps(ctx.to_json()))
+    return {**os.environ, "SFLOW_HOME": str(home), "SLURM_JOB_ID": str(job_id)}, home
+
+
+def run_srun(env, cwd, *argv, stdin=None):
+    """The srun shim, run the way a shell in the job runs it."""
+    return subprocess.run([sys.executable, "-c", "from sflow.cli.shims import srun; srun()", *argv],
+                          env=env, cwd=cwd, capture_output=True, text=True, input=stdin, timeout=60)

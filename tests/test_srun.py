@@ -7,13 +7,10 @@ context.json), so these run without a controller.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from sflow.exec.env import JobContext
+from conftest import job_allocation, run_srun as srun
 from sflow.exec.layout import NodeSlot, block_layout, compress_counts
 
 JOB_ID = 77
@@ -21,20 +18,9 @@ JOB_ID = 77
 
 @pytest.fixture
 def job_env(tmp_path):
-    home = tmp_path / "home"
-    (home / "jobs" / str(JOB_ID)).mkdir(parents=True)
-    ctx = JobContext(job_id=JOB_ID, job_name="t", user="u", uid=os.getuid(), gid=os.getgid(), partition="debug",
-                     account="u", qos="normal", cluster_name="c", submit_dir=str(tmp_path), submit_host="h",
-                     work_dir=str(tmp_path), nodes=[NodeSlot("node1", 2, (0, 1)), NodeSlot("node2", 2, (0, 1))],
-                     tasks_per_node=[2, 2], ntasks=4, ntasks_given=True, ntasks_per_node=2)
-    (home / "jobs" / str(JOB_ID) / "context.json").write_text(json.dumps(ctx.to_json()))
-    env = {**os.environ, "SFLOW_HOME": str(home), "SLURM_JOB_ID": str(JOB_ID)}
+    env, home = job_allocation(tmp_path, JOB_ID, nodes=[NodeSlot("node1", 2, (0, 1)), NodeSlot("node2", 2, (0, 1))],
+                               tasks_per_node=[2, 2], ntasks=4, ntasks_given=True, ntasks_per_node=2)
     return env, home, tmp_path
-
-
-def srun(env, cwd, *argv, stdin=None):
-    return subprocess.run([sys.executable, "-c", "from sflow.cli.shims import srun; srun()", *argv],
-                          env=env, cwd=cwd, capture_output=True, text=True, input=stdin, timeout=60)
 
 
 def test_tasks_get_ranks_and_nodes(job_env):

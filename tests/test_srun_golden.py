@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from sflow.exec.env import JobContext
+from conftest import job_allocation, run_srun as srun
 from sflow.exec.layout import NodeSlot, ranks_by_node
 from sflow.exec.multiprog import argv_for, read_config
 from sflow.exec.verbose import check_distribution, defined_options
@@ -106,21 +106,9 @@ def test_help_and_usage_are_sruns_own():
 
 @pytest.fixture
 def job_env(tmp_path):
-    home = tmp_path / "home"
-    (home / "jobs" / str(JOB_ID)).mkdir(parents=True)
-    ctx = JobContext(job_id=JOB_ID, job_name="t", user="u", uid=os.getuid(), gid=os.getgid(), partition="debug",
-                     account="u", qos="normal", cluster_name="c", submit_dir=str(tmp_path), submit_host="h",
-                     work_dir=str(tmp_path), nodes=[NodeSlot("node1", 2), NodeSlot("node2", 2)],
-                     tasks_per_node=[3, 3], ntasks=6, ntasks_given=True, overcommit=True)
-    (home / "jobs" / str(JOB_ID) / "context.json").write_text(json.dumps(ctx.to_json()))
-    env = {**os.environ, "SFLOW_HOME": str(home), "SLURM_JOB_ID": str(JOB_ID), "SLURM_NNODES": "2",
-           "SLURM_NTASKS": "6"}
-    return env, tmp_path
-
-
-def srun(env, cwd, *argv, stdin=None):
-    return subprocess.run([sys.executable, "-c", "from sflow.cli.shims import srun; srun()", *argv],
-                          env=env, cwd=cwd, capture_output=True, text=True, input=stdin, timeout=60)
+    env, _ = job_allocation(tmp_path, JOB_ID, nodes=[NodeSlot("node1", 2), NodeSlot("node2", 2)],
+                            tasks_per_node=[3, 3], ntasks=6, ntasks_given=True, overcommit=True)
+    return {**env, "SLURM_NNODES": "2", "SLURM_NTASKS": "6"}, tmp_path
 
 
 def test_preserve_env_keeps_the_jobs_geometry(job_env):
