@@ -296,17 +296,12 @@ def _uid(user: str) -> int | None:
 def _completing() -> int:
     """Jobs in COMPLETING state with their nodes (sflow's jobs pass through it too briefly to list)."""
     from sflow.cli.common import read_jobs
+    from sflow.views.cluster_show import iso_time
 
     for job in read_jobs():
         if job.state == "COMPLETING":
-            print(f"JobId={job.job_id} EndTime={_iso(job.end_time)} CompletingTime=00:00:00 Nodes={job.nodelist}")
+            print(f"JobId={job.job_id} EndTime={iso_time(job.end_time)} CompletingTime=00:00:00 Nodes={job.nodelist}")
     return 0
-
-
-def _iso(epoch) -> str:
-    import time
-
-    return "None" if epoch is None else time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
 
 
 def _partition_op(command: str, args: list[str]) -> int:
