@@ -23,7 +23,6 @@ between (a load average, a free-memory sample), the scenario is recorded again.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pwd
@@ -33,7 +32,7 @@ import subprocess
 import sys
 import time
 
-from recorder import START, load_toml
+from recorder import ensure_slurm, load_toml, only_arg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases", "cluster.toml")
@@ -245,18 +244,15 @@ def record_scenario(scenario: dict, groups: list[dict], base_conf: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", nargs="*", help="scenarios to record (default: all)")
-    args = parser.parse_args()
-    if run(["sinfo", "-h"]).returncode != 0:
-        subprocess.run(["bash", START], check=True)
+    only = only_arg(__doc__)
+    ensure_slurm()
     spec = load_toml(CASES)
     with open(SLURM_CONF) as handle:
         base_conf = handle.read()
     os.makedirs(OUT, exist_ok=True)
     shutil.copy(SLURM_CONF, os.path.join(OUT, "slurm.conf"))
     for scenario in spec["scenario"]:
-        if args.only and scenario["name"] not in args.only:
+        if only and scenario["name"] not in only:
             continue
         print(f"recording {scenario['name']}", file=sys.stderr)
         result = record_scenario(scenario, spec["group"], base_conf)

@@ -28,7 +28,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from recorder import clean_env, ensure_slurm, load_toml, only_arg, record_cases  # noqa: E402
+from recorder import clean_env, load_toml, record_main  # noqa: E402
 from slurm_show import parse_show_line  # noqa: E402
 
 WORK = "/tmp/sflow-golden/work"
@@ -115,9 +115,7 @@ def record(case: dict) -> dict:
 
 
 def main() -> None:
-    only = only_arg(__doc__)
-    ensure_slurm()
-    record_cases(load_toml(CASES)["case"], OUT, only, record, lambda result, seconds: f"exit {result['exit_code']}")
+    record_main(__doc__, load_toml(CASES)["case"], OUT, record, lambda result, seconds: f"exit {result['exit_code']}")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from recorder import clean_env, ensure_slurm, load_toml, only_arg, record_cases
+from recorder import clean_env, load_toml, record_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases", "jobs.toml")
@@ -277,9 +277,7 @@ def record(case: dict) -> dict:
 
 
 def main() -> None:
-    only = only_arg(__doc__)
-    ensure_slurm()
-    record_cases(load_cases(), OUT, only, record, lambda result, seconds: f"{seconds:.1f} s")
+    record_main(__doc__, load_cases(), OUT, record, lambda result, seconds: f"{seconds:.1f} s")
 
 
 if __name__ == "__main__":

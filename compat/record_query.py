@@ -15,7 +15,7 @@ import os
 import pwd
 import subprocess
 
-from recorder import clean_env, ensure_slurm, load_toml, only_arg, record_cases
+from recorder import clean_env, load_toml, record_main
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = os.path.join(HERE, "cases", "query.toml")
@@ -37,9 +37,7 @@ def record(case: dict) -> dict:
 
 
 def main() -> None:
-    only = only_arg(__doc__)
-    ensure_slurm()
-    record_cases(load_toml(CASES)["case"], OUT, only, record, lambda r, secs: f"{len(r['runs'])} commands")
+    record_main(__doc__, load_toml(CASES)["case"], OUT, record, lambda r, secs: f"{len(r['runs'])} commands")
 
 
 if __name__ == "__main__":

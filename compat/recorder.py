@@ -73,3 +73,11 @@ def record_cases(cases: list[dict], out: str, only: list[str] | None, record: Ca
     with open(out, "w") as handle:
         json.dump(results, handle, indent=1, sort_keys=True, ensure_ascii=False)
         handle.write("\n")
+
+
+def record_main(doc: str, cases: list[dict], out: str, record: Callable[[dict], dict],
+                note: Callable[[dict, float], str]) -> None:
+    """A recorder's command line: ``--only``, the reference SLURM brought up, then ``record_cases``."""
+    only = only_arg(doc)
+    ensure_slurm()
+    record_cases(cases, out, only, record, note)
