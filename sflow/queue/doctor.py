@@ -12,13 +12,12 @@ held rather than run again.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import shutil
 import sqlite3
 import time
 
-from sflow.queue import health, paths, store
+from sflow.queue import health, paths, store, watchdog
 
 TABLES = ("jobs", "requests", "steps", "meta", "bids")
 # Header fields SQLite needs to read the file (offsets 16-23 and the schema format at 44),
@@ -115,17 +114,6 @@ def inspect(home: str) -> Report:
     return report
 
 
-def _controller_running(home: str) -> bool:
-    fd = os.open(paths.lock_path(home), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the lock again
-    return False
-
-
 def _readable_copy(path: str, scratch: str) -> sqlite3.Connection | None:
     """The damaged file opened read-only, through a copy with its header rewritten if need be."""
     if not os.path.exists(path) or os.path.getsize(path) < 100:
@@ -195,7 +183,7 @@ def _hold_rerun(conn: sqlite3.Connection, home: str) -> list[int]:
 
 
 def repair(home: str) -> Report:
-    if _controller_running(home):
+    if watchdog.controller_running(home):
         raise DoctorError("the controller is running: stop it first (scontrol shutdown), then repair")
     before = inspect(home)
     db = paths.db_path(home)

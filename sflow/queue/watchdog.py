@@ -60,6 +60,18 @@ def live_work(home: str) -> bool:
         conn.close()
 
 
+def controller_running(home: str) -> bool:
+    """A controller holds ``home``'s lock (whether or not it answers yet)."""
+    fd = os.open(paths.lock_path(home), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the lock again
+    return False
+
+
 def controller_answers(home: str) -> bool:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
@@ -160,14 +172,8 @@ def main() -> int:
             why = watch(home)
             # A controller started as this one decided to leave found its lock taken and went without
             # a watchdog: keep watching it.
-            probe = os.open(paths.lock_path(home), os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not controller_running(home):
                 break
-            except OSError:
-                continue
-            finally:
-                os.close(probe)
     finally:
         try:
             os.unlink(pid_file)
