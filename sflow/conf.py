@@ -321,7 +321,7 @@ class _Where:
 
     def int(self, key: str, value: str, low: int | None = None, high: int | None = None) -> int:
         text = value.strip()
-        if not text.lstrip("-").isdigit():
+        if not text.lstrip("-").isdecimal():
             raise self.error(f'"{key}" value "{value}" is not a valid number')
         number = int(text)
         if (low is not None and number < low) or (high is not None and number > high):
@@ -407,7 +407,7 @@ def _ports(value: str, where: _Where) -> list[str]:
     ports = []
     for item in text.split(","):
         low, _, high = item.partition("-")
-        if not low.isdigit() or (high and not high.isdigit()) or (high and int(high) < int(low)):
+        if not low.isdecimal() or (high and not high.isdecimal()) or (high and int(high) < int(low)):
             raise where.error(f'"Port" value "{value}" is not a valid number')
         ports += [str(p) for p in range(int(low), int(high or low) + 1)]
     return ports
@@ -420,7 +420,7 @@ def _gres(value: str, where: _Where) -> tuple[tuple[str, ...], int, str | None]:
         bare = item.split("(", 1)[0]  # gpu:8(S:0-1): the socket binding does not change the count
         bits = bare.split(":")
         count = 1
-        if len(bits) > 1 and bits[-1].isdigit():
+        if len(bits) > 1 and bits[-1].isdecimal():
             count = int(bits[-1])
             kind = bits[1] if len(bits) == 3 else None
         elif len(bits) <= 2:

@@ -75,3 +75,9 @@ def test_sacct_refuses_as_slurm_does():
             _parse_time(text)
         assert render("sacct", caught.value) + "\n" == run["stderr"]
         assert caught.value.exit_code == run["exit_code"]
+
+
+@pytest.mark.parametrize("text", ["12²5", "1²/05", "١٢:00x"])
+def test_digits_outside_ascii_are_refused_not_crashed_on(text):
+    with pytest.raises(values.InvalidTime):
+        values.parse_time(text, now=datetime(2026, 1, 1))

@@ -45,20 +45,11 @@ def _options(argv: list[str], env) -> tuple[list[tuple[str, str | None]], list[s
     return options, parsed.positionals
 
 
-def _user_exists(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return name.isdigit()
-
-
 def main(argv: list[str]) -> int:
     from sflow.cli.common import call, whoami
     from sflow.queue.select import MAX_RANGE, RangeError, parse_target, split_ids, unreadable
     from sflow.slurm.values import signal_number
+    from sflow.users import uid_of
 
     options, positionals = _options(argv, os.environ)
     filters: dict[str, list[str]] = {}
@@ -71,7 +62,7 @@ def main(argv: list[str]) -> int:
             filters.setdefault("names", []).extend(raw.split(","))
         elif name == "user":
             for user in raw.split(","):
-                if not _user_exists(user):
+                if uid_of(user) is None:
                     raise SlurmError(f"Invalid user name: {user}")
                 filters.setdefault("users", []).append(user)
         elif name == "me":

@@ -53,10 +53,10 @@ def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
     jobs = read_jobs()
     spec = rest[0] if rest else ""
     base, underscore, index = spec.partition("_")
-    if spec and underscore and not (base.isdigit() and index.isdigit()):
+    if spec and underscore and not (base.isdecimal() and index.isdecimal()):
         print("scontrol_print_job error: Invalid job id specified", file=sys.stderr)
         return 1
-    if spec and not base.isdigit():
+    if spec and not base.isdecimal():
         print("slurm_load_jobs error: Invalid job id specified", file=sys.stderr)
         return 1
     if spec and underscore:
@@ -141,7 +141,7 @@ def _show_steps(rest: list[str], one_liner: bool) -> int:
 def _step_job(jobs: dict, text: str):
     """The job a step id names: ``123``, or an array task as ``123_4``."""
     base, _, task = text.partition("_")
-    if not base.isdigit():
+    if not base.isdecimal():
         return None
     if task:
         return next((j for j in jobs.values() if j.array_job_id == int(base) and str(j.array_task_id) == task), None)
@@ -237,6 +237,7 @@ class _Aborted(Exception):
 def _update(args: list[str]) -> int:
     """``update JobId=ID ...``, or the jobs of a name (``JobName=NAME [UserID=UID]``) when no id is given."""
     from sflow.cli.common import call, emit
+    from sflow.users import uid_of
 
     pairs = _pairs(args)
     keys = [key.lower() for key, _ in pairs]
@@ -252,7 +253,7 @@ def _update(args: list[str]) -> int:
         user = pairs[keys.index("userid")][1] if "userid" in keys else None
         uid = None
         if user is not None:
-            uid = _uid(user)
+            uid = uid_of(user)
             if uid is None:
                 raise SlurmError(f"Invalid UserID: {user}")
         changes = [(k, v) for k, v in pairs if k.lower() not in ("jobname", "userid")]
@@ -280,17 +281,6 @@ def _write_resize_scripts(resized: dict) -> None:
     print("To reset Slurm environment variables, execute")
     print(f"  For bash or sh shells:  . ./slurm_job_{job_id}_resize.sh")
     print(f"  For csh shells:         source ./slurm_job_{job_id}_resize.csh")
-
-
-def _uid(user: str) -> int | None:
-    import pwd
-
-    if user.isdigit():
-        return int(user)
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return None
 
 
 def _completing() -> int:

@@ -74,7 +74,7 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
         elif name == "gpus_per_task":
             req.gpus_per_task = value.count
         elif name == "jobid":
-            if not raw.strip().isdigit():
+            if not raw.strip().isdecimal():
                 raise SlurmError(f'Invalid numeric value "{raw}" for --jobid.')
             req.jobid = raw.strip()
         elif name == "nodelist":
@@ -108,7 +108,7 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
 
 def _seconds(long: str, raw: str) -> int:
     text = (raw or "").strip()
-    if not text.isdigit():
+    if not text.isdecimal():
         raise SlurmError(f'Invalid numeric value "{raw}" for --{long}.')
     return int(text)
 

@@ -65,13 +65,10 @@ def emit(reply: dict) -> int:
 
 
 def whoami() -> tuple[str, int]:
-    uid = os.getuid()
-    try:
-        import pwd
+    from sflow.users import name_of
 
-        return pwd.getpwuid(uid).pw_name, uid
-    except (ImportError, KeyError):
-        return os.environ.get("USER", str(uid)), uid
+    uid = os.getuid()
+    return name_of(uid) or os.environ.get("USER", str(uid)), uid
 
 
 def read_jobs(where: str | None = None, params: tuple = ()) -> list:

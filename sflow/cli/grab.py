@@ -56,7 +56,7 @@ def gpu_request(word: str | None) -> tuple[list[str], dict]:
     if INSTANCE_TYPE.fullmatch(word):
         return [], {"SFLOW_INSTANCE_TYPE": word}
     kind, _, count = word.partition(":")
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", kind) or (count and not count.isdigit()):
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", kind) or (count and not count.isdecimal()):
         raise GrabError(f"{word!r} is not a GPU: give a type (h100), a type and count per node (h100:8) "
                         "or an instance type (8xh100)")
     return [f"--gpus-per-node={kind}:{count or 1}"], {}

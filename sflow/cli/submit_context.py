@@ -7,13 +7,10 @@ import sys
 
 
 def identity() -> dict:
-    uid = os.getuid()
-    try:
-        import pwd
+    from sflow.users import name_of
 
-        user = pwd.getpwuid(uid).pw_name
-    except (KeyError, ImportError):
-        user = os.environ.get("USER", str(uid))
+    uid = os.getuid()
+    user = name_of(uid) or os.environ.get("USER", str(uid))
     return {"user": user, "uid": uid, "gid": os.getgid(), "host": os.uname().nodename.split(".")[0]}
 
 

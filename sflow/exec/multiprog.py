@@ -37,7 +37,7 @@ def _ranks(text: str, path: str) -> list[int]:
     ranks = []
     for part in text.split(","):
         low, _, high = part.partition("-")
-        if not low.isdigit() or (high and not high.isdigit()):
+        if not low.isdecimal() or (high and not high.isdecimal()):
             raise SlurmError(f"Configuration file {path} invalid, invalid task rank {part!s}", 255)
         ranks += list(range(int(low), int(high or low) + 1))
     return ranks

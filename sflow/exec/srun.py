@@ -189,7 +189,7 @@ def stdin_readers(mode: str | None, ntasks: int) -> tuple[str, set[int]]:
         return "all", set(range(ntasks))
     if text.lower() == "none":
         return "none", set()
-    if text.isdigit() and int(text) < ntasks:  # a larger number is a file's name
+    if text.isdecimal() and int(text) < ntasks:  # a larger number is a file's name
         return "task", {int(text)}
     return "file", set()
 
@@ -271,7 +271,7 @@ class StepRunner:
         A bare number names the one task whose stream srun passes on."""
         if pattern is None:
             return default
-        if pattern.isdigit():
+        if pattern.isdecimal():
             return default if int(pattern) == task.rank else subprocess.DEVNULL
         if pattern.lower() == "none":
             return subprocess.DEVNULL

@@ -46,7 +46,7 @@ def step_tres(given: dict, tasks: int, cpus_per_task: int, nodes: int) -> dict:
     "gpus": the GPUs its TRES counts}; empty when it asked for none."""
     def count(raw):
         tail = (raw or "").rsplit(":", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
+        return int(tail) if tail.isdecimal() else 0
 
     def gres(raw):
         return f"gres:gpu:{raw}"

@@ -55,7 +55,7 @@ def check_distribution(raw: str, plane_env: str | None = None) -> tuple[str, int
     first, *levels = text.split(":")
     if first.startswith("plane"):
         size_text = first[len("plane="):] if first.startswith("plane=") else (plane_env or "")
-        if (first != "plane" and not first.startswith("plane=")) or not size_text.isdigit() or int(size_text) < 1:
+        if (first != "plane" and not first.startswith("plane=")) or not size_text.isdecimal() or int(size_text) < 1:
             raise SlurmError("Invalid plane size or size not specified\nInvalid --distribution specification", 255)
         if levels:
             raise bad
@@ -96,7 +96,7 @@ def check_gpu_bind(raw: str | None) -> None:
                 raise SlurmError(f"Invalid --gpu-bind argument: gpu:{text}", 255)
         ok = True
     elif kind in ("per_task", "single"):
-        ok = arg.isdigit() and int(arg) > 0
+        ok = arg.isdecimal() and int(arg) > 0
     if not ok:
         raise SlurmError(f"Invalid --gpu-bind argument: gpu:{text}", 255)
 

@@ -250,7 +250,7 @@ class InstanceModel(Answer):
 def _split_destination(destination: str) -> tuple[str, int]:
     host, sep, port = destination.rpartition(":")
     # "host", "[v6::addr]" and "v6::addr" carry no port of their own.
-    if not sep or not port.isdigit() or (":" in host and not host.endswith("]")):
+    if not sep or not port.isdecimal() or (":" in host and not host.endswith("]")):
         return destination.strip("[]"), 22
     return host.strip("[]"), int(port)
 

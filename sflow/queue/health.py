@@ -63,7 +63,7 @@ def job_dir_ids(home: str) -> list[int]:
         names = os.listdir(os.path.join(home, "jobs"))
     except OSError:
         return []
-    return sorted(int(name) for name in names if name.isdigit())
+    return sorted(int(name) for name in names if name.isdecimal())
 
 
 def backup_jobs(home: str) -> int:

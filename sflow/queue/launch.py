@@ -102,7 +102,7 @@ def _children_map() -> dict[int, list[int]]:
     """Parent pid -> child pids, for this user's processes."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
@@ -182,7 +182,7 @@ def _session(pgid: int) -> list[int]:
     process groups of their own inside it)."""
     found = []
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         try:
             if os.getsid(int(entry)) == pgid:
@@ -250,7 +250,7 @@ def kill_stragglers(pgid: int | None, job_id: int) -> None:
         return
     needle = f"\0SLURM_JOB_ID={job_id}\0".encode()
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         try:
             if os.getsid(int(entry)) != pgid:
@@ -277,7 +277,7 @@ def find_launched(job_id: int, since: float, uid: int) -> tuple[int, str] | None
     except (OSError, StopIteration):
         return None
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+        if not entry.isdecimal():
             continue
         pid = int(entry)
         try:

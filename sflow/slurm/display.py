@@ -47,7 +47,7 @@ def requested_gpus(request) -> int:
     if request.gpus:
         return request.gpus
     per_node = request.gpus_per_node or sum(g.count for g in request.gres if g.name == "gpu")
-    if not per_node and (request.gpus_per_socket or "").isdigit():
+    if not per_node and (request.gpus_per_socket or "").isdecimal():
         per_node = int(request.gpus_per_socket)
     if per_node:
         return per_node * request.min_nodes

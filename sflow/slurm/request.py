@@ -263,7 +263,7 @@ def _gpu_count(raw: str | None) -> int | None:
     if raw is None:
         return None
     tail = raw.strip().rsplit(":", 1)[-1]
-    return int(tail) if tail.isdigit() else None
+    return int(tail) if tail.isdecimal() else None
 
 
 def _gpu_options(settings: list[Setting]) -> None:

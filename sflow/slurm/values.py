@@ -408,7 +408,7 @@ class SignalSpec:
 def signal_number(name: str) -> int | None:
     """``USR1``, ``SIGUSR1`` or ``10`` -> 10; None if not a signal."""
     text = name.strip().upper()
-    if text.isascii() and text.isdigit():  # str.isdigit() also takes "²", which int() refuses
+    if text.isascii() and text.isdecimal():  # str.isdecimal() also takes "²", which int() refuses
         number = int(text)
         return number if 0 < number < _signal.NSIG else None
     if not text.startswith("SIG"):
@@ -562,7 +562,7 @@ def expand_output_pattern(pattern: str, ctx: dict) -> str:
             out.append(f"%{pad or ''}{value}")
             continue
         text = str(source)
-        if pad and value in _NUMERIC and text.isdigit():
+        if pad and value in _NUMERIC and text.isdecimal():
             text = text.zfill(pad)
         out.append(text)
     return "".join(out)
@@ -607,7 +607,7 @@ class _TimeReader:
     def digits(self) -> tuple[str, int]:
         """The digit run at the cursor and where it ends (the cursor moves past it)."""
         start = self.pos
-        while self.peek().isdigit():
+        while self.peek().isdecimal():
             self.pos += 1
         return self.text[start:self.pos], self.pos
 
@@ -669,7 +669,7 @@ class _TimeReader:
         """(year or None, month, day) from a digit run at ``start`` and what follows it."""
         text = self.text
         if len(run) == 4 and text[end:end + 1] == "-" and text[end + 3:end + 4] == "-" \
-                and text[end + 1:end + 3].isdigit():
+                and text[end + 1:end + 3].isdecimal():
             self.pos = end + 1
             month = self.field(1, 12, exact=True)
             self.pos += 1
@@ -685,7 +685,7 @@ class _TimeReader:
                 self.fail(end - 2)
             self.pos = end + 1
             day_at = self.pos
-            while self.peek().isdigit() and self.pos - day_at < 2:
+            while self.peek().isdecimal() and self.pos - day_at < 2:
                 self.pos += 1
             day_run = self.text[day_at:self.pos]
             if not day_run:
@@ -694,7 +694,7 @@ class _TimeReader:
                 self.fail(self.pos - 2)
             year = None
             # Digits straight after a two-digit day are its year (MM/DDYY).
-            if self.peek() == separator or (len(day_run) == 2 and self.peek().isdigit()):
+            if self.peek() == separator or (len(day_run) == 2 and self.peek().isdecimal()):
                 self.pos += self.peek() == separator
                 year = self.year2()
             return year, int(run), int(day_run)
@@ -754,7 +754,7 @@ def parse_time(text: str, now: datetime, *, past: bool = False) -> datetime:
                 moment = today + timedelta(days=1 if word == "tomorrow" else 0)
                 day, fixed_day = (moment.year, moment.month, moment.day), True
             continue
-        if not char.isdigit():
+        if not char.isdecimal():
             reader.fail(start)
         run, end = reader.digits()
         if reader.peek() == ":":

@@ -264,12 +264,12 @@ def _config_rows() -> list[dict]:
 
 
 def _user(name: str) -> str:
-    import pwd
+    from sflow.users import name_of, uid_of
 
-    try:
-        return f"{name}({pwd.getpwnam(name).pw_uid})"
-    except KeyError:
-        return f"{name}(4294967294)" if not name.isdigit() else f"{pwd.getpwuid(int(name)).pw_name}({name})"
+    if name.isdecimal():
+        return f"{name_of(int(name)) or name}({name})"
+    uid = uid_of(name)
+    return f"{name}({4294967294 if uid is None else uid})"
 
 
 def _config_value(row: dict, given: str | None, cluster, derived: dict) -> tuple[str, str]:
@@ -301,7 +301,7 @@ def _config_value(row: dict, given: str | None, cluster, derived: dict) -> tuple
             return name, "INFINITE"
         return name, f"{value} sec"
     if show == "hms":
-        if value.strip().lstrip("-").isdigit():
+        if value.strip().lstrip("-").isdecimal():
             seconds = max(0, int(value))
             return name, f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
         return name, value
@@ -366,7 +366,7 @@ def _range_error(text: str) -> str:
     for body in re.findall(r"\[([^\[\]]*)\]", text):
         for item in body.split(","):
             low, _, high = item.partition("-")
-            if not (low.isdigit() and (not high or high.isdigit())) or (high and int(high) < int(low)):
+            if not (low.isdecimal() and (not high or high.isdecimal())) or (high and int(high) < int(low)):
                 return f"scontrol: error: _parse_single_range: Invalid range: `{item}'\n"
     return ""
 

@@ -47,7 +47,7 @@ def _tres(job: JobRecord, node_memory_mb: int | None) -> str:
     mem = ""
     if job.state == "PENDING" and not job.restart_count:
         per_gpu = _tres_per(job).get("MemPerTres", "").rpartition(":")[2]
-        if per_gpu.isdigit() and job.tres_gpus:
+        if per_gpu.isdecimal() and job.tres_gpus:
             mem = f"mem={format_memory_mb(int(per_gpu) * job.tres_gpus)},"
         else:
             per_node = job.min_memory_mb or node_memory_mb

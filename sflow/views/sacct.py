@@ -305,7 +305,7 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
         if not no_steps or steps_wanted:
             ordered = sorted(steps_by_job.get(job.job_id, []),
                              key=lambda s: (s.step_id != "batch", s.step_id != "extern",
-                                            int(s.step_id) if s.step_id.isdigit() else -1))
+                                            int(s.step_id) if s.step_id.isdecimal() else -1))
             for step in ordered:
                 if steps_wanted is None or step.step_id in steps_wanted:
                     rows.append([_step_value(name, step, job, now) for name, _, _ in columns])

@@ -6,6 +6,7 @@ import time
 
 from sflow.errors import SlurmError
 from sflow.records import FINISHED_STATES, INFINITE, JOB_STATES, JobRecord
+from sflow.users import uid_of
 from sflow.views.fmt import (Field, array_text, group_name, iso_time, job_id_display, load_table, parse_name_format,
                              parse_percent_format, render_rows, squeue_job_id)
 
@@ -166,7 +167,7 @@ def _steps_listing(jobs: list[JobRecord], fmt: str | None, header: bool, now: fl
     if step_ids:
         found = [s for s in found if (s.job_id, s.step_id) in step_ids]
     found.sort(key=lambda s: (by_id[s.job_id].partition, s.job_id,
-                              int(s.step_id) if s.step_id.isdigit() else 0xFFFFFFFB))
+                              int(s.step_id) if s.step_id.isdecimal() else 0xFFFFFFFB))
     prefix, fields, bad = parse_percent_format(fmt or STEPS_FORMAT, STEP_FIELDS)
     getters = [STEP_FIELDS[f.key][1] for f in fields]
     rows = [[get(s, by_id[s.job_id], now) for get in getters] for s in found]
@@ -398,22 +399,10 @@ def parse_squeue(argv: list[str], *, user: str = "", env=None, node_names=None, 
         bad = next((char for char in q.sort if char not in ",+-" and char not in known), None)
         if bad is not None:
             q.sort_error = f"squeue: error: Invalid sort specification: {bad}\n"
-    unknown = [u for u in q.users if not _user_known(u)]
+    unknown = [u for u in q.users if uid_of(u) is None]
     for name in unknown:
         q.warnings += f"squeue: error: Invalid user: {name}\n\n"
     return q
-
-
-def _user_known(name: str) -> bool:
-    if name.isdigit():
-        return True
-    try:
-        import pwd
-
-        pwd.getpwnam(name)
-        return True
-    except (ImportError, KeyError):
-        return False
 
 
 def _nodes(q: Query, raw: str, node_names, hostname: str) -> str | None:
