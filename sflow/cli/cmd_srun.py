@@ -63,6 +63,9 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
         if option.status == "ignored":
             warnings.append(option.note)
             continue
+        if option.long == "acctg-freq":
+            req.acctg_freq = raw
+            continue
         req.given.append((option.long, raw))
         value = convert(option, raw)
         if name == "nodes":
@@ -150,6 +153,7 @@ def main(argv: list[str]) -> int:
 
 def run_step(home: str, job, req, new_allocation: bool = False) -> int:
     from sflow.exec import steplog as step_log
+    from sflow.exec import usage
     from sflow.exec.env import StepContext
     from sflow.exec.srun import SRUN_FORWARDS, StepRunner, next_step_id, plan_step
 
@@ -178,7 +182,9 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
         step.preserved = {k: base_env[k] for k in ("SLURM_NNODES", "SLURM_NTASKS", "SLURM_NPROCS") if k in base_env}
     runner = StepRunner(job, step, req, base_env)
     runner.cancelled_by = lambda: step_log.cancelled(home, job.job_id, step_id)
-    runner.kill_wait = _kill_wait()
+    runner.kill_wait, conf_freq = _step_config()
+    runner.acctg_freq = usage.frequency(req.acctg_freq or conf_freq)
+    runner.usage_path = usage.usage_path(home, job.job_id, step_id)
     previous = {s: _signal.signal(s, lambda signum, frame: runner.signal(signum)) for s in SRUN_FORWARDS}
     try:
         try:
@@ -190,17 +196,19 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
     finally:
         for signum, handler in previous.items():
             _signal.signal(signum, handler)
-    step_log.finished(home, job.job_id, step_id, runner.tasks)
+    step_log.finished(home, job.job_id, step_id, runner.tasks, usage=runner.gauge.to_dict())
     return code
 
 
-def _kill_wait() -> int:
+def _step_config() -> tuple[int, str | None]:
+    """KillWait and JobAcctGatherFrequency of the cluster."""
     from sflow.conf import load_cluster
 
     try:
-        return load_cluster().kill_wait
-    except Exception:  # no readable configuration: SLURM's default
-        return 30
+        cluster = load_cluster()
+    except Exception:  # no readable configuration: SLURM's defaults
+        return 30, None
+    return cluster.kill_wait, cluster.config_value("JobAcctGatherFrequency")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ WRAPPER = (
     # The inner shell becomes the script (exec), so its $$ is the script's pid: SLURM_TASK_PID.
     '/bin/sh -c \'SLURM_TASK_PID=$$; export SLURM_TASK_PID; n=$1; shift; '
     'if [ "$n" -gt 0 ]; then exec env "$@" 2>&3 3>&-; fi; exec "$@" 2>&3 3>&-\' sflow-exec "$@"; rc=$?; '
+    'times > "$status.times"; '  # the script's CPU times, written before its status
     'printf "%s\\n" "$rc" > "$status.tmp" && mv "$status.tmp" "$status"; '
     # The same status as the wrapper's own exit: the controller that started it still learns
     # it when the file cannot be written (a full disk).
@@ -155,7 +156,8 @@ def launch_batch(
     with open(os.path.join(directory, "context.json"), "w") as handle:
         json.dump(ctx.to_json(), handle)
     status_path = os.path.join(directory, "status")
-    for stale in (status_path, status_path + ".tmp"):
+    for stale in (status_path, status_path + ".tmp", status_path + ".times",
+                  os.path.join(directory, "usage-batch.json")):
         if os.path.exists(stale):
             os.unlink(stale)
 

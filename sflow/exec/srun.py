@@ -23,6 +23,7 @@ from sflow.errors import SlurmError
 from sflow.exec.env import JobContext, StepContext, Where, task_environment
 from sflow.exec.layout import block_layout
 from sflow.exec.remote_srun import RemoteTasks, is_remote
+from sflow.exec.usage import Gauge, children_map, save as save_usage, tree
 
 # The signals srun catches and passes on to its tasks; the controller leaves srun out when it
 # sends one of them to every process of a job (sflow.queue.launch.signal_job).
@@ -66,6 +67,7 @@ class StepRequest:
     plane_size: int | None = None
     preserve_env: bool = False
     multi_prog: bool = False
+    acctg_freq: str | None = None  # --acctg-freq as given
     gpu_bind: str | None = None  # --gpu-bind as given: [verbose,]<type>
     debugger_test: bool = False  # start the tasks stopped, list them as a debugger sees them, and wait
     programs: list | None = None  # --multi-prog's configuration, read
@@ -243,6 +245,16 @@ class StepRunner:
         self._kill_timer: threading.Timer | None = None
         total = sum(step.tasks_per_node)
         self._label_width = len(str(total - 1))
+        # Accounting: each task's memory sampled every ``acctg_freq`` seconds (0: never), CPU times
+        # from wait4; written to ``usage_path`` at each sample for sstat.
+        task_nodes = [""] * total
+        for index, ranks in enumerate(step.ranks()):
+            for rank in ranks:
+                task_nodes[rank] = step.nodes[index].name
+        self.gauge = Gauge(total, task_nodes)
+        self.acctg_freq = 0
+        self.usage_path: str | None = None
+        self._done = threading.Event()
 
     def _note(self, text: str) -> None:
         with self._lock:
@@ -411,11 +423,30 @@ class StepRunner:
         if feeds:
             # Not joined: srun's stdin may be a terminal that never ends.
             threading.Thread(target=_broadcast_stdin, args=(feeds,), daemon=True).start()
+        if self.acctg_freq > 0:
+            threading.Thread(target=self._gather, daemon=True).start()
         if self.req.debugger_test:
             self._note("".join(
                 f"srun: task:{t.rank}, host:{self.step.nodes[t.node_index].name}, pid:{t.process.pid}, "
                 f"executable:{self._argv(t.rank)[0]}\n" for t in sorted(self.tasks, key=lambda t: t.rank)
                 if t.process is not None))
+
+    def _gather(self) -> None:
+        """Sample the local tasks' process trees until the step ends."""
+        while True:
+            self.sample()
+            if self._done.wait(self.acctg_freq):
+                return
+
+    def sample(self) -> None:
+        children = children_map()
+        with self._lock:
+            running = [(t.rank, t.process.pid) for t in self.tasks
+                       if t.process is not None and t.process.returncode is None]
+        for rank, pid in running:
+            self.gauge.sample(rank, tree(pid, children))
+        if self.usage_path:
+            save_usage(self.usage_path, self.gauge.to_dict())
 
     def signal(self, signum: int) -> None:
         if self.req.debugger_test and not self.forced:
@@ -490,10 +521,12 @@ class StepRunner:
             timer.daemon = True
             timer.start()
         while pending:
-            pid, status = os.wait()
+            pid, status, rusage = os.wait4(-1, 0)
             for task in pending:
                 if task.process.pid == pid:
                     task.process.returncode = status
+                    self.gauge.add_cpu(rusage.ru_utime, rusage.ru_stime)
+                    self.gauge.ended(task.rank)
                     if os.WIFSIGNALED(status):
                         task.signal = os.WTERMSIG(status)
                     else:
@@ -506,6 +539,7 @@ class StepRunner:
                         timer.daemon = True
                         timer.start()
                     break
+        self._done.set()
         if timer is not None:
             timer.cancel()
         if self._kill_timer is not None:

@@ -73,7 +73,8 @@ def step_tres(given: dict, tasks: int, cpus_per_task: int, nodes: int) -> dict:
     return {"tres_per": shown, "gpus": gpus} if shown or gpus else {}
 
 
-def finished(home: str, job_id: int, step_id: int, tasks) -> None:
+def finished(home: str, job_id: int, step_id: int, tasks, usage: dict | None = None) -> None:
+    """``usage``: what the step's tasks used (``sflow.exec.usage``), kept with its record."""
     codes = [t.exit_code for t in tasks]
     signals = [t.signal for t in tasks if t.signal]
     exit_code = max(codes) if codes else 0
@@ -86,6 +87,8 @@ def finished(home: str, job_id: int, step_id: int, tasks) -> None:
     by = cancelled(home, job_id, step_id)
     if by is not None:
         entry["state"], entry["cancelled_by"] = "CANCELLED", by[0]
+    if usage:
+        entry["usage"] = usage
     _append(home, job_id, entry)
 
 
@@ -163,4 +166,6 @@ def read_steps(home: str, job_id: int) -> list:
             step.exit_code, step.exit_signal = entry["exit_code"], entry["signal"]
             if "cancelled_by" in entry:
                 step.extra["cancelled_by"] = entry["cancelled_by"]
+            if "usage" in entry:
+                step.extra["usage"] = entry["usage"]
     return list(steps.values())

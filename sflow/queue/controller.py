@@ -33,7 +33,7 @@ import traceback
 from sflow.backends.local import LocalBackend, Need
 from sflow.conf import conf_stamp, load_cluster_watched
 from sflow.errors import SflowError
-from sflow.queue import health, paths, store, watchdog
+from sflow.queue import accounting, health, paths, store, watchdog
 from sflow.queue.cloud import CloudLife, Deferred
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
@@ -82,6 +82,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.listener = None  # the listening socket, while taking connections
         self.stopping = False
         self.polled: set[int] = set()  # jobs watched by polling (no pidfd)
+        self.gauges: dict[int, list] = {}  # batch steps' usage being gathered (sflow.queue.accounting)
         self.last_poll = 0.0
         self.idle_seconds = _env_float("SFLOW_CONTROLLER_IDLE", 600.0)
         self.requeue_delay = _env_float("SFLOW_REQUEUE_DELAY", 120.0)
@@ -441,7 +442,7 @@ class Controller(JobLife, CloudLife, SocketServer):
             self.handle_line(conn, line)
         self.cloud_turn(now)
         self.poll_processes(now)
-        running_wake = min(self.check_running(now), self.market_verdicts(now))
+        running_wake = min(self.check_running(now), self.market_verdicts(now), accounting.gather(self, now))
         if (self.schedule_wanted or now >= self.plan_wake) and now >= self.schedule_not_before:
             self.schedule_wanted = False
             self.schedule(now)

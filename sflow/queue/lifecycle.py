@@ -16,7 +16,8 @@ import time
 import traceback
 
 from sflow.exec.batch import StepFilesUnavailable
-from sflow.queue import launch, paths, store
+from sflow.exec import usage
+from sflow.queue import accounting, launch, paths, store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.scheduler import FOREVER
 from sflow.records import INFINITE, StepRecord
@@ -277,12 +278,19 @@ class JobLife:
         else:
             state = "COMPLETED" if exit_code == 0 else "FAILED"
         first = job.alloc.nodes[0] if job.alloc and job.alloc.nodes else None
+        steps = steplog.read_steps(self.home, rec.job_id)
+        for step in steps:
+            if "usage" not in step.extra:  # its srun died first: its last sample
+                last = usage.load(usage.usage_path(self.home, rec.job_id, step.step_id))
+                if last:
+                    step.extra["usage"] = last
         self.write()
         store.save_step(self.conn, StepRecord(
             rec.job_id, "batch", "batch", state, rec.start_time, now, first.name if first else rec.nodelist,
-            1, 1, first.cpus if first else rec.num_cpus, exit_code, sig))
+            1, 1, first.cpus if first else rec.num_cpus, exit_code, sig,
+            {"usage": accounting.batch_usage(self, job, steps)}))
         derived = 0
-        for step in steplog.read_steps(self.home, rec.job_id):
+        for step in steps:
             if step.end_time is None:
                 step.state, step.end_time = "CANCELLED", now
             derived = max(derived, step.exit_code)

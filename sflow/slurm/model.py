@@ -122,6 +122,7 @@ class JobRequest(_Model):
     exclude: list[str] = Field(default_factory=list)
     exclusive: bool = False
     comment: str | None = None
+    acctg_freq: str | None = None  # --acctg-freq as given: how often the job's memory is sampled
 
     # How much.
     min_nodes: int = 1

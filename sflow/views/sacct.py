@@ -20,7 +20,7 @@ def _elapsed(start: float | None, end: float | None, now: float) -> int:
     return int((end or now) - start)
 
 
-def _job_value(name: str, job: JobRecord, now: float) -> str:
+def _job_value(name: str, job: JobRecord, now: float, steps: list[StepRecord] = ()) -> str:
     from sflow.slurm.display import format_memory_mb
     from sflow.slurm.values import format_elapsed_sacct
 
@@ -106,6 +106,11 @@ def _job_value(name: str, job: JobRecord, now: float) -> str:
         return job.limit_price or ""
     if name == "Suspended":
         return "00:00:00"
+    if name in ("TotalCPU", "UserCPU", "SystemCPU"):
+        from sflow.exec.usage import format_cpu
+
+        user, system = job_cpu(list(steps))
+        return format_cpu({"TotalCPU": user + system, "UserCPU": user, "SystemCPU": system}[name])
     return ""
 
 
@@ -149,7 +154,56 @@ def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
         return str(elapsed * step.num_cpus)
     if name == "Suspended":
         return "00:00:00"
+    if name in STEP_USAGE:
+        return usage_value(name, step.extra.get("usage"), step.num_tasks)
     return ""
+
+
+# The usage fields of a step; the job's line shows only its CPU times, summed over its steps.
+STEP_USAGE = frozenset({"MaxRSS", "AveRSS", "MaxVMSize", "AveVMSize", "MaxRSSNode", "MaxRSSTask",
+                        "MaxVMSizeNode", "MaxVMSizeTask", "TotalCPU", "UserCPU", "SystemCPU", "AveCPU",
+                        "MinCPU", "MinCPUNode", "MinCPUTask"})
+
+
+def usage_value(name: str, used: dict | None, ntasks: int = 1, live: bool = False) -> str:
+    """A usage field of one step from what was measured (``sflow.exec.usage``); sstat (``live``) shows
+    the current mean for AveRSS and AveVMSize, sacct the tasks' mean high-water mark."""
+    from sflow.exec.usage import format_cpu, format_kb
+    from sflow.slurm.values import format_elapsed_sacct
+
+    if used is None:
+        return ""
+    user, system = used.get("user_cpu", 0.0), used.get("sys_cpu", 0.0)
+    per_task = (user + system) / max(1, ntasks)
+    values = {
+        "MaxRSS": lambda: format_kb(used.get("max_rss")),
+        "AveRSS": lambda: format_kb(used.get("cur_rss" if live else "ave_rss")),
+        "MaxVMSize": lambda: format_kb(used.get("max_vmsize")),
+        "AveVMSize": lambda: format_kb(used.get("cur_vmsize" if live else "ave_vmsize")),
+        "MaxRSSNode": lambda: used.get("max_rss_node", ""),
+        "MaxVMSizeNode": lambda: used.get("max_vmsize_node", ""),
+        "MinCPUNode": lambda: used.get("max_rss_node", ""),
+        "MaxRSSTask": lambda: str(used.get("max_rss_task", 0)),
+        "MaxVMSizeTask": lambda: str(used.get("max_vmsize_task", 0)),
+        "MinCPUTask": lambda: "0",
+        "TotalCPU": lambda: format_cpu(user + system),
+        "UserCPU": lambda: format_cpu(user),
+        "SystemCPU": lambda: format_cpu(system),
+        # Per task, whole seconds, as SLURM's AveCPU and MinCPU (sflow keeps the step's total).
+        "AveCPU": lambda: format_elapsed_sacct(int(per_task)),
+        "MinCPU": lambda: format_elapsed_sacct(int(per_task)),
+    }
+    return values[name]()
+
+
+def job_cpu(steps: list[StepRecord]) -> tuple[float, float]:
+    """(user, system) seconds of a job: its steps' together."""
+    user = system = 0.0
+    for step in steps:
+        used = step.extra.get("usage") or {}
+        user += used.get("user_cpu", 0.0)
+        system += used.get("sys_cpu", 0.0)
+    return user, system
 
 
 def _in_accounting(job: JobRecord, named: bool, until: float) -> bool:
@@ -301,7 +355,7 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
     for job in chosen:
         steps_wanted = only_steps.get(job.job_id)
         if steps_wanted is None:
-            rows.append([_job_value(name, job, now) for name, _, _ in columns])
+            rows.append([_job_value(name, job, now, steps_by_job.get(job.job_id, [])) for name, _, _ in columns])
         if not no_steps or steps_wanted:
             ordered = sorted(steps_by_job.get(job.job_id, []),
                              key=lambda s: (s.step_id != "batch", s.step_id != "extern",
