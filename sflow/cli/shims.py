@@ -44,7 +44,7 @@ def _run(command: str) -> None:
 
 
 # These read SQLite and never reach the controller, so they would not notice it died.
-READS_THE_STORE = ("squeue", "sacct", "sinfo", "scontrol")
+READS_THE_STORE = ("squeue", "sacct", "sinfo", "scontrol", "sstat", "seff")
 
 
 def _revive() -> None:
@@ -81,6 +81,14 @@ def scancel() -> None:
 
 def sacct() -> None:
     _run("sacct")
+
+
+def sstat() -> None:
+    _run("sstat")
+
+
+def seff() -> None:
+    _run("seff")
 
 
 def sinfo() -> None:
