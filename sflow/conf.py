@@ -671,6 +671,9 @@ def _load(path: str) -> tuple[Cluster, list[str]]:
     kill_wait = setting("KillWait", 30, 0, 65533)
     min_job_age = setting("MinJobAge", 300, 0)
     max_array_size = setting("MaxArraySize", 1001, 0, 4000001)
+    for key, val in given.items():
+        if key.lower() == "nodenameresolution":  # sflow's own key (sflow.exec.node_names)
+            where.yes_no(key, val)
     name = next((v for k, v in given.items() if k.lower() == "clustername"), "sflow").lower()
     cluster = Cluster(
         name=name, nodes=tuple(nodes), partitions=tuple(partitions), config=_with_defaults(given),

@@ -16,6 +16,7 @@ import subprocess
 from dataclasses import dataclass
 
 from sflow.exec.env import JobContext, batch_environment
+from sflow.exec.node_names import NodeNames, popen_on_node, warning
 
 # $1: status file; the rest: the script and its arguments. Traps (not ignores)
 # keep the wrapper alive through signals meant for the job: a trapped signal
@@ -121,8 +122,10 @@ def _open_step_files(out_path: str, err_path: str, in_path: str, append: bool) -
     return opened[0], opened[1], opened[2]
 
 
-def start_batch(job, request, alloc, cluster, home: str | None = None) -> BatchProcess:
-    """The controller's seam: start ``job``'s batch step on ``alloc`` as ``request`` asks."""
+def start_batch(job, request, alloc, cluster, home: str | None = None,
+                node_names: NodeNames | None = None) -> BatchProcess:
+    """The controller's seam: start ``job``'s batch step on ``alloc`` as ``request`` asks, its
+    processes on their nodes as ``node_names`` (``sflow.exec.node_names.prepare``) says."""
     from sflow.conf import sflow_home
     from sflow.exec.context import job_context
 
@@ -130,7 +133,7 @@ def start_batch(job, request, alloc, cluster, home: str | None = None) -> BatchP
     return launch_batch(
         ctx, request.script, request.script_args, request.environment, home=home or sflow_home(),
         stdout_pattern=request.stdout_pattern, stderr_pattern=request.error, input_pattern=request.input,
-        append=request.open_mode == "append" or job.restart_count > 0,
+        append=request.open_mode == "append" or job.restart_count > 0, node_names=node_names or NodeNames(),
     )
 
 
@@ -145,8 +148,10 @@ def launch_batch(
     stderr_pattern: str | None = None,
     input_pattern: str | None = None,
     append: bool = False,
+    node_names: NodeNames = NodeNames(),
 ) -> BatchProcess:
     """Write the job's files and start its batch step; raises OSError if it cannot."""
+    ctx.hosts_file = node_names.hosts_file  # srun starts the job's tasks the same way
     directory = job_dir(home, ctx.job_id)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     script_path = os.path.join(directory, "slurm_script")
@@ -170,11 +175,13 @@ def launch_batch(
                 "going to /tmp instead\n")
         os.write(err_fd, 2 * note.encode("utf-8", "surrogateescape"))
         cwd = "/tmp"
+    if node_names.problem:
+        os.write(err_fd, warning(node_names.problem).encode("utf-8", "surrogateescape"))
     env = batch_environment(ctx, base_env)
     try:
-        popen = subprocess.Popen(
+        popen = popen_on_node(
             ["/bin/sh", "-c", WRAPPER, "sflow-batch", status_path, *unshellable(env), script_path, *script_args],
-            stdin=in_fd, stdout=out_fd, stderr=err_fd, cwd=cwd, env=env,
+            ctx.nodes[0].name, ctx.hosts_file, stdin=in_fd, stdout=out_fd, stderr=err_fd, cwd=cwd, env=env,
             start_new_session=True, close_fds=True,
         )
     finally:

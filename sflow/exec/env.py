@@ -58,6 +58,7 @@ class JobContext:
     start_time: float | None = None
     conf_path: str = ""
     controller: str = "127.0.0.1:6817"  # the controller's address and port, as SLURM_WORKING_CLUSTER names it
+    hosts_file: str = ""  # mounted over /etc/hosts for each process on a node ("": node names left alone)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property

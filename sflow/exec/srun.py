@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from sflow.errors import SlurmError
 from sflow.exec.env import JobContext, StepContext, Where, task_environment
 from sflow.exec.layout import block_layout
+from sflow.exec.node_names import popen_on_node
 from sflow.exec.remote_srun import RemoteTasks, is_remote
 from sflow.exec.usage import Gauge, children_map, save as save_usage, tree
 
@@ -398,10 +399,10 @@ class StepRunner:
                         note = self._gpu_bind_note(node, where.task_gpus)
                         if note:  # the task tells its binding on its own stderr, before its program starts
                             wrapper, command = 'printf "%s\\n" "$1" >&2; shift; ' + wrapper, [note, *argv]
-                        task.process = subprocess.Popen(["/bin/sh", "-c", wrapper, "sh", *command], stdin=stdin,
-                                                        stdout=stdout, stderr=stderr, env=env,
-                                                        cwd=self.req.chdir or None,
-                                                        preexec_fn=os.setpgrp if task.own_group else None)
+                        task.process = popen_on_node(["/bin/sh", "-c", wrapper, "sh", *command], node.name,
+                                                     self.job.hosts_file, setpgrp=task.own_group, stdin=stdin,
+                                                     stdout=stdout, stderr=stderr, env=env,
+                                                     cwd=self.req.chdir or None)
                     except OSError as exc:
                         why = exc.strerror
                 if why is not None:

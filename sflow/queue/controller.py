@@ -33,6 +33,7 @@ import traceback
 from sflow.backends.local import LocalBackend, Need
 from sflow.conf import conf_stamp, load_cluster_watched
 from sflow.errors import SflowError
+from sflow.exec import node_names
 from sflow.queue import accounting, health, paths, store, watchdog
 from sflow.queue.cloud import CloudLife, Deferred
 from sflow.queue.jobs import COLUMN_NAMES, Job
@@ -64,6 +65,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.cluster = cluster
         self.conn = store.open_db(home)
         self.backend = LocalBackend(self.cluster, home)
+        self.node_names = node_names.prepare(self.cluster, home)  # how local jobs' processes start
         self.mithril = None  # the Mithril backend, made when a Mithril job first needs it
         self.deferred: list = []  # submissions waiting for the Mithril market
         self.scheduler = Scheduler(self.cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
@@ -137,6 +139,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         """Schedule on a changed cluster from now on (pending jobs are checked against it again)."""
         self.cluster = cluster
         self._rebuild_backend()
+        self.node_names = node_names.prepare(cluster, self.home)
         for job in self.jobs.values():
             job.never_reason = None
         self.scheduler = Scheduler(cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)

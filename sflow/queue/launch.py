@@ -27,8 +27,9 @@ class Launched:
     popen: object = None
 
 
-def start(job: JobRecord, request, alloc: Allocation, cluster, home: str) -> Launched:
-    """Start the batch step (``sflow.exec.batch.start_batch``); raises if it cannot."""
+def start(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_names=None) -> Launched:
+    """Start the batch step (``sflow.exec.batch.start_batch``), local processes on their nodes as
+    ``node_names`` says (``sflow.exec.node_names.prepare``); raises if it cannot."""
     from sflow.exec import batch
 
     if any(node.address for node in alloc.nodes):  # remote nodes: a local agent runs the step over SSH
@@ -39,7 +40,7 @@ def start(job: JobRecord, request, alloc: Allocation, cluster, home: str) -> Lau
     for node in alloc.nodes:
         if node.root_dir:
             os.makedirs(node.root_dir, mode=0o700, exist_ok=True)
-    proc = batch.start_batch(job, request, alloc, cluster, home)
+    proc = batch.start_batch(job, request, alloc, cluster, home, node_names)
     return Launched(proc.pid, proc.pgid, process_start_time(proc.pid), proc.status_path,
                     getattr(proc, "popen", None))
 

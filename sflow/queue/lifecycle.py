@@ -104,7 +104,7 @@ class JobLife:
                 self.awaiting_dirs.add(job.job_id)
                 continue
             try:
-                started = launch.start(job.rec, request, job.alloc, self.cluster, self.home)
+                started = launch.start(job.rec, request, job.alloc, self.cluster, self.home, self.node_names)
             except StepFilesUnavailable as err:
                 print(f"job {job.job_id}: launch failed: {err}", file=sys.stderr)
                 self.launch_failed(job)

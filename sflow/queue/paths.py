@@ -123,6 +123,11 @@ def out_of_space(home: str) -> bool:
     return blocks * st.f_frsize < _MIN_FREE_BYTES
 
 
+def hosts_path(home: str) -> str:
+    """The /etc/hosts a local job's processes see: the virtual nodes' names, then the machine's."""
+    return os.path.join(home, "hosts")
+
+
 def job_dir(home: str, job_id: int) -> str:
     """The job's own directory: the script as submitted, the executor's status files."""
     return os.path.join(home, "jobs", str(job_id))
