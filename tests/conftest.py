@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,50 @@ def cluster(tmp_path):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+class OtherUser:
+    """A throwaway user; its scripts need only the standard library, run by a Python it can execute
+    (this test's own may live under a home it cannot enter)."""
+
+    def __init__(self, name: str):
+        entry = pwd.getpwnam(name)
+        self.name, self.uid, self.gid = name, entry.pw_uid, entry.pw_gid
+        self.python = sys.executable
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        kwargs.setdefault("cwd", "/")
+        kwargs.setdefault("env", {"PATH": "/usr/bin:/bin"})
+        return subprocess.Popen(argv, user=self.uid, group=self.gid, extra_groups=[], **kwargs)
+
+    def can_run(self, python: str) -> bool:
+        try:
+            return self.popen([python, "-c", "pass"], stderr=subprocess.DEVNULL).wait(timeout=60) == 0
+        except OSError:
+            return False
+
+
+@pytest.fixture
+def other_user():
+    """A second Unix user, made for the test (root only) and removed after it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a second Unix user")
+    if not shutil.which("useradd") or not shutil.which("userdel"):
+        pytest.skip("useradd/userdel not installed")
+    name = f"sflowt{os.getpid() % 100000}"
+    made = subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", name], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"useradd failed: {made.stderr.strip()}")
+    try:
+        user = OtherUser(name)
+        runnable = [p for p in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3")
+                    if os.path.exists(p) and user.can_run(p)]
+        if not runnable:
+            pytest.skip(f"no Python interpreter that user {name} may run")
+        user.python = runnable[0]
+        yield user
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
 
 
 def examples_dir() -> str:

@@ -70,18 +70,19 @@ def test_dependency_pipeline(cluster):
 
 def _free_port():
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(("", 0))  # free on every address, the nodes' own included
         return s.getsockname()[1]
 
 
 def test_torchrun_two_nodes(cluster):
     pytest.importorskip("torch")
     copy_examples(cluster.work)
-    # Local virtual nodes are all this machine: the rendezvous host is loopback.
-    cluster.env["MASTER_ADDR"] = "127.0.0.1"
+    # The rendezvous host is the first node, by name (it resolves inside the job).
+    cluster.env.pop("MASTER_ADDR", None)
     cluster.env["MASTER_PORT"] = str(_free_port())
     done = cluster.run("sbatch", "--wait", "torchrun.slurm", timeout=240)
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.split()[-1]
     text = open(os.path.join(cluster.work, f"ddp-{job_id}.out")).read()
     assert text.count("sum=6.0 expected=6.0") == 4, text
+    assert f"rendezvous at node1:{cluster.env['MASTER_PORT']}\n" in text

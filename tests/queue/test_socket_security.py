@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -62,29 +61,11 @@ print(json.dumps(received), flush=True)
 """
 
 
-class OtherUser:
-    """A throwaway user; its scripts need only the standard library, run by a Python it can execute
-    (this test's own may live under a home it cannot enter)."""
-
-    def __init__(self, name: str):
-        entry = pwd.getpwnam(name)
-        self.name, self.uid, self.gid = name, entry.pw_uid, entry.pw_gid
-        self.python = sys.executable
-
-    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(argv, user=self.uid, group=self.gid, extra_groups=[], cwd="/",
-                                env={"PATH": "/usr/bin:/bin"}, **kwargs)
-
-    def can_run(self, python: str) -> bool:
-        try:
-            return self.popen([python, "-c", "pass"], stderr=subprocess.DEVNULL).wait(timeout=60) == 0
-        except OSError:
-            return False
-
-    def listen(self, path: str, make_dir_mode: str = "-") -> subprocess.Popen:
-        proc = self.popen([self.python, "-c", LISTENER, path, make_dir_mode], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        return proc
+def listen(user, path: str, make_dir_mode: str = "-") -> subprocess.Popen:
+    """LISTENER run as ``user`` (conftest's ``other_user``), once it is ready."""
+    proc = user.popen([user.python, "-c", LISTENER, path, make_dir_mode], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
 
 
 def stop_listener(proc: subprocess.Popen, path: str) -> list[str]:
@@ -95,28 +76,6 @@ def stop_listener(proc: subprocess.Popen, path: str) -> list[str]:
     sock.close()
     out, _ = proc.communicate(timeout=60)
     return json.loads(out.strip().splitlines()[-1])
-
-
-@pytest.fixture
-def other_user():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a second Unix user")
-    if not shutil.which("useradd") or not shutil.which("userdel"):
-        pytest.skip("useradd/userdel not installed")
-    name = f"sflowt{os.getpid() % 100000}"
-    made = subprocess.run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", name], capture_output=True, text=True)
-    if made.returncode != 0:
-        pytest.skip(f"useradd failed: {made.stderr.strip()}")
-    try:
-        user = OtherUser(name)
-        runnable = [p for p in (sys.executable, "/usr/bin/python3", "/usr/local/bin/python3")
-                    if os.path.exists(p) and user.can_run(p)]
-        if not runnable:
-            pytest.skip(f"no Python interpreter that user {name} may run")
-        user.python = runnable[0]
-        yield user
-    finally:
-        subprocess.run(["userdel", name], capture_output=True)
 
 
 def shim_env(home: str, **extra) -> dict:
@@ -153,7 +112,7 @@ def test_another_users_directory_in_tmp_is_refused_and_nothing_is_sent(tmp_path,
         pytest.skip(f"{directory} already exists (in use here); the test needs to create it as another user")
     home = long_home(tmp_path)
     path = os.path.join(directory, hashlib.sha1(os.path.abspath(home).encode()).hexdigest()[:16] + ".sock")
-    listener = other_user.listen(path, "777")
+    listener = listen(other_user, path, "777")
     try:
         done = subprocess.run(["sbatch", "--wrap", "true"], env=shim_env(home), cwd=str(tmp_path),
                               capture_output=True, text=True, timeout=120)
@@ -226,7 +185,7 @@ def test_a_listener_of_another_uid_is_refused_before_anything_is_sent(shared_dir
     os.mkdir(home)
     os.chmod(home, 0o777)  # a shared home: anyone could bind ctl.sock in it
     path = paths.socket_path(home)
-    listener = other_user.listen(path)
+    listener = listen(other_user, path)
     try:
         done = subprocess.run(["sbatch", "--export=ALL,MITHRIL_API_KEY", "--wrap", "true"], env=shim_env(home),
                               cwd=shared_dir, capture_output=True, text=True, timeout=120)
