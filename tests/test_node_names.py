@@ -59,7 +59,7 @@ def _free_port() -> int:
 def _namespaces_refused(tmp_path) -> str | None:
     home = tmp_path / "probe"
     home.mkdir()
-    return node_names.prepare(CLUSTER, str(home)).problem
+    return node_names.prepare(CLUSTER, hosts_path(str(home))).problem
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_the_hosts_file_is_rewritten_when_the_cluster_changes(tmp_path):
 
 def test_the_machine_as_one_node_needs_nothing(tmp_path):
     assert not node_names.enabled(default_cluster())
-    assert node_names.prepare(default_cluster(), str(tmp_path)) == node_names.NodeNames()
+    assert node_names.prepare(default_cluster(), hosts_path(str(tmp_path))) == node_names.NodeNames()
     assert not os.path.exists(hosts_path(str(tmp_path)))
 
 
@@ -122,7 +122,8 @@ def test_slurm_conf_can_turn_it_off(tmp_path):
     conf.write_text("NodeNameResolution=NO\nNodeName=node[1-2] CPUs=1\n")
     cluster = load_file(str(conf))
     assert node_names.enabled(CLUSTER) and not node_names.enabled(cluster)
-    assert node_names.prepare(cluster, str(tmp_path)) == node_names.NodeNames()
+    assert node_names.prepare(cluster, hosts_path(str(tmp_path))) == node_names.NodeNames()
+    assert not os.path.exists(hosts_path(str(tmp_path)))
     conf.write_text("NodeNameResolution=sometimes\nNodeName=node[1-2] CPUs=1\n")
     with pytest.raises(SlurmError, match='"NodeNameResolution" value "sometimes" is not YES or NO'):
         load_file(str(conf))
@@ -133,8 +134,9 @@ def test_slurm_conf_can_turn_it_off(tmp_path):
 
 def test_a_refusal_is_found_once_and_said_in_words(tmp_path):
     problem = node_names._probe(str(tmp_path / "missing-hosts"))
-    assert problem == "mount --bind /etc/hosts: No such file or directory" or problem.startswith(
-        ("unshare:", "mount --make-rprivate /:"))
+    assert problem.startswith("the kernel refused the namespaces that provide them (")
+    assert problem.endswith("(mount --bind /etc/hosts: No such file or directory)") or "(unshare: " in problem \
+        or "(mount --make-rprivate /: " in problem
 
 
 def test_a_job_whose_node_names_cannot_resolve_runs_and_says_so_once(tmp_path):
@@ -145,12 +147,13 @@ def test_a_job_whose_node_names_cannot_resolve_runs_and_says_so_once(tmp_path):
                      account="u", qos="normal", cluster_name="c", submit_dir=str(tmp_path), submit_host="h",
                      work_dir=str(tmp_path), nodes=[NodeSlot("node1", 1), NodeSlot("node2", 1)],
                      tasks_per_node=[1, 1], ntasks=2)
-    refused = node_names.NodeNames("", "unshare: Operation not permitted")
+    refused = node_names.NodeNames("", "the kernel refused the namespaces that provide them "
+                                       "(unshare: Operation not permitted)")
     step = launch_batch(ctx, "#!/bin/sh\necho ran\n", [], {"PATH": "/usr/bin:/bin"}, home=str(tmp_path / "home"),
                         stdout_pattern=str(tmp_path / "out"), node_names=refused)
     assert step.popen.wait() == 0
     assert (tmp_path / "out").read_text() == (
-        "sflow: warning: node names do not resolve in this job and hostname is this machine's: the kernel "
+        "sflow: warning: node names do not resolve in this job, and hostname is this machine's: the kernel "
         "refused the namespaces that provide them (unshare: Operation not permitted); "
         'see "Multi-node rendezvous" in docs/cluster.md\nran\n')
 
@@ -160,7 +163,10 @@ def test_a_task_the_kernel_will_not_put_on_its_node_still_runs(tmp_path):
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = done.communicate(timeout=60)
     assert (done.returncode, out) == (0, b"ran\n")
-    assert err.decode().startswith("sflow: warning: node names do not resolve in this job")
+    said = err.decode()
+    assert said.startswith("sflow: warning: node names do not resolve in this job, and hostname is this "
+                           "machine's: the kernel refused the namespaces that provide them (")
+    assert said.endswith('; see "Multi-node rendezvous" in docs/cluster.md\n') and said.count("\n") == 1
 
 
 # ------------------------------------------------------------------ in a job
@@ -188,6 +194,19 @@ def test_a_task_on_node2_reaches_a_server_on_node1_by_name(cluster, namespaces):
         "0: node1", "1: node2",
         "RUNNING",  # the controller's socket still answers from inside the namespaces
     ], text
+
+
+def test_a_changed_slurm_conf_changes_the_names_new_jobs_see(cluster, namespaces, tmp_path):
+    conf = tmp_path / "own.conf"
+    conf.write_text("NodeName=n[1-2] CPUs=1\n")
+    cluster.env["SFLOW_CONF"] = str(conf)
+    command = "getent hosts n2 n3; hostname"
+    first = cluster.run("sbatch", "--wait", "-o", "one.out", "--wrap", command)
+    conf.write_text("# one more node\nNodeName=n[1-3] CPUs=1\n")
+    second = cluster.run("sbatch", "--wait", "-o", "two.out", "-w", "n3", "--wrap", command)
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    assert open(os.path.join(cluster.work, "one.out")).read() == "127.100.0.2     n2\nn1\n"
+    assert open(os.path.join(cluster.work, "two.out")).read() == "127.100.0.2     n2\n127.100.0.3     n3\nn3\n"
 
 
 def test_an_ordinary_user_gets_node_names_in_a_user_namespace(tmp_path, other_user):

@@ -122,18 +122,16 @@ def write_hosts(cluster, hosts_file: str, machine_hosts_file: str = "/etc/hosts"
 _probed: dict[str, str | None] = {}
 
 
-def prepare(cluster, home: str) -> NodeNames:
-    """The cluster's hosts file written, and whether this machine lets a process enter a node
-    (found out once per hosts file and process, by starting ``/bin/sh -c :`` that way)."""
+def prepare(cluster, hosts_file: str) -> NodeNames:
+    """The cluster's hosts file written (the controller's is ``sflow.queue.paths.hosts_path``), and
+    whether this machine lets a process enter a node (found out once per hosts file and process, by
+    starting ``/bin/sh -c :`` that way)."""
     if not enabled(cluster):
         return NodeNames()
-    from sflow.queue.paths import hosts_path
-
-    hosts_file = hosts_path(home)
     try:
         write_hosts(cluster, hosts_file)
     except OSError as err:
-        return NodeNames("", f"{hosts_file}: {err.strerror}")
+        return NodeNames("", f"{hosts_file} cannot be written ({err.strerror})")
     if hosts_file not in _probed:
         _probed[hosts_file] = _probe(hosts_file)
     problem = _probed[hosts_file]
@@ -147,7 +145,7 @@ def _probe(hosts_file: str) -> str | None:
         try:
             enter()
         except OSError as err:
-            os.write(2, f"{err.filename}: {err.strerror}".encode())
+            os.write(2, refused(err).encode())
             os._exit(1)
 
     try:
@@ -155,14 +153,18 @@ def _probe(hosts_file: str) -> str | None:
                               stderr=subprocess.PIPE, preexec_fn=strict, timeout=60)
     except (OSError, subprocess.SubprocessError) as err:
         return str(err)
-    return done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}" \
-        if done.returncode else None
+    if done.returncode == 0:
+        return None
+    return done.stderr.decode(errors="replace").strip() or f"exit status {done.returncode}"
+
+
+def refused(err: OSError) -> str:
+    return f"the kernel refused the namespaces that provide them ({err.filename}: {err.strerror})"
 
 
 def warning(problem: str) -> str:
     """The one line a job's stderr gets when its nodes' names cannot resolve."""
-    return (f"sflow: warning: node names do not resolve in this job and hostname is this machine's: "
-            f"the kernel refused the namespaces that provide them ({problem}); {DOCS}\n")
+    return f"sflow: warning: node names do not resolve in this job, and hostname is this machine's: {problem}; {DOCS}\n"
 
 
 # ------------------------------------------------------------------ starting a process on a node
@@ -205,11 +207,14 @@ def _entering(node_name: str, hosts_file: str):
             raise failed("unshare")
         if user_namespace:
             for path, text in maps:
-                fd = os.open(path, os.O_WRONLY)
                 try:
-                    os.write(fd, text)
-                finally:
-                    os.close(fd)
+                    fd = os.open(path, os.O_WRONLY)
+                    try:
+                        os.write(fd, text)
+                    finally:
+                        os.close(fd)
+                except OSError as err:
+                    raise OSError(err.errno, err.strerror, f"writing {os.fsdecode(path)}") from None
         # Private first: the bind mount below must not reach the machine's own /etc/hosts.
         if mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
             raise failed("mount --make-rprivate /")
@@ -236,6 +241,6 @@ def popen_on_node(argv: list[str], node_name: str, hosts_file: str, *, setpgrp: 
         try:
             enter()
         except OSError as err:
-            os.write(2, warning(f"{err.filename}: {err.strerror}").encode())
+            os.write(2, warning(refused(err)).encode())
 
     return subprocess.Popen(argv, preexec_fn=on_node, **popen_args)

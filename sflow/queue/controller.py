@@ -65,7 +65,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.cluster = cluster
         self.conn = store.open_db(home)
         self.backend = LocalBackend(self.cluster, home)
-        self.node_names = node_names.prepare(self.cluster, home)  # how local jobs' processes start
+        self.node_names = node_names.prepare(self.cluster, paths.hosts_path(home))  # how local jobs' processes start
         self.mithril = None  # the Mithril backend, made when a Mithril job first needs it
         self.deferred: list = []  # submissions waiting for the Mithril market
         self.scheduler = Scheduler(self.cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
@@ -139,7 +139,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         """Schedule on a changed cluster from now on (pending jobs are checked against it again)."""
         self.cluster = cluster
         self._rebuild_backend()
-        self.node_names = node_names.prepare(cluster, self.home)
+        self.node_names = node_names.prepare(cluster, paths.hosts_path(self.home))
         for job in self.jobs.values():
             job.never_reason = None
         self.scheduler = Scheduler(cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
