@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from conftest import REF_CONF, ROOT, job_allocation, run_srun
+from conftest import REF_CONF, ROOT, job_allocation
 from sflow.conf import default_cluster, load_file
 from sflow.errors import SlurmError
 from sflow.exec import node_names
@@ -213,7 +213,7 @@ def test_an_ordinary_user_gets_node_names_in_a_user_namespace(tmp_path, other_us
     shared = tempfile.mkdtemp(prefix="sfn", dir="/tmp")
     try:
         os.chmod(shared, 0o755)
-        env, home = job_allocation(tmp_path, 31, nodes=[NodeSlot("node1", 1), NodeSlot("node2", 1)],
+        _, home = job_allocation(tmp_path, 31, nodes=[NodeSlot("node1", 1), NodeSlot("node2", 1)],
                                    tasks_per_node=[1, 1], ntasks=2)
         job_home = os.path.join(shared, "home")
         shutil.copytree(home, job_home)

@@ -26,7 +26,6 @@ import os
 import subprocess
 from typing import NamedTuple
 
-HOSTS_NAME = "hosts"
 SETTING = "NodeNameResolution"
 DOCS = 'see "Multi-node rendezvous" in docs/cluster.md'
 # First address of the nodes: far from 127.0.0.1 and Debian's 127.0.1.1 for the machine's name.
