@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 
 from sflow.errors import SlurmError
 from sflow.queue import paths
+from sflow.records import INFINITE
 
-INFINITE = 0xFFFFFFFE  # records.INFINITE: SLURM's UNLIMITED
 CACHE_VERSION = 3  # bump when the dataclasses below change shape
 
 

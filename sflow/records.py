@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-INFINITE = 0xFFFFFFFE
+INFINITE = 0xFFFFFFFE  # SLURM's UNLIMITED time limit, in minutes
 
 # SLURM's job states, in its own words (squeue -t accepts these and their short forms).
 JOB_STATES = {

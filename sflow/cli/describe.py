@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from sflow.slurm.model import INFINITE, JobRequest
+from sflow.records import INFINITE
+from sflow.slurm.model import JobRequest
 
 
 def _time(minutes: int | None) -> str:

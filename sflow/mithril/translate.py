@@ -22,8 +22,8 @@ from sflow.mithril.catalog import Catalog, InstanceType, Market
 from sflow.mithril.money import (
     ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, dollars, parse_amount, parse_dollars, per_gpu, times,
 )
+from sflow.records import INFINITE
 
-INFINITE = 0xFFFFFFFE  # SLURM's UNLIMITED time limit (sflow.slurm.model.INFINITE)
 MIN_RESERVATION_HOURS = 3  # Mithril reserves 3 hours to 2 weeks, in whole hours
 MAX_RESERVATION_HOURS = 14 * 24
 

@@ -13,9 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sflow.records import INFINITE
 from sflow.slurm.indexset import IndexSet
-
-INFINITE = 0xFFFFFFFE  # SLURM's "UNLIMITED" time limit, in minutes
 
 
 class _Model(BaseModel):

@@ -14,9 +14,9 @@ import signal as _signal
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sflow.records import INFINITE
 from sflow.slurm.indexset import IndexSet
 
-INFINITE = 0xFFFFFFFE  # SLURM's UNLIMITED time limit
 MAX_TIME_SECONDS = 60 * INFINITE
 
 

@@ -374,7 +374,7 @@ def _range(values: list, shown) -> str:
 
 
 def _limit(minutes: int | None, unset: str) -> str:
-    from sflow.conf import INFINITE
+    from sflow.records import INFINITE
     from sflow.slurm.values import format_elapsed
 
     if minutes is None:
