@@ -6,7 +6,7 @@ and the keys sflow acts on are read, every other key is kept and shown by
 ``scontrol show config``. sflow adds one partition key, ``Backend=local|mithril``.
 
 Every shim reads the cluster, so ``load_cluster`` keeps the parsed form in
-``sflow_home()/cache`` keyed by each file's path, size and mtime; parsing
+``$SFLOW_HOME/cache`` keyed by each file's path, size and mtime; parsing
 (and importing lark) happens only when a file changed.
 """
 
@@ -139,9 +139,6 @@ class Cluster:
 # ------------------------------------------------------------------ where things live
 
 
-sflow_home = paths.home
-
-
 def config_path(env=os.environ) -> str | None:
     if env.get("SFLOW_CONF"):
         return env["SFLOW_CONF"]
@@ -204,7 +201,7 @@ def _gpu_count() -> int:
             boot = handle.read().strip()
     except OSError:
         boot = ""
-    cache = os.path.join(sflow_home(), "cache", f"gpus-{boot}") if boot else None
+    cache = os.path.join(paths.home(), "cache", f"gpus-{boot}") if boot else None
     if cache:
         try:
             with open(cache) as handle:
@@ -821,4 +818,4 @@ def _load_cluster(env=os.environ) -> tuple[Cluster, list[str]]:
 
 
 __all__ = ["Cluster", "Node", "Partition", "INFINITE", "config_path", "default_cluster", "load_cluster",
-           "load_file", "sflow_home", "replace"]
+           "load_file", "replace"]

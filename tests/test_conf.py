@@ -11,6 +11,7 @@ import pytest
 from sflow import conf
 from sflow.conf import INFINITE, Partition, load_cluster, load_file
 from sflow.errors import SlurmError, render
+from sflow.queue import paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "compat", "golden", "cluster", "slurm.conf")
@@ -326,8 +327,8 @@ def test_which_file_is_read(tmp_path, monkeypatch):
 
 
 def test_sflow_home_rules(tmp_path):
-    assert conf.sflow_home({"SFLOW_HOME": str(tmp_path / "a")}) == str(tmp_path / "a")
-    assert conf.sflow_home({"XDG_STATE_HOME": str(tmp_path / "x")}) == str(tmp_path / "x" / "sflow")
+    assert paths.home({"SFLOW_HOME": str(tmp_path / "a")}) == str(tmp_path / "a")
+    assert paths.home({"XDG_STATE_HOME": str(tmp_path / "x")}) == str(tmp_path / "x" / "sflow")
     assert os.stat(tmp_path / "x" / "sflow").st_mode & 0o777 == 0o700
 
 

@@ -20,7 +20,7 @@ class AllocatedNode:
     cpus: int  # CPUs of this node given to the job
     mem_mb: int = 0  # memory reserved on this node; 0 when the job asked for none
     gpu_indices: tuple[int, ...] = ()  # which of the node's GPUs (CUDA_VISIBLE_DEVICES)
-    root_dir: str = ""  # the node's working root (local: sflow_home()/nodes/<name>)
+    root_dir: str = ""  # the node's working root (local: $SFLOW_HOME/nodes/<name>)
     address: str | None = None  # where to reach it (SSH host); None: this machine
     tasks: int = 1  # the job's tasks placed here (SLURM's block distribution)
     instance: str | None = None  # a cloud instance's id: names its pinned SSH host key

@@ -10,7 +10,6 @@ import sys
 def main(argv: list[str]) -> int:
     from sflow.cli.allocation import _sbatch_args, hold_allocation, release
     from sflow.cli.submit_context import environment
-    from sflow.conf import sflow_home
     from sflow.exec.env import batch_environment
 
     alloc_args, positionals = _sbatch_args("salloc", argv)
@@ -28,5 +27,4 @@ def main(argv: list[str]) -> int:
     finally:
         print(f"salloc: Relinquishing job allocation {job_id}", file=sys.stderr)
         release(job_id, code)
-    del sflow_home
     return code

@@ -9,7 +9,6 @@ import os
 def home() -> str:
     """The state directory, or SLURM's kind of error when this user cannot use it (as SLURM's
     commands stop when they cannot read slurm.conf): never an empty answer from a store not read."""
-    # sflow.queue.paths mirrors sflow.conf.sflow_home with the standard library only.
     from sflow.queue.paths import home as state_home
 
     try:

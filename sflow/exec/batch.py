@@ -126,12 +126,12 @@ def start_batch(job, request, alloc, cluster, home: str | None = None,
                 node_names: NodeNames | None = None) -> BatchProcess:
     """The controller's seam: start ``job``'s batch step on ``alloc`` as ``request`` asks, its
     processes on their nodes as ``node_names`` (``sflow.exec.node_names.prepare``) says."""
-    from sflow.conf import sflow_home
+    from sflow.queue import paths
     from sflow.exec.context import job_context
 
     ctx = job_context(job, request, alloc, cluster)
     return launch_batch(
-        ctx, request.script, request.script_args, request.environment, home=home or sflow_home(),
+        ctx, request.script, request.script_args, request.environment, home=home or paths.home(),
         stdout_pattern=request.stdout_pattern, stderr_pattern=request.error, input_pattern=request.input,
         append=request.open_mode == "append" or job.restart_count > 0, node_names=node_names or NodeNames(),
     )

@@ -29,6 +29,7 @@ from typing import Callable, Iterable
 
 import asyncssh
 
+from sflow.queue import paths
 from sflow.remote.loop import LoopThread
 
 INSTANCE_USER = "ubuntu"
@@ -348,9 +349,7 @@ def host_factory(instance_id: str, hostname: str, authorized_keys: str | Iterabl
     The root defaults to ``$SFLOW_HOME/mithril/instances/<instance_id>``, read
     now rather than when the pool was made, so each test's home is its own.
     """
-    from sflow.conf import sflow_home
-
     pool = default_pool()
     host = pool.start(instance_id, authorized_keys, hostname=hostname,
-                      root=root or os.path.join(sflow_home(), "mithril", "instances", instance_id))
+                      root=root or os.path.join(paths.home(), "mithril", "instances", instance_id))
     return host.address, lambda: pool.stop(instance_id)

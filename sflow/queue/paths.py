@@ -1,7 +1,7 @@
 """Where the controller keeps its state, under ``home()``.
 
 Standard library ``os`` and ``stat`` only: every shim imports this on its way to the
-socket, so ``home`` is defined here and ``sflow.conf.sflow_home`` is this one.
+socket, so ``home``, the state directory, is defined here for all of sflow.
 """
 
 from __future__ import annotations

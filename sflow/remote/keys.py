@@ -13,14 +13,14 @@ import socket
 
 import asyncssh
 
+from sflow.queue import paths
+
 KEY_NAME = "id_ed25519"
 
 
 def key_dir(home: str | None = None) -> str:
     if home is None:
-        from sflow.conf import sflow_home
-
-        home = sflow_home()
+        home = paths.home()
     path = os.path.join(home, "ssh")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import asyncssh
 
 from sflow.errors import SflowError
+from sflow.queue import paths
 
 DEFAULT_PORT = 22
 
@@ -62,9 +63,7 @@ def _parse(text: str, name: str | None = None) -> list[Entry]:
 class KnownHosts:
     def __init__(self, path: str | None = None):
         if path is None:
-            from sflow.conf import sflow_home
-
-            path = os.path.join(sflow_home(), "known_hosts")
+            path = os.path.join(paths.home(), "known_hosts")
         self.path = path
 
     def _open(self) -> int:

@@ -86,14 +86,6 @@ def test_state_files_are_private(queue):
         assert handle.read() == "#!/bin/sh\n# This script was created by sbatch --wrap.\n\ntrue\n"
 
 
-def test_home_rules_match_sflow_conf(tmp_path):
-    from sflow.conf import sflow_home
-    from sflow.queue import paths
-
-    for env in ({"SFLOW_HOME": str(tmp_path / "a")}, {"XDG_STATE_HOME": str(tmp_path / "x")}):
-        assert paths.home(env) == sflow_home(env)
-
-
 def _record(i: int) -> JobRecord:
     return JobRecord(job_id=i, name=f"job{i}", user="alice", uid=1000, gid=1000, partition="debug",
                      state="COMPLETED" if i % 3 else "PENDING", reason="None", submit_time=1.7e9 + i,
