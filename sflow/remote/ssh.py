@@ -242,6 +242,7 @@ class RemoteProcess:
         finally:
             first, newline, rest = head.partition(b"\n")
             digits = first[len(PGID_MARKER):]
+            # bytes.isdigit() is ASCII-only: bytes have no isdecimal().
             if newline and first.startswith(PGID_MARKER) and digits.isdigit():
                 self.pgid, head = int(digits), rest
             self._pgid_seen.set()
