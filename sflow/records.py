@@ -1,4 +1,5 @@
-"""What the queue stores and every view (squeue, sacct, scontrol, flow) reads.
+"""What the queue stores and every view (squeue, sacct, scontrol, flow) reads, and the
+nodes a job was given, as backends hand them out and the executor runs on them.
 
 Plain dataclasses, cheap to import: the read-only commands build these straight
 from SQLite rows without touching pydantic. Times are epoch seconds (float) or
@@ -8,7 +9,7 @@ partition default.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 INFINITE = 0xFFFFFFFE  # SLURM's UNLIMITED time limit, in minutes
 
@@ -99,3 +100,24 @@ class StepRecord:
     exit_code: int = 0
     exit_signal: int = 0
     extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AllocatedNode:
+    """One node of a job's allocation, as the backend gave it and the job sees it."""
+
+    name: str
+    cpus: int  # CPUs of this node given to the job
+    mem_mb: int = 0  # memory reserved on this node; 0 when the job asked for none
+    gpu_indices: tuple[int, ...] = ()  # which of the node's GPUs (CUDA_VISIBLE_DEVICES)
+    root_dir: str = ""  # the node's working root (local: $SFLOW_HOME/nodes/<name>)
+    address: str | None = None  # where to reach it (SSH host); None: this machine
+    tasks: int = 1  # the job's tasks placed here (SLURM's block distribution)
+    instance: str | None = None  # a cloud instance's id: names its pinned SSH host key
+
+    def to_json(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "AllocatedNode":
+        return cls(**{**data, "gpu_indices": tuple(data.get("gpu_indices", ()))})

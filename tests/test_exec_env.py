@@ -16,10 +16,10 @@ from sflow.conf import load_file
 from sflow.exec.context import job_context
 from sflow.exec.env import StepContext, Where, batch_environment, task_environment
 from sflow.exec.layout import ranks_by_node
-from sflow.records import JobRecord
+from sflow.records import AllocatedNode, JobRecord
 from sflow.slurm.request import parse_sbatch
 from sflow.slurm.values import expand_counts, expand_hostlist
-from sflow.backends.base import AllocatedNode, Allocation
+from sflow.backends.base import Allocation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = json.load(open(os.path.join(ROOT, "compat", "golden", "env.json")))

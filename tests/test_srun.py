@@ -11,14 +11,16 @@ import json
 import pytest
 
 from conftest import job_allocation, run_srun as srun
-from sflow.exec.layout import NodeSlot, block_layout, compress_counts
+from sflow.exec.layout import block_layout, compress_counts
+from sflow.records import AllocatedNode
 
 JOB_ID = 77
 
 
 @pytest.fixture
 def job_env(tmp_path):
-    env, home = job_allocation(tmp_path, JOB_ID, nodes=[NodeSlot("node1", 2, (0, 1)), NodeSlot("node2", 2, (0, 1))],
+    env, home = job_allocation(tmp_path, JOB_ID, nodes=[AllocatedNode("node1", 2, gpu_indices=(0, 1)),
+                                                          AllocatedNode("node2", 2, gpu_indices=(0, 1))],
                                tasks_per_node=[2, 2], ntasks=4, ntasks_given=True, ntasks_per_node=2)
     return env, home, tmp_path
 

@@ -14,9 +14,10 @@ import sys
 import pytest
 
 from conftest import job_allocation, run_srun as srun
-from sflow.exec.layout import NodeSlot, ranks_by_node
+from sflow.exec.layout import ranks_by_node
 from sflow.exec.multiprog import argv_for, read_config
 from sflow.exec.verbose import check_distribution, defined_options
+from sflow.records import AllocatedNode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "compat", "golden", "srun.json")) as _handle:
@@ -106,7 +107,7 @@ def test_help_and_usage_are_sruns_own():
 
 @pytest.fixture
 def job_env(tmp_path):
-    env, _ = job_allocation(tmp_path, JOB_ID, nodes=[NodeSlot("node1", 2), NodeSlot("node2", 2)],
+    env, _ = job_allocation(tmp_path, JOB_ID, nodes=[AllocatedNode("node1", 2), AllocatedNode("node2", 2)],
                             tasks_per_node=[3, 3], ntasks=6, ntasks_given=True, overcommit=True)
     return {**env, "SLURM_NNODES": "2", "SLURM_NTASKS": "6"}, tmp_path
 

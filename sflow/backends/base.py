@@ -10,20 +10,10 @@ as JSON beside the job so a restarted controller knows what is in use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class AllocatedNode:
-    name: str
-    cpus: int  # CPUs of this node given to the job
-    mem_mb: int = 0  # memory reserved on this node; 0 when the job asked for none
-    gpu_indices: tuple[int, ...] = ()  # which of the node's GPUs (CUDA_VISIBLE_DEVICES)
-    root_dir: str = ""  # the node's working root (local: $SFLOW_HOME/nodes/<name>)
-    address: str | None = None  # where to reach it (SSH host); None: this machine
-    tasks: int = 1  # the job's tasks placed here (SLURM's block distribution)
-    instance: str | None = None  # a cloud instance's id: names its pinned SSH host key
+from sflow.records import AllocatedNode
 
 
 @dataclass
@@ -49,12 +39,11 @@ class Allocation:
 
     def to_json(self) -> dict:
         return {"job_id": self.job_id, "exclusive": self.exclusive,
-                "nodes": [{f.name: getattr(n, f.name) for f in fields(n)} for n in self.nodes]}
+                "nodes": [n.to_json() for n in self.nodes]}
 
     @classmethod
     def from_json(cls, data: dict) -> "Allocation":
-        nodes = [AllocatedNode(**{**n, "gpu_indices": tuple(n.get("gpu_indices", ()))})
-                 for n in data["nodes"]]
+        nodes = [AllocatedNode.from_json(n) for n in data["nodes"]]
         return cls(int(data["job_id"]), nodes, bool(data.get("exclusive", False)))
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from sflow.backends.base import AllocatedNode, Allocation, Pending
+from sflow.backends.base import Allocation, Pending
 from sflow.errors import SlurmError
+from sflow.records import AllocatedNode
 
 NOT_AVAILABLE = "Batch job submission failed: Requested node configuration is not available"
 

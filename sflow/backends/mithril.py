@@ -27,13 +27,13 @@ import os
 import re
 import time
 
-from sflow.backends.base import AllocatedNode, Allocation, Pending
+from sflow.backends.base import Allocation, Pending
 from sflow.backends.local import Need
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
 from sflow.mithril import deadman
 from sflow.queue import bids
 from sflow.queue.bids import BidRow, KeyRow
-from sflow.records import INFINITE
+from sflow.records import AllocatedNode, INFINITE
 
 FRESH_CATALOG = 30.0  # seconds a fetched market is good for checking submissions
 USABLE_CATALOG = 600.0  # older than this, a submission waits for a new one

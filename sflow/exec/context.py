@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from sflow.exec.env import JobContext
-from sflow.exec.layout import NodeSlot
 
 
 def export_text(request) -> str | None:
@@ -28,9 +27,7 @@ def job_context(job, request, alloc, cluster) -> JobContext:
         partition=job.partition, account=job.account or job.user, qos=job.qos or "normal",
         cluster_name=cluster.name, submit_dir=request.submit_dir, submit_host=request.submit_host,
         work_dir=request.work_dir,
-        nodes=[NodeSlot(n.name, n.cpus, tuple(n.gpu_indices), n.mem_mb, n.root_dir, n.address,
-                        getattr(n, "instance", None)) for n in alloc.nodes],
-        tasks_per_node=[getattr(n, "tasks", 1) for n in alloc.nodes],
+        nodes=list(alloc.nodes), tasks_per_node=alloc.tasks_per_node,
         ntasks=request.ntasks, ntasks_given=request.ntasks_given, ntasks_per_node=request.ntasks_per_node,
         cpus_per_task=request.cpus_per_task, cpus_per_task_given=request.cpus_per_task_given,
         mem_per_node_mb=request.mem_per_node_mb, mem_per_cpu_mb=request.mem_per_cpu_mb,

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
-from sflow.exec.layout import NodeSlot, compress_counts
+from sflow.exec.layout import compress_counts
+from sflow.records import AllocatedNode
 
 
 @dataclass
@@ -31,7 +32,7 @@ class JobContext:
     submit_dir: str
     submit_host: str
     work_dir: str
-    nodes: list[NodeSlot]
+    nodes: list[AllocatedNode]
     tasks_per_node: list[int]
     ntasks: int
     ntasks_given: bool = False
@@ -70,14 +71,14 @@ class JobContext:
     def to_json(self) -> dict:
         # Shallow by hand: dataclasses.asdict's deep copy costs ~0.3 ms per job started.
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["nodes"] = [{f.name: getattr(n, f.name) for f in fields(n)} for n in self.nodes]
+        data["nodes"] = [n.to_json() for n in self.nodes]
         data["extra_env"] = dict(self.extra_env)
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "JobContext":
         data = dict(data)
-        data["nodes"] = [NodeSlot(**{**n, "gpu_indices": tuple(n.get("gpu_indices", ()))}) for n in data["nodes"]]
+        data["nodes"] = [AllocatedNode.from_json(n) for n in data["nodes"]]
         return cls(**data)
 
 
@@ -86,7 +87,7 @@ class StepContext:
     """One srun step: its id, nodes (a prefix of the job's) and tasks per node."""
 
     step_id: int
-    nodes: list[NodeSlot]
+    nodes: list[AllocatedNode]
     tasks_per_node: list[int]
     cpus_per_task: int = 1
     gpus_per_task: int | None = None
@@ -114,7 +115,7 @@ class Where:
     task_gpus: tuple[int, ...] | None = None  # --gpus-per-task binding
 
 
-def _node(job: JobContext, at: Where) -> NodeSlot:
+def _node(job: JobContext, at: Where) -> AllocatedNode:
     nodes = at.step.nodes if at.step else job.nodes
     return nodes[at.node_index]
 

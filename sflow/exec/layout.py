@@ -6,21 +6,6 @@ Pure: from node slots and task counts to per-node task lists, and the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class NodeSlot:
-    """One node of an allocation, as the job sees it."""
-
-    name: str
-    cpus: int  # CPUs allocated to the job on this node
-    gpu_indices: tuple[int, ...] = ()
-    mem_mb: int = 0
-    root_dir: str = ""  # the virtual node's own scratch root
-    address: str | None = None  # where to reach it (SSH host), None for this machine
-    instance: str | None = None  # a cloud instance's id, which names its pinned host key
-
 
 def compress_counts(counts: list[int]) -> str:
     """``[2, 2, 2, 1]`` -> ``2(x3),1`` as SLURM_TASKS_PER_NODE shows it."""
