@@ -11,8 +11,9 @@ import json
 import pytest
 
 from conftest import job_allocation, run_srun as srun
-from sflow.exec.layout import block_layout, compress_counts
+from sflow.exec.layout import block_layout
 from sflow.records import AllocatedNode
+from sflow.slurm.values import compress_counts
 
 JOB_ID = 77
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sflow.exec.env import JobContext, batch_environment
 from sflow.exec.node_names import NodeNames, popen_on_node, warning
+from sflow.queue import paths
 
 # $1: status file; the rest: the script and its arguments. Traps (not ignores)
 # keep the wrapper alive through signals meant for the job: a trapped signal
@@ -63,10 +64,6 @@ class BatchProcess:
     status_path: str
     job_dir: str
     popen: subprocess.Popen | None = None
-
-
-def job_dir(home: str, job_id: int) -> str:
-    return os.path.join(home, "jobs", str(job_id))
 
 
 def _open_output(path: str, append: bool) -> int:
@@ -126,7 +123,6 @@ def start_batch(job, request, alloc, cluster, home: str | None = None,
                 node_names: NodeNames | None = None) -> BatchProcess:
     """The controller's seam: start ``job``'s batch step on ``alloc`` as ``request`` asks, its
     processes on their nodes as ``node_names`` (``sflow.exec.node_names.prepare``) says."""
-    from sflow.queue import paths
     from sflow.exec.context import job_context
 
     ctx = job_context(job, request, alloc, cluster)
@@ -152,7 +148,7 @@ def launch_batch(
 ) -> BatchProcess:
     """Write the job's files and start its batch step; raises OSError if it cannot."""
     ctx.hosts_file = node_names.hosts_file  # srun starts the job's tasks the same way
-    directory = job_dir(home, ctx.job_id)
+    directory = paths.job_dir(home, ctx.job_id)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     script_path = os.path.join(directory, "slurm_script")
     with open(os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "w",

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
-from sflow.exec.layout import compress_counts
 from sflow.records import AllocatedNode
+from sflow.slurm.values import compress_counts
 
 
 @dataclass

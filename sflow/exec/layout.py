@@ -1,24 +1,9 @@
 """Where a job's (or a step's) tasks go: SLURM's block distribution over nodes.
 
-Pure: from node slots and task counts to per-node task lists, and the
-``2(x3),1`` forms SLURM's variables use.
+Pure: from node slots and task counts to per-node task lists.
 """
 
 from __future__ import annotations
-
-
-def compress_counts(counts: list[int]) -> str:
-    """``[2, 2, 2, 1]`` -> ``2(x3),1`` as SLURM_TASKS_PER_NODE shows it."""
-    parts: list[str] = []
-    i = 0
-    while i < len(counts):
-        j = i
-        while j + 1 < len(counts) and counts[j + 1] == counts[i]:
-            j += 1
-        run = j - i + 1
-        parts.append(f"{counts[i]}(x{run})" if run > 1 else str(counts[i]))
-        i = j + 1
-    return ",".join(parts)
 
 
 def block_layout(ntasks: int, slots: list[int], cpus_per_task: int = 1,

@@ -77,8 +77,9 @@ def _lease_renew_seconds() -> float | None:
 
 def start_remote_batch(job, request, alloc, cluster, home: str):
     """Write the job's files and start its agent; the agent's pid is the job's process group."""
-    from sflow.exec.batch import BatchProcess, _open_output, job_dir, output_paths, process_start_time
+    from sflow.exec.batch import BatchProcess, _open_output, output_paths, process_start_time
     from sflow.exec.context import job_context
+    from sflow.queue.paths import job_dir
 
     ctx = job_context(job, request, alloc, cluster)
     directory = job_dir(home, ctx.job_id)

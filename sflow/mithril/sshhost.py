@@ -29,10 +29,10 @@ from typing import Callable, Iterable
 
 import asyncssh
 
+from sflow.mithril.startup import INSTANCE_USER
 from sflow.queue import paths
 from sflow.remote.loop import LoopThread
 
-INSTANCE_USER = "ubuntu"
 LOOPBACK = "127.0.0.1"
 STATE_DIR = ".instance"  # under the root: the host key and bin/
 HOST_KEY_FILE = "ssh_host_ed25519_key"

@@ -29,7 +29,7 @@ import shlex
 MAX_CHARS = 10_000  # MARKET.md: a launch specification's startup script
 COMMANDS = ("flow", "sflow", "sbatch", "srun", "salloc", "squeue", "scancel", "sinfo", "sacct", "scontrol")
 NOTHING = ("", "none", "no", "false")
-INSTANCE_USER = "ubuntu"
+INSTANCE_USER = "ubuntu"  # who logs in on an instance (the images' user; the emulated hosts' too)
 
 HEADER = """\
 #!/bin/bash

@@ -503,9 +503,17 @@ def expand_counts(text: str) -> list[int]:
 
 
 def compress_counts(counts: list[int]) -> str:
-    from sflow.exec.layout import compress_counts as _compress
-
-    return _compress(counts)
+    """``[2, 2, 2, 1]`` -> ``2(x3),1`` as SLURM_TASKS_PER_NODE shows it."""
+    parts: list[str] = []
+    i = 0
+    while i < len(counts):
+        j = i
+        while j + 1 < len(counts) and counts[j + 1] == counts[i]:
+            j += 1
+        run = j - i + 1
+        parts.append(f"{counts[i]}(x{run})" if run > 1 else str(counts[i]))
+        i = j + 1
+    return ",".join(parts)
 
 
 # ---------------------------------------------------------------- output patterns
