@@ -43,7 +43,7 @@ KEY = "fkey_bench_value_0123456789"
 def measure(jobs: int, nodes: int) -> list[dict]:
     from sflow.mithril import sshhost
     from sflow.mithril.emulator import start_emulator
-    from sflow.queue import bids, client, store
+    from sflow.queue import client, store
 
     root = tempfile.mkdtemp(prefix="bench-mithril-")
     home, work = os.path.join(root, "home"), os.path.join(root, "work")
@@ -83,7 +83,7 @@ def measure(jobs: int, nodes: int) -> list[dict]:
                 time.sleep(0.05)
             with open(os.path.join(work, f"out-{job_id}.txt")) as handle:
                 first_line = float(handle.read().split()[0])
-            (row,) = bids.of_job(home, job_id)
+            (row,) = store.read_bids(home, job_id)
             ledger = emu.ledger()[row.bid_id]["instances"]
             running = max(ivs[0]["start"] for ivs in ledger.values())
             if n:

@@ -132,11 +132,11 @@ def status(job_ids: tuple[str, ...]) -> None:
     argv = ["-t", "all"] + (["-j", ",".join(job_ids)] if job_ids else [])
     code = squeue(argv)
     from sflow.cli.common import home, read_jobs
-    from sflow.queue import bids
+    from sflow.queue.store import read_bids
     from sflow.views.costs import cost_lines
 
     jobs = [j for j in read_jobs("backend = ?", ("mithril",)) if not job_ids or str(j.job_id) in job_ids]
-    sys.stdout.write(cost_lines(jobs, {j.job_id: bids.of_job(home(), j.job_id) for j in jobs}))
+    sys.stdout.write(cost_lines(jobs, {j.job_id: read_bids(home(), j.job_id) for j in jobs}))
     sys.exit(code)
 
 

@@ -126,9 +126,9 @@ class BidNews:
 
     def rows(self):
         from sflow.cli.common import home
-        from sflow.queue import bids
+        from sflow.queue.store import read_bids
 
-        return bids.of_job(home(), self.job_id)
+        return read_bids(home(), self.job_id)
 
     def update(self, job, rows=None) -> None:
         rows = self.rows() if rows is None else rows

@@ -204,19 +204,9 @@ def unsettled(conn: sqlite3.Connection) -> list[BidRow]:
             if not r.cost_settled]
 
 
-def of_job(conn_or_home, job_id: int) -> list[BidRow]:
-    """Every bid a job has had, oldest first (a connection, or the sflow home for readers)."""
-    if isinstance(conn_or_home, sqlite3.Connection):
-        return read(conn_or_home, "job_id = ?", (job_id,))
-    from sflow.queue import store
-
-    conn = store.reader(conn_or_home)
-    if conn is None:
-        return []
-    try:
-        return read(conn, "job_id = ?", (job_id,))
-    finally:
-        conn.close()
+def of_job(conn: sqlite3.Connection, job_id: int) -> list[BidRow]:
+    """Every bid a job has had, oldest first (readers: ``store.read_bids``)."""
+    return read(conn, "job_id = ?", (job_id,))
 
 
 __all__ = ["BidRow", "KeyRow", "SCHEMA", "ensure_schema", "keys", "live", "migrate", "of_job", "read", "save",

@@ -390,6 +390,20 @@ def read_steps(conn_or_home, job_ids=None) -> list[StepRecord]:
     return [StepRecord(*map(_uncell, row[:-1]), extra=loads(row[-1]) if row[-1] else {}) for row in rows]
 
 
+# ------------------------------------------------------------------ bids
+
+
+def read_bids(home: str, job_id: int) -> list[bids.BidRow]:
+    """Every Mithril bid a job has had, oldest first, for the read-only commands."""
+    conn = reader(home)
+    if conn is None:
+        return []
+    try:
+        return bids.of_job(conn, job_id)
+    finally:
+        conn.close()
+
+
 def save_step(conn: sqlite3.Connection, step: StepRecord) -> None:
     values = [getattr(step, name) for name in STEP_FIELDS]
     conn.execute(
@@ -405,6 +419,6 @@ def delete_steps(conn: sqlite3.Connection, job_id: int) -> None:
 
 __all__ = [
     "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "insert_job", "next_job_id", "next_seq", "open_db",
-    "load_request", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
+    "load_request", "read_bids", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
     "set_internal", "update_job",
 ]

@@ -116,7 +116,7 @@ class Site:
         return self.output(name)
 
     def bids(self, job_id: int):
-        return bids.of_job(self.home, job_id)
+        return store.read_bids(self.home, job_id)
 
     def rows(self):
         """Every bid record."""

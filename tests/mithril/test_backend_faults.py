@@ -18,7 +18,7 @@ import time
 import pytest
 
 from mithril_harness import REGION, open_site, slurm_conf
-from sflow.queue import bids, store
+from sflow.queue import store
 from sflow.views import costs as cost_view
 
 KEY = "fkey_soak_5ecret_value_77"
@@ -162,11 +162,11 @@ def test_fifty_jobs_under_faults_and_preemption(soak):
     # final cost).
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        rows = [r for job_id in by_id for r in bids.of_job(home, job_id)]
+        rows = [r for job_id in by_id for r in store.read_bids(home, job_id)]
         if all(r.cost_settled for r in rows):
             break
         time.sleep(0.1)
-    rows = [r for job_id in by_id for r in bids.of_job(home, job_id)]
+    rows = [r for job_id in by_id for r in store.read_bids(home, job_id)]
     assert all(r.ended is not None for r in rows), [r for r in rows if r.ended is None]
     assert all(r.cost_settled for r in rows), [r for r in rows if not r.cost_settled]
 

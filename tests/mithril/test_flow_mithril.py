@@ -20,7 +20,7 @@ import pytest
 
 from mithril_harness import REGION, site_fixture, slurm_conf
 from sflow.mithril import startup
-from sflow.queue import bids
+from sflow.queue import store
 from sflow.queue.bids import BidRow
 from sflow.records import JobRecord
 from sflow.views.costs import billed
@@ -127,7 +127,7 @@ def test_flow_run_shows_the_bidding_the_output_and_the_cost(site):
     running = next(i for i, line in enumerate(lines) if line.startswith(f"job {job_id} running on "))
     assert won < running, lines
     assert lines[-2] == f"job {job_id} FAILED (exit code 3)"
-    (row,) = bids.of_job(site.home, job_id)
+    (row,) = store.read_bids(site.home, job_id)
     cost = re.fullmatch(r"cost (\$\d+\.\d{2,6}) for 2 instances x (\d+):(\d\d):(\d\d)", lines[-1])
     assert cost, lines[-1]
     assert cost.group(1) == billed(site.job(job_id).cost_cents) and row.ended is not None
@@ -149,7 +149,7 @@ def test_flow_run_shows_the_bidding_the_output_and_the_cost(site):
 
 def _hostnames(site, job_id: int) -> list[str]:
     """What ``hostname`` prints on each of the job's nodes, in node order (nodes go by instance name)."""
-    (row,) = [r for r in bids.of_job(site.home, job_id) if r.ended is None]
+    (row,) = [r for r in store.read_bids(site.home, job_id) if r.ended is None]
     with site.emu.service.lock:
         instances = [site.emu.market.instances[fid] for fid in site.market_bid(row.bid_id).instances]
     return [i.hostname for i in sorted(instances, key=lambda i: i.name)]
@@ -206,7 +206,7 @@ def test_flow_grab_holds_nodes_that_flow_ssh_reaches_until_released(site):
     assert end[0] == f"releasing job {job_id}"
     assert re.fullmatch(r"released \(COMPLETED\); bid deleted; cost \$\d+\.\d{2,6} for 2 instances x \d+:\d\d:\d\d",
                         end[1]), end
-    (row,) = bids.of_job(site.home, job_id)
+    (row,) = store.read_bids(site.home, job_id)
     assert row.ended is not None and site.market_bid(row.bid_id).status == "Terminated"
 
 
