@@ -36,6 +36,7 @@ import time
 from datetime import datetime, timezone
 
 from sflow.errors import MithrilError
+from sflow.mithril.attempts import attempt_create
 
 HORIZON_HOURS = 14 * 24  # how far ahead a window is looked for (Mithril reserves up to 2 weeks ahead)
 OVER = ("Canceled", "Ended")
@@ -124,14 +125,14 @@ class Reservations:
         try:
             start = self._window(spec, time.time())
         except MithrilError as err:
-            self.worker._report("res_unavailable", key, err.message)
+            self.worker.report("res_unavailable", key, err.message)
             return
         if start is None:
-            self.worker._report("res_unavailable", key, f"no window of {spec['hours']} hours for "
+            self.worker.report("res_unavailable", key, f"no window of {spec['hours']} hours for "
                                 f"{spec['quantity']} x {spec['type_name']} in {spec['region']} in the next two weeks")
             return
         self.checking.pop(key, None)
-        self.worker._report("res_window", key, start)
+        self.worker.report("res_window", key, start)
 
     def _window(self, spec: dict, now: float) -> float | None:
         client, project = self.worker.client(), self.worker.project()
@@ -153,22 +154,20 @@ class Reservations:
         body = {"project": self.worker.project(), "instance_type": spec["type_id"], "region": spec["region"],
                 "start_time": _utc(spec["start"]), "end_time": _utc(spec["start"] + spec["hours"] * 3600),
                 "instance_quantity": spec["quantity"], "name": spec["name"],
-                "launch_specification": self.worker._launch(self.worker.ssh_key())}  # the same as a bid's
+                "launch_specification": self.worker.launch_specification(self.worker.ssh_key())}  # the same as a bid's
         if spec.get("max_unit_cents") is not None:
             body["price_specification"] = {"max_unit_price": spec["max_unit_cents"]}
         return body
 
     def _create(self, key: str, spec: dict) -> None:
-        from sflow.mithril.worker import _attempt_create
-
-        reservation = _attempt_create(
+        reservation = attempt_create(
             self.creating, key, spec,
             lambda: self.worker.client().create_reservation(self._body(spec), idempotency_key=key),
-            self.worker._report, "res_create_failed")
+            self.worker.report, "res_create_failed")
         if reservation is None:
             return
         self.watched[key] = reservation.fid
-        self.worker._report("res_created", key, self._snapshot(reservation, []))
+        self.worker.report("res_created", key, self._snapshot(reservation, []))
 
     # ------------------------------------------------------------ watching
 
@@ -204,7 +203,7 @@ class Reservations:
             instances = self._instances(busy)
         except MithrilError as err:
             for key in self.watched:
-                self.worker._report("poll_failed", key, err.message)
+                self.worker.report("poll_failed", key, err.message)
             return
         snapshots = {}
         for key, fid in self.watched.items():
@@ -213,7 +212,7 @@ class Reservations:
                 snapshots[key] = {"id": fid, "status": "Gone", "instances": [], "when": time.time()}
             else:
                 snapshots[key] = self._snapshot(found, instances.get(fid, []))
-        self.worker._report("res_seen", snapshots)
+        self.worker.report("res_seen", snapshots)
 
     # ------------------------------------------------------------ release
 
@@ -221,13 +220,13 @@ class Reservations:
         try:
             done, fid = self._give_back(key)
         except MithrilError as err:
-            self.worker._report("delete_failed", key, err.message)
+            self.worker.report("delete_failed", key, err.message)
             return
         if not done:
             return  # before its window: its instances do not exist yet
         self.releasing.pop(key, None)
         self.watched.pop(key, None)
-        self.worker._report("res_released", key, time.time(), fid)
+        self.worker.report("res_released", key, time.time(), fid)
 
     def _give_back(self, key: str) -> tuple[bool, str | None]:
         """(whether nothing of it can run any more, its id)."""

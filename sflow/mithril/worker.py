@@ -45,31 +45,10 @@ from datetime import datetime, timezone
 
 from sflow.errors import MithrilError
 from sflow.mithril import deadman, startup
+from sflow.mithril.attempts import attempt_create, is_permanent
 from sflow.mithril.reserving import Reservations
 
 _STOP = ("stop",)
-_PERMANENT_STATUSES = (400, 401, 403, 404, 409, 422)
-
-
-def _permanent(err: MithrilError) -> bool:
-    return err.status in _PERMANENT_STATUSES
-
-
-def _attempt_create(creating: dict, key: str, spec: dict, make, report, failed: str):
-    """What ``make()`` created, or None: a transient failure leaves ``spec`` in ``creating`` (retried
-    each poll, with the same idempotency key), a permanent one drops it; either is reported as ``failed``."""
-    try:
-        made = make()
-    except MithrilError as err:
-        permanent = _permanent(err)
-        if permanent:
-            creating.pop(key, None)
-        else:
-            creating[key] = spec
-        report(failed, key, err.message, permanent)
-        return None
-    creating.pop(key, None)
-    return made
 
 
 class Worker:
@@ -141,7 +120,8 @@ class Worker:
 
     # ------------------------------------------------------------ the thread
 
-    def _report(self, *report) -> None:
+    def report(self, *report) -> None:
+        """Hand the controller a report and wake it (the reservation calls report here too)."""
         self.reports.append(report)
         try:
             os.write(self.wake_fd, b"m")
@@ -245,9 +225,9 @@ class Worker:
         try:
             catalog = fetch_catalog(self.client())
         except MithrilError as err:
-            self._report("catalog", None, err.message)
+            self.report("catalog", None, err.message)
             return
-        self._report("catalog", catalog, None)
+        self.report("catalog", catalog, None)
 
     def _body(self, spec: dict) -> dict:
         from sflow.mithril.money import dollars
@@ -255,9 +235,9 @@ class Worker:
         # The same spec always makes the same body: a retried create must match the first.
         return {"project": self.project(), "region": spec["region"], "instance_type": spec["type_id"],
                 "limit_price": dollars(spec["limit_cents"]), "instance_quantity": spec["quantity"],
-                "name": spec["name"], "launch_specification": self._launch(self.ssh_key(), spec)}
+                "name": spec["name"], "launch_specification": self.launch_specification(self.ssh_key(), spec)}
 
-    def _launch(self, ssh_key: str, spec: dict | None = None) -> dict:
+    def launch_specification(self, ssh_key: str, spec: dict | None = None) -> dict:
         launch = {"volumes": [], "ssh_keys": [ssh_key]}
         switch = (spec or {}).get("deadman")
         conf = None
@@ -286,10 +266,10 @@ class Worker:
                         client.revoke_api_key(old.fid)  # its secret was never recorded: no bid can carry it
             return client.create_api_key(switch["name"], datetime.fromtimestamp(switch["expires"], timezone.utc))
 
-        made = _attempt_create(self.creating, key, spec, make, self._report, "create_failed")
+        made = attempt_create(self.creating, key, spec, make, self.report, "create_failed")
         if made is not None:
             self.keys_tried.discard(key)
-            self._report("key_made", key, made.fid, made.secret)
+            self.report("key_made", key, made.fid, made.secret)
 
     def _revoke(self, key: str) -> None:
         key_fid, name = self.revoking[key]
@@ -302,23 +282,23 @@ class Worker:
                 if made.name == name and made.deactivated_at is None:
                     client.revoke_api_key(made.fid)
         except MithrilError as err:
-            if not _permanent(err):
+            if not is_permanent(err):
                 return  # retried at the next poll
             print(f"the API key {name} was not revoked ({err.message}); it expires by itself", flush=True)
         self.revoking.pop(key, None)
-        self._report("key_revoked", key, time.time())
+        self.report("key_revoked", key, time.time())
 
     def _create(self, key: str, spec: dict) -> None:
         if spec.get("deadman") is not None and spec["deadman"].get("secret") is None:
             self._make_key(key, spec)
             return
-        bid = _attempt_create(self.creating, key, spec,
+        bid = attempt_create(self.creating, key, spec,
                               lambda: self.client().create_bid(self._body(spec), idempotency_key=key),
-                              self._report, "create_failed")
+                              self.report, "create_failed")
         if bid is None:
             return
         self.watched[key] = bid.fid
-        self._report("created", key, bid.fid, bid.status)
+        self.report("created", key, bid.fid, bid.status)
 
     def _delete(self, key: str) -> None:
         bid_id, spec = self.deleting[key]
@@ -336,16 +316,16 @@ class Worker:
                     self.deleting[key] = (bid_id, spec)
                 gone = not client.cancel_bid(bid_id)  # False on 404: already gone, which is what we want
         except MithrilError as err:
-            if bid_id is None and _permanent(err):
+            if bid_id is None and is_permanent(err):
                 gone = True  # the create is refused: there is no bid to delete
             else:
-                self._report("delete_failed", key, err.message)
+                self.report("delete_failed", key, err.message)
                 return
         self.deleting.pop(key, None)
         self.delete_started.pop(key, None)
         self.watched.pop(key, None)
         ended = self._deleted_at(bid_id, started, gone)
-        self._report("deleted", key, ended, bid_id)
+        self.report("deleted", key, ended, bid_id)
         if bid_id is not None:
             self.costing[key] = (bid_id, ended)
             self._settle(key)
@@ -380,13 +360,13 @@ class Worker:
             return  # retried at the next poll
         except MithrilError:  # refused, or an answer that cannot be read: asking again cannot help
             self.costing.pop(key, None)
-            self._report("final_cost", key, None)
+            self.report("final_cost", key, None)
             return
         # Billing stopped with the delete: an event still open in the record ends there.
         until = datetime.fromtimestamp(ended, timezone.utc)
         cents = sum(event.cost_cents(until) for inst in history for event in inst.events)
         self.costing.pop(key, None)
-        self._report("final_cost", key, cents)
+        self.report("final_cost", key, cents)
 
     def _settle_all(self) -> None:
         for key in list(self.costing):
@@ -410,7 +390,7 @@ class Worker:
             client = self.client()
         except MithrilError as err:
             for key in self.watched:
-                self._report("poll_failed", key, err.message)
+                self.report("poll_failed", key, err.message)
             return
         try:
             markets = {(a.instance_type, a.region): a for a in client.spot_availability()}
@@ -425,7 +405,7 @@ class Worker:
                 snapshots[key] = {"status": "Gone", "instances": [], "when": time.time()}
                 continue
             except MithrilError as err:
-                self._report("poll_failed", key, err.message)
+                self.report("poll_failed", key, err.message)
                 continue
             market = markets.get((bid.instance_type, bid.region))
             snapshots[key] = {
@@ -444,7 +424,7 @@ class Worker:
             except MithrilError as err:
                 for key, _ in holding.values():
                     snapshots.pop(key, None)
-                    self._report("poll_failed", key, err.message)
+                    self.report("poll_failed", key, err.message)
                 found = []
             when = time.time()
             for inst in found:
@@ -454,7 +434,7 @@ class Worker:
                                                   "ssh": inst.ssh_destination})
                     snapshot["when"] = when  # as of the instances' statuses
         if snapshots:
-            self._report("bids", snapshots)
+            self.report("bids", snapshots)
 
     def _listed_bids(self, client) -> dict:
         """The watched bids from the project's list, newest first, read only until all are found:
