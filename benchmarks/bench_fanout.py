@@ -92,7 +92,7 @@ def time_sflow_cold(targets, key, known, expected, runs: int) -> list[float]:
 
 
 def time_sflow_warm(targets, key, known, expected, runs: int) -> list[float]:
-    from sflow.remote.ssh import SshClient
+    from sflow.remote.client import SshClient
 
     with SshClient(key=key, known_hosts=known) as client:
         client.run_all(targets, "hostname")  # opens the connections

@@ -51,7 +51,7 @@ class RemoteTasks:
 
     def _client(self):
         if self.client is None:
-            from sflow.remote.ssh import SshClient
+            from sflow.remote.client import SshClient
 
             self.client = SshClient(timeout=30)  # sflow's key and pins under SFLOW_HOME
         return self.client

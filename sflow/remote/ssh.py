@@ -3,8 +3,8 @@
 ``connect`` opens one pinned, key-authenticated connection; ``Connection.start``
 runs a command on it (``RemoteProcess``: streamed output, stdin, signals to
 the remote process group, exit status); ``run_all`` fans one command out to
-many hosts concurrently. ``SshClient`` offers the same to synchronous callers,
-keeping connections open between calls, on a background event loop.
+many hosts concurrently. ``sflow.remote.client.SshClient`` offers the same to
+synchronous callers.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import asyncssh
 from sflow.errors import SflowError
 from sflow.remote.command import PGID_MARKER, build_command
 from sflow.remote.knownhosts import HostKeyChanged, KnownHosts
-from sflow.remote.loop import LoopThread
 
 DEFAULT_USER = "ubuntu"
 CHUNK = 65536
@@ -302,7 +301,7 @@ def _env_for(env: EnvSpec, target: Target) -> Mapping[str, str] | None:
     return env(target) if callable(env) else env
 
 
-def _check(targets: list[Target], command: str, env: EnvSpec, cwd: str | None) -> None:
+def check_commands(targets: list[Target], command: str, env: EnvSpec, cwd: str | None) -> None:
     """Build every command line once, so a refused value stops the run before any host is contacted."""
     for target in targets:
         build_command(command, _env_for(env, target), cwd)
@@ -344,7 +343,7 @@ async def run_all(targets: Iterable[Target], command: str, *, env: EnvSpec = Non
     from sflow.remote.keys import client_key
 
     targets = list(targets)
-    _check(targets, command, env, cwd)
+    check_commands(targets, command, env, cwd)
     key = key or client_key()
     known_hosts = known_hosts or KnownHosts()
     gate = asyncio.Semaphore(limit)
@@ -356,110 +355,3 @@ async def run_all(targets: Iterable[Target], command: str, *, env: EnvSpec = Non
                                   known_hosts=known_hosts, timeout=timeout)
 
     return list(await asyncio.gather(*(one(t) for t in targets)))
-
-
-class SyncProcess:
-    """A ``RemoteProcess`` seen from a synchronous caller."""
-
-    def __init__(self, loop: LoopThread, process: RemoteProcess):
-        self._loop, self.process = loop, process
-
-    @property
-    def pgid(self) -> int | None:
-        return self.process.pgid
-
-    def signal(self, signum: int = _signal.SIGTERM, timeout: float = 30) -> bool:
-        return self._loop.run(self.process.signal(signum), timeout)
-
-    def write(self, data: bytes, timeout: float = 30) -> None:
-        self._loop.run(self.process.write(data), timeout)
-
-    def close_stdin(self) -> None:
-        self._loop.call_soon(self.process.close_stdin)
-
-    def wait(self, timeout: float | None = None) -> Result:
-        return self._loop.run(self.process.wait(), timeout)
-
-
-class SshClient:
-    """Synchronous access to remote hosts, connections kept open between calls.
-
-    Output callbacks run on the client's event loop thread, so they should be
-    quick (append to a file, put on a queue).
-    """
-
-    def __init__(self, *, key: asyncssh.SSHKey | None = None, known_hosts: KnownHosts | None = None,
-                 timeout: float = 30):
-        from sflow.remote.keys import client_key
-
-        self.key = key or client_key()
-        self.known_hosts = known_hosts or KnownHosts()
-        self.timeout = timeout
-        self._loop = LoopThread("sflow-ssh")
-        self._connections: dict[Target, Connection] = {}
-
-    async def _connection(self, target: Target) -> Connection:
-        conn = self._connections.get(target)
-        if conn is None or conn.closed:
-            conn = await connect(target, key=self.key, known_hosts=self.known_hosts, timeout=self.timeout)
-            self._connections[target] = conn
-        return conn
-
-    def connection(self, target: Target) -> Connection:
-        return self._loop.run(self._connection(target))
-
-    def run(self, target: Target, command: str, timeout: float | None = None, **kwargs) -> Result:
-        return self.run_all([target], command, timeout=timeout, **kwargs)[0]
-
-    def run_all(self, targets: Iterable[Target], command: str, timeout: float | None = None, **kwargs) -> list[Result]:
-        targets = list(targets)
-        _check(targets, command, kwargs.get("env"), kwargs.get("cwd"))
-
-        async def go() -> list[Result]:
-            opened = await asyncio.gather(*(self._connection(t) for t in targets), return_exceptions=True)
-            for outcome in opened:
-                if isinstance(outcome, BaseException) and not isinstance(outcome, (RemoteError, HostKeyChanged)):
-                    raise outcome
-            conns = {t: c for t, c in zip(targets, opened) if isinstance(c, Connection)}
-            failed = {t: str(c) for t, c in zip(targets, opened) if isinstance(c, BaseException)}
-            results = await run_all([t for t in targets if t in conns], command, connections=conns,
-                                    key=self.key, known_hosts=self.known_hosts, **kwargs)
-            by_target = {r.target: r for r in results}
-            return [by_target.get(t) or Result(t, error=failed[t]) for t in targets]
-
-        return self._loop.run(go(), timeout)
-
-    def start(self, target: Target, command: str, **kwargs) -> SyncProcess:
-        async def go() -> RemoteProcess:
-            return await (await self._connection(target)).start(command, **kwargs)
-
-        return SyncProcess(self._loop, self._loop.run(go(), self.timeout))
-
-    def stage(self, target: Target, source: str, dest: str, timeout: float | None = None) -> list[str]:
-        from sflow.remote.stage import stage
-
-        async def go() -> list[str]:
-            return await stage(await self._connection(target), source, dest)
-
-        return self._loop.run(go(), timeout)
-
-    def follow(self, target: Target, paths: Mapping[str, str], interval: float = 0.5):
-        """Start appending what the remote files in ``paths`` (remote -> local) gain; returns the handle."""
-        from sflow.remote.stage import SyncFollower
-
-        return SyncFollower(self._loop, self._loop.run(self._connection(target), self.timeout), paths, interval)
-
-    def close(self) -> None:
-        async def go() -> None:
-            conns, self._connections = list(self._connections.values()), {}
-            await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
-
-        if self._loop.alive:
-            self._loop.run(go(), 30)
-            self._loop.stop()
-
-    def __enter__(self) -> "SshClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

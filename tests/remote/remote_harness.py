@@ -14,7 +14,8 @@ import pytest
 
 from sflow.mithril.sshhost import HostPool
 from sflow.remote.knownhosts import KnownHosts
-from sflow.remote.ssh import SshClient, Target
+from sflow.remote.client import SshClient
+from sflow.remote.ssh import Target
 
 NAMES = ["gpu-a", "gpu-b", "gpu-c", "gpu-d"]
 

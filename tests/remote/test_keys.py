@@ -8,7 +8,8 @@ import stat
 from sflow.mithril.sshhost import HostPool
 from sflow.remote.keys import client_key, key_path, public_key
 from sflow.remote.knownhosts import KnownHosts
-from sflow.remote.ssh import SshClient, Target
+from sflow.remote.client import SshClient
+from sflow.remote.ssh import Target
 
 
 def _mode(path) -> int:

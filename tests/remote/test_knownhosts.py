@@ -12,7 +12,8 @@ from remote_harness import key, known  # noqa: F401
 from sflow.errors import render
 from sflow.mithril.sshhost import HOST_KEY_FILE, STATE_DIR, HostPool
 from sflow.remote.knownhosts import HostKeyChanged, KnownHosts, host_pattern
-from sflow.remote.ssh import SshClient, Target
+from sflow.remote.client import SshClient
+from sflow.remote.ssh import Target
 
 
 def _host_key():
