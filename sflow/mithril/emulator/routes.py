@@ -1,26 +1,32 @@
 """One function per implemented operation of the OpenAPI document, keyed by operationId.
 
-Each takes the service and a ``Request`` whose query and body already passed the
-schema, and answers ``(status, JSON body)``. Rules the schema cannot state (money
-format, script length, time windows, references to other objects) are checked here.
+Each takes the service (as ``Books``: its market and account) and a ``Request``
+whose query and body already passed the schema, and answers ``(status, JSON
+body)``. Rules the schema cannot state (money format, script length, time
+windows, references to other objects) are checked here.
 """
 
 from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from sflow.mithril.emulator import views
-from sflow.mithril.emulator.market import MarketError, Pool
-from sflow.mithril.money import parse_dollars
+from sflow.mithril.emulator.account import Account
+from sflow.mithril.emulator.market import Market, MarketError, Pool
 from sflow.mithril.emulator.schema import invalid
-
-if TYPE_CHECKING:
-    from sflow.mithril.emulator.service import Service
+from sflow.mithril.money import parse_dollars
 
 MAX_STARTUP_SCRIPT = 10_000
 DEFAULT_PAGE = 100
+
+
+class Books(Protocol):
+    """What a route reads and changes: the market and the account (the service holds both)."""
+
+    market: Market
+    account: Account
 
 
 @dataclass
@@ -31,7 +37,7 @@ class Request:
     body: Any
 
 
-ROUTES: dict[str, Callable[["Service", Request], tuple[int, Any]]] = {}
+ROUTES: dict[str, Callable[[Books, Request], tuple[int, Any]]] = {}
 
 
 def route(operation_id: str):
@@ -67,7 +73,7 @@ def _sort(items: list, query: dict, keys: dict[str, Callable]) -> list:
     return sorted(items, key=key, reverse=query.get("sort_dir") == "desc")
 
 
-def _instance_type_ref(svc: "Service", ref: str, where: list) -> str:
+def _instance_type_ref(svc: Books, ref: str, where: list) -> str:
     """A body must name an instance type by fid, as the real service expects."""
     it = svc.market.catalog.find(ref)
     if it is None or it.fid != ref:
@@ -75,7 +81,7 @@ def _instance_type_ref(svc: "Service", ref: str, where: list) -> str:
     return it.fid
 
 
-def _pool_for_query(svc: "Service", instance_type: str, region: str) -> Pool:
+def _pool_for_query(svc: Books, instance_type: str, region: str) -> Pool:
     if svc.market.catalog.find(instance_type) is None:
         raise MarketError(f"Instance type {instance_type} not found", 404)
     return svc.market.pool(region, instance_type)
@@ -99,7 +105,7 @@ def _time(text: str | None, loc: list, *, required: bool = True) -> float | None
         raise invalid(loc, "Input should be a valid datetime", "datetime_parsing") from None
 
 
-def _launch_spec(svc: "Service", project: str, spec: dict, loc: list) -> dict:
+def _launch_spec(svc: Books, project: str, spec: dict, loc: list) -> dict:
     script = spec.get("startup_script")
     if script is not None and len(script) > MAX_STARTUP_SCRIPT:
         raise invalid(loc + ["startup_script"], f"String should have at most {MAX_STARTUP_SCRIPT} characters",
