@@ -14,7 +14,7 @@ import pytest
 
 from sflow.conf import load_file
 from sflow.exec.context import job_context
-from sflow.exec.env import StepContext, Where, batch_environment, task_environment
+from sflow.exec.env import JobContext, StepContext, Where, batch_environment, task_environment
 from sflow.exec.layout import ranks_by_node
 from sflow.records import AllocatedNode, JobRecord
 from sflow.slurm.request import parse_sbatch
@@ -122,3 +122,13 @@ def test_pythons_own_locale_coercion_never_reaches_the_job(cluster):
     assert done.returncode == 0, done.stderr
     with open(out) as handle:
         assert "LC_CTYPE=" not in handle.read()
+
+
+def test_the_context_file_keeps_the_node_fields_instances_read():
+    # An instance may run another sflow version: the file's node entries keep their shape.
+    ctx = JobContext(job_id=1, job_name="t", user="u", uid=0, gid=0, partition="debug", account="u", qos="normal",
+                     cluster_name="c", submit_dir="/", submit_host="h", work_dir="/",
+                     nodes=[AllocatedNode("node1", 2, tasks=2)], tasks_per_node=[2], ntasks=2)
+    (node,) = ctx.to_json()["nodes"]
+    assert set(node) == {"name", "cpus", "mem_mb", "gpu_indices", "root_dir", "address", "instance"}
+    assert JobContext.from_json(ctx.to_json()).nodes[0].name == "node1"

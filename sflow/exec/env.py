@@ -71,7 +71,9 @@ class JobContext:
     def to_json(self) -> dict:
         # Shallow by hand: dataclasses.asdict's deep copy costs ~0.3 ms per job started.
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["nodes"] = [n.to_json() for n in self.nodes]
+        # A node's ``tasks`` stays out: tasks_per_node says it, and an instance running another
+        # sflow version reads this file too.
+        data["nodes"] = [{k: v for k, v in n.to_json().items() if k != "tasks"} for n in self.nodes]
         data["extra_env"] = dict(self.extra_env)
         return data
 
