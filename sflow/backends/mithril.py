@@ -30,7 +30,13 @@ import time
 from sflow.backends.base import Allocation, Pending
 from sflow.backends.local import Need
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
-from sflow.mithril import deadman
+from sflow.errors import MithrilError, SflowError
+from sflow.exec.layout import block_layout
+from sflow.mithril import deadman, translate
+from sflow.mithril.client import load_api_key, new_idempotency_key
+from sflow.mithril.fetch import load_settings
+from sflow.mithril.money import dollars
+from sflow.mithril.worker import Worker
 from sflow.queue import bids
 from sflow.queue.bids import BidRow, KeyRow
 from sflow.records import AllocatedNode, INFINITE
@@ -83,10 +89,6 @@ class MithrilBackend(ReservedCapacity):
     name = "mithril"
 
     def __init__(self, ctl):
-        from sflow.mithril.client import load_api_key
-        from sflow.mithril.fetch import load_settings
-        from sflow.mithril.worker import Worker
-
         self.ctl = ctl
         self.settings = load_settings()
         try:
@@ -198,9 +200,6 @@ class MithrilBackend(ReservedCapacity):
 
     def _plan(self, request, now: float, time_limit: int | None = None):
         """The translator's plan for a new bid, or why the job waits."""
-        from sflow.errors import SflowError
-        from sflow.mithril.translate import plan
-
         if self.catalog is None or now - self.catalog_time > 2 * FRESH_CATALOG:
             self.refresh_catalog()
             if self.catalog is None:
@@ -208,13 +207,11 @@ class MithrilBackend(ReservedCapacity):
         if request.time_limit is None and time_limit is not None:  # the partition's limit sizes a reservation
             request = request.model_copy(update={"time_limit": time_limit})
         try:
-            return plan(request, self.catalog, self.settings.plan)
+            return translate.plan(request, self.catalog, self.settings.plan)
         except SflowError as err:  # the market moved since submission: wait for it to move back
             return Pending(f"MithrilRefused: {err}")
 
     def _place(self, job, plan, now: float, name: str, extra: dict) -> None:
-        from sflow.mithril.client import new_idempotency_key
-
         row = BidRow(
             idempotency_key=new_idempotency_key(), job_id=job.job_id, run=job.rec.restart_count, status="Placing",
             plan={"type_id": plan.instance_type_id, "type_name": plan.instance_type, "region": plan.region,
@@ -289,8 +286,6 @@ class MithrilBackend(ReservedCapacity):
 
     def _allocation(self, job, request, row: BidRow) -> Allocation | None:
         """Whole instances, once all of them run and can be reached."""
-        from sflow.exec.layout import block_layout
-
         plan = row.plan
         ready = [i for i in row.instances if i["status"] == "STATUS_RUNNING" and i.get("ssh")]
         if row.status != READY.get(plan.get("capacity"), "Allocated") or row.bid_id is None \
@@ -308,8 +303,6 @@ class MithrilBackend(ReservedCapacity):
 
     def reason(self, row: BidRow) -> str:
         """Why a job waits on its bid, in one line for squeue's %R."""
-        from sflow.mithril.money import dollars
-
         if is_reserved(row):
             return self.reservation_reason(row)
         if row.bid_id is None:
@@ -336,7 +329,6 @@ class MithrilBackend(ReservedCapacity):
 
     def catalog_for_submit(self, env: dict, now: float):
         """The market to check a submission against; raises ``Deferred`` until one has been fetched."""
-        from sflow.errors import MithrilError
         from sflow.queue.cloud import Deferred
 
         self.adopt_credentials(env)

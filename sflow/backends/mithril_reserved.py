@@ -25,6 +25,7 @@ import time
 from datetime import datetime, timezone
 
 from sflow.backends.base import Pending
+from sflow.mithril.client import new_idempotency_key
 from sflow.queue.bids import BidRow
 
 RESERVED = "reserved"
@@ -43,8 +44,6 @@ class ReservedCapacity:
     """The reservation half of ``MithrilBackend`` (which gives rows, ctl, worker, _save, withdraw)."""
 
     def _place_reservation(self, job, plan, now: float, name: str, extra: dict) -> Pending:
-        from sflow.mithril.client import new_idempotency_key
-
         unit = plan.reserved_price_cents
         row = BidRow(
             idempotency_key=new_idempotency_key(), job_id=job.job_id, run=job.rec.restart_count, status="Checking",

@@ -18,12 +18,21 @@ import random
 import re
 import time
 import uuid
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Optional, TypeVar, Union
 from urllib.parse import quote
 
+from sflow import __version__
 from sflow.errors import MithrilError
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+# httpx, pydantic and the models are imported in the methods that use them (see above).
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -73,16 +82,7 @@ def config_path(environ: Optional[Mapping[str, str]] = None) -> Path:
     return Path(env.get("SFLOW_CONFIG") or DEFAULT_CONFIG).expanduser()
 
 
-def _toml():
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib
-    return tomllib
-
-
-def _read_config(path: Path) -> dict:
-    tomllib = _toml()
+def read_config(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
@@ -100,7 +100,7 @@ def load_api_key(environ: Optional[Mapping[str, str]] = None) -> Optional[str]:
     key = (env.get("MITHRIL_API_KEY") or "").strip()
     if key:
         return key
-    section = _read_config(config_path(env)).get("mithril")
+    section = read_config(config_path(env)).get("mithril")
     value = section.get("api_key") if isinstance(section, dict) else None
     return value.strip() if isinstance(value, str) and value.strip() else None
 
@@ -116,9 +116,8 @@ def save_api_key(path: Union[str, os.PathLike], key: str) -> None:
         raise AuthError("mithril: the API key contains spaces or characters an API key cannot have")
     path = Path(path).expanduser()
     old = path.read_text(encoding="utf-8") if path.exists() else ""
-    tomllib = _toml()
     if old:
-        _read_config(path)  # refuse to rewrite a file we cannot read back
+        read_config(path)  # refuse to rewrite a file we cannot read back
     new = _with_api_key(old, key)
     try:
         ok = tomllib.loads(new).get("mithril", {}).get("api_key") == key
@@ -288,15 +287,11 @@ def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Op
     try:
         seconds = float(value)
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:  # an HTTP date is always GMT
-            from datetime import timezone
-
             when = when.replace(tzinfo=timezone.utc)
         seconds = when.timestamp() - (time.time() if now is None else now)
     if seconds != seconds or seconds == float("inf"):  # NaN, inf
@@ -351,8 +346,6 @@ class MithrilClient:
         max_retry_after: float = 120.0,
     ):
         import httpx
-
-        from sflow import __version__
 
         key = (api_key if api_key is not None else load_api_key() or "").strip()
         if not key:

@@ -25,6 +25,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from sflow.errors import MithrilError
+from sflow.mithril import translate
+from sflow.mithril.catalog import Catalog
+from sflow.mithril.client import MithrilClient, config_path, read_config
+from sflow.mithril.deadman import DEFAULTS
+from sflow.mithril.startup import script
+
 PLAN_KEYS = ("gpu_types", "headroom", "max_price_per_gpu_hour", "reserved_partitions")
 DEFAULT_POLL_SECONDS = 5.0
 
@@ -41,8 +48,6 @@ class Settings:
     @property
     def startup_script(self) -> str | None:
         """The startup script of a bid without a dead-man switch."""
-        from sflow.mithril.startup import script
-
         return script(self.install)
 
     def __repr__(self) -> str:  # nothing secret is held here, but keep reprs short in logs
@@ -52,11 +57,9 @@ class Settings:
 def default_backend(environ: Mapping[str, str] | None = None) -> str:
     """``backend`` in the ``[sflow]`` table of the config file: where jobs go when neither the
     job (``#SFLOW --backend``, ``SFLOW_BACKEND``) nor its partition (``Backend=``) says."""
-    from sflow.mithril.client import _read_config, config_path
-
     env = os.environ if environ is None else environ
     try:
-        table = _read_config(config_path(env)).get("sflow") or {}
+        table = read_config(config_path(env)).get("sflow") or {}
     except Exception:
         return "local"
     value = str(table.get("backend", "local")).lower() if isinstance(table, dict) else "local"
@@ -64,12 +67,9 @@ def default_backend(environ: Mapping[str, str] | None = None) -> str:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    from sflow.mithril.client import _read_config, config_path
-    from sflow.mithril.deadman import DEFAULTS
-
     env = os.environ if environ is None else environ
     try:
-        table = _read_config(config_path(env)).get("mithril") or {}
+        table = read_config(config_path(env)).get("mithril") or {}
     except Exception:  # an unreadable file is reported when the key is read; settings fall back
         table = {}
     if not isinstance(table, dict):
@@ -100,8 +100,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
 def fetch_catalog(client):
     """The market now, as the translator reads it."""
-    from sflow.mithril.catalog import Catalog
-
     types = [t.model_dump(mode="json") for t in client.instance_types()]
     auctions = [a.model_dump(mode="json") for a in client.spot_availability()]
     offered = {a["instance_type"] for a in auctions}
@@ -114,18 +112,13 @@ def fetch_catalog(client):
 
 def plan_now(request):
     """The request's plan against the market as it is now, asked from this process (a dry run)."""
-    from sflow.mithril.client import MithrilClient
-    from sflow.mithril.translate import plan
-
     settings = load_settings()
     with MithrilClient(base_url=settings.api_url) as client:
-        return plan(request, fetch_catalog(client), settings.plan)
+        return translate.plan(request, fetch_catalog(client), settings.plan)
 
 
 def choose_project(client, wanted: str | None) -> str:
     """The project's id: the one named (by name or id), else the first."""
-    from sflow.errors import MithrilError
-
     projects = client.projects()
     if not projects:
         raise MithrilError("mithril: the account has no project")

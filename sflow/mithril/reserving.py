@@ -37,6 +37,7 @@ from datetime import datetime, timezone
 
 from sflow.errors import MithrilError
 from sflow.mithril.attempts import attempt_create
+from sflow.mithril.client import NotFound
 
 HORIZON_HOURS = 14 * 24  # how far ahead a window is looked for (Mithril reserves up to 2 weeks ahead)
 OVER = ("Canceled", "Ended")
@@ -230,8 +231,6 @@ class Reservations:
 
     def _give_back(self, key: str) -> tuple[bool, str | None]:
         """(whether nothing of it can run any more, its id)."""
-        from sflow.mithril.client import NotFound
-
         fid, spec = self.releasing[key]
         if fid is None and spec.get("start") is None:
             return True, None  # never asked for: its window was not even chosen

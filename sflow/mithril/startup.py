@@ -25,6 +25,9 @@ not run it.
 from __future__ import annotations
 
 import shlex
+from importlib.metadata import PackageNotFoundError, version as dist_version
+
+from sflow.mithril.deadman import snippet
 
 MAX_CHARS = 10_000  # MARKET.md: a launch specification's startup script
 COMMANDS = ("flow", "sflow", "sbatch", "srun", "salloc", "squeue", "scancel", "sinfo", "sacct", "scontrol")
@@ -78,9 +81,6 @@ fi
 
 
 def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
     try:
         return dist_version("sflow")
     except PackageNotFoundError:
@@ -99,8 +99,6 @@ def script(install: str | None = None, deadman: dict | None = None) -> str | Non
     """The startup script for bids (None: nothing to do). ``deadman``: the settings of the watcher
     that deletes the bid if sflow stops renewing its lease (``sflow.mithril.deadman``); it starts
     first, before an install that may take minutes or fail. Every value is quoted once."""
-    from sflow.mithril.deadman import snippet
-
     wanted = package(install)
     parts = [snippet(deadman)] if deadman is not None else []
     if wanted is not None:

@@ -46,7 +46,12 @@ from datetime import datetime, timezone
 from sflow.errors import MithrilError
 from sflow.mithril import deadman, startup
 from sflow.mithril.attempts import attempt_create, is_permanent
+from sflow.mithril.client import MithrilClient, NotFound, Unavailable
+from sflow.mithril.fetch import choose_project, fetch_catalog
+from sflow.mithril.models import BidModel, dollars_to_cents
+from sflow.mithril.money import dollars
 from sflow.mithril.reserving import Reservations
+from sflow.remote.keys import public_key
 
 _STOP = ("stop",)
 
@@ -189,8 +194,6 @@ class Worker:
 
     def client(self):
         if self._client is None:
-            from sflow.mithril.client import MithrilClient
-
             # Few quick retries: this thread also carries the deletes that stop billing.
             self._client = MithrilClient(api_key=self.api_key, base_url=self.settings.api_url, max_retries=2,
                                          max_backoff=5.0, timeout=30.0)
@@ -198,16 +201,12 @@ class Worker:
 
     def project(self) -> str:
         if self._project is None:
-            from sflow.mithril.fetch import choose_project
-
             self._project = choose_project(self.client(), self.settings.project)
         return self._project
 
     def ssh_key(self) -> str:
         """The id of sflow's public key in the project, uploaded the first time."""
         if self._ssh_key is None:
-            from sflow.remote.keys import public_key
-
             mine = public_key(self.home)
             wanted = mine.split()[:2]
             client, project = self.client(), self.project()
@@ -220,8 +219,6 @@ class Worker:
         return self._ssh_key
 
     def _fetch_catalog(self) -> None:
-        from sflow.mithril.fetch import fetch_catalog
-
         try:
             catalog = fetch_catalog(self.client())
         except MithrilError as err:
@@ -230,8 +227,6 @@ class Worker:
         self.report("catalog", catalog, None)
 
     def _body(self, spec: dict) -> dict:
-        from sflow.mithril.money import dollars
-
         # The same spec always makes the same body: a retried create must match the first.
         return {"project": self.project(), "region": spec["region"], "instance_type": spec["type_id"],
                 "limit_price": dollars(spec["limit_cents"]), "instance_quantity": spec["quantity"],
@@ -349,10 +344,6 @@ class Worker:
     def _settle(self, key: str) -> None:
         """Report what the deleted bid cost, as Mithril billed it: price x duration of every event of
         every instance's pricing history, which counts what no look at the bid saw."""
-        from datetime import datetime, timezone
-
-        from sflow.mithril.client import Unavailable
-
         bid_id, ended = self.costing[key]
         try:
             history = self.client().pricing_history(self.project(), bid=bid_id)
@@ -383,9 +374,6 @@ class Worker:
     def _poll(self) -> None:
         if not self.watched:
             return
-        from sflow.mithril.client import NotFound
-        from sflow.mithril.models import dollars_to_cents
-
         try:
             client = self.client()
         except MithrilError as err:
@@ -440,8 +428,6 @@ class Worker:
         """The watched bids from the project's list, newest first, read only until all are found:
         a few calls for any number of bids, where one call per bid kept each look seconds long
         under rate limiting (and long enough for a whole preemption notice to pass unseen)."""
-        from sflow.mithril.models import BidModel
-
         wanted, found = set(self.watched.values()), {}
         if len(wanted) < 2:
             return found

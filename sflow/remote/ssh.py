@@ -18,6 +18,7 @@ import asyncssh
 
 from sflow.errors import SflowError
 from sflow.remote.command import PGID_MARKER, build_command
+from sflow.remote.keys import client_key
 from sflow.remote.knownhosts import HostKeyChanged, KnownHosts
 
 DEFAULT_USER = "ubuntu"
@@ -116,8 +117,6 @@ class _PinningClient(asyncssh.SSHClient):
 async def connect(target: Target, *, key: asyncssh.SSHKey | None = None, known_hosts: KnownHosts | None = None,
                   timeout: float = 30) -> "Connection":
     """Connect as ``target.user`` with sflow's key; the host key must match its pin (or is pinned now)."""
-    from sflow.remote.keys import client_key
-
     known = known_hosts or KnownHosts()
     key = key or client_key()
     clients: list[_PinningClient] = []
@@ -340,8 +339,6 @@ async def run_all(targets: Iterable[Target], command: str, *, env: EnvSpec = Non
     Given ``connections``, those are used (and left open); others are opened
     for this call and closed after it.
     """
-    from sflow.remote.keys import client_key
-
     targets = list(targets)
     check_commands(targets, command, env, cwd)
     key = key or client_key()

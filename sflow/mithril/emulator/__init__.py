@@ -14,6 +14,7 @@ from sflow.mithril.emulator.service import EmulatorConfig, PLACEHOLDER_DESTINATI
 
 
 def main(argv=None) -> int:
+    # Deferred: run as ``python3 -m``, __main__ must not be imported twice (once by this package).
     from sflow.mithril.emulator.__main__ import main as _main
 
     return _main(argv)

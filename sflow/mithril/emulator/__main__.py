@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 
+from sflow.mithril.emulator import state
 from sflow.mithril.emulator.server import Emulator
 from sflow.mithril.emulator.service import EmulatorConfig
 
@@ -36,7 +37,7 @@ def default_host_factory():
     """``sflow.mithril.sshhost.host_factory`` where that module exists, else None."""
     if importlib.util.find_spec("sflow.mithril.sshhost") is None:
         return None
-    from sflow.mithril import sshhost
+    from sflow.mithril import sshhost  # optional: the emulator runs without SSH hosts where it is missing
 
     return getattr(sshhost, "host_factory", None)
 
@@ -58,8 +59,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 1
     if args.state:
-        from sflow.mithril.emulator import state
-
         state.load_into(emulator.service, args.state)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -75,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         emulator.close()
         if args.state:
-            from sflow.mithril.emulator import state
-
-            state.save(emulator.service, args.state)
+                state.save(emulator.service, args.state)
     return 0
 
 

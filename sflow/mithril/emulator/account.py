@@ -5,6 +5,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sflow.mithril.emulator.ids import Ids
 from sflow.mithril.emulator.market import MarketError
 
@@ -112,9 +115,6 @@ class Account:
 
 def generate_key_pair() -> tuple[str, str]:
     """A fresh RSA key pair (private PEM, public OpenSSH line), as the real service makes when given none."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                 serialization.NoEncryption()).decode()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from sflow.mithril.emulator import views
-from sflow.mithril.emulator.account import Account
+from sflow.mithril.emulator.account import Account, generate_key_pair
 from sflow.mithril.emulator.market import Market, MarketError, Pool
 from sflow.mithril.emulator.schema import invalid
 from sflow.mithril.money import parse_dollars
@@ -294,8 +294,6 @@ def create_ssh_key(svc, req):
     private = None
     public = body.get("public_key")
     if public is None:
-        from sflow.mithril.emulator.account import generate_key_pair
-
         private, public = generate_key_pair()
     try:
         key = svc.account.add_ssh_key(req.now, body["project"], body["name"], public, bool(body.get("required")))
