@@ -21,7 +21,7 @@ from conftest import REF_CONF, ROOT, job_allocation
 from sflow.conf import default_cluster, load_file
 from sflow.errors import SlurmError
 from sflow.exec import node_names
-from sflow.exec.layout import NodeSlot
+from sflow.records import AllocatedNode
 from sflow.queue.paths import hosts_path
 
 CLUSTER = load_file(REF_CONF)
@@ -145,7 +145,7 @@ def test_a_job_whose_node_names_cannot_resolve_runs_and_says_so_once(tmp_path):
 
     ctx = JobContext(job_id=7, job_name="t", user="u", uid=os.getuid(), gid=os.getgid(), partition="debug",
                      account="u", qos="normal", cluster_name="c", submit_dir=str(tmp_path), submit_host="h",
-                     work_dir=str(tmp_path), nodes=[NodeSlot("node1", 1), NodeSlot("node2", 1)],
+                     work_dir=str(tmp_path), nodes=[AllocatedNode("node1", 1), AllocatedNode("node2", 1)],
                      tasks_per_node=[1, 1], ntasks=2)
     refused = node_names.NodeNames("", "the kernel refused the namespaces that provide them "
                                        "(unshare: Operation not permitted)")
@@ -213,7 +213,7 @@ def test_an_ordinary_user_gets_node_names_in_a_user_namespace(tmp_path, other_us
     shared = tempfile.mkdtemp(prefix="sfn", dir="/tmp")
     try:
         os.chmod(shared, 0o755)
-        _, home = job_allocation(tmp_path, 31, nodes=[NodeSlot("node1", 1), NodeSlot("node2", 1)],
+        _, home = job_allocation(tmp_path, 31, nodes=[AllocatedNode("node1", 1), AllocatedNode("node2", 1)],
                                    tasks_per_node=[1, 1], ntasks=2)
         job_home = os.path.join(shared, "home")
         shutil.copytree(home, job_home)
