@@ -21,6 +21,11 @@ fi
 
 def test_scontrol_requeue_from_inside_the_job_succeeds(cluster):
     cluster.env["SFLOW_REQUEUE_DELAY"] = "0"  # SLURM holds a requeued job back 2 minutes
+    # The trap keeps the first run alive through SIGTERM until KillWait's SIGKILL: 2 s, not 30.
+    conf = os.path.join(cluster.work, "slurm.conf")
+    with open(conf, "w") as handle:
+        handle.write(open(cluster.env["SFLOW_CONF"]).read() + "\nKillWait=2\n")
+    cluster.env["SFLOW_CONF"] = conf
     out = os.path.join(cluster.work, "out.txt")
     done = cluster.run("sbatch", "--parsable", "--open-mode=append", "-o", out, input=SCRIPT)
     assert done.returncode == 0, done.stderr
