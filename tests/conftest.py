@@ -41,11 +41,24 @@ class Cluster:
 
         try:
             if os.path.exists(os.path.join(self.home, "sflow.db")):
-                self.run("scancel", "-u", _user(), timeout=30)
-                time.sleep(0.5)
+                # scancel -u, asked in process: one shim start less for each of the many tests here.
+                client.call(self.home, "cancel", targets=[], filters={"users": [self.user]}, signal=None,
+                            batch=False, full=False, uid=os.getuid(), start=False)
+                self._wait_jobs_ended()
             client.call(self.home, "shutdown", start=False)
         except Exception:
             pass
+
+    def _wait_jobs_ended(self, timeout: float = 5.0) -> None:
+        import sqlite3
+
+        deadline = time.monotonic() + timeout
+        with sqlite3.connect(f"file:{os.path.join(self.home, 'sflow.db')}?mode=ro", uri=True) as db:
+            while time.monotonic() < deadline:
+                live, = db.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('RUNNING', 'COMPLETING')").fetchone()
+                if not live:
+                    return
+                time.sleep(0.05)
 
 
 @pytest.fixture
