@@ -72,7 +72,7 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
             req.nodes = value[0]
         elif name in ("ntasks", "ntasks_per_node", "cpus_per_task", "overcommit", "label", "output",
                       "error", "input", "chdir", "job_name", "preserve_env", "multi_prog", "test_only",
-                      "exclusive", "debugger_test"):
+                      "exclusive", "debugger_test", "pty"):
             setattr(req, name, value)
         elif name == "gpus_per_task":
             req.gpus_per_task = value.count
@@ -106,7 +106,21 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
             raise SystemExit(0)
     if req.verbose and req.quiet:
         raise SlurmError("don't specify both --verbose (-v) and --quiet (-Q)")
+    if req.pty and (req.input or req.output or req.error):
+        raise SlurmError("--error/--input/--output are incompatible with --pty")
     return req, warnings, options
+
+
+def _check_terminal(req) -> None:
+    """--pty needs srun's output to be a terminal, to size the task's; else, as SLURM, run without one."""
+    from sflow.exec.terminal import window_size
+
+    try:
+        window_size(1)
+    except OSError as exc:
+        print(f"srun: error: ioctl(TIOCGWINSZ): {exc.strerror}\n"
+              "srun: error: Not using a pseudo-terminal, disregarding --pty option", file=sys.stderr)
+        req.pty = False
 
 
 def _seconds(long: str, raw: str) -> int:
@@ -127,6 +141,8 @@ def main(argv: list[str]) -> int:
     if not req.argv:
         print("srun: fatal: No command given to execute.", file=sys.stderr)
         return 1
+    if req.pty:
+        _check_terminal(req)
     if req.multi_prog:
         from sflow.exec.multiprog import read_config
 
@@ -173,7 +189,7 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
                        cpus_per_task=req.cpus_per_task or job.cpus_per_task,
                        gpus_per_task=req.gpus_per_task, launcher_port=40000 + os.getpid() % 20000,
                        distribution=req.distribution or "block", plane_size=req.plane_size,
-                       given_distribution=req.distribution is not None)
+                       given_distribution=req.distribution is not None, pty_size=_pty_size(req))
     step_log.started(home, job.job_id, step, name=req.job_name or os.path.basename(req.argv[0]), given=req.given)
     from sflow.cli.submit_context import environment
 
@@ -186,6 +202,8 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
     runner.acctg_freq = usage.frequency(req.acctg_freq or conf_freq)
     runner.usage_path = usage.usage_path(home, job.job_id, step_id)
     previous = {s: _signal.signal(s, lambda signum, frame: runner.signal(signum)) for s in SRUN_FORWARDS}
+    if req.pty:
+        previous[_signal.SIGWINCH] = _signal.signal(_signal.SIGWINCH, lambda signum, frame: runner.resize())
     try:
         try:
             runner.start()
@@ -194,10 +212,22 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
             raise
         code = runner.wait()
     finally:
+        runner.close_terminal()  # srun's terminal is given back on every way out
         for signum, handler in previous.items():
             _signal.signal(signum, handler)
     step_log.finished(home, job.job_id, step_id, runner.tasks, usage=runner.gauge.to_dict())
     return code
+
+
+def _pty_size(req) -> tuple[int, int] | None:
+    if not req.pty:
+        return None
+    from sflow.exec.terminal import window_size
+
+    try:
+        return window_size(1)
+    except OSError:
+        return None
 
 
 def _step_config() -> tuple[int, str | None]:

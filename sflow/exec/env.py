@@ -98,6 +98,7 @@ class StepContext:
     plane_size: int | None = None
     given_distribution: bool = False  # -m was given: SLURM_DISTRIBUTION says it as written
     preserved: dict[str, str] = field(default_factory=dict)  # -E: the job's own geometry variables
+    pty_size: tuple[int, int] | None = None  # --pty: (rows, columns) of srun's terminal at the start
 
     def ranks(self) -> list[list[int]]:
         from sflow.exec.layout import ranks_by_node
@@ -225,6 +226,10 @@ TABLE: list[tuple[str, str, Getter]] = [
      else "cyclic" if sum(w.step.tasks_per_node) <= len(w.step.nodes) else w.step.distribution),
     ("SLURM_DIST_PLANESIZE", TASK, lambda j, w: _opt(w.step.plane_size)),
     ("SLURM_UMASK", TASK, lambda j, w: "0022"),
+    # --pty: every task of the step is told the terminal's first size, and where srun hears of changes.
+    ("SLURM_PTY_PORT", TASK, lambda j, w: str(w.step.launcher_port + 1) if w.step.pty_size else None),
+    ("SLURM_PTY_WIN_COL", TASK, lambda j, w: str(w.step.pty_size[1]) if w.step.pty_size else None),
+    ("SLURM_PTY_WIN_ROW", TASK, lambda j, w: str(w.step.pty_size[0]) if w.step.pty_size else None),
 ]
 
 

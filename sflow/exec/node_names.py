@@ -225,18 +225,19 @@ def _entering(node_name: str, hosts_file: str):
     return enter
 
 
-def popen_on_node(argv: list[str], node_name: str, hosts_file: str, *, setpgrp: bool = False, **popen_args):
+def popen_on_node(argv: list[str], node_name: str, hosts_file: str, *, setup=None, **popen_args):
     """``subprocess.Popen(argv, **popen_args)`` as a process of node ``node_name``: with the
-    node's /etc/hosts and hostname when ``hosts_file`` is set, and its own process group when
-    ``setpgrp``. A refusal here (the kernel allowed it when the cluster was read) costs the
-    process its node name, with one line on its stderr, never its start."""
+    node's /etc/hosts and hostname when ``hosts_file`` is set, after ``setup`` (a pre-exec step
+    of the caller's: its own process group, a terminal) has run in the child. A refusal here (the
+    kernel allowed it when the cluster was read) costs the process its node name, with one line
+    on its stderr, never its start."""
     if not hosts_file:
-        return subprocess.Popen(argv, preexec_fn=os.setpgrp if setpgrp else None, **popen_args)
+        return subprocess.Popen(argv, preexec_fn=setup, **popen_args)
     enter = _entering(node_name, hosts_file)
 
     def on_node() -> None:
-        if setpgrp:
-            os.setpgrp()
+        if setup is not None:
+            setup()
         try:
             enter()
         except OSError as err:

@@ -24,6 +24,7 @@ from sflow.exec.env import JobContext, StepContext, Where, task_environment
 from sflow.exec.layout import block_layout
 from sflow.exec.node_names import popen_on_node
 from sflow.exec.remote_srun import RemoteTasks, is_remote
+from sflow.exec.terminal import Relay, open_pair, take_terminal
 from sflow.exec.usage import Gauge, children_map, save as save_usage, tree
 
 # The signals srun catches and passes on to its tasks; the controller leaves srun out when it
@@ -71,6 +72,7 @@ class StepRequest:
     acctg_freq: str | None = None  # --acctg-freq as given
     gpu_bind: str | None = None  # --gpu-bind as given: [verbose,]<type>
     debugger_test: bool = False  # start the tasks stopped, list them as a debugger sees them, and wait
+    pty: bool = False  # task zero runs on a pseudo-terminal of its own (sflow.exec.terminal)
     programs: list | None = None  # --multi-prog's configuration, read
     given: list = field(default_factory=list)  # (long option, raw value) as given, for -v
 
@@ -244,6 +246,7 @@ class StepRunner:
         self.forced = False  # --debugger-test's step was ended by a signal to srun
         self._reported: set[int] = set()  # ranks whose failure srun already told
         self._kill_timer: threading.Timer | None = None
+        self.relay = None  # --pty: srun's side of task zero's terminal (sflow.exec.terminal.Relay)
         total = sum(step.tasks_per_node)
         self._label_width = len(str(total - 1))
         # Accounting: each task's memory sampled every ``acctg_freq`` seconds (0: never), CPU times
@@ -352,6 +355,9 @@ class StepRunner:
         by_node = self.step.ranks()
         self._announce(by_node)
         label = self.req.label
+        if self.req.pty and is_remote(self.step.nodes[0]):
+            raise SlurmError("--pty is not supported on a node reached over SSH; "
+                             "use flow ssh JOB for a shell on a cloud job's instance")
         mode, readers = stdin_readers(self.req.input, sum(len(r) for r in by_node))
         if mode == "file":  # every task's file opens, or no task starts
             for node_index, ranks in enumerate(by_node):
@@ -387,6 +393,12 @@ class StepRunner:
                 err_sink = self._sink(self.req.error, task, opened, None) if self.req.error else out_sink
                 stdout = subprocess.PIPE if label and out_sink != subprocess.DEVNULL else out_sink
                 stderr = subprocess.PIPE if label and err_sink != subprocess.DEVNULL else err_sink
+                terminal = None  # --pty: (master, slave) of task zero's terminal
+                if self.req.pty:  # task zero has the terminal; the others' streams go nowhere
+                    stdin = stdout = stderr = subprocess.DEVNULL
+                    if rank == 0:
+                        terminal = open_pair(*(self.step.pty_size or (24, 80)))
+                        stdin = stdout = stderr = terminal[1]
                 why = _findable(argv[0], env, self.req.chdir)
                 if why is None:
                     try:
@@ -394,17 +406,28 @@ class StepRunner:
                         # reaches the processes it started too, as slurmstepd signals all of a step's;
                         # but a task reading srun's terminal stays in srun's group, to keep reading it.
                         task.own_group = not (stdin is None and os.isatty(0))
+                        setup = os.setpgrp if task.own_group else None
+                        if terminal is not None:  # a session of its own, led by the task, on its terminal
+                            setup = take_terminal
                         wrapper = _STOPPED if self.req.debugger_test else _WITH_TASK_PID
                         command = argv
                         note = self._gpu_bind_note(node, where.task_gpus)
                         if note:  # the task tells its binding on its own stderr, before its program starts
                             wrapper, command = 'printf "%s\\n" "$1" >&2; shift; ' + wrapper, [note, *argv]
                         task.process = popen_on_node(["/bin/sh", "-c", wrapper, "sh", *command], node.name,
-                                                     self.job.hosts_file, setpgrp=task.own_group, stdin=stdin,
+                                                     self.job.hosts_file, setup=setup, stdin=stdin,
                                                      stdout=stdout, stderr=stderr, env=env,
-                                                     cwd=self.req.chdir or None)
+                                                     cwd=self.req.chdir or None,
+                                                     start_new_session=terminal is not None)
                     except OSError as exc:
                         why = exc.strerror
+                if terminal is not None:
+                    os.close(terminal[1])  # the task holds it now: its end reads as the terminal's end
+                    if task.process is None:
+                        os.close(terminal[0])
+                    else:
+                        self.relay = Relay(terminal[0], f"{rank:>{self._label_width}}: ".encode() if label else b"")
+                        self.relay.start()
                 if why is not None:
                     line = f"slurmstepd-{node.name}: error: execve(): {argv[0]}: {why}\n"
                     self.err.write(line.encode("utf-8", "surrogateescape"))  # argv is any bytes
@@ -462,6 +485,12 @@ class StepRunner:
             signum = _signal.SIGKILL
         if self.remote is not None:
             self.remote.signal(signum)
+        foreground = self.relay.foreground_group() if self.relay is not None else None
+        if foreground is not None and foreground not in {t.process.pid for t in self.tasks if t.process}:
+            try:  # the command a shell on the step's terminal runs in the foreground: not in the shell's group
+                os.killpg(foreground, signum)
+            except OSError:
+                pass
         for task in self.tasks:
             # wait() reaps the tasks itself (os.wait), so a task not yet reaped keeps its pid:
             # Popen.poll()/send_signal() would reap it behind wait()'s back.
@@ -470,6 +499,14 @@ class StepRunner:
                     (os.killpg if task.own_group else os.kill)(task.process.pid, signum)
                 except ProcessLookupError:
                     pass
+
+    def resize(self) -> None:
+        if self.relay is not None:
+            self.relay.resize()
+
+    def close_terminal(self) -> None:
+        if self.relay is not None:
+            self.relay.finish()
 
     def _kill_on_bad_exit(self, task: Task) -> None:
         """-K: a task failed; say so at once and end the step as slurmstepd does (SIGCONT and
@@ -545,6 +582,7 @@ class StepRunner:
             timer.cancel()
         if self._kill_timer is not None:
             self._kill_timer.cancel()
+        self.close_terminal()  # before srun's own messages, which need the terminal as it was
         for thread in self._threads:
             thread.join()
         for fd in set(getattr(self, "_files", {}).values()):
