@@ -16,7 +16,7 @@ from conftest import BIN, ROOT, job_allocation
 from sflow.exec.layout import NodeSlot
 
 sys.path.insert(0, os.path.join(ROOT, "compat"))
-from record_pty import CASES, SHELL, clean, play  # noqa: E402
+from record_pty import CASES, FOREGROUND, SHELL, clean, play  # noqa: E402
 
 with open(os.path.join(ROOT, "compat", "golden", "pty.json")) as _handle:
     GOLDEN = {case["name"]: case for case in json.load(_handle)}
@@ -68,9 +68,9 @@ def test_ctrl_c_is_the_shells_not_sruns(cluster):
     child = _outer_shell(cluster.env, cluster.work)
     try:
         _run(child, "PS1='I> ' srun -t1 --pty bash --norc --noprofile", prompt="I> ")
-        child.sendline("sleep 300")
-        child.expect_exact("sleep 300\r\n")
         for _ in range(3):
+            child.sendline(FOREGROUND)
+            child.expect_exact("started")  # printed from the foreground, where Ctrl-C's SIGINT goes
             child.sendcontrol("c")
             child.expect_exact("I> ")
         assert _run(child, "echo still here", prompt="I> ") == "still here\n"
