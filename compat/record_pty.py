@@ -86,7 +86,8 @@ CASES = [
 ]
 
 _NOISE = re.compile(r"\x1b\[\?2004[hl]|\x1b\[K|\r")
-_MASKS = [(re.compile(r"^(\[\d+\]) \d+$", re.M), r"\1 <pid>"), (re.compile(r"/dev/pts/\d+"), "/dev/pts/<n>"), (re.compile(r"\b\d{5,}\b"), "<jobid>")]
+_MASKS = [(re.compile(r"^(\[\d+\]) \d+$", re.M), r"\1 <pid>"), (re.compile(r"/dev/pts/\d+"), "/dev/pts/<n>"),
+          (re.compile(r"\b\d{5,}\b"), "<jobid>")]
 
 
 def clean(text: str) -> str:
