@@ -13,7 +13,7 @@ import pexpect
 import pytest
 
 from conftest import BIN, ROOT, job_allocation
-from sflow.exec.layout import NodeSlot
+from sflow.records import AllocatedNode
 
 sys.path.insert(0, os.path.join(ROOT, "compat"))
 from record_pty import CASES, FOREGROUND, SHELL, clean, play  # noqa: E402
@@ -83,7 +83,7 @@ def test_ctrl_c_is_the_shells_not_sruns(cluster):
 
 def test_pty_refused_on_a_node_over_ssh(tmp_path):
     """Mithril instances are reached over SSH: --pty there is refused with SLURM's kind of error."""
-    env, _ = job_allocation(tmp_path, 77, nodes=[NodeSlot("node1", 2, address="10.9.8.7")], tasks_per_node=[1],
+    env, _ = job_allocation(tmp_path, 77, nodes=[AllocatedNode("node1", 2, address="10.9.8.7")], tasks_per_node=[1],
                              ntasks=1)
     child = pexpect.spawn(sys.executable, ["-c", "from sflow.cli.shims import srun; srun()", "--pty", "true"],
                           env=env, cwd=str(tmp_path), encoding="utf-8", timeout=60)
