@@ -22,6 +22,8 @@ from sflow.views.fmt import array_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = json.load(open(os.path.join(ROOT, "compat", "golden", "sbatch.json")))
+# Integer option values at their edges (compat/record_counts.py), checked the same way.
+COUNTS = json.load(open(os.path.join(ROOT, "compat", "golden", "counts.json")))
 CLUSTER = load_file(os.path.join(ROOT, "compat", "golden", "ref-slurm.conf"))
 JOB_ID = 4242
 DEPS = {"{dep1}": "7001", "{dep2}": "7002"}
@@ -89,7 +91,8 @@ def _shown(request, cwd: str) -> dict:
         **tres_per(request),
     }
     if request.nodes_given:
-        shown["NumNodes"] = f"{request.min_nodes}-{request.max_nodes or request.min_nodes}"
+        shown["NumNodes"] = (f"{request.min_nodes}-{request.max_nodes}" if request.max_nodes
+                             else str(request.min_nodes))
     elif request.nodelist:
         shown["NumNodes"] = str(request.min_nodes)
     if request.mem_per_node_mb is not None:
@@ -115,6 +118,15 @@ UNEXPANDED_AT_SUBMIT = re.compile(r"%\d|\\|%%")
 
 @pytest.mark.parametrize("record", GOLDEN, ids=[r["name"] for r in GOLDEN])
 def test_sbatch_matches_slurm(record, tmp_path):
+    _check(record, tmp_path)
+
+
+@pytest.mark.parametrize("record", COUNTS, ids=[r["name"] for r in COUNTS])
+def test_integer_values_match_slurm(record, tmp_path):
+    _check(record, tmp_path)
+
+
+def _check(record: dict, tmp_path) -> None:
     case = record["input"]
     if record["exit_code"] != 0:
         with pytest.raises(SflowError) as caught:

@@ -99,7 +99,7 @@ class Need:
         gpu_type = request.gpu_type or next((g.type for g in gres_gpus if g.type), None)
         max_nodes = request.max_nodes
         if request.nodes_given and max_nodes is None:
-            max_nodes = request.min_nodes
+            max_nodes = max(1, request.min_nodes)  # -N 0 still runs on one node, as in SLURM
         return cls(
             ntasks=max(1, request.ntasks), cpus_per_task=max(1, request.cpus_per_task),
             min_nodes=max(1, request.min_nodes), max_nodes=max_nodes, nodes_given=request.nodes_given,

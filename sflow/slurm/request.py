@@ -42,10 +42,6 @@ class Submission:
     listing: str = ""  # -v / SBATCH_DEBUG: sbatch's "defined options" block, printed before submitting
 
 
-def _positive(text: str) -> int:
-    return values.parse_positive_int(text)
-
-
 def _nonnegative(text: str) -> int:
     number = int(text.strip())
     if number < 0:
@@ -53,7 +49,6 @@ def _nonnegative(text: str) -> int:
     return number
 
 
-_C_SPACE = " \t\n\v\f\r"
 # --priority=TOP: the highest priority a job can be given, one below the held/none markers.
 PRIORITY_TOP = 0xFFFFFFFD
 PRIORITY_NONE = 0xFFFFFFFE  # SLURM's NO_VAL: no priority can reach it
@@ -64,19 +59,13 @@ NICE_DEFAULT = 100  # --nice without an adjustment
 def _leading_int(text: str) -> int:
     """The number C's strtol reads at the start of ``text`` (0 if none): sbatch reads
     --priority and --nice that way, so "2abc" is 2 and "abc" is 0."""
-    digits = text.lstrip(_C_SPACE)
-    sign = -1 if digits[:1] == "-" else 1
-    if digits[:1] in "+-" and digits:
-        digits = digits[1:]
-    end = 0
-    while end < len(digits) and digits[end] in "0123456789":
-        end += 1
-    return sign * int(digits[:end]) if end else 0
+    number, _rest = values.strtol(text)
+    return number or 0
 
 
 def _priority(text: str) -> int | None:
     """None for 0 (or no number at all): sbatch takes that as no --priority given."""
-    if text.strip(_C_SPACE).upper() == "TOP":
+    if text.strip(values.C_SPACE).upper() == "TOP":
         return PRIORITY_TOP
     number = _leading_int(text)
     if number < 0:
@@ -90,9 +79,70 @@ def _nice(text: str) -> int:
     if text == "":
         return NICE_DEFAULT
     number = _leading_int(text)
-    if abs(number) > NICE_LIMIT:
+    # C's llabs of the most negative long is itself, so that one passes the range check.
+    if number != values.LONG_MIN and abs(number) > NICE_LIMIT:
         raise SlurmError(f"Invalid --nice value, out of range (+/- {NICE_LIMIT})", 255)
+    return values.int32(number)
+
+
+def _count(text: str, name: str, *, minimum: int = 1, limit: int = values.LONG_MAX) -> int:
+    """A count as sbatch reads one: a whole C long (leading blanks and sign allowed, nothing after),
+    at least ``minimum``, below the long's ceiling (``limit``, when lower, is checked too), then cut
+    to the 32-bit int SLURM keeps it in: ``4294967298`` is 2 and ``2147483648`` is negative."""
+    number, rest = values.strtol(text)
+    if number is None or rest:
+        raise SlurmError(f'Invalid numeric value "{text}" for {name}.', 1)
+    if number >= values.LONG_MAX or number > limit:
+        raise SlurmError(f"Numeric argument ({number}) to big for {name}.", 1)
+    if number < minimum:
+        raise SlurmError(f'Invalid numeric value "{text}" for {name}.', 1)
+    return values.int32(number)
+
+
+# What sbatch itself refuses of a count once it is cut to 32 bits; other counts that come
+# out zero or negative are taken as not given.
+_COUNT_REFUSED = {
+    "ntasks": lambda n: f"invalid number of tasks (-n {n})" if n < 0 else None,
+    "cpus-per-task": lambda n: f"invalid number of cpus per task (-c {n})" if n <= 0 else None,
+}
+
+
+def _int_option(option: Option, text: str) -> int:
+    number = _count(text, f"--{option.long}")
+    refused = _COUNT_REFUSED.get(option.long, lambda n: None)(number)
+    if refused:
+        raise SlurmError(refused, 1)
     return number
+
+
+def _count0_option(option: Option, text: str) -> int:
+    return _count(text, f"--{option.long}", minimum=0)
+
+
+_B_PARTS = ("first", "second", "third")
+_INT_MAX = (1 << 31) - 1
+
+
+def _node_info(option: Option, text: str) -> tuple[int, ...]:
+    """-B sockets[:cores[:threads]]: each part a count of zero or more that fits an int."""
+    parts = text.split(":")
+    if len(parts) > len(_B_PARTS):
+        raise values.InvalidValue("node_info", text)
+    return tuple(_count(part, f"{which} arg of -B", minimum=0, limit=_INT_MAX)
+                 for part, which in zip(parts, _B_PARTS))
+
+
+def _switches(option: Option, text: str) -> int:
+    """--switches=count[@max-time]: the count is read as any count; the time is not checked."""
+    return _count(text.partition("@")[0], "--switches")
+
+
+def _wait_all_nodes(option: Option, text: str) -> int:
+    """0 or 1; sbatch keeps it in 16 bits, so 4294967296 is 0 and 2147483648 is 0 too."""
+    number = _count(text, "--wait-all-nodes", minimum=0) if text else 0
+    if number & 0xFFFF not in (0, 1):
+        raise values.InvalidValue("wait_all_nodes", text)
+    return number & 0xFFFF
 
 
 def _choice(kind: str) -> Callable[[str], str]:
@@ -110,7 +160,6 @@ def _choice(kind: str) -> Callable[[str], str]:
 CONVERTERS: dict[str, Callable[[str], Any]] = {
     "str": str,
     "flag": lambda text: True,  # an optional argument sflow reads no further: the option is simply on
-    "int": _positive,
     "uint": _nonnegative,
     "time_limit": values.parse_time_limit,
     "duration": values.parse_time_limit,
@@ -131,6 +180,16 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+# Kinds whose messages name the option: parser from (option, text).
+OPTION_CONVERTERS: dict[str, Callable[[Option, str], Any]] = {
+    "int": _int_option,
+    "count0": _count0_option,
+    "node_info": _node_info,
+    "switches": _switches,
+    "wait_all_nodes": _wait_all_nodes,
+}
+
+
 def convert(option: Option, raw: str | None) -> Any:
     """Parse one option's argument, or raise SLURM's message for that option."""
     if option.arg == "none":
@@ -140,12 +199,18 @@ def convert(option: Option, raw: str | None) -> Any:
     kind = option.value or "str"
     if kind.startswith("choice:"):
         parser = _choice(kind)
+    elif kind in OPTION_CONVERTERS:
+        def parser(text: str, convert_option=OPTION_CONVERTERS[kind]) -> Any:
+            return convert_option(option, text)
     else:
         parser = CONVERTERS.get(kind, str)
     try:
         return parser(raw)
     except (values.InvalidValue, ValueError, OverflowError) as err:
-        message = (option.invalid or "Invalid --{long} specification").format(value=raw, long=option.long)
+        # A node range names the part at fault ("3-3abc": "3abc"), or says both counts.
+        shown = err.text if kind == "node_range" and isinstance(err, values.InvalidValue) else raw
+        message = getattr(err, "message", None) or \
+            (option.invalid or "Invalid --{long} specification").format(value=shown, long=option.long)
         where = err.position_line() if isinstance(err, values.InvalidTime) else None
         raise SlurmError(message, option.invalid_exit or 255, preface=(where,) if where else ()) from None
 
@@ -440,9 +505,29 @@ def _set_nodes(fields, flags, cloud, value, setting):
 
 def _set_count(name):
     def apply(fields, flags, cloud, value, setting):
-        fields[name] = value
-        fields[f"{name}_given"] = True
+        if value > 0:  # -n 4294967296 comes out 0: as if no -n was given
+            fields[name] = value
+            fields[f"{name}_given"] = True
     return apply
+
+
+def _set_positive(name):
+    """A count that comes out zero or negative once cut to 32 bits counts as not given."""
+    def apply(fields, flags, cloud, value, setting):
+        fields[name] = value if value > 0 else None
+    return apply
+
+
+def _set_raw(name):
+    def apply(fields, flags, cloud, value, setting):
+        fields[name] = setting.raw
+    return apply
+
+
+def _set_exclusive(fields, flags, cloud, value, setting):
+    # =user and =mcs share nodes with the user's (or group's) other jobs, which sflow's
+    # nodes always allow; only a bare --exclusive keeps a node to the job.
+    fields["exclusive"] = value is True
 
 
 def _set_gpus(name):
@@ -519,6 +604,10 @@ _APPLY: dict[str, Callable] = {
     "nodes": _set_nodes,
     "ntasks": _set_count("ntasks"),
     "cpus_per_task": _set_count("cpus_per_task"),
+    "ntasks_per_node": _set_positive("ntasks_per_node"),
+    "cpus_per_gpu": _set_positive("cpus_per_gpu"),
+    "sockets_per_node": _set_raw("sockets_per_node"),
+    "exclusive": _set_exclusive,
     "mem": _set_plain("mem_per_node_mb"),
     "mem_per_cpu": _set_plain("mem_per_cpu_mb"),
     "mem_per_gpu": _set_plain("mem_per_gpu_mb"),

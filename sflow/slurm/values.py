@@ -53,25 +53,70 @@ def _ints(tree) -> list[int]:
 # ---------------------------------------------------------------- integers
 
 
+C_SPACE = " \t\n\v\f\r"
+LONG_MIN, LONG_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def strtol(text: str) -> tuple[int | None, str]:
+    """C's strtol in base 10: leading blanks and a sign, then digits; the value saturates at a
+    64-bit long, as sbatch reads every count. (None, text) when no digits; else (value, rest)."""
+    body = text.lstrip(C_SPACE)
+    sign = -1 if body[:1] == "-" else 1
+    if body[:1] in ("+", "-"):
+        body = body[1:]
+    end = 0
+    while end < len(body) and body[end] in "0123456789":
+        end += 1
+    if not end:
+        return None, text
+    return max(LONG_MIN, min(LONG_MAX, sign * int(body[:end]))), body[end:]
+
+
 def parse_positive_int(text: str) -> int:
-    if not re.fullmatch(r"\s*\+?\d+\s*", text or ""):
+    number, rest = strtol(text or "")
+    if number is None or rest.strip(C_SPACE):
         raise InvalidValue("int", text)
-    number = int(text)
     if number < 1:
         raise InvalidValue("int", text, "must be at least 1")
     return number
 
 
+def _node_count(part: str) -> int:
+    number, rest = strtol(part)
+    if number is None or rest.strip(C_SPACE):
+        raise InvalidValue("node_range", part)
+    return int32(number)
+
+
 def parse_node_range(text: str) -> tuple[int, int | None]:
-    """``2`` -> (2, None); ``2-4`` -> (2, 4). The maximum is None when not given."""
-    match = re.fullmatch(r"\s*(\d+)(?:-(\d+))?\s*", text or "")
-    if not match:
-        raise InvalidValue("node_range", text)
-    low = int(match.group(1))
-    high = int(match.group(2)) if match.group(2) else None
-    if low < 1 or (high is not None and high < low):
-        raise InvalidValue("node_range", text)
-    return low, high
+    """``2`` -> (2, 2); ``2-4`` -> (2, 4); ``2-0`` -> (2, None): no maximum.
+
+    As sbatch 22.05 reads -N: each side a C long cut to 32 bits (``4294967298`` is 2); a lone
+    count must not come out negative; a missing minimum (``-3``) is 1 and a missing maximum
+    (``2-``) is -1, which fails the maximum's check. ``InvalidValue.text`` is the part at fault.
+    """
+    text = text or ""
+    low_text, dash, high_text = text.partition("-")
+    if not dash:
+        low = _node_count(text)
+        if low < 0:
+            raise InvalidValue("node_range", text)
+        return low, low or None  # scontrol shows a lone 0 as 0, not 0-0
+    low = _node_count(low_text) if low_text else 1
+    high = _node_count(high_text) if high_text.strip(C_SPACE) else -1
+    if low < 0:  # SLURM reads a negative minimum as none given
+        low = 1
+    if high and high < low:
+        raise NodeRangeOrder(low, high)
+    return low, high or None
+
+
+class NodeRangeOrder(InvalidValue):
+    """``5-2``: sbatch names both counts."""
+
+    def __init__(self, low: int, high: int):
+        super().__init__("node_range", f"{low}-{high}")
+        self.message = f"Maximum node count {high} is less than minimum node count {low}"
 
 
 # ---------------------------------------------------------------- time
@@ -82,7 +127,7 @@ _FIELD_SECONDS = {"t_m": (60,), "t_ms": (60, 1), "t_hms": (3600, 60, 1), "t_dh":
 _LONG_MAX = (1 << 63) - 1
 
 
-def _int32(number: int) -> int:
+def int32(number: int) -> int:
     number &= 0xFFFFFFFF
     return number - (1 << 32) if number & 0x80000000 else number
 
@@ -112,7 +157,7 @@ def parse_time_limit(text: str) -> int:
         if tree.data == "t_inf":
             return INFINITE
         seconds = sum(min(field, _LONG_MAX) * unit for field, unit in zip(_ints(tree), _FIELD_SECONDS[tree.data]))
-    rounded = _int32(_int32(seconds) + 59)
+    rounded = int32(int32(seconds) + 59)
     minutes = (abs(rounded) // 60 * (1 if rounded >= 0 else -1)) & 0xFFFFFFFF  # C division truncates
     if minutes == 0 or minutes >= INFINITE:
         return INFINITE  # SLURM reads a zero limit as no limit, and 0xFFFFFFFF is its own INFINITE
