@@ -17,7 +17,7 @@ KEYS = (
     "CoreSpec MinCPUsNode MinMemoryNode MinMemoryCPU MinTmpDiskNode Features DelayBoot OverSubscribe "
     "Contiguous Licenses Network Command WorkDir Comment StdErr StdIn StdOut Power TresPerNode "
     "TresPerJob TresPerTask TresPerSocket CpusPerTres MemPerTres TresBind TresFreq NtasksPerTRES MailUser MailType "
-    "ArrayJobId ArrayTaskId ArrayTaskThrottle Reservation KillOInInvalidDependent Prefer "
+    "ArrayJobId ArrayTaskId ArrayTaskThrottle Switches Reservation KillOInInvalidDependent Prefer "
     "Partition NodeList(Reason) JOB_GRES Nodes CPU_IDs Mem GRES"
 ).split()
 

@@ -524,6 +524,12 @@ def _set_raw(name):
     return apply
 
 
+def _set_tmp(fields, flags, cloud, value, setting):
+    # SLURM keeps --tmp in 32 bits, where NO_VAL (0xfffffffe) means none asked.
+    mb = value & 0xFFFFFFFF
+    fields["tmp_mb"] = None if mb == 0xFFFFFFFE else mb
+
+
 def _set_exclusive(fields, flags, cloud, value, setting):
     # =user and =mcs share nodes with the user's (or group's) other jobs, which sflow's
     # nodes always allow; only a bare --exclusive keeps a node to the job.
@@ -611,6 +617,7 @@ _APPLY: dict[str, Callable] = {
     "mem": _set_plain("mem_per_node_mb"),
     "mem_per_cpu": _set_plain("mem_per_cpu_mb"),
     "mem_per_gpu": _set_plain("mem_per_gpu_mb"),
+    "tmp_mb": _set_tmp,
     "gpus": _set_gpus("gpus"),
     "gpus_per_node": _set_gpus("gpus_per_node"),
     "gpus_per_task": _set_gpus("gpus_per_task"),

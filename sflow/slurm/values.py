@@ -72,6 +72,12 @@ def strtol(text: str) -> tuple[int | None, str]:
     return max(LONG_MIN, min(LONG_MAX, sign * int(body[:end]))), body[end:]
 
 
+def _overflows(text: str) -> bool:
+    """Whether strtol would have saturated (its ERANGE): the number is past a long's range."""
+    number = re.match(r"[ \t\n\v\f\r]*([+-]?\d+)", text)
+    return bool(number) and not LONG_MIN <= int(number.group(1)) <= LONG_MAX
+
+
 def parse_positive_int(text: str) -> int:
     number, rest = strtol(text or "")
     if number is None or rest.strip(C_SPACE):
@@ -388,18 +394,24 @@ def parse_dependency(text: str) -> Dependency:
 # ---------------------------------------------------------------- memory, GPUs
 
 
-_MEM_FACTOR = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+_MEM_FACTOR = {"K": 1, "M": 1024, "G": 1024 ** 2, "T": 1024 ** 3}  # in KB
+_MEM_UNIT = re.compile(r"([KMGTkmgt][Bb]?)?")
+_UINT64 = (1 << 64) - 1
+MEM_PER_CPU_FLAG = 1 << 63  # SLURM's marker bit: a size never reaches it
 
 
 def parse_memory_mb(text: str) -> int:
-    """MB; K rounds up to whole MB; ``0`` means all of the node's memory."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGTkmgt])?[Bb]?\s*", text or "")
-    if not match:
+    """MB; K rounds up to whole MB; ``0`` means all of the node's memory.
+
+    As sbatch reads a size: a C long (leading blanks and ``+`` allowed, not ``-1``, not past
+    the long's ceiling), one unit letter (optionally with B) and nothing after; the size in MB
+    wraps at 64 bits, and the top bit (SLURM's per-CPU marker) is not part of the size.
+    """
+    number, rest = strtol(text or "")
+    if number is None or _MEM_UNIT.fullmatch(rest) is None or number < 0 or _overflows(text):
         raise InvalidValue("memory", text)
-    number = int(match.group(1))
-    factor = _MEM_FACTOR[(match.group(2) or "M").upper()]
-    mb = number * factor
-    return int(mb) if mb == int(mb) else int(mb) + 1
+    kb = number * _MEM_FACTOR[(rest[:1] or "M").upper()]
+    return (-(-kb // 1024) & _UINT64) & ~MEM_PER_CPU_FLAG
 
 
 @dataclass(frozen=True)
