@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sflow.queue import deps
 
+MAX_JOB_ID = 0xFFFFFFFF  # SLURM job ids are 32-bit
 _COLUMNS = "job_id, state, exit_code, exit_signal, start_time, end_time, array_job_id, array_task_id"
 
 
@@ -29,12 +30,16 @@ class JobLookup(deps.Lookup):
             self.rivals.setdefault((job.rec.name, job.rec.user), []).append(job)
 
     def _row(self, job_id: int) -> tuple | None:
+        if not 0 <= job_id <= MAX_JOB_ID:  # no such job, and SQLite takes no bigger integer
+            return None
         if job_id not in self.rows:
             self.rows[job_id] = self.ctl.conn.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return self.rows[job_id]
 
     def _array_rows(self, array_job_id: int) -> list[tuple]:
+        if not 0 <= array_job_id <= MAX_JOB_ID:
+            return []
         if array_job_id not in self.arrays:
             self.arrays[array_job_id] = self.ctl.conn.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE array_job_id = ?", (array_job_id,)).fetchall()

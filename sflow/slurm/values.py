@@ -373,6 +373,13 @@ class Dependency:
     items: tuple[DepItem, ...]
 
 
+def _job_ref_32(ref: str) -> str:
+    """``4294967298`` -> ``2``: sbatch reads a dependency's job id (and task index) as a C long
+    kept in 32 unsigned bits, so a huge id names a job id that can exist, never a bigger one."""
+    return "_".join(str(min(int(part), LONG_MAX) & 0xFFFFFFFF) if part.isdigit() else part
+                    for part in ref.split("_"))
+
+
 def parse_dependency(text: str) -> Dependency:
     tree = _parse("dependency", text)
     items: list[DepItem] = []
@@ -382,7 +389,9 @@ def parse_dependency(text: str) -> Dependency:
             continue
         kind = str(dep.children[0])
         for job in dep.children[1:]:
-            job_id = str(job.children[0])
+            job_id = _job_ref_32(str(job.children[0]))
+            if job_id.split("_")[0] == "0":  # no job has id 0 (4294967296 wraps to it)
+                raise InvalidValue("dependency", text)
             delay = int(job.children[1]) if len(job.children) > 1 else 0
             if delay and kind != "after":
                 # Only "after" takes a +time delay in SLURM 22.05.
