@@ -59,7 +59,7 @@ def test_the_state_directory_and_a_node_have_one_name_each():
 
 
 @pytest.mark.parametrize("first, second", [
-    ("sflow.queue.bids", "sflow.queue.store"),
+    ("sflow.mithril.bids", "sflow.queue.store"),
     ("sflow.mithril.reserving", "sflow.mithril.worker"),
     ("sflow.remote.ssh", "sflow.remote.stage"),
     ("sflow.mithril.emulator.routes", "sflow.mithril.emulator.service"),

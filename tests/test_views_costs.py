@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sflow.cli.follow import cost_text
-from sflow.queue.bids import BidRow
+from sflow.mithril.bids import BidRow
 from sflow.records import JobRecord
 from sflow.views.costs import billed, cost_lines
 

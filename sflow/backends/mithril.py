@@ -37,8 +37,8 @@ from sflow.mithril.client import load_api_key, new_idempotency_key
 from sflow.mithril.fetch import load_settings
 from sflow.mithril.money import dollars
 from sflow.mithril.worker import Worker
-from sflow.queue import bids
-from sflow.queue.bids import BidRow, KeyRow
+from sflow.mithril import bids
+from sflow.mithril.bids import BidRow, KeyRow
 from sflow.records import AllocatedNode, INFINITE
 
 FRESH_CATALOG = 30.0  # seconds a fetched market is good for checking submissions

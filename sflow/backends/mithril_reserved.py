@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 
 from sflow.backends.base import Pending
 from sflow.mithril.client import new_idempotency_key
-from sflow.queue.bids import BidRow
+from sflow.mithril.bids import BidRow
 
 RESERVED = "reserved"
 READY = {"reserved": "Active"}  # the status whose instances a job runs on (a bid's: Allocated)

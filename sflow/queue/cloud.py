@@ -45,7 +45,7 @@ class CloudLife:
     def cloud_needed(self) -> bool:
         """At start: live bids, bids whose billing record is still to be read, or Mithril jobs left by
         a previous controller."""
-        from sflow.queue import bids
+        from sflow.mithril import bids
 
         if any(job.rec.backend == "mithril" for job in self.jobs.values()):
             return True

@@ -10,7 +10,7 @@ readers never block it.
 Controller-only columns follow the record's (see ``INTERNAL``); ``requests``
 holds each job's ``JobRequest`` as JSON (an array's tasks share their array's);
 ``steps`` mirrors ``StepRecord``; ``meta`` holds the next job id and the
-submit counter; ``bids`` the Mithril bids placed for jobs (``sflow.queue.bids``).
+submit counter; ``bids`` the Mithril bids placed for jobs (``sflow.mithril.bids``).
 
 Text that is not UTF-8 (a job name, a path: SLURM takes any bytes) lives in
 Python as str decoded with surrogateescape; SQLite's driver accepts only UTF-8,
@@ -25,7 +25,8 @@ import marshal
 import os
 import sqlite3
 
-from sflow.queue import bids, health
+from sflow.mithril import bids
+from sflow.queue import health
 from sflow.queue.paths import backup_path, db_path
 from sflow.records import JobRecord, StepRecord
 
@@ -81,7 +82,7 @@ def _schema() -> list[str]:
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)",
         # Requests are big (the exported environment): kept apart so job rows stay small to scan.
         "CREATE TABLE IF NOT EXISTS requests (job_id INTEGER PRIMARY KEY, request TEXT NOT NULL)",
-        *bids.SCHEMA,  # Mithril bids, written before each create call (sflow/queue/bids.py)
+        *bids.SCHEMA,  # Mithril bids, written before each create call (sflow/mithril/bids.py)
     ]
 
 

@@ -21,7 +21,8 @@ import pytest
 
 from sflow.mithril import sshhost
 from sflow.mithril.emulator import start_emulator
-from sflow.queue import bids, store
+from sflow.mithril import bids
+from sflow.queue import store
 
 BIN = os.path.dirname(sys.executable)
 REGION = "us-central1-a"

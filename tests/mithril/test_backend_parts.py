@@ -12,7 +12,7 @@ from sflow.exec.remote_env import portable, relative_to_home
 from sflow.mithril.emulator import start_emulator
 from sflow.mithril.fetch import Settings
 from sflow.mithril.worker import Worker
-from sflow.queue.bids import BidRow
+from sflow.mithril.bids import BidRow
 
 
 def test_only_what_is_not_this_machines_travels():
@@ -133,7 +133,7 @@ def test_a_deleted_bid_costs_what_mithril_billed(emulator, tmp_path):
 def test_a_store_made_before_final_costs_is_migrated(tmp_path):
     import sqlite3
 
-    from sflow.queue import bids
+    from sflow.mithril import bids
 
     conn = sqlite3.connect(str(tmp_path / "old.db"), isolation_level=None)
     old = bids.SCHEMA[0].replace(' cost_final INTEGER NOT NULL DEFAULT 0,', '')

@@ -16,7 +16,8 @@ from mithril_harness import REGION, site_fixture, slurm_conf, wait_for
 from sflow.mithril import deadman
 from sflow.mithril.emulator.service import Response
 from sflow.mithril.fetch import Settings
-from sflow.queue import bids, store
+from sflow.mithril import bids
+from sflow.queue import store
 
 KEY = "fkey_deadman_e2e_secret_77"
 site = site_fixture("mithril-deadman", slurm_conf("deadman"), KEY,

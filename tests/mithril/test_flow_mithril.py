@@ -21,7 +21,7 @@ import pytest
 from mithril_harness import REGION, site_fixture, slurm_conf
 from sflow.mithril import startup
 from sflow.queue import store
-from sflow.queue.bids import BidRow
+from sflow.mithril.bids import BidRow
 from sflow.records import JobRecord
 from sflow.views.costs import billed
 

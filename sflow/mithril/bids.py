@@ -1,4 +1,8 @@
-"""Durable records of the Mithril bids placed for jobs: one row per bid, in the controller's store.
+"""Durable records of the Mithril bids placed for jobs: one row per bid.
+
+The tables (``bids``, ``bid_keys``) are this module's; they live in the
+SQLite file of whoever runs the capacity (sflow's controller applies
+``SCHEMA`` and ``migrate`` when it opens its store).
 
 A row is written, with its idempotency key, in the transaction that decides
 to bid, and committed *before* the create call is made: a controller killed
