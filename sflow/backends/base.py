@@ -6,12 +6,17 @@ machine's virtual nodes, a cloud backend places bids. Both answer
 ``allocate`` with an ``Allocation`` or a ``Pending`` reason, and take nodes
 back with ``release``. Allocations are plain data: the controller stores them
 as JSON beside the job so a restarted controller knows what is in use.
+
+A backend with durable state of its own (Mithril's bids) is handed a
+``BackendContext``: the store and the hooks of the turn it changes it in,
+never the controller, so it can run under something else (a real cluster).
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from sflow.records import AllocatedNode
 
@@ -52,6 +57,21 @@ class Pending:
     """No allocation now; ``reason`` is SLURM's word for why (``Resources``...)."""
 
     reason: str
+
+
+class Deferred(Exception):
+    """A submission needs what a backend is still fetching (Mithril's market): it is answered later."""
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What a backend with records of its own is handed by whoever runs it."""
+
+    conn: sqlite3.Connection  # the store its tables live in
+    home: str  # the state directory (its worker's files)
+    write: Callable[[], None]  # begin the turn's write transaction: called before every change
+    after_commit: Callable[[Callable[[], None]], None]  # run once the turn's changes are committed
+    partition_max_time: Callable[[str], int | None]  # a partition's MaxTime in minutes; None: none or unknown
 
 
 class Backend(Protocol):

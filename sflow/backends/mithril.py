@@ -14,10 +14,11 @@ A spot bid also gets an API key of its own, for the dead-man switch on its
 instances (``sflow.mithril.deadman``): recorded with the bid, made before it
 (its secret is in the bid's startup script), revoked after the bid is gone.
 
-Every change to a bid record happens in the controller's transaction; every
-API call happens on the worker thread after COMMIT (``sflow.mithril.worker``).
+Every change to a bid record happens in the transaction of the turn that made
+it (``BackendContext.write``); every API call happens on the worker thread
+after its COMMIT (``BackendContext.after_commit``; ``sflow.mithril.worker``).
 ``apply`` turns the worker's reports into record changes and into events for
-the controller (``sflow.queue.cloud``): a pending job's bid moved, a running
+whoever runs it (sflow's controller): a pending job's bid moved, a running
 job's bid is being preempted, a job's cost changed, the market arrived.
 """
 
@@ -27,7 +28,7 @@ import os
 import re
 import time
 
-from sflow.backends.base import Allocation, Pending
+from sflow.backends.base import Allocation, BackendContext, Deferred, Pending
 from sflow.backends.local import Need
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
 from sflow.errors import MithrilError, SflowError
@@ -88,15 +89,15 @@ def run_name(job, task: int | None = None) -> str:
 class MithrilBackend(ReservedCapacity):
     name = "mithril"
 
-    def __init__(self, ctl):
-        self.ctl = ctl
+    def __init__(self, context: BackendContext):
+        self.context = context
         self.settings = load_settings()
         try:
             self.api_key = load_api_key()
         except Exception:  # an unreadable config file: said when a call needs the key
             self.api_key = None
         self.wake_fd, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.worker = Worker(ctl.home, self.settings, self.api_key, self._wake_w)
+        self.worker = Worker(context.home, self.settings, self.api_key, self._wake_w)
         self.rows: dict[str, BidRow] = {}  # live bid records by idempotency key
         self.costing: dict[str, BidRow] = {}  # deleted bids whose billing record is still to be read
         self.keys: dict[str, KeyRow] = {}  # dead-man keys not yet revoked, by their bid's idempotency key
@@ -171,7 +172,7 @@ class MithrilBackend(ReservedCapacity):
                 self._release_reservation(row)
                 continue
             key, bid_id, spec = row.idempotency_key, row.bid_id, self._spec(row)
-            self.ctl.after_commit.append(lambda k=key, b=bid_id, s=spec: self.worker.delete(k, b, s))
+            self.context.after_commit(lambda k=key, b=bid_id, s=spec: self.worker.delete(k, b, s))
 
     def task_rows(self, array_job_id: int) -> dict[int, BidRow]:
         """The live bids of an array's tasks (started or not, deleting or not), by task index."""
@@ -188,9 +189,8 @@ class MithrilBackend(ReservedCapacity):
 
     def record_outcome(self, job_id: int, run: int, outcome: str) -> None:
         """How the job's run on its bids ended (the first word stays: PREEMPTED, then REQUEUED)."""
-        self.ctl.write()
-        self.ctl.conn.execute("UPDATE bids SET outcome = ? WHERE job_id = ? AND run = ? AND outcome IS NULL",
-                              (outcome, job_id, run))
+        self.context.write()
+        bids.record_outcome(self.context.conn, job_id, run, outcome)
         for row in self.rows.values():
             if row.job_id == job_id and row.run == run and row.outcome is None:
                 row.outcome = outcome
@@ -226,19 +226,16 @@ class MithrilBackend(ReservedCapacity):
             key_row = KeyRow(row.idempotency_key, f"sflow-deadman-{row.idempotency_key}",
                              now + deadman.key_lifetime(self.settings, watch), watch, now)
             self.keys[row.idempotency_key] = key_row
-            bids.save_key(self.ctl.conn, key_row)  # in the bid's transaction: no key is made unrecorded
+            bids.save_key(self.context.conn, key_row)  # in the bid's transaction: no key is made unrecorded
         key, spec = row.idempotency_key, self._spec(row)
         # Only once the key is on disk may the create be sent.
-        self.ctl.after_commit.append(lambda: self.worker.create(key, spec))
+        self.context.after_commit(lambda: self.worker.create(key, spec))
 
     def _limit_seconds(self, job) -> float | None:
         """The job's time limit (else its partition's MaxTime) in seconds; None when unlimited."""
         limit = job.rec.time_limit
-        if limit is None or limit >= INFINITE:
-            try:
-                limit = self.ctl.cluster.partition(job.rec.partition).max_time
-            except Exception:  # a partition gone since submission: the documented cap stands
-                limit = None
+        if limit is None or limit >= INFINITE:  # a partition gone since submission: the documented cap stands
+            limit = self.context.partition_max_time(job.rec.partition)
         return None if limit is None or limit >= INFINITE else limit * 60.0
 
     def _spec(self, row: BidRow) -> dict:
@@ -258,12 +255,12 @@ class MithrilBackend(ReservedCapacity):
         if key_row is None:
             return []
         key_row.key_fid, key_row.secret = key_fid, secret
-        self.ctl.write()
-        bids.save_key(self.ctl.conn, key_row)
+        self.context.write()
+        bids.save_key(self.context.conn, key_row)
         row = self.rows.get(key)
         if row is not None and not row.must_delete and row.bid_id is None:
             spec = self._spec(row)
-            self.ctl.after_commit.append(lambda: self.worker.create(key, spec))
+            self.context.after_commit(lambda: self.worker.create(key, spec))
         return []
 
     def _revoke_key(self, key: str) -> None:
@@ -271,18 +268,18 @@ class MithrilBackend(ReservedCapacity):
         key_row = self.keys.get(key)
         if key_row is not None:
             fid, name = key_row.key_fid, key_row.name
-            self.ctl.after_commit.append(lambda: self.worker.revoke_key(key, fid, name))
+            self.context.after_commit(lambda: self.worker.revoke_key(key, fid, name))
 
     def _key_revoked(self, key: str, when: float) -> None:
         key_row = self.keys.pop(key, None)
         if key_row is not None:
             key_row.revoked, key_row.secret = when, None
-            self.ctl.write()
-            bids.save_key(self.ctl.conn, key_row)
+            self.context.write()
+            bids.save_key(self.context.conn, key_row)
 
     def _save(self, row: BidRow) -> None:
-        self.ctl.write()
-        bids.save(self.ctl.conn, row)
+        self.context.write()
+        bids.save(self.context.conn, row)
 
     def _allocation(self, job, request, row: BidRow) -> Allocation | None:
         """Whole instances, once all of them run and can be reached."""
@@ -329,8 +326,6 @@ class MithrilBackend(ReservedCapacity):
 
     def catalog_for_submit(self, env: dict, now: float):
         """The market to check a submission against; raises ``Deferred`` until one has been fetched."""
-        from sflow.queue.cloud import Deferred
-
         self.adopt_credentials(env)
         age = now - self.catalog_time
         if self.catalog is not None and age < FRESH_CATALOG:
@@ -516,17 +511,15 @@ class MithrilBackend(ReservedCapacity):
 
     def job_cost_cents(self, job_id: int) -> float | None:
         """Every run's cost in fractional cents, as billed: a short job's is less than a cent."""
-        total = self.ctl.conn.execute("SELECT SUM(cost_cents), COUNT(*) FROM bids WHERE job_id = ?",
-                                      (job_id,)).fetchone()
-        return float(total[0]) if total and total[1] else None
+        return bids.job_cost_cents(self.context.conn, job_id)
 
     # ------------------------------------------------------------ start, stop, crash
 
     def reload(self) -> None:
         """The live records from the store (at start, and after a turn was undone)."""
-        self.rows = {r.idempotency_key: r for r in bids.live(self.ctl.conn)}
-        self.costing = {r.idempotency_key: r for r in bids.unsettled(self.ctl.conn)}
-        self.keys = {k.idempotency_key: k for k in bids.keys(self.ctl.conn, "revoked IS NULL")}
+        self.rows = {r.idempotency_key: r for r in bids.live(self.context.conn)}
+        self.costing = {r.idempotency_key: r for r in bids.unsettled(self.context.conn)}
+        self.keys = {k.idempotency_key: k for k in bids.keys(self.context.conn, "revoked IS NULL")}
 
     def kick(self) -> None:
         """Hand the worker every live record again: deletes, creates never answered, bids to watch.

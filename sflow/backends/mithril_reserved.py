@@ -41,7 +41,7 @@ def _clock(epoch: float) -> str:
 
 
 class ReservedCapacity:
-    """The reservation half of ``MithrilBackend`` (which gives rows, ctl, worker, _save, withdraw)."""
+    """The reservation half of ``MithrilBackend`` (which gives rows, context, worker, _save, withdraw)."""
 
     def _place_reservation(self, job, plan, now: float, name: str, extra: dict) -> Pending:
         unit = plan.reserved_price_cents
@@ -58,7 +58,7 @@ class ReservedCapacity:
         self._save(row)
         key, spec = row.idempotency_key, self._reservation_spec(row)
         # Only once the key is on disk may anything be asked.
-        self.ctl.after_commit.append(lambda: self.worker.reservation("check", key, spec))
+        self.context.after_commit(lambda: self.worker.reservation("check", key, spec))
         return Pending(self.reservation_reason(row))
 
     @staticmethod
@@ -82,7 +82,7 @@ class ReservedCapacity:
 
     def _release_reservation(self, row: BidRow) -> None:
         key, fid, spec = row.idempotency_key, row.bid_id, self._reservation_spec(row)
-        self.ctl.after_commit.append(lambda: self.worker.reservation("release", key, fid, spec))
+        self.context.after_commit(lambda: self.worker.reservation("release", key, fid, spec))
 
     # ------------------------------------------------------------ why a job waits
 
@@ -144,7 +144,7 @@ class ReservedCapacity:
         self._save(row)
         key, spec = row.idempotency_key, self._reservation_spec(row)
         # The start is committed before the create: a retry sends the same body.
-        self.ctl.after_commit.append(lambda: self.worker.reservation("create", key, spec))
+        self.context.after_commit(lambda: self.worker.reservation("create", key, spec))
         return [("changed", row.job_id)]
 
     def _reservation_refused(self, row: BidRow, message: str, permanent: bool, now: float) -> list[tuple]:

@@ -208,10 +208,22 @@ def unsettled(conn: sqlite3.Connection) -> list[BidRow]:
             if not r.cost_settled]
 
 
+def record_outcome(conn: sqlite3.Connection, job_id: int, run: int, outcome: str) -> None:
+    """How a job's run on its bids ended; the first word recorded stays."""
+    conn.execute("UPDATE bids SET outcome = ? WHERE job_id = ? AND run = ? AND outcome IS NULL",
+                 (outcome, job_id, run))
+
+
+def job_cost_cents(conn: sqlite3.Connection, job_id: int) -> float | None:
+    """What every bid of a job cost, in fractional cents; None when it never had one."""
+    total = conn.execute("SELECT SUM(cost_cents), COUNT(*) FROM bids WHERE job_id = ?", (job_id,)).fetchone()
+    return float(total[0]) if total and total[1] else None
+
+
 def of_job(conn: sqlite3.Connection, job_id: int) -> list[BidRow]:
     """Every bid a job has had, oldest first (readers: ``store.read_bids``)."""
     return read(conn, "job_id = ?", (job_id,))
 
 
-__all__ = ["BidRow", "KeyRow", "SCHEMA", "ensure_schema", "keys", "live", "migrate", "of_job", "read", "save",
-           "save_key", "unsettled"]
+__all__ = ["BidRow", "KeyRow", "SCHEMA", "ensure_schema", "job_cost_cents", "keys", "live", "migrate", "of_job",
+           "read", "record_outcome", "save", "save_key", "unsettled"]

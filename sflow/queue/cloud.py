@@ -19,11 +19,10 @@ from __future__ import annotations
 import selectors
 import sys
 
+from sflow.backends.base import BackendContext
+from sflow.errors import SlurmError
+from sflow.mithril import bids
 from sflow.queue import launch
-
-
-class Deferred(Exception):
-    """A submission needs the market, which the worker is fetching: it is answered later."""
 
 
 class CloudLife:
@@ -32,12 +31,24 @@ class CloudLife:
 
     def cloud(self):
         if self.mithril is None:
-            from sflow.backends.mithril import MithrilBackend
+            from sflow.backends.mithril import MithrilBackend  # deferred: httpx and pydantic, for Mithril jobs only
 
-            self.mithril = MithrilBackend(self)
+            self.mithril = MithrilBackend(self.backend_context())
             self.mithril.reload()
             self.sel.register(self.mithril.wake_fd, selectors.EVENT_READ, ("mithril", None))
         return self.mithril
+
+    def backend_context(self) -> BackendContext:
+        """What a backend keeping records in the store is handed: the store and this controller's turn."""
+        return BackendContext(conn=self.conn, home=self.home, write=self.write,
+                              after_commit=lambda effect: self.after_commit.append(effect),
+                              partition_max_time=self.partition_max_time)
+
+    def partition_max_time(self, name: str) -> int | None:
+        try:
+            return self.cluster.partition(name).max_time
+        except SlurmError:  # deleted since the job was submitted
+            return None
 
     def backend_for(self, job):
         return self.cloud() if job.rec.backend == "mithril" else self.backend
@@ -45,8 +56,6 @@ class CloudLife:
     def cloud_needed(self) -> bool:
         """At start: live bids, bids whose billing record is still to be read, or Mithril jobs left by
         a previous controller."""
-        from sflow.mithril import bids
-
         if any(job.rec.backend == "mithril" for job in self.jobs.values()):
             return True
         try:
@@ -181,4 +190,4 @@ class CloudLife:
         backend.record_outcome(job.job_id, job.rec.restart_count, outcome)
 
 
-__all__ = ["CloudLife", "Deferred"]
+__all__ = ["CloudLife"]

@@ -30,12 +30,13 @@ import sys
 import time
 import traceback
 
+from sflow.backends.base import Deferred
 from sflow.backends.local import LocalBackend, Need
 from sflow.conf import conf_stamp, load_cluster_watched
 from sflow.errors import SflowError
 from sflow.exec import node_names
 from sflow.queue import accounting, health, paths, store, watchdog
-from sflow.queue.cloud import CloudLife, Deferred
+from sflow.queue.cloud import CloudLife
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
 from sflow.queue.scheduler import FOREVER, Scheduler
