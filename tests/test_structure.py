@@ -44,7 +44,7 @@ def _defined_at_top(name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("name, home", [
-    ("INFINITE", "sflow.records"), ("AllocatedNode", "sflow.records"), ("home", "sflow.queue.paths"),
+    ("INFINITE", "sflow.records"), ("AllocatedNode", "sflow.records"), ("home", "sflow.statedir"),
     ("compress_counts", "sflow.slurm.values"),
     ("INSTANCE_USER", "sflow.mithril.startup"),
 ])
@@ -66,3 +66,27 @@ def test_the_state_directory_and_a_node_have_one_name_each():
 ])
 def test_modules_do_not_import_each_other(first, second):
     assert not (second in _imports(first) and first in _imports(second))
+
+
+def _under(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _reachable(module: str) -> set[str]:
+    """Every sflow module that importing ``module`` may load, through any chain of imports."""
+    seen, todo = set(), [module]
+    while todo:
+        for name in _imports(todo.pop()) - seen:
+            seen.add(name)
+            todo.append(name)
+    return seen
+
+
+CAPACITY = sorted(m for m in TREES if _under(m, "sflow.backends") or _under(m, "sflow.mithril"))
+
+
+@pytest.mark.parametrize("module", CAPACITY)
+def test_the_capacity_layer_runs_without_the_queue_and_the_commands(module):
+    # Bids, reservations and their store must serve a caller other than sflow's controller.
+    above = {name for name in _reachable(module) if _under(name, "sflow.queue") or _under(name, "sflow.cli")}
+    assert above == set()

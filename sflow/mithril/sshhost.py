@@ -29,8 +29,8 @@ from typing import Callable, Iterable
 
 import asyncssh
 
+from sflow import statedir
 from sflow.mithril.startup import INSTANCE_USER
-from sflow.queue import paths
 from sflow.remote.loop import LoopThread
 
 LOOPBACK = "127.0.0.1"
@@ -351,5 +351,5 @@ def host_factory(instance_id: str, hostname: str, authorized_keys: str | Iterabl
     """
     pool = default_pool()
     host = pool.start(instance_id, authorized_keys, hostname=hostname,
-                      root=root or os.path.join(paths.home(), "mithril", "instances", instance_id))
+                      root=root or os.path.join(statedir.home(), "mithril", "instances", instance_id))
     return host.address, lambda: pool.stop(instance_id)

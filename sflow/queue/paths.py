@@ -1,13 +1,15 @@
 """Where the controller keeps its state, under ``home()``.
 
 Standard library ``os`` and ``stat`` only: every shim imports this on its way to the
-socket, so ``home``, the state directory, is defined here for all of sflow.
+socket. ``home``, the state directory, is ``sflow.statedir``'s, named here too.
 """
 
 from __future__ import annotations
 
 import os
 import stat  # already loaded by os
+
+from sflow.statedir import home, home_path
 
 DB_NAME = "sflow.db"
 SOCKET_NAME = "ctl.sock"
@@ -25,22 +27,6 @@ class UnsafeSocketDirectory(Exception):
     def __init__(self, directory: str, why: str):
         super().__init__(f"refusing to use {directory} for the sflow controller's socket: {why}")
         self.directory = directory
-
-
-def home_path(env=os.environ) -> str:
-    """Where the state lives ($SFLOW_HOME, else $XDG_STATE_HOME/sflow), without making it."""
-    path = env.get("SFLOW_HOME")
-    if not path:
-        state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-        path = os.path.join(state, "sflow")
-    return path
-
-
-def home(env=os.environ) -> str:
-    """The state directory, made (0700) if missing."""
-    path = home_path(env)
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    return path
 
 
 def db_path(home: str) -> str:

@@ -13,14 +13,14 @@ import socket
 
 import asyncssh
 
-from sflow.queue import paths
+from sflow import statedir
 
 KEY_NAME = "id_ed25519"
 
 
 def key_dir(home: str | None = None) -> str:
     if home is None:
-        home = paths.home()
+        home = statedir.home()
     path = os.path.join(home, "ssh")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import asyncssh
 
+from sflow import statedir
 from sflow.errors import SflowError
-from sflow.queue import paths
 
 DEFAULT_PORT = 22
 
@@ -63,7 +63,7 @@ def _parse(text: str, name: str | None = None) -> list[Entry]:
 class KnownHosts:
     def __init__(self, path: str | None = None):
         if path is None:
-            path = os.path.join(paths.home(), "known_hosts")
+            path = os.path.join(statedir.home(), "known_hosts")
         self.path = path
 
     def _open(self) -> int:
