@@ -90,3 +90,9 @@ def test_the_capacity_layer_runs_without_the_queue_and_the_commands(module):
     # Bids, reservations and their store must serve a caller other than sflow's controller.
     above = {name for name in _reachable(module) if _under(name, "sflow.queue") or _under(name, "sflow.cli")}
     assert above == set()
+
+
+def test_the_executor_withholds_what_a_backend_names_and_knows_no_backends_settings():
+    # Which variables stay on this machine is the backend's word (Allocation.withheld_env).
+    sources = {m: ast.unparse(TREES[m]) for m in TREES if _under(m, "sflow.exec")}
+    assert [m for m, text in sources.items() if "MITHRIL_" in text] == []

@@ -26,6 +26,8 @@ class Allocation:
     job_id: int
     nodes: list[AllocatedNode] = field(default_factory=list)
     exclusive: bool = False  # whole nodes: nobody else may share them
+    # Prefixes of environment variables that stay on this machine: the backend's own settings.
+    withheld_env: tuple[str, ...] = ()
 
     @property
     def nodelist(self) -> str:
@@ -43,13 +45,16 @@ class Allocation:
         return [n.tasks for n in self.nodes]
 
     def to_json(self) -> dict:
-        return {"job_id": self.job_id, "exclusive": self.exclusive,
-                "nodes": [n.to_json() for n in self.nodes]}
+        data = {"job_id": self.job_id, "exclusive": self.exclusive, "nodes": [n.to_json() for n in self.nodes]}
+        if self.withheld_env:
+            data["withheld_env"] = list(self.withheld_env)
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Allocation":
         nodes = [AllocatedNode.from_json(n) for n in data["nodes"]]
-        return cls(int(data["job_id"]), nodes, bool(data.get("exclusive", False)))
+        return cls(int(data["job_id"]), nodes, bool(data.get("exclusive", False)),
+                   tuple(data.get("withheld_env") or ()))
 
 
 @dataclass(frozen=True)

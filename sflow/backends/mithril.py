@@ -48,6 +48,8 @@ ERROR_SHOWN = 5.0  # a failed fetch is reported to the submissions waiting for i
 BILLABLE = ("STATUS_RUNNING", "STATUS_PREEMPTING")  # Mithril bills running instances, not start-up
 BROKEN = ("STATUS_ERROR",)  # an instance that will never come up
 RECHECK_SECONDS = 30.0  # a waiting Mithril job is planned again at least this often
+# Mithril's settings on this machine (the API key, its address) never reach a job's environment.
+WITHHELD_ENV = ("MITHRIL_",)
 
 
 def gpus_held(request, tasks: list[int], capacity: int) -> list[tuple[int, ...]]:
@@ -296,7 +298,7 @@ class MithrilBackend(ReservedCapacity):
         nodes = [AllocatedNode(node_name(inst), cpus, plan["memory_gb"] * 1024, held, "",
                                inst["ssh"], count, instance=inst["fid"])
                  for inst, count, held in zip(ready, tasks, gpus)]
-        return Allocation(job.job_id, nodes, exclusive=True)
+        return Allocation(job.job_id, nodes, exclusive=True, withheld_env=WITHHELD_ENV)
 
     def reason(self, row: BidRow) -> str:
         """Why a job waits on its bid, in one line for squeue's %R."""

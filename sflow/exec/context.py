@@ -41,6 +41,7 @@ def job_context(job, request, alloc, cluster) -> JobContext:
         restart_count=job.restart_count, dependency=job.dependency if job.dependency != "(null)" else "",
         export=export_text(request), time_limit_minutes=job.time_limit, start_time=time.time(),
         conf_path=cluster.source or "", controller=controller_address(cluster),
+        withheld_env=alloc.withheld_env,
     )
 
 

@@ -61,6 +61,7 @@ class JobContext:
     controller: str = "127.0.0.1:6817"  # the controller's address and port, as SLURM_WORKING_CLUSTER names it
     hosts_file: str = ""  # mounted over /etc/hosts for each process on a node ("": node names left alone)
     extra_env: dict[str, str] = field(default_factory=dict)
+    withheld_env: tuple[str, ...] = ()  # prefixes of variables that stay on this machine (Allocation's)
 
     @property
     def nodelist(self) -> str:
@@ -75,12 +76,15 @@ class JobContext:
         # sflow version reads this file too.
         data["nodes"] = [{k: v for k, v in n.to_json().items() if k != "tasks"} for n in self.nodes]
         data["extra_env"] = dict(self.extra_env)
+        if self.withheld_env:  # left out otherwise, for an instance running an older sflow
+            data["withheld_env"] = list(self.withheld_env)
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "JobContext":
         data = dict(data)
         data["nodes"] = [AllocatedNode.from_json(n) for n in data["nodes"]]
+        data["withheld_env"] = tuple(data.get("withheld_env") or ())
         return cls(**data)
 
 

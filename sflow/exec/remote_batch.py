@@ -95,7 +95,7 @@ def start_remote_batch(job, request, alloc, cluster, home: str):
         os.close(_open_output(path, append))
     spec = {
         "job_id": ctx.job_id, "script_args": list(request.script_args),
-        "env": portable(request.environment, request.export.assignments),
+        "env": portable(request.environment, request.export.assignments, ctx.withheld_env),
         "stdout": out, "stderr": err, "stdin": stdin if request.input else None,
         "submit_dir": request.submit_dir, "work_dir": request.work_dir,
         "follow_seconds": _env_seconds("SFLOW_REMOTE_POLL", 0.5),
@@ -377,8 +377,9 @@ class Agent:
         from sflow.remote.knownhosts import host_pattern
         from sflow.remote.ssh import split_address
 
+        # What the job's environment withholds stayed here on the way: the instance's copy need not say it.
         ctx = dataclasses.replace(self.ctx, submit_dir=f"{remote_home}/{remote_submit_dir(self.job_id)}",
-                                  work_dir=work, conf_path="")
+                                  work_dir=work, conf_path="", withheld_env=())
         self.remote_ctx = ctx
         pins = []
         for node in self.ctx.nodes:

@@ -2,9 +2,11 @@
 
 SLURM exports the submit environment to the job because every node shares
 the submitting machine's layout. A cloud instance does not: its own HOME,
-PATH, shell and temporary directory must stay, and sflow's and Mithril's
-settings (the API key above all) stay home. Variables named explicitly with
-``--export=NAME=value`` still travel.
+PATH, shell and temporary directory must stay, and so do sflow's settings,
+its secrets (``sflow.credentials``) and the settings of the backend that
+placed the job (the prefixes its allocation withholds: Mithril's API key and
+address). Variables named explicitly with ``--export=NAME=value`` still
+travel, secrets excepted.
 
 On an instance, paths are relative to the login user's home (where SSH
 commands start and SFTP is rooted):
@@ -29,16 +31,19 @@ LOCAL_ONLY = frozenset({
     "HOME", "PATH", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME", "HOSTNAME", "TMPDIR", "TERM", "DISPLAY", "MAIL",
     "SHLVL", "_", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "SFLOW_HOSTNAME", "LANG", "LANGUAGE",
 })
-LOCAL_PREFIXES = ("SSH_", "XDG_", "SFLOW_", "MITHRIL_", "CONDA_", "DBUS_", "LC_")
+LOCAL_PREFIXES = ("SSH_", "XDG_", "SFLOW_", "CONDA_", "DBUS_", "LC_")
 
 STATE_DIR = ".sflow"
 LEASE = f"{STATE_DIR}/lease"
 
 
-def portable(env: Mapping[str, str], keep: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``env`` without what belongs to this machine; ``keep`` (explicit ``--export`` values) always goes."""
-    chosen = {k: v for k, v in env.items()
-              if k not in LOCAL_ONLY and not k.startswith(LOCAL_PREFIXES) and not k.startswith("BASH_FUNC_")}
+def portable(env: Mapping[str, str], keep: Mapping[str, str] | None = None,
+             withheld: tuple[str, ...] = ()) -> dict[str, str]:
+    """``env`` without what belongs to this machine, nor names starting with a ``withheld`` prefix (the
+    backend's own settings); ``keep`` (explicit ``--export`` values) always goes, secrets excepted."""
+    local = LOCAL_PREFIXES + tuple(withheld)
+    chosen = {k: v for k, v in env.items() if k not in LOCAL_ONLY and k not in SECRET_NAMES
+              and not k.startswith(local) and not k.startswith("BASH_FUNC_")}
     for name, value in (keep or {}).items():
         if name not in SECRET_NAMES:
             chosen[name] = value

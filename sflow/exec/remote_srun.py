@@ -86,7 +86,7 @@ class RemoteTasks:
             runner.err, runner.req.error, task, truncate=True)
         try:
             process = self._client().start(Target(node.address, pin=node.instance), shlex.join(runner.req.argv),
-                                           env=portable(env), cwd=cwd, on_stdout=out, on_stderr=err,
+                                           env=portable(env, withheld=runner.job.withheld_env), cwd=cwd, on_stdout=out, on_stderr=err,
                                            capture=False)
         except Exception as exc:
             self._failed(task, node, str(exc))

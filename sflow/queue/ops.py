@@ -543,9 +543,9 @@ def _shrink(ctl, job: Job, value: str) -> str | None:
     if job.rec.backend == "mithril" or alloc is None or wanted > len(alloc.nodes):
         return _JOB_ERROR + "Requested operation not supported on this system"
     if wanted < len(alloc.nodes):
-        freed = Allocation(alloc.job_id, alloc.nodes[wanted:], alloc.exclusive)
+        freed = Allocation(alloc.job_id, alloc.nodes[wanted:], alloc.exclusive, alloc.withheld_env)
         ctl.backend_for(job).release(freed)
-        job.alloc = Allocation(alloc.job_id, alloc.nodes[:wanted], alloc.exclusive)
+        job.alloc = Allocation(alloc.job_id, alloc.nodes[:wanted], alloc.exclusive, alloc.withheld_env)
         job.rec.nodelist, job.rec.num_nodes = job.alloc.nodelist, wanted
         job.rec.num_cpus = job.alloc.num_cpus
         _shrink_context(ctl.job_dir(job.job_id), wanted)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from types import SimpleNamespace
 
 import pytest
 
-from sflow.backends.mithril import MithrilBackend, node_name
+from sflow.backends.base import Allocation
+from sflow.backends.mithril import WITHHELD_ENV, MithrilBackend, node_name
+from sflow.exec.env import JobContext
 from sflow.exec.remote_env import portable, relative_to_home
 from sflow.mithril.emulator import start_emulator
 from sflow.mithril.fetch import Settings
 from sflow.mithril.worker import Worker
+from sflow.slurm.request import parse_sbatch
 from sflow.mithril.bids import BidRow
 
 
@@ -19,9 +24,29 @@ def test_only_what_is_not_this_machines_travels():
     env = {"HOME": "/home/me", "PATH": "/opt/venv/bin", "PWD": "/w", "MITHRIL_API_KEY": "fkey_x",
            "MITHRIL_API_URL": "u", "SFLOW_HOME": "/h", "SSH_AUTH_SOCK": "/s", "LC_ALL": "C", "BASH_FUNC_f%%": "()",
            "OMP_NUM_THREADS": "4", "WANDB_PROJECT": "p", "SLURM_JOB_ID": "12"}
-    assert portable(env) == {"OMP_NUM_THREADS": "4", "WANDB_PROJECT": "p", "SLURM_JOB_ID": "12"}
-    kept = portable(env, {"PATH": "/custom", "MITHRIL_API_KEY": "fkey_x"})
+    assert portable(env, withheld=WITHHELD_ENV) == {"OMP_NUM_THREADS": "4", "WANDB_PROJECT": "p", "SLURM_JOB_ID": "12"}
+    kept = portable(env, {"PATH": "/custom", "MITHRIL_API_KEY": "fkey_x"}, WITHHELD_ENV)
     assert kept["PATH"] == "/custom" and "MITHRIL_API_KEY" not in kept
+    # The executor withholds what the backend says; the key is a secret whichever backend placed the job.
+    assert portable(env) == {"MITHRIL_API_URL": "u", "OMP_NUM_THREADS": "4", "WANDB_PROJECT": "p",
+                             "SLURM_JOB_ID": "12"}
+
+
+def test_a_mithril_allocation_withholds_mithrils_settings_through_the_job_context(tmp_path):
+    backend = MithrilBackend.__new__(MithrilBackend)
+    request = parse_sbatch(["-n", "2", "--wrap", "true"], env={}, cwd=str(tmp_path), user="alice", uid=1000,
+                           gid=1000, host="login1").request
+    instances = [{"fid": f"inst_{i}", "name": f"sflow-5-{i}", "status": "STATUS_RUNNING", "ssh": f"127.0.0.1:{2200 + i}"}
+                 for i in range(2)]
+    row = _row(job_id=5, bid_id="bid_5", instances=instances)
+    alloc = backend._allocation(SimpleNamespace(job_id=5), request, row)
+    assert alloc.withheld_env == WITHHELD_ENV
+    stored = Allocation.from_json(json.loads(json.dumps(alloc.to_json())))  # as the controller keeps it
+    assert stored.withheld_env == WITHHELD_ENV
+    context = JobContext(job_id=5, job_name="j", user="u", uid=0, gid=0, partition="gpu", account="u", qos="normal",
+                         cluster_name="c", submit_dir="/w", submit_host="h", work_dir="/w", nodes=stored.nodes,
+                         tasks_per_node=stored.tasks_per_node, ntasks=2, withheld_env=stored.withheld_env)
+    assert JobContext.from_json(json.loads(json.dumps(context.to_json()))).withheld_env == WITHHELD_ENV
     assert relative_to_home("/home/ubuntu/sflow-job-3/sub", "/home/ubuntu") == "sflow-job-3/sub"
     assert relative_to_home("/tmp/x", "/home/ubuntu") == "/tmp/x"
 
