@@ -76,8 +76,9 @@ class JobContext:
         # sflow version reads this file too.
         data["nodes"] = [{k: v for k, v in n.to_json().items() if k != "tasks"} for n in self.nodes]
         data["extra_env"] = dict(self.extra_env)
-        if self.withheld_env:  # left out otherwise, for an instance running an older sflow
-            data["withheld_env"] = list(self.withheld_env)
+        withheld = data.pop("withheld_env")
+        if withheld:  # left out otherwise, for an instance running an older sflow
+            data["withheld_env"] = list(withheld)
         return data
 
     @classmethod
