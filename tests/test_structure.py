@@ -96,3 +96,11 @@ def test_the_executor_withholds_what_a_backend_names_and_knows_no_backends_setti
     # Which variables stay on this machine is the backend's word (Allocation.withheld_env).
     sources = {m: ast.unparse(TREES[m]) for m in TREES if _under(m, "sflow.exec")}
     assert [m for m, text in sources.items() if "MITHRIL_" in text] == []
+
+
+def test_the_queue_asks_a_jobs_backend_and_never_compares_its_name():
+    # A new backend (bursting a cluster onto Mithril) must not need new branches in the queue.
+    compared = [m for m in TREES if _under(m, "sflow.queue") for node in ast.walk(TREES[m])
+                if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value == "mithril"
+                                                         for c in [node.left, *node.comparators])]
+    assert compared == []

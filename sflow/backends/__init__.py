@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from sflow.backends.base import BackendContext
+from sflow.errors import SlurmError
 
-def make_backend(name: str, cluster, home: str):
-    """The backend a partition names; ``local`` is built in."""
+
+def make_backend(name: str, cluster, context: BackendContext):
+    """The backend a partition names, by name."""
+    # Deferred: a backend's imports (Mithril's: httpx, pydantic) load only when a job needs it.
     if name == "local":
         from sflow.backends.local import LocalBackend
 
-        return LocalBackend(cluster, home)
-    from sflow.errors import SlurmError
+        return LocalBackend(cluster, context.home)
+    if name == "mithril":
+        from sflow.backends.mithril import MithrilBackend
 
+        return MithrilBackend(context)
     raise SlurmError(f"Batch job submission failed: backend {name} is not available")
+
+
+__all__ = ["make_backend"]

@@ -83,6 +83,8 @@ class Backend(Protocol):
     """What the controller needs of a place that runs jobs."""
 
     name: str
+    # Its nodes are this machine's: the controller tracks their use and its wrapper reports a step's exit.
+    on_this_machine: bool
 
     def check(self, request, partition) -> str | None:
         """At submit: raise SlurmError if the request can never run here; else the

@@ -259,6 +259,7 @@ class LocalBackend:
     """The cluster's virtual nodes on this machine."""
 
     name = "local"
+    on_this_machine = True
 
     def __init__(self, cluster, home: str):
         self.cluster = cluster

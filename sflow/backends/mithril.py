@@ -90,6 +90,7 @@ def run_name(job, task: int | None = None) -> str:
 
 class MithrilBackend(ReservedCapacity):
     name = "mithril"
+    on_this_machine = False
 
     def __init__(self, context: BackendContext):
         self.context = context

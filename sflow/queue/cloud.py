@@ -19,6 +19,7 @@ from __future__ import annotations
 import selectors
 import sys
 
+from sflow.backends import make_backend
 from sflow.backends.base import BackendContext
 from sflow.errors import SlurmError
 from sflow.mithril import bids
@@ -31,9 +32,7 @@ class CloudLife:
 
     def cloud(self):
         if self.mithril is None:
-            from sflow.backends.mithril import MithrilBackend  # deferred: httpx and pydantic, for Mithril jobs only
-
-            self.mithril = MithrilBackend(self.backend_context())
+            self.mithril = make_backend("mithril", self.cluster, self.backend_context())
             self.mithril.reload()
             self.sel.register(self.mithril.wake_fd, selectors.EVENT_READ, ("mithril", None))
         return self.mithril
@@ -51,12 +50,16 @@ class CloudLife:
             return None
 
     def backend_for(self, job):
-        return self.cloud() if job.rec.backend == "mithril" else self.backend
+        """The backend that placed ``job`` (its partition's at submission)."""
+        return self.backend if job.rec.backend == self.backend.name else self.cloud()
+
+    def on_this_machine(self, job) -> bool:
+        return self.backend_for(job).on_this_machine
 
     def cloud_needed(self) -> bool:
         """At start: live bids, bids whose billing record is still to be read, or Mithril jobs left by
         a previous controller."""
-        if any(job.rec.backend == "mithril" for job in self.jobs.values()):
+        if any(job.rec.backend != self.backend.name for job in self.jobs.values()):
             return True
         try:
             row = self.conn.execute("SELECT 1 FROM bids WHERE ended IS NULL LIMIT 1").fetchone()
@@ -121,7 +124,7 @@ class CloudLife:
 
     def cloud_split_task(self, array, task) -> None:
         """An array task split off its array's record: its bid (and what it cost) go with it."""
-        if task.rec.backend != "mithril" or self.mithril is None:
+        if self.mithril is None or self.on_this_machine(task):
             return
         self.mithril.split_task(array.job_id, task.rec.array_task_id, task.job_id)
         task.rec.cost_cents = self.mithril.job_cost_cents(task.job_id)
@@ -183,9 +186,9 @@ class CloudLife:
 
     def cloud_run_over(self, job, outcome: str) -> None:
         """A Mithril job's run ended (or it left the queue): its bids go, with how it ended."""
-        if job.rec.backend != "mithril":
+        if self.on_this_machine(job):
             return
-        backend = self.cloud()
+        backend = self.backend_for(job)
         backend.withdraw(job.job_id)
         backend.record_outcome(job.job_id, job.rec.restart_count, outcome)
 

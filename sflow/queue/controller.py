@@ -154,7 +154,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         nodes are its bids, which the Mithril backend keeps)."""
         self.backend = LocalBackend(self.cluster, self.home)
         for job in self.jobs.values():
-            if job.alloc is not None and job.rec.backend != "mithril":
+            if job.alloc is not None and self.on_this_machine(job):
                 self.backend.restore(job.alloc)
 
     # ------------------------------------------------------------------ store
@@ -238,7 +238,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         from sflow.errors import SflowError
 
         self.request_of(job)
-        if job.rec.backend == "mithril":
+        if not self.on_this_machine(job):
             job.never_reason = None  # the translator decided at submission; the market decides now
             return
         try:

@@ -178,7 +178,7 @@ class JobLife:
     def reap(self, job: Job) -> None:
         """The batch step is over: record how it ended."""
         status = launch.read_status(job.status_path)
-        if status is None and job.rec.backend != "mithril":
+        if status is None and self.on_this_machine(job):
             status = self.wrapper_exit(job)
         if status is None and job.end_state is None and self._await_market(job):
             return
@@ -219,9 +219,9 @@ class JobLife:
         """A Mithril step that vanished without a status (its SSH link dropped): if the market took
         the instances back it was preempted, not a node failure; but the worker's next look at the
         bid may not have come yet. Wait for it (two polls, bounded) before deciding."""
-        if job.rec.backend != "mithril":
+        if self.on_this_machine(job):
             return False
-        backend = self.cloud()
+        backend = self.backend_for(job)
         if backend.lost_to_market(job):
             job.end_state = "PREEMPTED"
             self.after_commit.append(lambda: self.note_in_output(job, " DUE TO PREEMPTION"))

@@ -540,7 +540,7 @@ def _shrink(ctl, job: Job, value: str) -> str | None:
     if wanted <= 0:
         return _JOB_ERROR + "Node count specification invalid"
     # Growing a running job, or resizing cloud instances, is what SLURM cannot do here either.
-    if job.rec.backend == "mithril" or alloc is None or wanted > len(alloc.nodes):
+    if not ctl.on_this_machine(job) or alloc is None or wanted > len(alloc.nodes):
         return _JOB_ERROR + "Requested operation not supported on this system"
     if wanted < len(alloc.nodes):
         freed = Allocation(alloc.job_id, alloc.nodes[wanted:], alloc.exclusive, alloc.withheld_env)

@@ -232,12 +232,12 @@ class Scheduler:
             if job.rec.array_job_id is not None:
                 running_tasks[job.rec.array_job_id] = running_tasks.get(job.rec.array_job_id, 0) + 1
         timeline = Timeline(self.backend, now, [(job.deadline() or FOREVER, job.alloc) for job in running
-                                                if job.alloc and job.rec.backend != "mithril"])
+                                                if job.alloc and job.rec.backend == self.backend.name])
         blocked: set[str] = set()
         budget = MAX_RESERVATIONS
         order = sorted(pending, key=lambda j: (-j.rec.priority, j.seq, j.job_id))
         for job in order:
-            if job.rec.backend == "mithril" and self.cloud is not None:
+            if job.rec.backend != self.backend.name and self.cloud is not None:
                 self._plan_cloud(job, now, lookup, plan, running_tasks)
                 continue
             reason, indices = self.gate(job, now, lookup, plan, running_tasks)
