@@ -39,7 +39,7 @@ def _allocation_args(options) -> list[str]:
 def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: int | None = None) -> tuple[int, dict]:
     """Submit the holder job and wait for it to run; with ``immediate`` seconds, give up as
     SLURM does when it cannot start by then."""
-    from sflow.cli.common import call, home, read_jobs
+    from sflow.cli.common import call, reader
     from sflow.cli.submit_context import identity
     from sflow.errors import SlurmError
     from sflow.exec.srun import load_context
@@ -58,10 +58,11 @@ def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: i
     job_id = reply["job_id"]
     announced = False
     deadline = time.monotonic() + immediate if immediate is not None else None
+    store = reader()
     while True:
-        job = read_jobs("job_id = ?", (job_id,))[0]
+        job = store.job(job_id)
         if job.state == "RUNNING":
-            context = load_context(home(), job_id)
+            context = load_context(store.home, job_id)
             if context is not None:
                 break
         elif job.state != "PENDING":  # cancelled, or past its --deadline, before it could start

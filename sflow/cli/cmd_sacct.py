@@ -7,15 +7,16 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import home, read_jobs, read_steps, whoami
+    from sflow.cli.common import reader, whoami
     from sflow.exec import steplog
     from sflow.views.sacct import sacct_main
 
-    state_home = home()
-    jobs = read_jobs()
-    steps = read_steps()
+    store = reader()
+    with store:
+        jobs = store.jobs()
+        steps = store.steps()
     # Steps of jobs still running live in their step logs until the job ends.
-    steps += steplog.live_steps(state_home, jobs, steps)
+    steps += steplog.live_steps(store.home, jobs, steps)
     out, err, code = sacct_main(argv, jobs, steps, user=whoami()[0], env=dict(os.environ))
     sys.stdout.write(out)
     sys.stderr.write(err)

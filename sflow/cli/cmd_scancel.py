@@ -187,12 +187,11 @@ def _report(reply: dict, signum, batch: bool, full: bool, verbose: int, quiet: b
 
 def _confirm(targets: list[str], filters: dict) -> list[str]:
     """``-i``: ask about each job, as ``Cancel job_id=12 name=x partition=debug [y/n]? ``."""
-    from sflow.cli.common import home
-    from sflow.queue import store
+    from sflow.cli.common import reader
     from sflow.queue.select import parse_target, passes
     from sflow.records import FINISHED_STATES
 
-    jobs = [j for j in store.read_jobs(home()) if j.state not in FINISHED_STATES]
+    jobs = [j for j in reader().jobs() if j.state not in FINISHED_STATES]
     chosen: list[tuple[str, object]] = []
     if targets:
         for text in targets:

@@ -9,7 +9,7 @@ from sflow.errors import SlurmError
 
 
 def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = False) -> int:
-    from sflow.cli.common import home
+    from sflow.cli.common import reader
     from sflow.conf import load_cluster
     from sflow.views.cluster_show import scontrol_show
 
@@ -25,7 +25,7 @@ def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = Fals
     if args and args[0].lower().startswith(("node", "part")):
         from sflow.cli.cmd_sinfo import node_states
 
-        states = node_states(home(), cluster)
+        states = node_states(reader(), cluster)
     shown = scontrol_show(args, cluster, states, one_liner=one_liner, show_all=show_all,
                           next_job_id=_next_job_id(cluster) if args and args[0].lower().startswith("conf") else None)
     if shown is None:
@@ -40,17 +40,17 @@ def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = Fals
 
 
 def _next_job_id(cluster) -> int | None:
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
 
-    ids = [j.job_id for j in read_jobs()]
+    ids = [j.job_id for j in reader().jobs()]
     return max(ids) + 1 if ids else None
 
 
 def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
     from sflow.views.job_show import show_job
 
-    jobs = read_jobs()
+    jobs = reader().jobs()
     spec = rest[0] if rest else ""
     base, underscore, index = spec.partition("_")
     if spec and underscore and not (base.isdecimal() and index.isdecimal()):
@@ -110,11 +110,11 @@ def _held(job_id: int) -> tuple[str | None, list[str]]:
 
 def _show_steps(rest: list[str], one_liner: bool) -> int:
     """Running steps: all, a job's (``JOBID``) or one (``JOBID.STEP``, ``JOBID.batch``)."""
-    from sflow.cli.common import home, read_jobs
+    from sflow.cli.common import home, reader
     from sflow.exec.steplog import live_steps
     from sflow.views.job_show import show_steps
 
-    jobs = {job.job_id: job for job in read_jobs()}
+    jobs = {job.job_id: job for job in reader().jobs()}
     if not rest:
         steps = live_steps(home(), jobs.values())
         if not steps:
@@ -164,22 +164,18 @@ def _array_tasks(jobs: list, array_id: int, index: int) -> list:
 def _pending_element(jobs: list, index: int) -> list:
     """Element ``index`` while it still waits in the array's pending record: that record as the element."""
     import dataclasses
-    import json
 
-    from sflow.cli.common import home
-    from sflow.queue import store
-    from sflow.slurm.indexset import IndexSet
+    from sflow.cli.common import reader
 
-    for job in jobs:
-        if job.array_task_id is not None or job.array_job_id is None:
-            continue
-        row = store.reader(home()).execute("SELECT pending_indices FROM jobs WHERE job_id = ?",
-                                           (job.job_id,)).fetchone()
-        if row and index in IndexSet.from_json(json.loads(row[0] or "[]")):
-            # Paths were expanded with SLURM's placeholder task id; the element's own replaces it.
-            return [dataclasses.replace(job, array_task_id=index, array_task_str=None,
-                                        stdout=job.stdout.replace("4294967294", str(index)),
-                                        stderr=job.stderr.replace("4294967294", str(index)))]
+    with reader() as store:
+        for job in jobs:
+            if job.array_task_id is not None or job.array_job_id is None:
+                continue
+            if index in store.pending_indices(job.job_id):
+                # Paths were expanded with SLURM's placeholder task id; the element's own replaces it.
+                return [dataclasses.replace(job, array_task_id=index, array_task_str=None,
+                                            stdout=job.stdout.replace("4294967294", str(index)),
+                                            stderr=job.stderr.replace("4294967294", str(index)))]
     return []
 
 
@@ -285,10 +281,10 @@ def _write_resize_scripts(resized: dict) -> None:
 
 def _completing() -> int:
     """Jobs in COMPLETING state with their nodes (sflow's jobs pass through it too briefly to list)."""
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
     from sflow.views.cluster_show import iso_time
 
-    for job in read_jobs():
+    for job in reader().jobs():
         if job.state == "COMPLETING":
             print(f"JobId={job.job_id} EndTime={iso_time(job.end_time)} CompletingTime=00:00:00 Nodes={job.nodelist}")
     return 0

@@ -9,7 +9,7 @@ USAGE = "Usage: seff [Options] <Jobid>\n       Options:\n       -h    Help menu\
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import home, read_jobs, read_steps
+    from sflow.cli.common import reader
     from sflow.exec import steplog
     from sflow.views.fmt import group_name
     from sflow.views.seff import report
@@ -23,7 +23,8 @@ def main(argv: list[str]) -> int:
     if not job_text.isdecimal() or (index and not index.isdecimal()):
         sys.stderr.write(USAGE)
         return 1
-    jobs = read_jobs()
+    store = reader()
+    jobs = store.jobs()
     if index:
         found = [j for j in jobs if j.array_job_id == int(job_text) and j.array_task_id == int(index)]
     else:
@@ -32,7 +33,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("Job not found.\n")
         return 2
     job = found[0]
-    steps = read_steps([job.job_id]) + steplog.live_steps(home(), [job], read_steps([job.job_id]))
+    recorded = store.steps([job.job_id])
+    steps = recorded + steplog.live_steps(store.home, [job], recorded)
     cluster, memory = "sflow", 0
     try:
         from sflow.conf import load_cluster

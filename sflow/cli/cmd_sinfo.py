@@ -5,23 +5,16 @@ from __future__ import annotations
 import sys
 
 
-def node_states(home: str, cluster) -> dict:
+def node_states(store, cluster) -> dict:
     """Each configured node's usage as SLURM would report it, from the running jobs' allocations."""
-    import json
-
-    from sflow.queue import store
     from sflow.views.cluster_show import NodeUsage, machine_facts
 
     held: dict[str, list[int]] = {}
-    conn = store.reader(home)
-    if conn is not None:
-        rows = conn.execute("SELECT alloc FROM jobs WHERE state IN ('RUNNING', 'COMPLETING') AND alloc IS NOT NULL")
-        for (alloc,) in rows:
-            for node in json.loads(alloc)["nodes"]:
-                use = held.setdefault(node["name"], [0, 0, 0])
-                use[0] += node["cpus"]
-                use[1] += node["mem_mb"]
-                use[2] += len(node["gpu_indices"])
+    for node in store.allocated_nodes():
+        use = held.setdefault(node.name, [0, 0, 0])
+        use[0] += node.cpus
+        use[1] += node.mem_mb
+        use[2] += len(node.gpu_indices)
     facts = machine_facts()  # every virtual node is this machine
     return {node.name: NodeUsage.from_allocation(node, *held.get(node.name, (0, 0, 0)), **facts)
             for node in cluster.nodes}
@@ -31,7 +24,7 @@ def main(argv: list[str]) -> int:
     import os
     import time
 
-    from sflow.cli.common import home
+    from sflow.cli.common import reader
     from sflow.conf import load_cluster
     from sflow.views.sinfo import parse_interval, sinfo_main
 
@@ -39,7 +32,7 @@ def main(argv: list[str]) -> int:
     period = parse_interval(argv, os.environ)
     first = True
     while True:
-        out, err, code = sinfo_main(argv, cluster, node_states(home(), cluster), env=os.environ, dump=first)
+        out, err, code = sinfo_main(argv, cluster, node_states(reader(), cluster), env=os.environ, dump=first)
         sys.stdout.write(out)
         sys.stderr.write(err)
         if not period or code:

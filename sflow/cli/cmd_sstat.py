@@ -6,14 +6,16 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import home, read_jobs, read_steps
+    from sflow.cli.common import reader
     from sflow.exec import steplog, usage
     from sflow.views.sstat import sstat_main
 
-    state_home = home()
-    jobs = read_jobs()
-    running = [j for j in jobs if j.state in ("RUNNING", "COMPLETING")]
-    steps = steplog.live_steps(state_home, running, read_steps([j.job_id for j in running]))
+    store = reader()
+    state_home = store.home
+    with store:
+        jobs = store.jobs()
+        running = [j for j in jobs if j.state in ("RUNNING", "COMPLETING")]
+        steps = steplog.live_steps(state_home, running, store.steps([j.job_id for j in running]))
 
     def live_usage(step):
         return usage.load(usage.usage_path(state_home, step.job_id, step.step_id))

@@ -70,14 +70,8 @@ def whoami() -> tuple[str, int]:
     return name_of(uid) or os.environ.get("USER", str(uid)), uid
 
 
-def read_jobs(where: str | None = None, params: tuple = ()) -> list:
-    """JobRecords straight from the controller's database (no round trip)."""
-    from sflow.queue import store
+def reader():
+    """The store, read straight from its database (no round trip): records, never SQL."""
+    from sflow.queue.reader import Reader
 
-    return store.read_jobs(home(), where=where, params=params) if where else store.read_jobs(home())
-
-
-def read_steps(job_ids=None) -> list:
-    from sflow.queue import store
-
-    return store.read_steps(home(), job_ids)
+    return Reader(home())

@@ -131,11 +131,11 @@ def status(job_ids: tuple[str, ...]) -> None:
 
     argv = ["-t", "all"] + (["-j", ",".join(job_ids)] if job_ids else [])
     code = squeue(argv)
-    from sflow.cli.common import home, read_jobs
+    from sflow.cli.common import home, reader
     from sflow.queue.store import read_bids
     from sflow.views.costs import cost_lines
 
-    jobs = [j for j in read_jobs("backend = ?", ("mithril",)) if not job_ids or str(j.job_id) in job_ids]
+    jobs = [j for j in reader().jobs(backend="mithril") if not job_ids or str(j.job_id) in job_ids]
     sys.stdout.write(cost_lines(jobs, {j.job_id: read_bids(home(), j.job_id) for j in jobs}))
     sys.exit(code)
 
@@ -145,16 +145,16 @@ def status(job_ids: tuple[str, ...]) -> None:
 @click.argument("job_id", type=int)
 def logs(follow: bool, job_id: int) -> None:
     """Print a job's output."""
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
     from sflow.cli.follow import Tail, follow as follow_job, output_paths
 
-    jobs = read_jobs("job_id = ?", (job_id,))
-    if not jobs:
+    job = reader().job(job_id)
+    if job is None:
         click.echo(f"flow: no job {job_id}", err=True)
         sys.exit(1)
     if follow:
         sys.exit(follow_job(job_id))
-    out, err = output_paths(jobs[0])
+    out, err = output_paths(job)
     Tail(out, sys.stdout.buffer).pump()
     if err != out:
         Tail(err, sys.stderr.buffer).pump()

@@ -33,18 +33,10 @@ def output_paths(job) -> tuple[str, str]:
 
 
 def _request(job_id: int):
-    from sflow.cli.common import home
-    from sflow.queue import store
+    from sflow.cli.common import reader
     from sflow.slurm.model import JobRequest
 
-    conn = store.reader(home())
-    if conn is None:
-        return None
-    text = store.load_request(conn, job_id)
-    if text is None:  # an array task: the request is kept once, under the array's id
-        row = conn.execute("SELECT array_job_id FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        if row and row[0] is not None:
-            text = store.load_request(conn, row[0])
+    text = reader().request_json(job_id)
     return JobRequest.from_json(text) if text else None
 
 
@@ -214,13 +206,14 @@ def _pump_all(tails) -> None:
 
 
 def follow(job_id: int) -> int:
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
 
     shown_state = None
     news: BidNews | None = None
     tails: dict[int, tuple[Tail, Tail | None]] = {}
+    store = reader()
     while True:
-        jobs = read_jobs("job_id = ? OR array_job_id = ?", (job_id, job_id))
+        jobs = store.jobs(ids=[job_id])
         if not jobs:
             _say(f"job {job_id} is gone")
             return 1
@@ -286,10 +279,10 @@ def submit_and_follow(sbatch_args: list[str], backend: str | None = None) -> int
 
 def _after_cancel(job_id: int) -> None:
     """A cancelled Mithril job: say when its bid is deleted, and what it cost."""
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
 
-    jobs = read_jobs("job_id = ?", (job_id,))
-    if not jobs or jobs[0].backend != "mithril":
+    job = reader().job(job_id)
+    if job is None or job.backend != "mithril":
         return
     news = BidNews(job_id)
     if news.rows():

@@ -101,14 +101,15 @@ def submit(sbatch_args: list[str], extra_env: dict, backend: str | None) -> int:
 
 def wait_running(job_id: int):
     """The job's record and context once it runs; the bidding is shown meanwhile."""
-    from sflow.cli.common import home, read_jobs
+    from sflow.cli.common import home, reader
     from sflow.cli.follow import BidNews
     from sflow.exec.srun import load_context
 
     news = None
     announced = False
+    store = reader()
     while True:
-        job = read_jobs("job_id = ?", (job_id,))[0]
+        job = store.job(job_id)
         if news is None and job.backend == "mithril":
             news = BidNews(job_id)
         if news is not None:
@@ -149,13 +150,14 @@ def describe(job, context) -> list[str]:
 def release(job_id: int, code: int) -> str:
     """End the allocation (its bid is deleted); its final state."""
     from sflow.cli.allocation import release as finish
-    from sflow.cli.common import call, read_jobs
+    from sflow.cli.common import call, reader
 
     finish(job_id, code)
     deadline = time.monotonic() + RELEASE_WAIT
     cancelled = False
+    store = reader()
     while True:
-        job = read_jobs("job_id = ?", (job_id,))[0]
+        job = store.job(job_id)
         if job.state not in ("PENDING", "RUNNING", "COMPLETING", "SUSPENDED"):
             return job.state
         if not cancelled and time.monotonic() > deadline:
@@ -166,10 +168,11 @@ def release(job_id: int, code: int) -> str:
 
 def hold(job_id: int) -> str | None:
     """Until a signal asks for release (None) or the job ends by itself (its state)."""
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
 
+    store = reader()
     while True:
-        job = read_jobs("job_id = ?", (job_id,))[0]
+        job = store.job(job_id)
         if job.state not in ("RUNNING", "COMPLETING", "SUSPENDED"):
             return job.state
         time.sleep(0.2)
@@ -225,7 +228,7 @@ def main(argv: list[str], backend: str | None = None) -> int:
 
 
 def _finish(job_id: int, code: int) -> None:
-    from sflow.cli.common import read_jobs
+    from sflow.cli.common import reader
     from sflow.cli.follow import BidNews
 
     # A second Ctrl-C must not leave the bid behind half-released.
@@ -233,8 +236,8 @@ def _finish(job_id: int, code: int) -> None:
     try:
         _say(f"releasing job {job_id}")
         state = release(job_id, 0 if code == 130 else code)
-        jobs = read_jobs("job_id = ?", (job_id,))
-        if jobs and jobs[0].backend == "mithril":
+        job = reader().job(job_id)
+        if job is not None and job.backend == "mithril":
             BidNews(job_id).final(lead=f"released ({state}); bid deleted; ")
         else:
             _say(f"released ({state})")

@@ -33,13 +33,12 @@ def _say(text: str) -> None:
 
 def running_job(job_id: int):
     """The job's record and context; refused unless it runs now."""
-    from sflow.cli.common import home, read_jobs
+    from sflow.cli.common import home, reader
     from sflow.exec.srun import load_context
 
-    jobs = read_jobs("job_id = ?", (job_id,))
-    if not jobs:
+    job = reader().job(job_id)
+    if job is None:
         raise SshRefused(f"no job {job_id}")
-    job = jobs[0]
     if job.state == "PENDING":
         raise SshRefused(f"job {job_id} is pending ({job.reason}); it has no nodes yet")
     if job.state not in ("RUNNING", "COMPLETING", "SUSPENDED"):

@@ -276,14 +276,14 @@ def _where(job_ids, states, where) -> tuple[str, list]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _failed_read(err: sqlite3.DatabaseError, conn_or_home, close: bool) -> list:
-    """A read that failed: nothing from a store never made; else the damage, named (an open
-    connection's caller gets SQLite's own error)."""
+def failed_read(err: sqlite3.DatabaseError, home: str | None = None) -> list:
+    """A read that failed: nothing from a store never made; else the damage, named (without
+    ``home``, for a caller's own connection, SQLite's own error)."""
     if isinstance(err, sqlite3.OperationalError) and "no such table" in str(err) \
-            and not (close and health.had_jobs(conn_or_home)):
+            and not (home is not None and health.had_jobs(home)):
         return []
-    if close:
-        raise _damage(conn_or_home, err) from None
+    if home is not None:
+        raise _damage(home, err) from None
     raise err
 
 
@@ -312,7 +312,7 @@ def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (),
         partial = names if len(names) < len(RECORD_FIELDS) else None
         return [_from_columns(row, partial) for row in rows]
     except sqlite3.DatabaseError as err:
-        return _failed_read(err, conn_or_home, close)
+        return failed_read(err, conn_or_home if close else None)
     finally:
         if close:
             conn.close()
@@ -383,7 +383,7 @@ def read_steps(conn_or_home, job_ids=None) -> list[StepRecord]:
             args = ids
         rows = conn.execute(sql + " ORDER BY job_id, start_time", args).fetchall()
     except sqlite3.DatabaseError as err:
-        return _failed_read(err, conn_or_home, close)
+        return failed_read(err, conn_or_home if close else None)
     finally:
         if close:
             conn.close()
@@ -419,7 +419,7 @@ def delete_steps(conn: sqlite3.Connection, job_id: int) -> None:
 
 
 __all__ = [
-    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "insert_job", "next_job_id", "next_seq", "open_db",
+    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "failed_read", "insert_job", "next_job_id", "next_seq", "open_db",
     "load_request", "read_bids", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
     "set_internal", "update_job",
 ]
