@@ -2,7 +2,8 @@
 
 The allocation is a job whose batch step only keeps the nodes; the command
 runs here with the allocation's SLURM environment, and the job ends with the
-command's exit code when it returns.
+command's exit code when it returns. What runs inside is the caller's business
+(salloc's shell, srun's step): nothing here calls back into a command.
 """
 
 from __future__ import annotations
@@ -14,15 +15,15 @@ import time
 HOLDER_SCRIPT = "#!/bin/sh\n# Holds an allocation for salloc/srun; ended by its owner.\nwhile :; do sleep 3600; done\n"
 
 
-def _sbatch_args(command: str, argv: list[str]) -> tuple[list[str], list[str]]:
+def sbatch_args(command: str, argv: list[str]) -> tuple[list[str], list[str]]:
     """Split a command line into the allocation's sbatch options and the rest."""
     from sflow.slurm.getopt import getopt
 
     parsed = getopt(command, argv)
-    return _allocation_args(parsed.options), parsed.positionals
+    return allocation_args(parsed.options), parsed.positionals
 
 
-def _allocation_args(options) -> list[str]:
+def allocation_args(options) -> list[str]:
     """The sbatch options of an allocation, from a command's (option, raw) pairs."""
     from sflow.slurm.options import table
 
@@ -111,33 +112,3 @@ def release(job_id: int, exit_code: int) -> None:
     from sflow.cli.common import call
 
     call("finish_allocation", job_id=job_id, exit_code=exit_code)
-
-
-def _cpu_counts(counts: list[int]) -> str:
-    """``2(x3),1(x1)``: srun -v gives every run its repeat count, even of one."""
-    runs: list[list[int]] = []
-    for count in counts:
-        if runs and runs[-1][0] == count:
-            runs[-1][1] += 1
-        else:
-            runs.append([count, 1])
-    return ",".join(f"{count}(x{times})" for count, times in runs)
-
-
-def run_in_new_allocation(req, options, run_step) -> int:
-    """``srun`` outside a job: allocate, run the step there (``run_step(context)``), release."""
-    alloc_args = _allocation_args(options)
-    if req.test_only:
-        alloc_args.append("--test-only")
-    name = req.job_name or os.path.basename(req.argv[0])
-    job_id, context = hold_allocation("srun", alloc_args, name, immediate=req.immediate)
-    if req.verbose:
-        print(f"srun: jobid {job_id}: nodes({len(context.nodes)}):`{context.nodelist}', cpu counts: "
-              f"{_cpu_counts([n.cpus for n in context.nodes])}", file=sys.stderr)
-    os.environ["SLURM_JOB_ID"] = str(job_id)
-    code = 1
-    try:
-        code = run_step(context)
-    finally:
-        release(job_id, code)
-    return code

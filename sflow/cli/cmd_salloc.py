@@ -8,11 +8,11 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.allocation import _sbatch_args, hold_allocation, release
+    from sflow.cli.allocation import hold_allocation, release, sbatch_args
     from sflow.cli.submit_context import environment
     from sflow.exec.env import batch_environment
 
-    alloc_args, positionals = _sbatch_args("salloc", argv)
+    alloc_args, positionals = sbatch_args("salloc", argv)
     command = positionals or [os.environ.get("SHELL", "/bin/sh")]
     job_id, context = hold_allocation("salloc", alloc_args, os.path.basename(command[0]))
     print(f"salloc: Granted job allocation {job_id}", file=sys.stderr)

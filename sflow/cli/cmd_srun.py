@@ -162,9 +162,39 @@ def main(argv: list[str]) -> int:
         raise SlurmError(f"Unable to confirm allocation for job {job_id}: no job context in {home}")
     if job is not None:
         return run_step(home, job, req)
-    from sflow.cli.allocation import run_in_new_allocation
+    return _run_in_new_allocation(home, req, options)
 
-    return run_in_new_allocation(req, options, lambda job: run_step(home, job, req, new_allocation=True))
+
+def _run_in_new_allocation(home: str, req, options) -> int:
+    """``srun`` outside a job: allocate, run the step there, release."""
+    from sflow.cli.allocation import allocation_args, hold_allocation, release
+
+    alloc_args = allocation_args(options)
+    if req.test_only:
+        alloc_args.append("--test-only")
+    name = req.job_name or os.path.basename(req.argv[0])
+    job_id, context = hold_allocation("srun", alloc_args, name, immediate=req.immediate)
+    if req.verbose:
+        print(f"srun: jobid {job_id}: nodes({len(context.nodes)}):`{context.nodelist}', cpu counts: "
+              f"{_cpu_counts([n.cpus for n in context.nodes])}", file=sys.stderr)
+    os.environ["SLURM_JOB_ID"] = str(job_id)
+    code = 1
+    try:
+        code = run_step(home, context, req, new_allocation=True)
+    finally:
+        release(job_id, code)
+    return code
+
+
+def _cpu_counts(counts: list[int]) -> str:
+    """``2(x3),1(x1)``: srun -v gives every run its repeat count, even of one."""
+    runs: list[list[int]] = []
+    for count in counts:
+        if runs and runs[-1][0] == count:
+            runs[-1][1] += 1
+        else:
+            runs.append([count, 1])
+    return ",".join(f"{count}(x{times})" for count, times in runs)
 
 
 def run_step(home: str, job, req, new_allocation: bool = False) -> int:

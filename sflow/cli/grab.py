@@ -64,13 +64,13 @@ def gpu_request(word: str | None) -> tuple[list[str], dict]:
 
 def parse(argv: list[str]) -> tuple[list[str], dict, list[str], str]:
     """(sbatch options, environment additions, command, nodes) from ``[OPTIONS] N [GPU] [-- COMMAND...]``."""
-    from sflow.cli.allocation import _sbatch_args
+    from sflow.cli.allocation import sbatch_args
 
     command: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, command = argv[:cut], argv[cut + 1:]
-    alloc_args, positionals = _sbatch_args("salloc", argv)
+    alloc_args, positionals = sbatch_args("salloc", argv)
     if not positionals or len(positionals) > 2:
         raise GrabError("usage: flow grab N [GPU] [-- COMMAND...], e.g. flow grab 2 h100")
     nodes = positionals[0]
