@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 
 import pytest
 
@@ -104,3 +105,119 @@ def test_the_queue_asks_a_jobs_backend_and_never_compares_its_name():
                 if isinstance(node, ast.Compare) and any(isinstance(c, ast.Constant) and c.value == "mithril"
                                                          for c in [node.left, *node.comparators])]
     assert compared == []
+
+
+# SQL lives in the controller's package (the store, the reader the commands use, and the
+# controller's own modules, which write inside its transactions) and in the Mithril backend,
+# which records its bids inside those transactions. Everything else reads records.
+SQL_HOMES = ("sflow.queue", "sflow.backends.mithril", "sflow.mithril.bids")
+# A statement, or a condition with a placeholder ("job_id = ?", "state IN (?, ?)").
+SQL_TEXT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|PRAGMA|REPLACE|WITH)\s"
+                      r"|\b\w+\s*(=|<|>|\bIN\b|\bLIKE\b|\bIS\b)\s*\(?\s*\?", re.MULTILINE)
+CONNECTION_CALLS = {"execute", "executemany", "executescript", "cursor"}
+
+
+def _outside_sql_homes() -> list[str]:
+    return sorted(m for m in TREES if not any(m == home or m.startswith(home + ".") for home in SQL_HOMES))
+
+
+def _sql_uses(module: str) -> list[str]:
+    """SQL text, connection calls and sqlite3 imports in a module, each as ``line: what``."""
+    found = []
+    parts = {id(v) for node in ast.walk(TREES[module]) if isinstance(node, ast.JoinedStr) for v in node.values}
+    for node in ast.walk(TREES[module]):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in parts \
+                and SQL_TEXT.search(node.value):
+            found.append(f"{node.lineno}: SQL text {node.value[:40]!r}")
+        elif isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "x" for v in node.values)
+            if SQL_TEXT.search(text):
+                found.append(f"{node.lineno}: SQL text {text[:40]!r}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in CONNECTION_CALLS:
+            found.append(f"{node.lineno}: .{node.func.attr}(")
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            found += [f"{node.lineno}: import {name}" for name in names if name.split(".")[0] == "sqlite3"]
+    return sorted(found, key=lambda use: int(use.split(":")[0]))
+
+
+def test_sql_stays_with_the_store():
+    assert {m: _sql_uses(m) for m in _outside_sql_homes() if _sql_uses(m)} == {}
+
+
+def test_the_rule_sees_sql():
+    tree = ast.parse('conn.execute(f"SELECT {c} FROM jobs")\nrows = read("job_id = ? OR array_job_id = ?")\n'
+                     'import sqlite3\nsay("job {job_id} = done?")\n')
+    TREES["sflow.cli.example"] = tree
+    try:
+        assert sorted(use.split(": ")[1].split()[0] for use in _sql_uses("sflow.cli.example")) == \
+            sorted(["SQL", ".execute(", "SQL", "import"])  # and no SQL seen in the last line's text
+    finally:
+        del TREES["sflow.cli.example"]
+
+
+def test_commands_and_views_read_the_store_through_its_reader():
+    # Bids are read through store.read_bids, which the bid tables' module stands behind.
+    for module in _outside_sql_homes():
+        for node in ast.walk(TREES[module]):
+            if isinstance(node, ast.ImportFrom) and node.module == "sflow.queue.store":
+                assert [a.name for a in node.names] == ["read_bids"], module
+            elif isinstance(node, ast.ImportFrom) and node.module == "sflow.queue":
+                assert "store" not in [a.name for a in node.names], module
+            elif isinstance(node, ast.Import):
+                assert "sflow.queue.store" not in [a.name for a in node.names], module
+
+
+def _cycle(modules: list[str]) -> list[str]:
+    """One import cycle among ``modules`` (each import counted, deferred ones too), or []."""
+    graph = {m: sorted(_imports(m) & set(modules)) for m in modules}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str]:
+        state[module] = 1
+        path.append(module)
+        for other in graph[module]:
+            if state.get(other) == 1:
+                return path[path.index(other):] + [other]
+            if other not in state:
+                found = visit(other)
+                if found:
+                    return found
+        state[module] = 2
+        path.pop()
+        return []
+
+    for module in modules:
+        if module not in state:
+            found = visit(module)
+            if found:
+                return found
+    return []
+
+
+def test_the_commands_import_no_cycle():
+    assert _cycle(sorted(m for m in TREES if m.startswith("sflow.cli."))) == []
+
+
+def test_an_allocation_calls_no_command_back():
+    # salloc and srun hold allocations; what runs inside is theirs: allocation imports no
+    # command, and none of its functions calls what it was handed (a command's callback).
+    assert not {m for m in _imports("sflow.cli.allocation") if m.startswith("sflow.cli.cmd_")}
+    for function in ast.walk(TREES["sflow.cli.allocation"]):
+        if isinstance(function, ast.FunctionDef):
+            handed = {a.arg for a in function.args.args + function.args.kwonlyargs}
+            called = {n.func.id for n in ast.walk(function) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+            assert not handed & called, function.name
+
+
+def test_the_cycle_check_sees_a_deferred_import():
+    TREES["sflow.cli.one"] = ast.parse("import os\n")
+    TREES["sflow.cli.two"] = ast.parse("def f():\n    from sflow.cli.one import g\n")
+    try:
+        assert _cycle(["sflow.cli.one", "sflow.cli.two"]) == []
+        TREES["sflow.cli.one"] = ast.parse("def g():\n    from sflow.cli import two\n")
+        assert _cycle(["sflow.cli.one", "sflow.cli.two"]) == ["sflow.cli.one", "sflow.cli.two", "sflow.cli.one"]
+    finally:
+        del TREES["sflow.cli.one"], TREES["sflow.cli.two"]
