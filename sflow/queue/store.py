@@ -419,7 +419,8 @@ def delete_steps(conn: sqlite3.Connection, job_id: int) -> None:
 
 
 __all__ = [
-    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "failed_read", "insert_job", "next_job_id", "next_seq", "open_db",
+    "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "failed_read", "insert_job", "next_job_id",
+    "next_seq", "open_db",
     "load_request", "read_bids", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
     "set_internal", "update_job",
 ]
