@@ -8,32 +8,31 @@ line, in ``SBATCH_EXPORT`` or in an ``#SBATCH --export`` directive, with
 sbatch's precedence); the default ``--export=ALL`` never sends it.
 
 The client calls ``submission_env`` on every submission, so the option
-table, shlex and the script are loaded only when a secret is actually in the
+table and shlex are loaded only when a secret is actually in the
 environment (deferred imports below).
 """
 
 from __future__ import annotations
 
-import os
-import re  # both already loaded by the client (json needs re)
+import re  # already loaded by the client (json needs it)
 
 SECRET_NAMES = frozenset({"MITHRIL_API_KEY"})
 
 
-def submission_env(env: dict, argv: list[str], cwd: str, stdin: str | None) -> dict:
-    """``env`` without the secrets the job does not export by name."""
+def submission_env(env: dict, argv: list[str], script: str | None) -> dict:
+    """``env`` without the secrets the job does not export by name (``script``: the text submitted)."""
     present = [name for name in SECRET_NAMES if name in env]
     if not present:
         return env
-    named = exported_names(argv, env, cwd, stdin)
+    named = exported_names(argv, env, script)
     return {name: value for name, value in env.items() if name not in SECRET_NAMES or name in named}
 
 
-def exported_names(argv: list[str], env: dict, cwd: str, stdin: str | None) -> set[str]:
+def exported_names(argv: list[str], env: dict, script: str | None) -> set[str]:
     """The variables the effective ``--export`` names bare (``NAME``, taking its value from ``env``).
 
-    A submission the controller will refuse anyway (bad options, an unreadable
-    script) names nothing: when in doubt, the secret stays.
+    A submission the controller will refuse anyway (bad options) names nothing:
+    when in doubt, the secret stays.
     """
     from sflow.errors import SflowError  # deferred: see the module's docstring
     from sflow.slurm.getopt import getopt
@@ -46,24 +45,13 @@ def exported_names(argv: list[str], env: dict, cwd: str, stdin: str | None) -> s
     if value is None:
         value = env.get("SBATCH_EXPORT")
     if value is None and not any(option.field == "wrap" for option, _ in command_line.options):
-        value = _directive_export(_script_text(command_line.positionals, cwd, stdin))
+        value = _directive_export(script or "")
     return _bare_names(value) if value else set()
 
 
 def _last_export(options) -> str | None:
     values = [raw for option, raw in options if option.field == "export"]
     return values[-1] if values else None
-
-
-def _script_text(positionals: list[str], cwd: str, stdin: str | None) -> str:
-    if not positionals:
-        return stdin or ""
-    path = positionals[0] if os.path.isabs(positionals[0]) else os.path.join(cwd, positionals[0])
-    try:
-        with open(path, "rb") as handle:
-            return handle.read().decode("utf-8", errors="surrogateescape")
-    except OSError:
-        return ""
 
 
 def _directive_export(text: str) -> str | None:

@@ -34,9 +34,8 @@ VOLATILE = {"SLURM_TASK_PID", "SLURM_CONF", "SLURM_SUBMIT_HOST",
 def _rebuild(case: dict, tmp_path):
     recorded = case["batch"]
     script = tmp_path / "job.sh"
-    script.write_text("#!/bin/bash\ntrue\n")
-    sub = parse_sbatch([*case["args"], str(script)], env={}, cwd="{cwd}", user="root", uid=0, gid=0, host="vm",
-                       cluster=CLUSTER)
+    sub = parse_sbatch([*case["args"], str(script)], env={}, cwd="{cwd}", script_text="#!/bin/bash\ntrue\n",
+                       user="root", uid=0, gid=0, host="vm", cluster=CLUSTER)
     req = sub.request
     names = expand_hostlist(recorded["SLURM_JOB_NODELIST"])
     cpus = expand_counts(recorded["SLURM_JOB_CPUS_PER_NODE"])

@@ -16,6 +16,7 @@ import pytest
 from sflow.conf import load_file
 from sflow.errors import SflowError, render
 from sflow.slurm.display import format_dependency, format_memory_mb, requested_gpus, tres_per
+from sflow.cli.submit_context import read_script
 from sflow.slurm.request import parse_sbatch
 from sflow.slurm.values import expand_output_pattern, format_timelimit_scontrol, compress_hostlist
 from sflow.views.fmt import array_text
@@ -54,8 +55,9 @@ def _replay(case: dict, tmp_path):
                 handle.write(_fill(script))
             argv += ["job.sh", *case.get("script_args", [])]
     env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "USER": "root", "LANG": "C", **case.get("env", {})}
-    return str(work), parse_sbatch(argv, env=env, cwd=str(work), stdin_text=stdin, user="root", uid=0, gid=0,
-                                   host="vm", cluster=CLUSTER)
+    script_text = read_script(argv, str(work), stdin=lambda: stdin)  # sbatch reads it before it parses
+    return str(work), parse_sbatch(argv, env=env, cwd=str(work), script_text=script_text, user="root", uid=0,
+                                   gid=0, host="vm", cluster=CLUSTER)
 
 
 def _expected(record: dict, cwd: str) -> dict:

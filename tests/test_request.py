@@ -13,9 +13,8 @@ IDENT = dict(user="alice", uid=1000, gid=1000, host="login1")
 
 def parse(tmp_path, argv, script=None, env=None):
     if script is not None:
-        (tmp_path / "job.sh").write_text(script)
         argv = [*argv, "job.sh"]
-    return parse_sbatch(argv, env=env or {}, cwd=str(tmp_path), **IDENT)
+    return parse_sbatch(argv, env=env or {}, cwd=str(tmp_path), script_text=script, **IDENT)
 
 
 def test_precedence_cli_over_env_over_directive(tmp_path):
@@ -105,3 +104,13 @@ def test_slurm_export_env_repeats_export_as_written():
                        cwd="/tmp", user="u", uid=1, gid=1, host="h")
     assert export_text(sub.request) == "TEST_ENV_17.14=123"
     assert sub.request.environment["TEST_ENV_17.14"] == "123"
+
+
+def test_the_parser_opens_no_file_it_reads_the_text_it_is_given(tmp_path):
+    # The path names a file that does not exist: the submitting side read the text already.
+    text = "#!/bin/sh\n#SBATCH -J given\ntrue\n"
+    req = parse_sbatch(["nowhere/job.sh", "a1"], env={}, cwd=str(tmp_path), script_text=text, **IDENT).request
+    assert (req.script, req.job_name, req.script_args) == (text, "given", ["a1"])
+    assert req.script_path == str(tmp_path / "nowhere" / "job.sh")
+    with pytest.raises(SlurmError, match="^Unable to open file job.sh$"):  # nothing could be read
+        parse_sbatch(["job.sh"], env={}, cwd=str(tmp_path), **IDENT)

@@ -33,7 +33,7 @@ def test_refused_time_says_where_slurm_stopped(record, tmp_path):
     (tmp_path / "job.sh").write_text(record["input"]["script"])
     with pytest.raises(SflowError) as caught:
         parse_sbatch(["--hold", *record["input"]["args"], "job.sh"], env={"PATH": "/usr/bin:/bin"},
-                     cwd=str(tmp_path), user="root", uid=0, gid=0, host="vm")
+                     cwd=str(tmp_path), script_text=record["input"]["script"], user="root", uid=0, gid=0, host="vm")
     assert caught.value.exit_code == record["exit_code"]
     assert render("sbatch", caught.value) + "\n" == record["stderr"]
 

@@ -47,7 +47,7 @@ def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: i
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     reply = call("submit", argv=["--job-name", name, "--output", "/dev/null", *alloc_args],
-                 env=env, cwd=os.getcwd(), stdin=HOLDER_SCRIPT, **identity())
+                 env=env, cwd=os.getcwd(), script=HOLDER_SCRIPT, **identity())
     refused = _ALLOCATE_FAILED.get(command, "Unable to allocate resources: ")
     if not reply.get("ok"):
         sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:")

@@ -1,23 +1,14 @@
 """``sbatch``: hand the submission to the controller, which parses and queues it.
 
 The controller holds the grammars and the job model warm, so this process
-only gathers its ingredients (argv, environment, working directory, a script
-on stdin) and prints the answer.
+only gathers its ingredients (argv, environment, working directory, and the
+script's text, read here as the submitting user) and prints the answer.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-
-def _wants_stdin(argv: list[str]) -> bool:
-    from sflow.slurm.getopt import getopt
-
-    parsed = getopt("sbatch", argv)
-    if parsed.positionals:
-        return False
-    return not any(option.field in ("wrap", "help", "usage", "version") for option, _ in parsed.options)
 
 
 def _early_exit(argv: list[str]) -> int | None:
@@ -51,13 +42,14 @@ def wait_for(job_id: int) -> int:
 
 def main(argv: list[str]) -> int:
     from sflow.cli.common import call, emit
-    from sflow.cli.submit_context import environment, identity, read_stdin_script
+    from sflow.cli.submit_context import environment, identity, read_script
 
     early = _early_exit(argv)
     if early is not None:
         return early
-    stdin = read_stdin_script() if _wants_stdin(argv) else None
-    reply = call("submit", argv=argv, env=environment(), cwd=os.getcwd(), stdin=stdin, **identity())
+    cwd = os.getcwd()
+    script = read_script(argv, cwd)
+    reply = call("submit", argv=argv, env=environment(), cwd=cwd, script=script, **identity())
     code = emit(reply)
     if reply.get("ok") and reply.get("wait") and reply.get("job_id"):
         code = wait_for(reply["job_id"])

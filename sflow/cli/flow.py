@@ -6,7 +6,6 @@ turns their results into what a person reads.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -28,19 +27,17 @@ def cli() -> None:
 
 
 def _parse(sbatch_args: tuple[str, ...], backend: str | None):
-    from sflow.cli.submit_context import environment, identity, read_stdin_script
+    """The submission and the script text it was parsed from (which the submission then sends)."""
+    from sflow.cli.submit_context import environment, identity, read_script
     from sflow.slurm.request import parse_sbatch
 
     env = environment()
     if backend:
         env["SFLOW_BACKEND"] = backend
     args = list(sbatch_args)
-    stdin = None
-    if not args or all(a.startswith("-") for a in args):
-        stdin = read_stdin_script()
-        if stdin is not None:  # the submission reads the piped script again
-            sys.stdin = io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8", "surrogateescape")))
-    return parse_sbatch(args, env=env, cwd=os.getcwd(), stdin_text=stdin, **identity())
+    cwd = os.getcwd()
+    script = read_script(args, cwd)
+    return parse_sbatch(args, env=env, cwd=cwd, script_text=script, **identity()), script
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -80,7 +77,7 @@ def run(dry_run: bool, as_json: bool, backend: str | None, instance_type: str | 
     os.environ.update(split.sflow_env)  # the command line over SFLOW_* over #SFLOW directives
     sbatch_args = tuple(split.sbatch_args)
     try:
-        submission = _parse(sbatch_args, backend)
+        submission, script = _parse(sbatch_args, backend)
     except SflowError as err:
         _fail("sbatch", err)
     if dry_run:  # a submission prints its warnings itself
@@ -103,7 +100,7 @@ def run(dry_run: bool, as_json: bool, backend: str | None, instance_type: str | 
         return
     from sflow.cli.follow import submit_and_follow
 
-    sys.exit(submit_and_follow(list(sbatch_args), backend=backend))
+    sys.exit(submit_and_follow(list(sbatch_args), script, backend=backend))
 
 
 def _mithril_plan(request):

@@ -244,15 +244,15 @@ def follow(job_id: int) -> int:
         time.sleep(POLL_SECONDS)
 
 
-def submit_and_follow(sbatch_args: list[str], backend: str | None = None) -> int:
+def submit_and_follow(sbatch_args: list[str], script: str | None, backend: str | None = None) -> int:
+    """``script``: the text the submission runs, read once by the caller (None for --wrap)."""
     from sflow.cli.common import call
-    from sflow.cli.submit_context import environment, identity, read_stdin_script
+    from sflow.cli.submit_context import environment, identity
 
     env = environment()
     if backend:
         env["SFLOW_BACKEND"] = backend
-    stdin = read_stdin_script() if not any(not a.startswith("-") for a in sbatch_args) else None
-    reply = call("submit", argv=sbatch_args, env=env, cwd=os.getcwd(), stdin=stdin, **identity())
+    reply = call("submit", argv=sbatch_args, env=env, cwd=os.getcwd(), script=script, **identity())
     if reply.get("stderr"):
         sys.stderr.write(reply["stderr"])
     if not reply.get("ok"):

@@ -90,7 +90,7 @@ def submit(sbatch_args: list[str], extra_env: dict, backend: str | None) -> int:
         env["SFLOW_BACKEND"] = backend
     output = os.path.join(home(), "jobs", "%j", "grab.out")
     reply = call("submit", argv=["--job-name", "grab", "--output", output, *sbatch_args],
-                 env=env, cwd=os.getcwd(), stdin=HOLDER_SCRIPT, **identity())
+                 env=env, cwd=os.getcwd(), script=HOLDER_SCRIPT, **identity())
     if not reply.get("ok"):
         sys.stderr.write(reply.get("stderr", "").replace("sbatch:", "flow grab:"))
         raise SystemExit(reply.get("exit_code", 1))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Callable
+
+from sflow.errors import SlurmError
 
 
 def identity() -> dict:
@@ -20,6 +23,35 @@ def read_stdin_script() -> str | None:
         return None
     data = sys.stdin.buffer.read()
     return data.decode("utf-8", errors="surrogateescape")
+
+
+def read_script_file(path: str, cwd: str) -> str:
+    """A script named on the command line, read as the submitting user from where they stand."""
+    full = path if os.path.isabs(path) else os.path.join(cwd, path)
+    if os.path.isdir(full):
+        return ""  # sbatch reads nothing from a directory: "Batch script is empty!"
+    try:
+        with open(full, "rb") as handle:
+            data = handle.read()
+    except OSError:
+        raise SlurmError(f"Unable to open file {path}") from None
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def read_script(argv: list[str], cwd: str, stdin: Callable[[], str | None] = read_stdin_script) -> str | None:
+    """The text of the script ``sbatch ARGV`` submits: the file it names, else what is piped in.
+
+    None when there is nothing to read: ``--wrap`` makes its own script (and sbatch refuses
+    script arguments beside it before reading any), and --help/--usage/--version submit nothing.
+    """
+    from sflow.slurm.getopt import getopt  # deferred: the shims load the option table only when they parse
+
+    parsed = getopt("sbatch", argv)
+    if any(option.field in ("wrap", "help", "usage", "version") for option, _ in parsed.options):
+        return None
+    if parsed.positionals:
+        return read_script_file(parsed.positionals[0], cwd)
+    return stdin()
 
 
 # What CPython's start-up may set LC_CTYPE to when it coerces the C locale (PEP 538).

@@ -181,7 +181,7 @@ def call(home: str | None, op: str, start: bool = True, timeout: float | None = 
             from sflow import credentials  # deferred: only submissions pay for it (~0.2 ms)
 
             message["env"] = credentials.submission_env(message["env"], message.get("argv") or [],
-                                                        message.get("cwd") or "", message.get("stdin"))
+                                                        message.get("script"))
     for attempt in range(5):
         sock = connect(home, start=start)
         try:

@@ -118,7 +118,7 @@ def submit(ctl, msg: dict) -> dict:
     try:
         submission = parse_sbatch(
             list(msg.get("argv") or []), env=msg.get("env") or {}, cwd=msg.get("cwd") or "/",
-            stdin_text=msg.get("stdin"), user=msg.get("user", ""), uid=int(msg.get("uid", os.getuid())),
+            script_text=msg.get("script"), user=msg.get("user", ""), uid=int(msg.get("uid", os.getuid())),
             gid=int(msg.get("gid", os.getgid())), host=msg.get("host", ""), cluster=ctl.cluster,
         )
         request, flags = submission.request, submission.flags

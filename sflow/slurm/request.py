@@ -244,24 +244,12 @@ def _from_environment(env: Mapping[str, str]) -> list[Setting]:
     return found
 
 
-def _read_script(path: str, cwd: str) -> str:
-    full = path if os.path.isabs(path) else os.path.join(cwd, path)
-    if os.path.isdir(full):
-        return ""  # sbatch reads nothing from a directory: "Batch script is empty!"
-    try:
-        with open(full, "rb") as handle:
-            data = handle.read()
-    except OSError:
-        raise SlurmError(f"Unable to open file {path}") from None
-    return data.decode("utf-8", errors="surrogateescape")
-
-
 def parse_sbatch(
     argv: list[str],
     *,
     env: Mapping[str, str],
     cwd: str,
-    stdin_text: str | None = None,
+    script_text: str | None = None,
     user: str,
     uid: int,
     gid: int,
@@ -269,7 +257,11 @@ def parse_sbatch(
     cluster: Any = None,
     now: float | None = None,
 ) -> Submission:
-    """Everything sbatch would submit for ``sbatch ARGV``, or the error it would print."""
+    """Everything sbatch would submit for ``sbatch ARGV``, or the error it would print.
+
+    ``script_text`` is the script as the submitting side read it (the file ARGV names, or
+    what was piped in); this module opens no files. None with a file named: it could not be read.
+    """
     command_line = getopt("sbatch", argv)
     cli = [Setting(opt, raw) for opt, raw in command_line.options]
     wraps = [s.raw for s in cli if s.option.field == "wrap"]
@@ -281,10 +273,11 @@ def parse_sbatch(
         script_name = "wrap"
     elif command_line.positionals:
         script_path, *script_args = command_line.positionals
-        script_text = _read_script(script_path, cwd)
+        if script_text is None:
+            raise SlurmError(f"Unable to open file {script_path}")
         script_name = os.path.basename(script_path)
     else:
-        script_text, script_path, script_args = stdin_text or "", None, []
+        script_text, script_path, script_args = script_text or "", None, []
         script_name = "sbatch"
     check_script(script_text)
 

@@ -72,7 +72,7 @@ def catalog() -> Catalog:
 def job(*directives: str, argv=(), env=None):
     """The JobRequest sbatch builds from a script holding these directive lines."""
     script = "#!/bin/sh\n" + "".join(f"{line}\n" for line in directives) + "srun hostname\n"
-    return parse_sbatch(list(argv), env=env or {}, cwd="/tmp", stdin_text=script, **IDENT).request
+    return parse_sbatch(list(argv), env=env or {}, cwd="/tmp", script_text=script, **IDENT).request
 
 
 def refusal(request, catalog, config=None) -> str:

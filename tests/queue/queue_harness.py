@@ -44,7 +44,16 @@ class Queue:
         return client.call(self.home, op, timeout=60, **payload)
 
     def submit(self, *argv: str, stdin: str | None = None, cwd: str | None = None) -> dict:
-        return self.call("submit", argv=list(argv), env=self.env, cwd=cwd or self.work, stdin=stdin,
+        """As sbatch submits: the script read here, on this side of the socket."""
+        from sflow.cli.submit_context import read_script
+        from sflow.errors import SflowError
+
+        cwd = cwd or self.work
+        try:
+            script = read_script(list(argv), cwd, stdin=lambda: stdin)
+        except SflowError:  # bad options: the controller's refusal is what a test looks at
+            script = None
+        return self.call("submit", argv=list(argv), env=self.env, cwd=cwd, script=script,
                          user=os.environ.get("USER", "root"), uid=os.getuid(), gid=os.getgid(), host="qhost")
 
     def sbatch(self, *argv: str, stdin: str | None = None) -> int:

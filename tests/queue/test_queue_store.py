@@ -147,3 +147,12 @@ def test_a_store_an_older_controller_holds_reads_with_defaults(queue):
     conn.close()
     [job] = store.read_jobs(queue.home)
     assert (job.job_id, job.state, job.deadline) == (job_id, "PENDING", None)
+
+
+def test_the_controller_takes_the_scripts_text_and_opens_no_file(queue):
+    reply = queue.call("submit", argv=["--hold", "not-on-this-disk.sh"], env=queue.env, cwd=queue.work,
+                       script="#!/bin/sh\n#SBATCH -J sent\ntrue\n", user="u", uid=os.getuid(), gid=os.getgid(),
+                       host="qhost")
+    assert reply["ok"], reply
+    job = queue.job(reply["job_id"])
+    assert (job.name, job.command) == ("sent", os.path.join(queue.work, "not-on-this-disk.sh"))

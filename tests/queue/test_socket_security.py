@@ -322,11 +322,10 @@ def test_the_key_travels_only_when_the_job_exports_it_by_name(fake_controller, t
 
 
 def test_the_key_never_reaches_a_jobs_environment_here_or_on_an_instance(tmp_path):
-    (tmp_path / "job.sh").write_text("#!/bin/sh\ntrue\n")
     ident = dict(user="alice", uid=1000, gid=1000, host="login1")
     for export in ("ALL,MITHRIL_API_KEY", "MITHRIL_API_KEY", "ALL,MITHRIL_API_KEY=" + KEY):
         req = parse_sbatch([f"--export={export}", "job.sh"], env={"MITHRIL_API_KEY": KEY, "KEEP": "1"},
-                           cwd=str(tmp_path), **ident).request
+                           cwd=str(tmp_path), script_text="#!/bin/sh\ntrue\n", **ident).request
         assert "MITHRIL_API_KEY" not in req.environment
         remote = portable(req.environment, req.export.assignments if req.export else None)
         assert "MITHRIL_API_KEY" not in remote and KEY not in json.dumps(remote)
