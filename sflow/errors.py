@@ -68,3 +68,32 @@ class MithrilError(SflowError):
         self.message = message
         self.status = status
         self.exit_code = exit_code
+
+
+def to_wire(err: SflowError) -> dict:
+    """``err`` as plain JSON data, to cross the socket between the controller and a command."""
+    data = {"kind": "sflow", "message": str(err), "exit_code": getattr(err, "exit_code", 1)}
+    if isinstance(err, SlurmError):
+        data.update(kind="slurm", message=err.message, line=err.line, source=err.source, preface=list(err.preface))
+        if isinstance(err, UsageError):
+            data.update(kind="usage", lines=list(err.lines))
+    elif isinstance(err, MithrilError):
+        data.update(kind="mithril", message=err.message, status=err.status)
+    return data
+
+
+def from_wire(data: dict) -> SflowError:
+    """The error ``to_wire`` described, rendered as it would have been where it was raised."""
+    kind, message, exit_code = data.get("kind"), data.get("message", ""), data.get("exit_code", 1)
+    if kind == "usage":
+        err: SflowError = UsageError(list(data.get("lines") or [message]), exit_code)
+    elif kind == "slurm":
+        err = SlurmError(message, exit_code, preface=tuple(data.get("preface") or ()))
+    elif kind == "mithril":
+        return MithrilError(message, status=data.get("status"), exit_code=exit_code)
+    else:
+        err = SflowError(message)
+        err.exit_code = exit_code
+        return err
+    err.line, err.source = data.get("line"), data.get("source")
+    return err

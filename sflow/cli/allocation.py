@@ -41,6 +41,7 @@ def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: i
     """Submit the holder job and wait for it to run; with ``immediate`` seconds, give up as
     SLURM does when it cannot start by then."""
     from sflow.cli.common import call, reader
+    from sflow.cli.render import submission
     from sflow.cli.submit_context import identity
     from sflow.errors import SlurmError
     from sflow.exec.srun import load_context
@@ -48,14 +49,15 @@ def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: i
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     reply = call("submit", argv=["--job-name", name, "--output", "/dev/null", *alloc_args],
                  env=env, cwd=os.getcwd(), script=HOLDER_SCRIPT, **identity())
+    shown = submission(reply)
     refused = _ALLOCATE_FAILED.get(command, "Unable to allocate resources: ")
-    if not reply.get("ok"):
-        sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:")
+    if not shown["ok"]:
+        sys.stderr.write(shown["stderr"].replace("sbatch:", f"{command}:")
                          .replace("Batch job submission failed: ", refused))
-        raise SystemExit(reply.get("exit_code", 1))
+        raise SystemExit(shown["exit_code"])
     if reply.get("job_id") is None:  # --test-only: the answer is the whole result
-        sys.stderr.write(reply.get("stderr", "").replace("sbatch:", f"{command}:"))
-        raise SystemExit(reply.get("exit_code", 0))
+        sys.stderr.write(shown["stderr"].replace("sbatch:", f"{command}:"))
+        raise SystemExit(shown["exit_code"])
     job_id = reply["job_id"]
     announced = False
     deadline = time.monotonic() + immediate if immediate is not None else None

@@ -42,6 +42,7 @@ def wait_for(job_id: int) -> int:
 
 def main(argv: list[str]) -> int:
     from sflow.cli.common import call, emit
+    from sflow.cli.render import submission
     from sflow.cli.submit_context import environment, identity, read_script
 
     early = _early_exit(argv)
@@ -50,7 +51,7 @@ def main(argv: list[str]) -> int:
     cwd = os.getcwd()
     script = read_script(argv, cwd)
     reply = call("submit", argv=argv, env=environment(), cwd=cwd, script=script, **identity())
-    code = emit(reply)
+    code = emit(submission(reply))
     if reply.get("ok") and reply.get("wait") and reply.get("job_id"):
         code = wait_for(reply["job_id"])
     return code

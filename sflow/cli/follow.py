@@ -247,16 +247,18 @@ def follow(job_id: int) -> int:
 def submit_and_follow(sbatch_args: list[str], script: str | None, backend: str | None = None) -> int:
     """``script``: the text the submission runs, read once by the caller (None for --wrap)."""
     from sflow.cli.common import call
+    from sflow.cli.render import submission
     from sflow.cli.submit_context import environment, identity
 
     env = environment()
     if backend:
         env["SFLOW_BACKEND"] = backend
     reply = call("submit", argv=sbatch_args, env=env, cwd=os.getcwd(), script=script, **identity())
-    if reply.get("stderr"):
-        sys.stderr.write(reply["stderr"])
-    if not reply.get("ok"):
-        return reply.get("exit_code", 1)
+    shown = submission(reply)
+    if shown["stderr"]:
+        sys.stderr.write(shown["stderr"])
+    if not shown["ok"]:
+        return shown["exit_code"]
     job_id = reply["job_id"]
     _say(f"submitted batch job {job_id}")
     try:

@@ -82,6 +82,7 @@ def parse(argv: list[str]) -> tuple[list[str], dict, list[str], str]:
 
 def submit(sbatch_args: list[str], extra_env: dict, backend: str | None) -> int:
     from sflow.cli.common import call, home
+    from sflow.cli.render import submission
     from sflow.cli.submit_context import identity
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
@@ -91,11 +92,12 @@ def submit(sbatch_args: list[str], extra_env: dict, backend: str | None) -> int:
     output = os.path.join(home(), "jobs", "%j", "grab.out")
     reply = call("submit", argv=["--job-name", "grab", "--output", output, *sbatch_args],
                  env=env, cwd=os.getcwd(), script=HOLDER_SCRIPT, **identity())
-    if not reply.get("ok"):
-        sys.stderr.write(reply.get("stderr", "").replace("sbatch:", "flow grab:"))
-        raise SystemExit(reply.get("exit_code", 1))
-    if reply.get("stderr"):
-        sys.stderr.write(reply["stderr"])
+    shown = submission(reply)
+    if not shown["ok"]:
+        sys.stderr.write(shown["stderr"].replace("sbatch:", "flow grab:"))
+        raise SystemExit(shown["exit_code"])
+    if shown["stderr"]:
+        sys.stderr.write(shown["stderr"])
     return reply["job_id"]
 
 

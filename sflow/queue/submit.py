@@ -9,16 +9,20 @@ A Mithril job (``#SFLOW --backend=mithril``, or a partition with
 what it cannot satisfy is refused with the translator's one line. The market
 is fetched by the backend's worker thread; a submission that arrives before
 there is one is answered once it is there (``Deferred``).
+
+The answer is data (the job id, the warnings, a typed error); the commands say it in
+SLURM's words (``sflow.cli.render``).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict
 
 from sflow.backends.local import Need, estimate_nodes
 from sflow.mithril.translate import uses_mithril
-from sflow.errors import SflowError, SlurmError, render
+from sflow.errors import SflowError, SlurmError, to_wire
 from sflow.queue import store
 from sflow.queue.jobs import Job, base_priority
 from sflow.records import INFINITE, JobRecord
@@ -44,8 +48,7 @@ def display_path(request, pattern: str | None, job_id: int, array_job_id: int | 
 
 
 def _error(err: SflowError) -> dict:
-    return {"ok": False, "stdout": "", "stderr": render("sbatch", err) + "\n",
-            "exit_code": getattr(err, "exit_code", 1)}
+    return {"ok": False, "error": to_wire(err)}
 
 
 def _never(ctl, need, partitions) -> str | None:
@@ -96,14 +99,11 @@ def _mithril_plan(ctl, request, msg: dict, limit: int):
     return plan(request, catalog, backend.settings.plan)
 
 
-def _mithril_test_only(ctl, cloud_plan, warnings: str) -> dict:
+def _mithril_test_only(ctl, cloud_plan, said: dict) -> dict:
     """``--test-only`` for a Mithril job: the plan, nothing placed (the id is spent, as sbatch does)."""
-    from sflow.mithril.translate import format_plan
-
     ctl.write()
     store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
-    return {"ok": True, "job_id": None, "stdout": "", "stderr": warnings + format_plan(cloud_plan) + "\n",
-            "exit_code": 0}
+    return {"ok": True, "job_id": None, **said, "plan": asdict(cloud_plan)}
 
 
 def submit(ctl, msg: dict) -> dict:
@@ -113,7 +113,7 @@ def submit(ctl, msg: dict) -> dict:
     if token:
         row = ctl.conn.execute("SELECT job_id FROM jobs WHERE token = ?", (token,)).fetchone()
         if row is not None:  # a resend after a controller died before answering
-            return _accepted(ctl, row[0], _flags_from_argv(msg.get("argv") or []), "")
+            return _accepted(row[0], _flags_from_argv(msg.get("argv") or []), {"listing": "", "warnings": []})
     ctl.maybe_reload()
     try:
         submission = parse_sbatch(
@@ -136,11 +136,12 @@ def submit(ctl, msg: dict) -> dict:
             raise SlurmError("Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)")
     except SflowError as err:
         return _error(err)
-    warnings = submission.listing + "".join(f"sbatch: warning: {w}\n" for w in submission.warnings)
+    # What sbatch says while it works, before its answer: the -v listing, then the warnings.
+    said = {"listing": submission.listing, "warnings": list(submission.warnings)}
     if flags.test_only and cloud_plan is not None:
-        return _mithril_test_only(ctl, cloud_plan, warnings)
+        return _mithril_test_only(ctl, cloud_plan, said)
     if flags.test_only:
-        return test_only(ctl, request, partition, need, never, limit, warnings)
+        return test_only(ctl, request, partition, need, never, limit, said)
 
     ctl.write()
     job_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
@@ -161,7 +162,7 @@ def submit(ctl, msg: dict) -> dict:
     ctl.jobs[job_id] = job
     ctl.schedule_wanted = True
     flags_echo = {"parsable": flags.parsable, "quiet": flags.quiet, "wait": flags.wait}
-    return _accepted(ctl, job_id, flags_echo, warnings)
+    return _accepted(job_id, flags_echo, said)
 
 
 def _flags_from_argv(argv: list[str]) -> dict:
@@ -174,15 +175,9 @@ def _flags_from_argv(argv: list[str]) -> dict:
     return {name: name in fields for name in ("parsable", "quiet", "wait")}
 
 
-def _accepted(ctl, job_id: int, flags: dict, warnings: str) -> dict:
-    if flags.get("quiet"):
-        out = ""
-    elif flags.get("parsable"):
-        out = f"{job_id}\n"
-    else:
-        out = f"Submitted batch job {job_id}\n"
-    return {"ok": True, "job_id": job_id, "stdout": out, "stderr": warnings, "exit_code": 0,
-            "wait": bool(flags.get("wait"))}
+def _accepted(job_id: int, flags: dict, said: dict) -> dict:
+    return {"ok": True, "job_id": job_id, **said, "parsable": bool(flags.get("parsable")),
+            "quiet": bool(flags.get("quiet")), "wait": bool(flags.get("wait"))}
 
 
 def _write_script(ctl, job_id: int, script: str) -> None:
@@ -246,16 +241,14 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
     )
 
 
-def test_only(ctl, request, partition, need, never, limit, warnings: str) -> dict:
+def test_only(ctl, request, partition, need, never, limit, said: dict) -> dict:
     """``--test-only``: when and where the job would start, without queueing it (the id is spent)."""
     from sflow.queue.scheduler import FOREVER, Timeline
 
     ctl.write()
     job_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
     if never is not None:
-        return {"ok": False, "stdout": "",
-                "stderr": warnings + "allocation failure: Requested node configuration is not available\n",
-                "exit_code": 1}
+        return {"ok": False, **said, "test_only": {"refused": "Requested node configuration is not available"}}
     now = time.time()
     running = [j for j in ctl.jobs.values() if j.alloc is not None]
     timeline = Timeline(ctl.backend, now, [(j.deadline() or FOREVER, j.alloc) for j in running])
@@ -270,12 +263,11 @@ def test_only(ctl, request, partition, need, never, limit, warnings: str) -> dic
         when, alloc = FOREVER, ctl.backend.place(job_id, need, partition, _empty(ctl))
     else:
         when, alloc = fit
-    shown = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(when, 32503680000)))
     cpus = alloc.num_cpus if alloc is not None else request.ntasks * request.cpus_per_task
-    nodes = alloc.nodelist if alloc is not None else "(null)"
-    text = (f"sbatch: Job {job_id} to start at {shown} using {cpus} processors on nodes {nodes} "
-            f"in partition {partition.name}\n")
-    return {"ok": True, "job_id": None, "stdout": "", "stderr": warnings + text, "exit_code": 0}
+    nodes = alloc.nodelist if alloc is not None else None
+    return {"ok": True, "job_id": None, **said,
+            "test_only": {"job_id": job_id, "start": None if when == FOREVER else when, "cpus": cpus,
+                          "nodes": nodes, "partition": partition.name}}
 
 
 def _duration(limit):

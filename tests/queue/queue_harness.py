@@ -44,7 +44,9 @@ class Queue:
         return client.call(self.home, op, timeout=60, **payload)
 
     def submit(self, *argv: str, stdin: str | None = None, cwd: str | None = None) -> dict:
-        """As sbatch submits: the script read here, on this side of the socket."""
+        """As sbatch submits: the script read here, on this side of the socket. The reply's data,
+        with what sbatch prints for it (``stdout``, ``stderr``, ``exit_code``)."""
+        from sflow.cli.render import submission
         from sflow.cli.submit_context import read_script
         from sflow.errors import SflowError
 
@@ -53,8 +55,9 @@ class Queue:
             script = read_script(list(argv), cwd, stdin=lambda: stdin)
         except SflowError:  # bad options: the controller's refusal is what a test looks at
             script = None
-        return self.call("submit", argv=list(argv), env=self.env, cwd=cwd, script=script,
-                         user=os.environ.get("USER", "root"), uid=os.getuid(), gid=os.getgid(), host="qhost")
+        reply = self.call("submit", argv=list(argv), env=self.env, cwd=cwd, script=script,
+                          user=os.environ.get("USER", "root"), uid=os.getuid(), gid=os.getgid(), host="qhost")
+        return {**reply, **submission(reply)}
 
     def sbatch(self, *argv: str, stdin: str | None = None) -> int:
         reply = self.submit(*argv, stdin=stdin)

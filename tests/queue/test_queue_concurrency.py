@@ -11,6 +11,7 @@ import time
 
 from queue_harness import queue  # noqa: F401  (the fixture)
 
+from sflow.cli.render import submission
 from sflow.queue import client, paths
 
 PROCESSES = int(os.environ.get("SFLOW_TEST_SUBMITTERS", "16"))
@@ -95,11 +96,12 @@ def test_protocol_edges(queue):
 
 
 def test_resent_submission_is_queued_once(queue):
-    args = dict(argv=["--hold", "--wrap", "true"], env={}, cwd="/tmp", stdin=None, user="u", uid=os.getuid(),
+    args = dict(argv=["--hold", "--wrap", "true"], env={}, cwd="/tmp", script=None, user="u", uid=os.getuid(),
                 gid=os.getgid(), host="h", token="fixed-token")
     first = client.call(queue.home, "submit", **args)
     again = client.call(queue.home, "submit", **args)
-    assert first["job_id"] == again["job_id"] and again["stdout"] == f"Submitted batch job {first['job_id']}\n"
+    assert first["job_id"] == again["job_id"]
+    assert submission(again)["stdout"] == f"Submitted batch job {first['job_id']}\n"
     assert len(queue.jobs()) == 1
 
 

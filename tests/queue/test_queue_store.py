@@ -156,3 +156,15 @@ def test_the_controller_takes_the_scripts_text_and_opens_no_file(queue):
     assert reply["ok"], reply
     job = queue.job(reply["job_id"])
     assert (job.name, job.command) == ("sent", os.path.join(queue.work, "not-on-this-disk.sh"))
+
+
+def test_the_controller_answers_a_submission_with_data_not_text(queue):
+    refused = queue.call("submit", argv=["-p", "nosuch", "--wrap", "true"], env=queue.env, cwd=queue.work,
+                         user="u", uid=os.getuid(), gid=os.getgid(), host="qhost")
+    assert "stderr" not in refused and "stdout" not in refused
+    assert (refused["ok"], refused["error"]["kind"], refused["error"]["exit_code"]) == (False, "slurm", 1)
+    accepted = queue.call("submit", argv=["--hold", "--parsable", "--mail-type=END", "--wrap", "true"],
+                          env=queue.env, cwd=queue.work, user="u", uid=os.getuid(), gid=os.getgid(), host="qhost")
+    assert "stderr" not in accepted and "stdout" not in accepted
+    assert (accepted["ok"], accepted["parsable"], accepted["quiet"]) == (True, True, False)
+    assert accepted["warnings"] == ["--mail-type is accepted and ignored: sflow sends no mail"]

@@ -273,7 +273,7 @@ class FakeController:
                 data += chunk
             if data.strip():
                 self.requests.append(json.loads(data))
-                conn.sendall(b'{"ok": true, "stdout": "Submitted batch job 7\\n"}\n')
+                conn.sendall(b'{"ok": true, "job_id": 7}\n')
             conn.close()
 
     def close(self) -> None:
