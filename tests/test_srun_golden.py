@@ -16,7 +16,8 @@ import pytest
 from conftest import job_allocation, run_srun as srun
 from sflow.exec.layout import ranks_by_node
 from sflow.exec.multiprog import argv_for, read_config
-from sflow.exec.verbose import check_distribution, defined_options
+from sflow.exec.verbose import check_distribution
+from sflow.slurm.display import defined_options
 from sflow.records import AllocatedNode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

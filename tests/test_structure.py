@@ -222,3 +222,19 @@ def test_the_cycle_check_sees_a_deferred_import():
         assert _cycle(["sflow.cli.one", "sflow.cli.two"]) == ["sflow.cli.one", "sflow.cli.two", "sflow.cli.one"]
     finally:
         del TREES["sflow.cli.one"], TREES["sflow.cli.two"]
+
+
+def _layer(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    # The language: text in, a job request (or SLURM's refusal) out; nothing that runs, queues or prints.
+    ("sflow.slurm", {"sflow.exec", "sflow.queue", "sflow.backends", "sflow.cli"}),
+    # The queue answers with data; the commands say it.
+    ("sflow.queue", {"sflow.cli"}),
+])
+def test_layers_point_one_way(layer, forbidden):
+    reaching_back = sorted(f"{module} -> {name}" for module in TREES if _layer(module) == layer
+                           for name in _imports(module) if _layer(name) in forbidden)
+    assert reaching_back == []

@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
 
         req.programs = read_config(req.argv[0])
     if req.verbose:
-        from sflow.exec.verbose import defined_options
+        from sflow.slurm.display import defined_options
 
         sys.stderr.write(defined_options(req.given, req.verbose))
     job_id = req.jobid or os.environ.get("SLURM_JOB_ID")

@@ -1,4 +1,4 @@
-"""What srun and sbatch say of their options: the ``-v`` listing, and srun's checks of -m and --gpu-bind.
+"""srun's checks of -m and --gpu-bind, and what srun -v says of the tasks and GPUs it binds.
 
 Pure text in, text (or SLURM's refusal) out.
 """
@@ -6,40 +6,6 @@ Pure text in, text (or SLURM's refusal) out.
 from __future__ import annotations
 
 from sflow.errors import SlurmError
-
-RULE = "-------------------- --------------------\n"
-
-# How srun -v shows a value when it differs from the text given.
-_FLAG_WORD = "set"
-
-
-def _shown(long: str, raw: str | None, count: int) -> str:
-    from sflow.slurm.values import format_timelimit_scontrol, parse_time_limit
-
-    if long == "verbose":
-        return str(count)
-    if raw is None:
-        return {"exclusive": "exclusive", "kill-on-bad-exit": "1", "immediate": "1"}.get(long, _FLAG_WORD)
-    if long in ("time", "time-min"):
-        return format_timelimit_scontrol(parse_time_limit(raw))
-    if long == "gres":
-        return ",".join(part if part.startswith("gres:") else f"gres:{part}" for part in raw.split(","))
-    if long in ("input", "output", "error") and raw.lower() == "none":
-        return "/dev/null"
-    return raw
-
-
-def defined_options(given: list[tuple[str, str | None]], verbose: int, command: str = "srun") -> str:
-    """``-v``'s listing of the options the command was given, by name, last value winning."""
-    values: dict[str, str | None] = {}
-    for long, raw in given:
-        values[long] = raw
-    lines = [f"{command}: defined options\n", f"{command}: {RULE}"]
-    for long in sorted(values):
-        lines.append(f"{command}: {long:<20}: {_shown(long, values[long], verbose)}\n")
-    lines += [f"{command}: {RULE}", f"{command}: end of defined options\n"]
-    return "".join(lines)
-
 
 _LEVELS = ("*", "block", "cyclic", "fcyclic")
 
@@ -119,4 +85,4 @@ def task_list(ranks: list[int]) -> str:
     return text if len(ranks) == 1 else f"[{text}]"
 
 
-__all__ = ["defined_options", "check_distribution", "check_gpu_bind", "gpu_bind_note", "task_list"]
+__all__ = ["check_distribution", "check_gpu_bind", "gpu_bind_note", "task_list"]

@@ -1,6 +1,42 @@
-"""How SLURM displays parts of a job request (scontrol, squeue, sacct share these)."""
+"""How SLURM displays parts of a job request (scontrol, squeue, sacct share these), and the
+``-v`` listing of the options sbatch and srun were given."""
 
 from __future__ import annotations
+
+RULE = "-------------------- --------------------\n"
+
+# How srun -v shows a value when it differs from the text given.
+_FLAG_WORD = "set"
+
+
+def _shown(long: str, raw: str | None, count: int) -> str:
+    from sflow.slurm.values import format_timelimit_scontrol, parse_time_limit
+
+    if long == "verbose":
+        return str(count)
+    if raw is None:
+        return {"exclusive": "exclusive", "kill-on-bad-exit": "1", "immediate": "1"}.get(long, _FLAG_WORD)
+    if long in ("time", "time-min"):
+        return format_timelimit_scontrol(parse_time_limit(raw))
+    if long == "gres":
+        return ",".join(part if part.startswith("gres:") else f"gres:{part}" for part in raw.split(","))
+    if long in ("input", "output", "error") and raw.lower() == "none":
+        return "/dev/null"
+    return raw
+
+
+def defined_options(given: list[tuple[str, str | None]], verbose: int, command: str = "srun") -> str:
+    """``-v``'s listing of the options the command was given, by name, last value winning."""
+    values: dict[str, str | None] = {}
+    for long, raw in given:
+        values[long] = raw
+    lines = [f"{command}: defined options\n", f"{command}: {RULE}"]
+    for long in sorted(values):
+        lines.append(f"{command}: {long:<20}: {_shown(long, values[long], verbose)}\n")
+    lines += [f"{command}: {RULE}", f"{command}: end of defined options\n"]
+    return "".join(lines)
+
+
 
 
 def format_memory_mb(mb: int) -> str:

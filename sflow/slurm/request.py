@@ -17,8 +17,8 @@ from typing import Any, Callable, Mapping
 
 from sflow.credentials import SECRET_NAMES
 from sflow.errors import SflowError, SlurmError, UsageError
-from sflow.exec.verbose import defined_options
 from sflow.slurm import values
+from sflow.slurm.display import defined_options
 from sflow.slurm.getopt import getopt
 from sflow.slurm.options import Option, table
 from sflow.slurm.script import SBATCH_PREFIX, SFLOW_PREFIX, check_script, directives, wrap_script
