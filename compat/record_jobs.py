@@ -147,6 +147,7 @@ class Play:
     run: Runner
     who: Who
     settle: Callable[[], None] | None = None
+    wait_ended: Callable[[list[str]], None] | None = None
     base: int | None = None
     submitted: list[int] = field(default_factory=list)
     results: list[dict] = field(default_factory=list)
@@ -201,6 +202,8 @@ class Play:
                                      "stderr": self.norm(outcome.stderr), "exit_code": outcome.exit_code})
         elif step.get("wait") == "ended":
             ids = self.jobs(step)
+            if self.wait_ended is not None:
+                self.wait_ended(ids)
             self.poll(f"jobs {ids} to end", lambda: self.ended(ids))
             if self.settle:
                 self.settle()
@@ -231,15 +234,18 @@ class Play:
             raise ValueError(f"{self.case['name']}: unknown step {step}")
 
 
-def play(case: dict, run: Runner, who: Who, settle: Callable[[], None] | None = None) -> list[dict]:
+def play(case: dict, run: Runner, who: Who, settle: Callable[[], None] | None = None,
+         wait_ended: Callable[[list[str]], None] | None = None) -> list[dict]:
     """Play a case in ``who.cwd`` (which must exist and be empty); its normalised results.
 
-    ``settle`` runs after each wait for jobs to end, for a recorder whose accounting lags.
+    ``settle`` runs after each wait for jobs to end, for a recorder whose accounting lags;
+    ``wait_ended`` blocks until the jobs named have ended, where the scheduler can say so at
+    once (else squeue and sacct are polled).
     """
     for name, text in case.get("write", {}).items():
         with open(os.path.join(who.cwd, name), "w") as handle:
             handle.write(text)
-    state = Play(case, run, who, settle)
+    state = Play(case, run, who, settle, wait_ended)
     try:
         for step in case["steps"]:
             state.step(step)

@@ -17,7 +17,9 @@ import pytest
 from conftest import BIN, REF_CONF, ROOT, Cluster
 
 sys.path.insert(0, os.path.join(ROOT, "compat"))
-from record_jobs import Outcome, Who, load_cases, play  # noqa: E402
+from record_jobs import WAIT_SECONDS, Outcome, Who, load_cases, play  # noqa: E402
+
+from sflow.queue import client  # noqa: E402
 
 GOLDEN = json.load(open(os.path.join(ROOT, "compat", "golden", "jobs.json")))
 CASES = {case["name"]: case for case in load_cases()}
@@ -42,7 +44,11 @@ def _replay(case: dict, base) -> list[dict] | BaseException:
             done = cluster.run(*argv, input=stdin or "", timeout=60)
             return Outcome(done.stdout, done.stderr, done.returncode)
 
-        return play(case, run, Who.current(cluster.work))
+        def wait_ended(ids: list[str]) -> None:
+            # The controller answers when they have ended: no polling through the shims.
+            client.call(cluster.home, "wait", job_ids=[int(i) for i in ids], start=False, timeout=WAIT_SECONDS)
+
+        return play(case, run, Who.current(cluster.work), wait_ended=wait_ended)
     except Exception as err:  # reported by the case's own test
         return err
     finally:
