@@ -15,6 +15,7 @@ import signal as _signal
 from dataclasses import dataclass
 
 from sflow.backends.base import Allocation
+from sflow.exec.usage import children_map
 from sflow.records import JobRecord
 
 
@@ -99,21 +100,6 @@ def decode_status(rc: int) -> tuple[int, int]:
     return batch.decode_status(rc)
 
 
-def _children_map() -> dict[int, list[int]]:
-    """Parent pid -> child pids, for this user's processes."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdecimal():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    return children
-
-
 def _cmdline(pid: int) -> list[bytes]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -134,7 +120,7 @@ def step_processes(pgid: int) -> list[int]:
     other children); here a step is an ``srun`` process below the batch
     shell, with everything it started.
     """
-    children = _children_map()
+    children = children_map()
     found: list[int] = []
     stack = list(children.get(pgid, []))  # the batch shell(s) under the wrapper
     shells = set(stack)
@@ -158,7 +144,7 @@ def step_pids(pgid: int | None, step_id: int) -> list[int]:
     if not pgid:
         return []
     needle = f"\0SLURM_STEP_ID={step_id}\0".encode()
-    children = _children_map()
+    children = children_map()
     found, stack = [], list(children.get(pgid, []))
     while stack:
         pid = stack.pop()

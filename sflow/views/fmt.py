@@ -153,3 +153,34 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except (ImportError, KeyError):
         return str(gid)
+
+
+def step_order(step) -> tuple:
+    """sacct's and sstat's order of a job's steps: batch, extern, then srun steps by number."""
+    return (step.step_id != "batch", step.step_id != "extern",
+            int(step.step_id) if step.step_id.isdecimal() else -1)
+
+
+def render_columns(columns: list[tuple[str, int, str]], rows: list[list[str]], *, header: bool,
+                   delimiter: str | None, trailing: bool, cut_header: str = "") -> str:
+    """The accounting commands' tables: ``--parsable`` rows joined by ``delimiter``, else
+    fixed-width columns (name, width, "left"/"right") under a dashed rule, a value too wide
+    cut to its width with ``+``, and the header names cut with ``cut_header`` appended."""
+    lines = []
+    if delimiter is not None:
+        end = delimiter if trailing else ""
+        if header:
+            lines.append(delimiter.join(name for name, _, _ in columns) + end)
+        lines += [delimiter.join(row) + end for row in rows]
+        return "".join(line + "\n" for line in lines)
+
+    def fit(text: str, width: int, align: str, mark: str = "+") -> str:
+        if len(text) > width:
+            text = text[: width - len(mark)] + mark
+        return text.ljust(width) if align == "left" else text.rjust(width)
+
+    if header:
+        lines.append(" ".join(fit(name, width, align, cut_header) for name, width, align in columns) + " ")
+        lines.append(" ".join("-" * width for _, width, _ in columns) + " ")
+    lines += [" ".join(fit(v, width, align) for v, (_, width, align) in zip(row, columns)) + " " for row in rows]
+    return "".join(line + "\n" for line in lines)

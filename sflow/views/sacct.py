@@ -8,7 +8,7 @@ from datetime import datetime
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
 from sflow.slurm.values import InvalidTime, parse_time
 from sflow.views.costs import billed
-from sflow.views.fmt import group_name, iso_time, job_id_display, load_table
+from sflow.views.fmt import group_name, iso_time, job_id_display, load_table, render_columns, step_order
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
 SHORT_STATES = {v: k for k, v in JOB_STATES.items()}
@@ -357,28 +357,10 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
         if steps_wanted is None:
             rows.append([_job_value(name, job, now, steps_by_job.get(job.job_id, [])) for name, _, _ in columns])
         if not no_steps or steps_wanted:
-            ordered = sorted(steps_by_job.get(job.job_id, []),
-                             key=lambda s: (s.step_id != "batch", s.step_id != "extern",
-                                            int(s.step_id) if s.step_id.isdecimal() else -1))
+            ordered = sorted(steps_by_job.get(job.job_id, []), key=step_order)
             for step in ordered:
                 if steps_wanted is None or step.step_id in steps_wanted:
                     rows.append([_step_value(name, step, job, now) for name, _, _ in columns])
     # The accounting database keeps text as UTF-8: sacct shows "?" for each byte that was not.
     rows = [[_as_stored(value) for value in row] for row in rows]
-    lines = []
-    if delimiter is not None:
-        if header:
-            lines.append(delimiter.join(name for name, _, _ in columns) + (delimiter if trailing else ""))
-        lines += [delimiter.join(row) + (delimiter if trailing else "") for row in rows]
-    else:
-        def fit(value: str, width: int, align: str) -> str:
-            if len(value) > width:
-                value = value[: width - 1] + "+"
-            return value.ljust(width) if align == "left" else value.rjust(width)
-
-        if header:
-            lines.append(" ".join(name[:width].ljust(width) if align == "left" else name[:width].rjust(width)
-                                  for name, width, align in columns) + " ")
-            lines.append(" ".join("-" * width for _, width, _ in columns) + " ")
-        lines += [" ".join(fit(v, width, align) for v, (_, width, align) in zip(row, columns)) + " " for row in rows]
-    return "".join(line + "\n" for line in lines), "", 0
+    return render_columns(columns, rows, header=header, delimiter=delimiter, trailing=trailing), "", 0

@@ -6,7 +6,7 @@ import getopt
 
 from sflow.exec.usage import format_kb
 from sflow.records import StepRecord
-from sflow.views.fmt import load_table
+from sflow.views.fmt import load_table, render_columns, step_order
 from sflow.views.sacct import STEP_USAGE, usage_value
 
 SHORT = "aehi:j:no:pPvV"
@@ -119,23 +119,8 @@ def sstat_main(argv: list[str], jobs: list, steps: list[StepRecord], live_usage)
                 continue
         elif not all_steps:
             live = [s for s in live if s.step_id.isdecimal()]  # srun's steps; -a adds the batch step
-        live.sort(key=lambda s: (s.step_id != "batch", s.step_id != "extern",
-                                 int(s.step_id) if s.step_id.isdecimal() else -1))
+        live.sort(key=step_order)
         for step in live:
             rows.append([value(name, step, live_usage(step) or {}) for name, _, _ in columns])
-    lines = []
-    if delimiter is not None:
-        if header:
-            lines.append(delimiter.join(name for name, _, _ in columns) + (delimiter if trailing else ""))
-        lines += [delimiter.join(row) + (delimiter if trailing else "") for row in rows]
-    else:
-        def fit(text: str, width: int, align: str) -> str:
-            if len(text) > width:
-                text = text[: width - 1] + "+"
-            return text.ljust(width) if align == "left" else text.rjust(width)
-
-        if header:
-            lines.append(" ".join(fit(name, width, align) for name, width, align in columns) + " ")
-            lines.append(" ".join("-" * width for _, width, _ in columns) + " ")
-        lines += [" ".join(fit(v, width, align) for v, (_, width, align) in zip(row, columns)) + " " for row in rows]
-    return "".join(line + "\n" for line in lines), "".join(errors), 0
+    table = render_columns(columns, rows, header=header, delimiter=delimiter, trailing=trailing, cut_header="+")
+    return table, "".join(errors), 0
