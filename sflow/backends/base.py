@@ -79,8 +79,69 @@ class BackendContext:
     partition_max_time: Callable[[str], int | None]  # a partition's MaxTime in minutes; None: none or unknown
 
 
+# ------------------------------------------------------------ what a backend tells the controller
+# A backend that learns things on its own (a worker thread watching a market) returns them from
+# ``events(now)``; the controller applies each the same way whichever backend said it.
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A pending job's placement moved (a bid placed, won, lost): plan it again."""
+
+    job_id: int
+
+
+@dataclass(frozen=True)
+class Preempting:
+    """The job's nodes are being taken back: it is signalled now, then requeued (or PREEMPTED)."""
+
+    job_id: int
+    notice_seconds: float | None = None  # how long it has, when the backend knows
+
+
+@dataclass(frozen=True)
+class NodeLost:
+    """A node of the running job failed: the job ends as NODE_FAIL (requeued when allowed)."""
+
+    job_id: int
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class CostSettled:
+    """What the job has cost so far, every run, in fractional cents (None: nothing known)."""
+
+    job_id: int
+    cents: float | None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The job can never be placed as asked: held, ``reason`` shown by squeue."""
+
+    job_id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class MarketReady:
+    """What submissions were deferred for has arrived (or failed): they are taken up again."""
+
+
+Event = Changed | Preempting | NodeLost | CostSettled | Refused | MarketReady
+
+
 class Backend(Protocol):
-    """What the controller needs of a place that runs jobs."""
+    """What the controller needs of a place that runs jobs.
+
+    Every backend has the hooks below; one that answers at once (local) has trivial ones.
+    A backend whose nodes are not this machine's (``on_this_machine`` False) is also asked, by
+    the same names: ``allocate(job, request, now, task=None)``, ``withdraw(job_id, task=None)``
+    (a job's claim given up while it waits), ``record_outcome(job_id, run, outcome)``,
+    ``split_task(array_id, task, task_job_id)``, ``task_rows(array_id)``, ``job_cost_cents(job_id)``,
+    ``lost_to_market(job)`` (a vanished step was taken back, not a node failure), ``verdict_seconds``
+    (how long to wait for that answer) and ``recheck_seconds`` (how often a waiting job is planned again).
+    """
 
     name: str
     # Its nodes are this machine's: the controller tracks their use and its wrapper reports a step's exit.
@@ -98,3 +159,21 @@ class Backend(Protocol):
 
     def restore(self, allocation: Allocation) -> None:
         """Mark an allocation in use again (a restarted controller adopting a job)."""
+
+    # A pipe's read end that becomes readable when ``events`` has news; None: never.
+    wake_fd: int | None
+
+    def events(self, now: float) -> list[Event]:
+        """What happened since the last call."""
+
+    def busy(self) -> bool:
+        """Work of its own in flight (the controller stays up for it)."""
+
+    def recover(self, live_jobs: set[int]) -> None:
+        """At start: let go of what jobs no longer live hold; resume the rest."""
+
+    def resync(self) -> None:
+        """A turn was undone: its records as stored again."""
+
+    def close(self) -> None:
+        """The controller stops."""

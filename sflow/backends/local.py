@@ -260,6 +260,7 @@ class LocalBackend:
 
     name = "local"
     on_this_machine = True
+    wake_fd = None  # it answers at once: nothing to wait for
 
     def __init__(self, cluster, home: str):
         self.cluster = cluster
@@ -287,6 +288,23 @@ class LocalBackend:
 
     def restore(self, allocation: Allocation) -> None:
         self.usage.add(allocation)
+
+    # ------------------------------------------------------------ hooks of a backend with news of its own: none
+
+    def events(self, now: float) -> list:
+        return []
+
+    def busy(self) -> bool:
+        return False
+
+    def recover(self, live_jobs: set[int]) -> None:
+        pass
+
+    def resync(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     # ------------------------------------------------------------ planning
 

@@ -28,7 +28,8 @@ import os
 import re
 import time
 
-from sflow.backends.base import Allocation, BackendContext, Deferred, Pending
+from sflow.backends.base import (Allocation, BackendContext, Changed, CostSettled, Deferred, Event, MarketReady, Pending,
+                                 Preempting, Refused)
 from sflow.backends.local import Need
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
 from sflow.errors import MithrilError, SflowError
@@ -91,6 +92,7 @@ def run_name(job, task: int | None = None) -> str:
 class MithrilBackend(ReservedCapacity):
     name = "mithril"
     on_this_machine = False
+    recheck_seconds = RECHECK_SECONDS
 
     def __init__(self, context: BackendContext):
         self.context = context
@@ -251,7 +253,7 @@ class MithrilBackend(ReservedCapacity):
                                "secret": key_row.secret}
         return spec
 
-    def _key_made(self, key: str, key_fid: str, secret: str) -> list[tuple]:
+    def _key_made(self, key: str, key_fid: str, secret: str) -> list[Event]:
         """The bid's key exists: recorded (secret included, for the create's retries), then the bid is
         asked for, unless it was withdrawn meanwhile (its delete finds no bid, and the key is revoked)."""
         key_row = self.keys.get(key)
@@ -355,9 +357,21 @@ class MithrilBackend(ReservedCapacity):
 
     # ------------------------------------------------------------ what the worker saw
 
-    def apply(self, reports: list, now: float) -> list[tuple]:
-        """Record what the worker reported; events for the controller: ``(kind, job_id, ...)``."""
-        events: list[tuple] = []
+    def events(self, now: float) -> list[Event]:
+        """What the worker reported since the last call, recorded; what the controller must do about it."""
+        reports = self.worker.take_reports()
+        return self.apply(reports, now) if reports else []
+
+    def _cost(self, job_id: int) -> CostSettled:
+        return CostSettled(job_id, self.job_cost_cents(job_id))
+
+    @staticmethod
+    def _refused(job_id: int, message: str) -> Refused:
+        return Refused(job_id, f"MithrilRefused: {message.removeprefix('mithril: ')}")
+
+    def apply(self, reports: list, now: float) -> list[Event]:
+        """Record what the worker reported; the events for the controller."""
+        events: list[Event] = []
         for report in reports:
             kind = report[0]
             if kind == "catalog":
@@ -367,7 +381,7 @@ class MithrilBackend(ReservedCapacity):
                     self.catalog, self.catalog_time, self.catalog_error = catalog, now, None
                 else:
                     self.catalog_error = (now, error)
-                events.append(("catalog", None))
+                events.append(MarketReady())
                 continue
             if kind.startswith("res_"):
                 events += self.apply_reservation(report, now)
@@ -383,7 +397,7 @@ class MithrilBackend(ReservedCapacity):
             elif kind == "created" and row is not None:
                 row.bid_id, row.status, row.error = report[2], report[3], None
                 self._save(row)
-                events.append(("changed", row.job_id))
+                events.append(Changed(row.job_id))
             elif kind == "create_failed" and row is not None:
                 row.error = report[2]
                 if report[3]:  # refused for good: there is no bid
@@ -391,9 +405,9 @@ class MithrilBackend(ReservedCapacity):
                     self.rows.pop(row.idempotency_key, None)
                     self._revoke_key(row.idempotency_key)
                     if not row.must_delete:
-                        events.append(("refused", row.job_id, report[2]))
+                        events.append(self._refused(row.job_id, report[2]))
                 else:
-                    events.append(("changed", row.job_id))
+                    events.append(Changed(row.job_id))
                 self._save(row)
             elif kind in ("delete_failed", "poll_failed") and row is not None:
                 if row.error != report[2]:
@@ -409,7 +423,7 @@ class MithrilBackend(ReservedCapacity):
                         events += self._observe(row, snapshot)
         return events
 
-    def _deleted(self, row: BidRow, when: float) -> list[tuple]:
+    def _deleted(self, row: BidRow, when: float) -> list[Event]:
         self._accrue(row, when)  # billing stops when the bid is deleted
         row.instances = [{**i, "status": "STATUS_TERMINATED"} for i in row.instances]
         row.status, row.ended, row.must_delete, row.error = "Terminated", when, False, None
@@ -419,9 +433,9 @@ class MithrilBackend(ReservedCapacity):
             self.costing[row.idempotency_key] = row
         self._save(row)
         self._revoke_key(row.idempotency_key)
-        return [("cost", row.job_id), ("changed", row.job_id)]
+        return [self._cost(row.job_id), Changed(row.job_id)]
 
-    def _billed(self, key: str, cents: float | None) -> list[tuple]:
+    def _billed(self, key: str, cents: float | None) -> list[Event]:
         """A deleted bid's cost as Mithril billed it replaces the estimate from the looks (``None``: no
         record to be had, the estimate stands)."""
         row = self.costing.pop(key, None)
@@ -431,9 +445,9 @@ class MithrilBackend(ReservedCapacity):
             row.cost_cents = cents
         row.cost_final = True
         self._save(row)
-        return [("cost", row.job_id), ("changed", row.job_id)]
+        return [self._cost(row.job_id), Changed(row.job_id)]
 
-    def _observe(self, row: BidRow, snapshot: dict) -> list[tuple]:
+    def _observe(self, row: BidRow, snapshot: dict) -> list[Event]:
         when = snapshot.get("when") or time.time()
         before = (row.status, row.price_cents, [(i["fid"], i["status"], i.get("ssh")) for i in row.instances])
         cost_before = round(row.cost_cents)
@@ -467,9 +481,9 @@ class MithrilBackend(ReservedCapacity):
         after = (row.status, row.price_cents, [(i["fid"], i["status"], i.get("ssh")) for i in row.instances])
         if after != before or round(row.cost_cents) != cost_before:
             self._save(row)
-        events: list[tuple] = []
+        events: list[Event] = []
         if round(row.cost_cents) != cost_before:
-            events.append(("cost", row.job_id))
+            events.append(self._cost(row.job_id))
         if row.must_delete:
             return events
         key_row = self.keys.get(row.idempotency_key)
@@ -477,20 +491,20 @@ class MithrilBackend(ReservedCapacity):
             if row.status == "Allocated" and any(i["status"] in BROKEN for i in row.instances):
                 row.outcome = "INSTANCE_ERROR"  # won, but an instance failed: bid again
                 self.withdraw(row.job_id, task=row.plan.get("task"))
-                events.append(("changed", row.job_id))
+                events.append(Changed(row.job_id))
             elif row.status == "Open" and key_row is not None and deadman.must_rebid(key_row.watch, key_row.expires,
                                                                                         when):
                 row.outcome = "REPLACED"  # waited so long that its key could expire during the run: a fresh one
                 self.withdraw(row.job_id, task=row.plan.get("task"))
-                events.append(("changed", row.job_id))
+                events.append(Changed(row.job_id))
             elif after != before or self.reason(row) != reason_before:
-                events.append(("changed", row.job_id))
+                events.append(Changed(row.job_id))
         elif row.status in ("Preempting", "Open") or was_running - {
                 i["fid"] for i in row.instances if i["status"] == "STATUS_RUNNING"}:
             # Open again: the notice ran out unseen. An instance the job runs on that stopped
             # running is the same, even with the bid Allocated again (a new allocation between two
             # looks), or when the job was started on a look already stale.
-            events.append(("preempting", row.job_id))
+            events.append(Preempting(row.job_id))
         return events
 
     def _accrue(self, row: BidRow, until: float, now_seen: dict | None = None) -> None:
@@ -545,6 +559,22 @@ class MithrilBackend(ReservedCapacity):
                 self.worker.create(row.idempotency_key, spec)
             else:
                 self.worker.watch(row.idempotency_key, row.bid_id)
+
+    def recover(self, live_jobs: set[int]) -> None:
+        """At start: bids of jobs that are over are deleted; every live bid goes back to the worker."""
+        for row in list(self.rows.values()):
+            if not row.must_delete and row.job_id not in live_jobs:
+                self.withdraw(row.job_id)
+        self.kick()
+
+    def resync(self) -> None:
+        self.reload()
+        self.kick()
+
+    @property
+    def verdict_seconds(self) -> float:
+        """A vanished step's bid is looked at within two polls: how long to wait for that look."""
+        return 2 * self.settings.poll_seconds + 1.0
 
     def close(self, timeout: float = 5.0) -> None:
         self.worker.close(timeout)

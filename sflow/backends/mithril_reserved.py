@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from sflow.backends.base import Pending
+from sflow.backends.base import Changed, Event, Pending
 from sflow.mithril.client import new_idempotency_key
 from sflow.mithril.bids import BidRow
 
@@ -107,10 +107,10 @@ class ReservedCapacity:
 
     # ------------------------------------------------------------ what the worker saw
 
-    def apply_reservation(self, report: tuple, now: float) -> list[tuple]:
+    def apply_reservation(self, report: tuple, now: float) -> list[Event]:
         kind = report[0]
         if kind == "res_seen":
-            events: list[tuple] = []
+            events: list[Event] = []
             for key, snapshot in report[1].items():
                 row = self.rows.get(key)
                 if row is not None:
@@ -125,7 +125,7 @@ class ReservedCapacity:
             if row.error != report[2]:
                 row.error = report[2]
                 self._save(row)
-                return [("changed", row.job_id)]
+                return [Changed(row.job_id)]
             return []
         if kind == "res_created":
             row.error = None
@@ -136,7 +136,7 @@ class ReservedCapacity:
             return self._reservation_released(row, report[2], report[3])
         return []
 
-    def _window_found(self, row: BidRow, start: float) -> list[tuple]:
+    def _window_found(self, row: BidRow, start: float) -> list[Event]:
         if row.status != "Checking" or row.must_delete:
             return []
         row.plan = {**row.plan, "start": start}
@@ -145,28 +145,28 @@ class ReservedCapacity:
         key, spec = row.idempotency_key, self._reservation_spec(row)
         # The start is committed before the create: a retry sends the same body.
         self.context.after_commit(lambda: self.worker.reservation("create", key, spec))
-        return [("changed", row.job_id)]
+        return [Changed(row.job_id)]
 
-    def _reservation_refused(self, row: BidRow, message: str, permanent: bool, now: float) -> list[tuple]:
+    def _reservation_refused(self, row: BidRow, message: str, permanent: bool, now: float) -> list[Event]:
         row.error = message
-        events: list[tuple] = [("changed", row.job_id)]
+        events: list[Event] = [Changed(row.job_id)]
         if permanent:  # nothing was bought
             row.status, row.ended = "Refused", now
             self.rows.pop(row.idempotency_key, None)
             if not row.must_delete:
-                events.append(("refused", row.job_id, message))
+                events.append(self._refused(row.job_id, message))
         self._save(row)
         return events
 
-    def _reservation_released(self, row: BidRow, when: float, fid: str | None) -> list[tuple]:
+    def _reservation_released(self, row: BidRow, when: float, fid: str | None) -> list[Event]:
         row.bid_id = row.bid_id or fid
         row.instances = [{**i, "status": "STATUS_TERMINATED"} for i in row.instances]
         row.status, row.ended, row.must_delete, row.error = "Released", when, False, None
         self.rows.pop(row.idempotency_key, None)
         self._save(row)
-        return [("changed", row.job_id)]
+        return [Changed(row.job_id)]
 
-    def _observe_reservation(self, row: BidRow, snapshot: dict) -> list[tuple]:
+    def _observe_reservation(self, row: BidRow, snapshot: dict) -> list[Event]:
         before = (row.bid_id, row.status, row.cost_cents, [(i["fid"], i["status"], i.get("ssh"))
                                                            for i in row.instances])
         reason_before = self.reservation_reason(row)
@@ -183,19 +183,19 @@ class ReservedCapacity:
                          for inst in snapshot["instances"]]
         after = (row.bid_id, row.status, row.cost_cents, [(i["fid"], i["status"], i.get("ssh"))
                                                           for i in row.instances])
-        events: list[tuple] = []
+        events: list[Event] = []
         if after != before:
             self._save(row)
         if after[2] != before[2]:
-            events.append(("cost", row.job_id))
+            events.append(self._cost(row.job_id))
         if row.must_delete:
             return events
         if row.started is None and row.status in ("Canceled", "Ended", "Gone"):
             row.outcome = row.status.upper()  # over before the job could run on it: reserve again
             self.withdraw(row.job_id, task=row.plan.get("task"))
-            events.append(("changed", row.job_id))
+            events.append(Changed(row.job_id))
         elif row.started is None and (after != before or self.reservation_reason(row) != reason_before):
-            events.append(("changed", row.job_id))
+            events.append(Changed(row.job_id))
         return events
 
 

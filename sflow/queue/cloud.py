@@ -20,10 +20,11 @@ import selectors
 import sys
 
 from sflow.backends import make_backend
-from sflow.backends.base import BackendContext
+from sflow.backends.base import (BackendContext, Changed, CostSettled, MarketReady, NodeLost, Preempting,
+                                 Refused)
 from sflow.errors import SlurmError
 from sflow.mithril import bids
-from sflow.queue import launch
+from sflow.queue import launch, store
 
 
 class CloudLife:
@@ -104,23 +105,26 @@ class CloudLife:
     def cloud_turn(self, now: float) -> None:
         if self.mithril is None:
             return
-        reports = self.mithril.worker.take_reports()
-        if not reports:
-            return
-        for event in self.mithril.apply(reports, now):
-            kind, job_id = event[0], event[1]
-            job = self.jobs.get(job_id) if job_id is not None else None
-            if kind == "catalog":
+        for event in self.mithril.events(now):
+            self.apply_event(event)
+
+    def apply_event(self, event) -> None:
+        """What a backend said, done to the job it names (whichever backend said it)."""
+        match event:
+            case MarketReady():
                 self.retry_deferred()
                 self.schedule_wanted = True
-            elif kind == "changed":
+            case Changed():
                 self.schedule_wanted = True
-            elif kind == "cost":
-                self.record_cost(job_id)
-            elif kind == "preempting" and job is not None:
-                self.preempt(job)
-            elif kind == "refused" and job is not None and job.rec.state == "PENDING":
-                self.hold_refused(job, event[2])
+            case CostSettled(job_id=job_id, cents=cents):
+                self.record_cost(job_id, cents)
+            case Preempting(job_id=job_id) if job_id in self.jobs:
+                self.preempt(self.jobs[job_id])
+            case NodeLost(job_id=job_id) if job_id in self.jobs:
+                self.node_lost(self.jobs[job_id])
+            case Refused(job_id=job_id, reason=reason) if job_id in self.jobs:
+                if self.jobs[job_id].rec.state == "PENDING":
+                    self.hold_refused(self.jobs[job_id], reason)
 
     def cloud_split_task(self, array, task) -> None:
         """An array task split off its array's record: its bid (and what it cost) go with it."""
@@ -130,28 +134,25 @@ class CloudLife:
         task.rec.cost_cents = self.mithril.job_cost_cents(task.job_id)
         array.rec.cost_cents = self.mithril.job_cost_cents(array.job_id)
 
-    def record_cost(self, job_id: int) -> None:
-        cents = self.mithril.job_cost_cents(job_id)
+    def record_cost(self, job_id: int, cents: float | None) -> None:
         job = self.jobs.get(job_id)
         if job is not None:
             if job.rec.cost_cents != cents:
                 job.rec.cost_cents = cents
                 self.save(job)
             return
-        from sflow.queue import store
-
         records = store.read_jobs(self.conn, "job_id = ?", (job_id,))
         if records and records[0].cost_cents != cents:
             records[0].cost_cents = cents
             self.write()
             store.update_job(self.conn, records[0])
 
-    def hold_refused(self, job, message: str) -> None:
-        """Mithril refused the bid for good: held, as SLURM holds a job whose launch failed."""
-        print(f"job {job.job_id}: bid refused: {message}", file=sys.stderr)
+    def hold_refused(self, job, reason: str) -> None:
+        """Refused for good: held, as SLURM holds a job whose launch failed."""
+        print(f"job {job.job_id}: refused: {reason}", file=sys.stderr)
         rec = job.rec
         rec.held, rec.priority = True, 0
-        rec.reason = f"MithrilRefused: {message.removeprefix('mithril: ')}"
+        rec.reason = reason
         self.save(job)
         self.schedule_wanted = True
 
@@ -173,6 +174,16 @@ class CloudLife:
             number = request.signal.number
             self.after_commit.append(lambda: launch.signal_job(pgid, number, mode))
         else:
+            self.after_commit.append(lambda: launch.terminate(pgid))
+
+    def node_lost(self, job) -> None:
+        """A node under the job failed: its batch step is ended, and the job with it as NODE_FAIL."""
+        if job.rec.state not in ("RUNNING", "COMPLETING") or job.end_state is not None:
+            return
+        job.end_state = "NODE_FAIL"
+        self.save(job)
+        pgid = job.pgid
+        if pgid:
             self.after_commit.append(lambda: launch.terminate(pgid))
 
     def preempted(self, job, exit_code: int, sig: int) -> None:

@@ -33,7 +33,7 @@ class Job:
     pid_start: str | None = None
     pgid: int | None = None
     status_path: str | None = None
-    end_state: str | None = None  # CANCELLED, TIMEOUT, REQUEUE, REQUEUE_HOLD, EXIT:<n>, PREEMPTED
+    end_state: str | None = None  # CANCELLED, TIMEOUT, REQUEUE, REQUEUE_HOLD, EXIT:<n>, PREEMPTED, NODE_FAIL
     kill_at: float | None = None
     signal_done: bool = False
     verdict_by: float | None = None  # a Mithril step vanished: preempted or node failure, decided by then

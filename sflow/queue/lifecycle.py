@@ -201,6 +201,8 @@ class JobLife:
             self.finish(job, end_state, exit_code, sig)
         elif end_state == "PREEMPTED":
             self.preempted(job, exit_code, sig)
+        elif end_state == "NODE_FAIL":
+            self.node_fail(job)
         elif status is None and not wrapper_signal:
             self.node_fail(job)
         else:
