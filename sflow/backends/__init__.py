@@ -16,8 +16,17 @@ def make_backend(name: str, cluster, context: BackendContext):
     if name == "mithril":
         from sflow.backends.mithril import MithrilBackend
 
-        return MithrilBackend(context)
+        backend = MithrilBackend(context)
+        backend.reload()
+        return backend
     raise SlurmError(f"Batch job submission failed: backend {name} is not available")
 
 
-__all__ = ["make_backend"]
+def with_records(conn) -> list[str]:
+    """The backends a previous controller left records to follow in the store (made again at start)."""
+    from sflow.mithril import bids  # the store's schema loads it already: no cost here
+
+    return ["mithril"] if bids.any_to_follow(conn) else []
+
+
+__all__ = ["make_backend", "with_records"]

@@ -117,7 +117,8 @@ class CostSettled:
 
 @dataclass(frozen=True)
 class Refused:
-    """The job can never be placed as asked: held, ``reason`` shown by squeue."""
+    """The job can never be placed as asked: held, with ``reason`` shown by squeue (its first word
+    ends in ``Refused``, ``MithrilRefused: ...``, which keeps it shown while the job is held)."""
 
     job_id: int
     reason: str

@@ -28,8 +28,8 @@ import os
 import re
 import time
 
-from sflow.backends.base import (Allocation, BackendContext, Changed, CostSettled, Deferred, Event, MarketReady, Pending,
-                                 Preempting, Refused)
+from sflow.backends.base import (Allocation, BackendContext, Changed, CostSettled, Deferred, Event, MarketReady,
+                                 Pending, Preempting, Refused)
 from sflow.backends.local import Need
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
 from sflow.errors import MithrilError, SflowError
@@ -360,17 +360,23 @@ class MithrilBackend(ReservedCapacity):
     def events(self, now: float) -> list[Event]:
         """What the worker reported since the last call, recorded; what the controller must do about it."""
         reports = self.worker.take_reports()
-        return self.apply(reports, now) if reports else []
+        if not reports:
+            return []
+        # A job's cost is read once every report is recorded: what the bids say after all of them.
+        return [CostSettled(e.job_id, self.job_cost_cents(e.job_id)) if isinstance(e, CostSettled) else e
+                for e in self.apply(reports, now)]
 
-    def _cost(self, job_id: int) -> CostSettled:
-        return CostSettled(job_id, self.job_cost_cents(job_id))
+    @staticmethod
+    def _cost(job_id: int) -> CostSettled:
+        """The job's cost changed; ``events`` reads it."""
+        return CostSettled(job_id, None)
 
     @staticmethod
     def _refused(job_id: int, message: str) -> Refused:
         return Refused(job_id, f"MithrilRefused: {message.removeprefix('mithril: ')}")
 
     def apply(self, reports: list, now: float) -> list[Event]:
-        """Record what the worker reported; the events for the controller."""
+        """Record what the worker reported; the events for the controller (costs still to be read)."""
         events: list[Event] = []
         for report in reports:
             kind = report[0]

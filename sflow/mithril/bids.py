@@ -208,6 +208,16 @@ def unsettled(conn: sqlite3.Connection) -> list[BidRow]:
             if not r.cost_settled]
 
 
+def any_to_follow(conn: sqlite3.Connection) -> bool:
+    """A bid still live, or one whose billing record is still to be read."""
+    try:
+        if conn.execute("SELECT 1 FROM bids WHERE ended IS NULL LIMIT 1").fetchone() is not None:
+            return True
+        return bool(unsettled(conn))
+    except sqlite3.Error:  # a store from before bids were recorded
+        return False
+
+
 def record_outcome(conn: sqlite3.Connection, job_id: int, run: int, outcome: str) -> None:
     """How a job's run on its bids ended; the first word recorded stays."""
     conn.execute("UPDATE bids SET outcome = ? WHERE job_id = ? AND run = ? AND outcome IS NULL",

@@ -14,9 +14,10 @@ to do. A single thread turns a ``selectors`` loop; each turn:
    launch. ``recovery`` resolves intents a killed controller left behind, so
    no job is lost and none runs twice.
 
-Mithril jobs add one thread, the backend's worker, which makes every API
-call; it takes commands after COMMIT and its reports wake the loop through a
-pipe (``sflow.queue.cloud``), so the loop never waits on the network.
+A backend with news of its own (Mithril's, whose worker thread makes every
+API call and takes commands after COMMIT) wakes the loop through a pipe, and
+its events are applied in the next turn (``sflow.queue.backends_life``), so
+the loop never waits on the network.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from sflow.conf import conf_stamp, load_cluster_watched
 from sflow.errors import SflowError
 from sflow.exec import node_names
 from sflow.queue import accounting, health, paths, store, watchdog
-from sflow.queue.cloud import CloudLife
+from sflow.queue.backends_life import BackendLife
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
 from sflow.queue.scheduler import FOREVER, Scheduler
@@ -54,7 +55,7 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
-class Controller(JobLife, CloudLife, SocketServer):
+class Controller(JobLife, BackendLife, SocketServer):
     def __init__(self, home: str, cluster=None):
         self.home = home
         # A cluster given is kept; one read from the configuration follows every change to it.
@@ -67,9 +68,9 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.conn = store.open_db(home)
         self.backend = LocalBackend(self.cluster, home)
         self.node_names = node_names.prepare(self.cluster, paths.hosts_path(home))  # how local jobs' processes start
-        self.mithril = None  # the Mithril backend, made when a Mithril job first needs it
-        self.deferred: list = []  # submissions waiting for the Mithril market
-        self.scheduler = Scheduler(self.cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
+        self.backends = {self.backend.name: self.backend}  # the others are made when a job first needs them
+        self.deferred: list = []  # submissions waiting for a backend's market
+        self.scheduler = Scheduler(self.cluster, self.backend, self._kill_invalid_default(), self.backend_named)
         self.jobs: dict[int, Job] = {}
         self.in_tx = False
         self.after_commit: list = []
@@ -143,16 +144,17 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.node_names = node_names.prepare(cluster, paths.hosts_path(self.home))
         for job in self.jobs.values():
             job.never_reason = None
-        self.scheduler = Scheduler(cluster, self.backend, self._kill_invalid_default(), cloud=self.cloud)
+        self.scheduler = Scheduler(cluster, self.backend, self._kill_invalid_default(), self.backend_named)
         for job in self.jobs.values():
             if job.rec.state == "PENDING":
                 self.check_never(job)
         self.schedule_wanted = True
 
     def _rebuild_backend(self) -> None:
-        """A fresh local backend holding what the running local jobs hold (a Mithril job's
-        nodes are its bids, which the Mithril backend keeps)."""
+        """A fresh local backend holding what the running local jobs hold (a job placed elsewhere
+        is held by its own backend)."""
         self.backend = LocalBackend(self.cluster, self.home)
+        self.backends[self.backend.name] = self.backend
         for job in self.jobs.values():
             if job.alloc is not None and self.on_this_machine(job):
                 self.backend.restore(job.alloc)
@@ -371,7 +373,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.jobs = fresh
         self._rebuild_backend()
         self.scheduler.backend = self.backend
-        self.cloud_resync()
+        self.backends_resync()
         for job in fresh.values():
             if job.rec.state in RUNNING_STATES and job.launch == "launched" and job.pidfd is None:
                 self.watch(job)  # its end may have been seen by what was undone: look again
@@ -398,7 +400,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         """Anything that can move without a new command: a client, a running job, a timer,
         a pending job that may start. Jobs held, or waiting on what only a command can
         change, do not keep the controller up (the next command starts one again)."""
-        if self.conns or self.plan_wake < FOREVER or self.cloud_busy():
+        if self.conns or self.plan_wake < FOREVER or self.backends_busy():
             return True
         for job in self.jobs.values():
             if job.rec.state != "PENDING" or job.rec.reason in WAITING_TO_START:
@@ -414,7 +416,7 @@ class Controller(JobLife, CloudLife, SocketServer):
             kind, data = key.data
             if kind == "listen":
                 self.accept()
-            elif kind in ("wakeup", "mithril"):
+            elif kind in ("wakeup", "backend"):
                 try:
                     while os.read(key.fd, 512):
                         pass
@@ -444,7 +446,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         self.maybe_reload()
         for conn, line in lines:
             self.handle_line(conn, line)
-        self.cloud_turn(now)
+        self.backends_turn(now)
         self.poll_processes(now)
         running_wake = min(self.check_running(now), self.market_verdicts(now), accounting.gather(self, now))
         if (self.schedule_wanted or now >= self.plan_wake) and now >= self.schedule_not_before:
@@ -471,7 +473,7 @@ class Controller(JobLife, CloudLife, SocketServer):
 
         self.load()
         recover(self)
-        self.cloud_recover()
+        self.backends_recover()
         try:
             self.commit()
         except (OSError, sqlite3.Error) as err:
@@ -508,8 +510,7 @@ class Controller(JobLife, CloudLife, SocketServer):
         for conn in list(self.conns.values()):
             self.flush(conn)
             self.drop(conn)
-        if self.mithril is not None:
-            self.mithril.close()  # deletes already asked for get one more try; the store keeps the rest
+        self.backends_close()  # Mithril's: deletes already asked for get one more try; the store keeps the rest
 
     def undo_turn(self) -> None:
         """A turn failed halfway: forget all of it (nothing was answered or signalled yet)."""

@@ -55,7 +55,7 @@ class JobLife:
             if index is not None:  # the same split as scontrol's on one pending task
                 task = split_element(self, job, index)
                 if task is not job:
-                    self.cloud_split_task(job, task)
+                    self.split_task_claim(job, task)
                     self.save(job)  # its bid cost follows the task
             alloc.job_id = task.job_id
             rec = task.rec
@@ -230,7 +230,7 @@ class JobLife:
             return False
         now = time.time()
         if job.verdict_by is None:
-            job.verdict_by = now + 2 * backend.settings.poll_seconds + 1.0
+            job.verdict_by = now + backend.verdict_seconds
             self.unwatch(job)  # the process is gone: only the market's answer is awaited
             return True
         return now < job.verdict_by
@@ -239,7 +239,7 @@ class JobLife:
         """Decide the vanished Mithril steps whose bids were looked at since; the next deadline."""
         wake = FOREVER
         for job in [j for j in self.jobs.values() if j.verdict_by is not None and j.launch == "launched"]:
-            if self.cloud().lost_to_market(job) or now >= job.verdict_by:
+            if self.backend_for(job).lost_to_market(job) or now >= job.verdict_by:
                 self.reap(job)
                 job.verdict_by = None
             else:
@@ -304,7 +304,7 @@ class JobLife:
         rec = job.rec
         if job.alloc is not None or job.pidfd is not None:
             self.end_run(job)
-        self.cloud_run_over(job, state)
+        self.backend_run_over(job, state)
         rec.state = state
         rec.end_time = now
         if rec.start_time is None:
@@ -339,7 +339,7 @@ class JobLife:
         store.delete_steps(self.conn, rec.job_id)
         counter = os.path.join(self.job_dir(rec.job_id), "steps")
         self.after_commit.append(lambda: _remove_quietly(counter))
-        self.cloud_run_over(job, "REQUEUED")
+        self.backend_run_over(job, "REQUEUED")
         if count:
             rec.restart_count += 1
         rec.state = "PENDING"

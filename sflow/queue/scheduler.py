@@ -11,8 +11,8 @@ time limits of what runs and of the reservations before it; a lower-priority
 job starts now only if it fits *around* every reservation, so it never
 delays a job ahead of it. The first job blocked in a partition waits for
 ``Resources``, the ones behind it for ``Priority``. Pure: the controller
-applies the plan. The one exception is a Mithril job: past the gates it asks
-the Mithril backend, which places (or withdraws) its bid and answers an
+applies the plan. The one exception is a job placed by a backend elsewhere
+(Mithril): past the gates it asks that backend, which places (or withdraws) its bid and answers an
 allocation once the bid's instances run; such jobs never touch the timeline.
 """
 
@@ -31,7 +31,7 @@ FOREVER = math.inf
 # Reservations computed per pass, as SLURM's bf_max_job_test bounds backfill's work.
 MAX_RESERVATIONS = 48
 HELD_REASONS = ("JobHeldUser", "JobHeldAdmin", "launch failed requeued held")
-HELD_PREFIXES = ("MithrilRefused",)  # held by sflow when Mithril refused the job's bid
+REFUSED = "Refused"  # the end of the first word of a backend's reason for holding a job (MithrilRefused: ...)
 
 
 @dataclass
@@ -140,11 +140,11 @@ class Timeline:
 
 
 class Scheduler:
-    def __init__(self, cluster, backend, kill_invalid_default: bool = False, cloud=None):
+    def __init__(self, cluster, backend, kill_invalid_default: bool = False, backend_named=None):
         self.cluster = cluster
         self.backend = backend
         self.kill_invalid_default = kill_invalid_default
-        self.cloud = cloud  # () -> the Mithril backend
+        self.backend_named = backend_named  # name -> the backend of that name, for jobs placed elsewhere
 
     # ------------------------------------------------------------ gates
 
@@ -153,7 +153,7 @@ class Scheduler:
         rec = job.rec
         request = job.request
         if rec.held:
-            held = rec.reason in HELD_REASONS or rec.reason.startswith(HELD_PREFIXES)
+            held = rec.reason in HELD_REASONS or rec.reason.partition(":")[0].endswith(REFUSED)
             return (rec.reason if held else "JobHeldUser"), None
         indices = None
         dependency = request.dependency
@@ -237,8 +237,8 @@ class Scheduler:
         budget = MAX_RESERVATIONS
         order = sorted(pending, key=lambda j: (-j.rec.priority, j.seq, j.job_id))
         for job in order:
-            if job.rec.backend != self.backend.name and self.cloud is not None:
-                self._plan_cloud(job, now, lookup, plan, running_tasks)
+            if job.rec.backend != self.backend.name and self.backend_named is not None:
+                self._plan_elsewhere(job, now, lookup, plan, running_tasks)
                 continue
             reason, indices = self.gate(job, now, lookup, plan, running_tasks)
             if reason is not None:
@@ -296,19 +296,18 @@ class Scheduler:
             plan.reasons[job.job_id] = waiting_reason
         return plan
 
-    def _plan_cloud(self, job, now: float, lookup, plan: Plan, running_tasks: dict) -> None:
-        """A Mithril job: the same gates, then its bid (none while a gate is closed)."""
-        from sflow.backends.mithril import RECHECK_SECONDS
-
-        backend = self.cloud()
+    def _plan_elsewhere(self, job, now: float, lookup, plan: Plan, running_tasks: dict) -> None:
+        """A job placed by a backend elsewhere (Mithril): the same gates, then its claim there (a
+        bid; none while a gate is closed)."""
+        backend = self.backend_named(job.rec.backend)
         reason, indices = self.gate(job, now, lookup, plan, running_tasks)
         if reason is not None:
             plan.reasons[job.job_id] = reason
             backend.withdraw(job.job_id)
             return
-        plan.wake_at = min(plan.wake_at, now + RECHECK_SECONDS)
+        plan.wake_at = min(plan.wake_at, now + backend.recheck_seconds)
         if job.is_array_remainder:
-            self._plan_cloud_tasks(job, backend, indices, now, plan, running_tasks)
+            self._plan_elsewhere_tasks(job, backend, indices, now, plan, running_tasks)
             return
         outcome = backend.allocate(job, job.request, now)
         if isinstance(outcome, Allocation):
@@ -316,7 +315,7 @@ class Scheduler:
             return
         plan.reasons[job.job_id] = outcome.reason
 
-    def _plan_cloud_tasks(self, job, backend, indices, now: float, plan: Plan, running_tasks: dict) -> None:
+    def _plan_elsewhere_tasks(self, job, backend, indices, now: float, plan: Plan, running_tasks: dict) -> None:
         """A Mithril array's pending tasks: each its own bid, placed as the task becomes eligible.
 
         ``%N`` bounds the tasks holding a bid (running, waiting on one, or having one deleted), so

@@ -87,6 +87,11 @@ def _default_backend() -> str:
     return default_backend()
 
 
+def _named_partition(ctl, request):
+    """The partition whose ``Backend=`` places the job: the first named, as ``uses_mithril`` reads it."""
+    return ctl.cluster.partition(request.partition.split(",")[0] if request.partition else None)
+
+
 def _mithril_plan(ctl, request, msg: dict, limit: int):
     """The translator's plan for a Mithril job, or its refusal (raises ``Deferred`` without a market)."""
 
@@ -94,7 +99,7 @@ def _mithril_plan(ctl, request, msg: dict, limit: int):
 
     if limit is not None and limit != request.time_limit:
         request = request.model_copy(update={"time_limit": limit})  # the partition's limit bounds the cost
-    backend = ctl.cloud()
+    backend = ctl.backend_named("mithril")
     catalog = backend.catalog_for_submit(msg.get("env") or {}, time.time())
     return plan(request, catalog, backend.settings.plan)
 
@@ -151,6 +156,8 @@ def submit(ctl, msg: dict) -> dict:
     if cloud_plan is not None:
         rec.backend, rec.num_nodes = "mithril", cloud_plan.instance_quantity
         rec.limit_price = cloud_plan.limit_price
+    elif request.cloud.backend is None and (named := _named_partition(ctl, request)).backend_given:
+        rec.backend = named.backend  # another backend by name (a test's fake); Mithril's is planned above
     else:
         rec.backend = "local"  # a job may choose the local backend on a Mithril partition
     job = Job(rec=rec, request_json=request.to_json(), seq=seq, token=token, nice=request.nice,

@@ -183,3 +183,38 @@ def test_a_store_made_before_final_costs_is_migrated(tmp_path):
     rows["live"].ended = 60.0
     bids.save(conn, rows["live"])
     assert [r.idempotency_key for r in bids.unsettled(conn)] == ["live"]
+
+
+def _backend_on_a_store(tmp_path, reports: list) -> MithrilBackend:
+    """The backend's bookkeeping over a real store, its worker replaced by what it reported."""
+    from sflow.backends.base import BackendContext
+    from sflow.queue import store
+
+    backend = MithrilBackend.__new__(MithrilBackend)
+    backend.context = BackendContext(conn=store.open_db(str(tmp_path)), home=str(tmp_path), write=lambda: None,
+                                     after_commit=lambda effect: None, partition_max_time=lambda name: None)
+    backend.worker = SimpleNamespace(take_reports=lambda: reports, revoke_key=lambda *a: None)
+    backend.rows, backend.costing, backend.keys, backend.markets = {}, {}, {}, {}
+    return backend
+
+
+def test_the_worker_s_reports_come_back_as_typed_events(tmp_path):
+    from sflow.backends.base import Changed, CostSettled, Preempting, Refused
+
+    running = [{"fid": "a", "status": "STATUS_RUNNING", "ssh": "127.0.0.1:22"}]
+    looks = {"k": {"when": 1000.0, "status": "Preempting", "clearing": 800, "capacity": 1,
+                   "instances": [{"fid": "a", "status": "STATUS_PREEMPTING", "ssh": "127.0.0.1:22"}]}}
+    backend = _backend_on_a_store(tmp_path, [("bids", looks), ("bids", {"k": {**looks["k"], "when": 1360.0}}),
+                                             ("create_failed", "q", "mithril: no such instance type", True)])
+    backend.rows["k"] = _row(job_id=7, bid_id="bid_7", price_cents=800, started=100.0, accrued_to=100.0,
+                             instances=[{**running[0], "running_since": 100.0}])
+    backend.rows["q"] = _row(idempotency_key="q", job_id=8, status="Placing")
+    for row in backend.rows.values():
+        backend._save(row)
+    events = backend.events(1400.0)
+    # The cost is read once every report is recorded: both looks' time, in both events (the first
+    # look alone would say 900 s of it).
+    cents = 800 * (1360 - 100) / 3600
+    assert events == [CostSettled(7, pytest.approx(cents)), Preempting(7), CostSettled(7, pytest.approx(cents)),
+                      Preempting(7), Refused(8, "MithrilRefused: no such instance type")]
+    assert not [e for e in events if isinstance(e, Changed)]

@@ -1,17 +1,22 @@
-"""Mithril jobs in the controller: the backend made on demand, its reports applied to jobs.
+"""The controller's backends: each made when first needed, what each reports applied to jobs.
 
-A mixin of ``Controller``. The Mithril backend (``sflow.backends.mithril``)
-is created the first time a Mithril job is submitted or found in the store;
-its worker thread wakes the controller's loop through a pipe, and each turn
-``cloud_turn`` applies what it reported inside the turn's transaction:
+A mixin of ``Controller``. The local backend is there from the start; any
+other (a partition's ``Backend=``) is made the first time one of its jobs is
+submitted or found in the store, or when it left records to follow (Mithril's
+live bids). A backend with news of its own (a worker thread watching a market)
+wakes the controller's loop through its ``wake_fd``, and each turn
+``backends_turn`` applies its ``events`` inside the turn's transaction, the
+same way whichever backend said them:
 
-- a pending job's bid moved: plan again (the reason in squeue follows);
-- a running job's bid is being preempted: the job's ``--signal`` (else
-  SIGCONT and SIGTERM) goes to it now, within the notice; when its batch
-  step ends it is requeued with the same id (``--no-requeue``: PREEMPTED);
-- a bid was refused for good: the job is held, with Mithril's reason;
-- a job's cost changed: its record's ``cost_cents`` follows;
-- the market arrived: submissions waiting for it are taken up again.
+- ``Changed``: a pending job's placement moved: plan again (squeue's reason follows);
+- ``Preempting``: the job's ``--signal`` (else SIGCONT and SIGTERM) goes to it now,
+  within the notice; when its batch step ends it is requeued with the same id
+  (``--no-requeue``: PREEMPTED);
+- ``NodeLost``: its batch step is ended and the job with it, as NODE_FAIL
+  (requeued when allowed, as SLURM does);
+- ``Refused``: the job is held, with the backend's reason;
+- ``CostSettled``: its record's ``cost_cents`` follows;
+- ``MarketReady``: submissions waiting for it are taken up again.
 """
 
 from __future__ import annotations
@@ -19,24 +24,31 @@ from __future__ import annotations
 import selectors
 import sys
 
-from sflow.backends import make_backend
+from sflow.backends import make_backend, with_records
 from sflow.backends.base import (BackendContext, Changed, CostSettled, MarketReady, NodeLost, Preempting,
                                  Refused)
 from sflow.errors import SlurmError
-from sflow.mithril import bids
 from sflow.queue import launch, store
 
+LIVE_STATES = ("PENDING", "RUNNING", "COMPLETING")
 
-class CloudLife:
-    mithril = None  # the MithrilBackend, once needed
-    deferred: list  # (conn, message): submissions waiting for the market (set by Controller)
 
-    def cloud(self):
-        if self.mithril is None:
-            self.mithril = make_backend("mithril", self.cluster, self.backend_context())
-            self.mithril.reload()
-            self.sel.register(self.mithril.wake_fd, selectors.EVENT_READ, ("mithril", None))
-        return self.mithril
+class BackendLife:
+    backends: dict  # name -> backend, made when first needed (set by Controller)
+    deferred: list  # (conn, message): submissions waiting for a backend's market (set by Controller)
+
+    def backend_named(self, name: str):
+        backend = self.backends.get(name)
+        if backend is None:
+            backend = self.add_backend(make_backend(name, self.cluster, self.backend_context()))
+        return backend
+
+    def add_backend(self, backend):
+        """Run ``backend`` from now on (its news wakes the loop)."""
+        self.backends[backend.name] = backend
+        if backend.wake_fd is not None:
+            self.sel.register(backend.wake_fd, selectors.EVENT_READ, ("backend", backend.name))
+        return backend
 
     def backend_context(self) -> BackendContext:
         """What a backend keeping records in the store is handed: the store and this controller's turn."""
@@ -52,41 +64,31 @@ class CloudLife:
 
     def backend_for(self, job):
         """The backend that placed ``job`` (its partition's at submission)."""
-        return self.backend if job.rec.backend == self.backend.name else self.cloud()
+        return self.backend if job.rec.backend == self.backend.name else self.backend_named(job.rec.backend)
 
     def on_this_machine(self, job) -> bool:
         return self.backend_for(job).on_this_machine
 
-    def cloud_needed(self) -> bool:
-        """At start: live bids, bids whose billing record is still to be read, or Mithril jobs left by
-        a previous controller."""
-        if any(job.rec.backend != self.backend.name for job in self.jobs.values()):
-            return True
-        try:
-            row = self.conn.execute("SELECT 1 FROM bids WHERE ended IS NULL LIMIT 1").fetchone()
-            return row is not None or bool(bids.unsettled(self.conn))
-        except Exception:
-            return False
+    def backends_recover(self) -> None:
+        """At start: every backend that jobs in the store use or that left records of its own is made;
+        each lets go of what ended jobs hold and resumes the rest."""
+        names = {job.rec.backend for job in self.jobs.values()} | set(with_records(self.conn))
+        names.discard(self.backend.name)
+        live = {job_id for job_id, job in self.jobs.items() if job.rec.state in LIVE_STATES}
+        for name in sorted(names):
+            self.backend_named(name).recover(live)
 
-    def cloud_recover(self) -> None:
-        """Bids of jobs that are over are deleted; every live bid goes back to the worker."""
-        if not self.cloud_needed():
-            return
-        backend = self.cloud()
-        for row in list(backend.rows.values()):
-            job = self.jobs.get(row.job_id)
-            if not row.must_delete and (job is None or job.rec.state not in ("PENDING", "RUNNING", "COMPLETING")):
-                backend.withdraw(row.job_id)
-        backend.kick()
+    def backends_resync(self) -> None:
+        """After a turn was undone: each backend's records as stored."""
+        for backend in list(self.backends.values()):
+            backend.resync()
 
-    def cloud_resync(self) -> None:
-        """After a turn was undone: the records as stored, handed to the worker again."""
-        if self.mithril is not None:
-            self.mithril.reload()
-            self.mithril.kick()
+    def backends_busy(self) -> bool:
+        return bool(self.deferred) or any(backend.busy() for backend in self.backends.values())
 
-    def cloud_busy(self) -> bool:
-        return bool(self.deferred) or (self.mithril is not None and self.mithril.busy())
+    def backends_close(self) -> None:
+        for backend in self.backends.values():
+            backend.close()
 
     # ------------------------------------------------------------ submissions waiting for the market
 
@@ -100,13 +102,12 @@ class CloudLife:
             conn.deferred -= 1
             self.handle_message(conn, message)
 
-    # ------------------------------------------------------------ the worker's reports
+    # ------------------------------------------------------------ what backends report
 
-    def cloud_turn(self, now: float) -> None:
-        if self.mithril is None:
-            return
-        for event in self.mithril.events(now):
-            self.apply_event(event)
+    def backends_turn(self, now: float) -> None:
+        for backend in list(self.backends.values()):
+            for event in backend.events(now):
+                self.apply_event(event)
 
     def apply_event(self, event) -> None:
         """What a backend said, done to the job it names (whichever backend said it)."""
@@ -126,13 +127,15 @@ class CloudLife:
                 if self.jobs[job_id].rec.state == "PENDING":
                     self.hold_refused(self.jobs[job_id], reason)
 
-    def cloud_split_task(self, array, task) -> None:
-        """An array task split off its array's record: its bid (and what it cost) go with it."""
-        if self.mithril is None or self.on_this_machine(task):
+    def split_task_claim(self, array, task) -> None:
+        """An array task split off its array's record: what its backend holds for it (and what that
+        cost) go with it."""
+        backend = self.backends.get(task.rec.backend)
+        if backend is None or backend.on_this_machine:
             return
-        self.mithril.split_task(array.job_id, task.rec.array_task_id, task.job_id)
-        task.rec.cost_cents = self.mithril.job_cost_cents(task.job_id)
-        array.rec.cost_cents = self.mithril.job_cost_cents(array.job_id)
+        backend.split_task(array.job_id, task.rec.array_task_id, task.job_id)
+        task.rec.cost_cents = backend.job_cost_cents(task.job_id)
+        array.rec.cost_cents = backend.job_cost_cents(array.job_id)
 
     def record_cost(self, job_id: int, cents: float | None) -> None:
         job = self.jobs.get(job_id)
@@ -159,7 +162,7 @@ class CloudLife:
     # ------------------------------------------------------------ preemption
 
     def preempt(self, job) -> None:
-        """The bid is being preempted: signal the job within the notice (once)."""
+        """The job's nodes are being taken back (a spot bid preempted): signal it within the notice (once)."""
         if job.rec.state not in ("RUNNING", "COMPLETING") or job.end_state is not None:
             return
         request = self.request_of(job)
@@ -188,15 +191,16 @@ class CloudLife:
 
     def preempted(self, job, exit_code: int, sig: int) -> None:
         """A preempted run is over (its resources already released): requeued, or PREEMPTED."""
-        self.cloud_run_over(job, "PREEMPTED")
+        self.backend_run_over(job, "PREEMPTED")
         if job.rec.requeue:
             self.write()
             self.requeue(job)
         else:
             self.finish(job, "PREEMPTED", exit_code, sig, reason="None")
 
-    def cloud_run_over(self, job, outcome: str) -> None:
-        """A Mithril job's run ended (or it left the queue): its bids go, with how it ended."""
+    def backend_run_over(self, job, outcome: str) -> None:
+        """A job's run on a backend elsewhere ended (or it left the queue): what it held there goes,
+        with how it ended."""
         if self.on_this_machine(job):
             return
         backend = self.backend_for(job)
@@ -204,4 +208,4 @@ class CloudLife:
         backend.record_outcome(job.job_id, job.rec.restart_count, outcome)
 
 
-__all__ = ["CloudLife"]
+__all__ = ["BackendLife"]
