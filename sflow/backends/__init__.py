@@ -19,6 +19,10 @@ def make_backend(name: str, cluster, context: BackendContext):
         backend = MithrilBackend(context)
         backend.reload()
         return backend
+    if name == "fake":
+        from sflow.backends.fake import FakeBackend
+
+        return FakeBackend()
     raise SlurmError(f"Batch job submission failed: backend {name} is not available")
 
 
