@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from sflow.slurm.values import format_timelimit_scontrol, parse_time_limit
+
 RULE = "-------------------- --------------------\n"
 
 # How srun -v shows a value when it differs from the text given.
@@ -10,8 +12,6 @@ _FLAG_WORD = "set"
 
 
 def _shown(long: str, raw: str | None, count: int) -> str:
-    from sflow.slurm.values import format_timelimit_scontrol, parse_time_limit
-
     if long == "verbose":
         return str(count)
     if raw is None:

@@ -1,8 +1,9 @@
 """Build each Lark grammar once per process, from grammar/*.lark.
 
-lark itself is imported here, lazily: a shim that never parses a value or a
-directive (``squeue``, ``--help``) does not pay for it. ``cache=True`` keeps the
-compiled LALR tables on disk across processes.
+Only this module imports lark, and its users import it where they parse, not at
+their top: a shim that never parses a value or a directive (``squeue``,
+``--help``) does not pay for lark. ``cache=True`` keeps the compiled LALR
+tables on disk across processes.
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
+from lark import Lark
+from lark.exceptions import LarkError
+
 from sflow._resources import GRAMMAR_DIR
+
+__all__ = ["LarkError", "parser"]  # LarkError: what a parse raises, for callers that import lark no other way
 
 
 @lru_cache(maxsize=None)
 def parser(name: str, start: str | tuple[str, ...] = "start"):
     """The LALR parser for ``grammar/<name>.lark``."""
-    from lark import Lark
-
     return Lark.open(
         os.path.join(GRAMMAR_DIR, f"{name}.lark"),
         parser="lalr",
@@ -26,3 +30,4 @@ def parser(name: str, start: str | tuple[str, ...] = "start"):
         propagate_positions=False,
         maybe_placeholders=False,
     )
+

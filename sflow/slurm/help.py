@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from sflow._resources import load_compat_table
+from sflow.slurm.options import table
+
 VERSION_LINE = "slurm-wlm 22.05.8"
 
 USAGE_TAIL = {
@@ -13,8 +16,6 @@ USAGE_TAIL = {
 
 def recorded(command: str, kind: str) -> str | None:
     """What SLURM itself prints for ``--help``/``--usage`` (compat/help_texts.toml), or None."""
-    from sflow._resources import load_compat_table
-
     return load_compat_table("help_texts.toml").get(command, {}).get(kind)
 
 
@@ -41,15 +42,11 @@ def _line(option) -> str:
 
 def _recorded(command: str, kind: str) -> str | None:
     """The command's own text, where compat/help.toml holds it as SLURM prints it."""
-    from sflow._resources import load_compat_table
-
     text = load_compat_table("help.toml").get(command, {}).get(kind)
     return text[:-1] if text else None  # print() gives back the final newline
 
 
 def render_help(command: str) -> str:
-    from sflow.slurm.options import table
-
     recorded = _recorded(command, "help")
     if recorded is not None:
         return recorded
@@ -67,8 +64,6 @@ def render_help(command: str) -> str:
 
 def _sections(command: str, options: list) -> list[tuple[str, list]]:
     """The options under SLURM's own headings (compat/help_sections.toml); the rest under the first."""
-    from sflow._resources import load_compat_table
-
     recorded = load_compat_table("help_sections.toml").get(command, [])
     if not recorded:
         return [("Parallel run options:" if command in USAGE_TAIL else "Options:", options)]
@@ -80,8 +75,6 @@ def _sections(command: str, options: list) -> list[tuple[str, list]]:
 
 
 def render_usage(command: str) -> str:
-    from sflow.slurm.options import table
-
     recorded = _recorded(command, "usage")
     if recorded is not None:
         return recorded

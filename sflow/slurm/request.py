@@ -426,6 +426,7 @@ def _check_against(cluster: Any, settings: list[Setting]) -> None:
 
 def _build(settings: list[Setting], script_text, script_path, script_args, default_name, *,
            env, cwd, user, uid, gid, host, now) -> Submission:
+    # deferred: pydantic costs ~30 ms at srun's start, which uses only convert()
     from sflow.slurm.model import JobRequest, SubmitFlags
 
     warnings: list[str] = []

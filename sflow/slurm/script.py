@@ -74,9 +74,8 @@ def directives(text: str, prefixes: tuple[str, ...] = (SBATCH_PREFIX, SFLOW_PREF
 
 def split_words(text: str, line: int | None = None) -> tuple[str, ...]:
     """Split a directive's argument text into words, honouring quotes and comments."""
-    from lark.exceptions import LarkError
-
-    from sflow.slurm.grammars import parser
+    # deferred: lark costs ~40 ms, and srun imports this module for the request's option values only
+    from sflow.slurm.grammars import LarkError, parser
 
     try:
         tree = parser("directive").parse(text)

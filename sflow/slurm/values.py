@@ -34,9 +34,8 @@ _STARTS = ("time_limit", "hostlist", "array", "dependency", "memory", "gpus", "g
 
 
 def _parse(kind: str, text: str):
-    from lark.exceptions import LarkError
-
-    from sflow.slurm.grammars import parser
+    # deferred: lark costs ~40 ms, and squeue, scancel and sacct use only the values that need no grammar
+    from sflow.slurm.grammars import LarkError, parser
 
     if not isinstance(text, str) or not text.strip():
         raise InvalidValue(kind, text if isinstance(text, str) else repr(text))
