@@ -15,9 +15,11 @@ import signal as _signal
 import subprocess
 from dataclasses import dataclass
 
+from sflow.exec.context import job_context
 from sflow.exec.env import JobContext, batch_environment
 from sflow.exec.node_names import NodeNames, popen_on_node, warning
 from sflow.queue import paths
+from sflow.slurm.values import expand_output_pattern
 
 # $1: status file; the rest: the script and its arguments. Traps (not ignores)
 # keep the wrapper alive through signals meant for the job: a trapped signal
@@ -75,8 +77,6 @@ def _open_output(path: str, append: bool) -> int:
 
 def output_paths(ctx: JobContext, stdout_pattern: str, stderr_pattern: str | None, input_pattern: str | None):
     """The batch step's stdout, stderr and stdin paths, patterns expanded (``%s`` is ``batch``)."""
-    from sflow.slurm.values import expand_output_pattern
-
     fields = {
         "job_id": ctx.job_id, "job_name": ctx.job_name, "user": ctx.user,
         "node_name": ctx.nodes[0].name, "node_id": 0, "step_id": "batch", "task_id": 0,
@@ -123,8 +123,6 @@ def start_batch(job, request, alloc, cluster, home: str | None = None,
                 node_names: NodeNames | None = None) -> BatchProcess:
     """The controller's seam: start ``job``'s batch step on ``alloc`` as ``request`` asks, its
     processes on their nodes as ``node_names`` (``sflow.exec.node_names.prepare``) says."""
-    from sflow.exec.context import job_context
-
     ctx = job_context(job, request, alloc, cluster)
     return launch_batch(
         ctx, request.script, request.script_args, request.environment, home=home or paths.home(),

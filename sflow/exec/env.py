@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
+from sflow.exec.layout import ranks_by_node
 from sflow.records import AllocatedNode
-from sflow.slurm.values import compress_counts
+from sflow.slurm.values import compress_counts, compress_hostlist
 
 
 @dataclass
@@ -65,8 +66,6 @@ class JobContext:
 
     @property
     def nodelist(self) -> str:
-        from sflow.slurm.values import compress_hostlist
-
         return compress_hostlist([n.name for n in self.nodes])
 
     def to_json(self) -> dict:
@@ -106,8 +105,6 @@ class StepContext:
     pty_size: tuple[int, int] | None = None  # --pty: (rows, columns) of srun's terminal at the start
 
     def ranks(self) -> list[list[int]]:
-        from sflow.exec.layout import ranks_by_node
-
         return ranks_by_node(self.tasks_per_node, self.distribution, self.plane_size)
 
 
@@ -239,8 +236,6 @@ TABLE: list[tuple[str, str, Getter]] = [
 
 
 def _step_nodelist(step: StepContext) -> str:
-    from sflow.slurm.values import compress_hostlist
-
     return compress_hostlist([n.name for n in step.nodes])
 
 

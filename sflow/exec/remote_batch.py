@@ -30,6 +30,10 @@ deletes its bid once the lease runs out, so the bid outlives the machine
 running sflow by one lease at most (``sflow.mithril.deadman``).
 
 Every value reaching a remote shell is quoted (``sflow.remote.command``).
+
+The agent's SSH side (asyncssh, ``sflow.remote``) and Mithril's settings (httpx) are imported
+where the agent uses them: the controller imports this module to signal every job, local ones
+too, and would otherwise pay ~200 ms for them.
 """
 
 from __future__ import annotations
@@ -43,8 +47,14 @@ import signal as _signal
 import subprocess
 import sys
 import time
+import traceback
 
-from sflow.exec.remote_env import LEASE, STATE_DIR, job_dir as remote_job_dir, portable, submit_dir as remote_submit_dir
+from sflow.exec.batch import WRAPPER, BatchProcess, _open_output, output_paths, process_start_time, unshellable
+from sflow.exec.context import job_context
+from sflow.exec.env import JobContext, batch_environment
+from sflow.exec.remote_env import (LEASE, STATE_DIR, job_dir as remote_job_dir, portable, relative_to_home,
+                                  submit_dir as remote_submit_dir)
+from sflow.queue.paths import job_dir
 
 SPEC_NAME = "remote.json"
 SIGNALS_NAME = "signals"  # "<signal> <mode>" lines: signals for the batch shell or steps only
@@ -69,7 +79,7 @@ def _env_seconds(name: str, default: float) -> float:
 
 def _lease_renew_seconds() -> float | None:
     """How often the agent renews the nodes' leases (None: the dead-man switch is off)."""
-    from sflow.mithril.fetch import load_settings
+    from sflow.mithril.fetch import load_settings  # deferred: httpx (module docstring)
 
     switch = load_settings().deadman
     return switch["lease_renew_seconds"] if switch else None
@@ -77,10 +87,6 @@ def _lease_renew_seconds() -> float | None:
 
 def start_remote_batch(job, request, alloc, cluster, home: str):
     """Write the job's files and start its agent; the agent's pid is the job's process group."""
-    from sflow.exec.batch import BatchProcess, _open_output, output_paths, process_start_time
-    from sflow.exec.context import job_context
-    from sflow.queue.paths import job_dir
-
     ctx = job_context(job, request, alloc, cluster)
     directory = job_dir(home, ctx.job_id)
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -159,8 +165,6 @@ def request_signal(pid: int, directory: str, signum: int, mode: str) -> bool:
 
 class Agent:
     def __init__(self, directory: str):
-        from sflow.exec.env import JobContext
-
         self.directory = directory
         with open(os.path.join(directory, SPEC_NAME)) as handle:
             self.spec = json.load(handle)
@@ -256,8 +260,6 @@ class Agent:
         except asyncio.CancelledError:
             rc = 128 + next(s for s in self.early if s in TERMINATING)
         except Exception as err:
-            import traceback
-
             traceback.print_exc()
             self.note(f"batch step on {self.ctx.nodes[0].name} failed: {err}")
             rc = None
@@ -298,8 +300,9 @@ class Agent:
             await asyncio.sleep(every)
 
     async def run(self) -> int | None:
-        from sflow.remote.knownhosts import KnownHosts
+        # deferred: the agent's SSH side (module docstring)
         from sflow.remote.keys import client_key
+        from sflow.remote.knownhosts import KnownHosts
 
         self.key = client_key(self.home)
         self.known = KnownHosts(os.path.join(self.home, "known_hosts"))
@@ -335,7 +338,7 @@ class Agent:
 
     async def connect(self, node):
         """One node, retried while it boots (sshd may come up after the instance says it runs)."""
-        from sflow.remote.ssh import RemoteError, Target, connect
+        from sflow.remote.ssh import RemoteError, Target, connect  # deferred: asyncssh (module docstring)
 
         target = Target(node.address, pin=node.instance)
         deadline = time.monotonic() + self.spec["connect_seconds"]
@@ -360,8 +363,7 @@ class Agent:
         return f"{base}/{rel.replace(os.sep, '/')}"
 
     async def stage_node(self, conn, work: str, remote_home: str) -> None:
-        from sflow.exec.remote_env import relative_to_home
-        from sflow.remote.stage import stage
+        from sflow.remote.stage import stage  # deferred: asyncssh (module docstring)
 
         source = self.spec["submit_dir"]
         if os.path.isdir(source):
@@ -371,6 +373,7 @@ class Agent:
 
     async def stage_first(self, remote_home: str, work: str) -> None:
         """The job's own files on the first node, where the batch step and its srun run."""
+        # deferred: the agent's SSH side (module docstring)
         import asyncssh
 
         from sflow.remote.keys import key_path
@@ -417,9 +420,6 @@ class Agent:
 
     def command(self, remote_home: str, work: str) -> tuple[str, dict]:
         """The wrapped batch step and its environment (values are quoted by ``build_command``)."""
-        from sflow.exec.batch import WRAPPER, unshellable
-        from sflow.exec.env import batch_environment
-
         state = f"{remote_home}/{self.state}"
         base = dict(self.spec["env"])
         base["SFLOW_HOME"] = f"{remote_home}/{STATE_DIR}"
@@ -436,7 +436,7 @@ class Agent:
         return command, env
 
     def follow(self, conn):
-        from sflow.remote.stage import Follower
+        from sflow.remote.stage import Follower  # deferred: asyncssh (module docstring)
 
         follower = Follower(conn, interval=self.spec["follow_seconds"])
         follower.add(f"{self.state}/stdout", self.spec["stdout"], offset=0)
@@ -498,7 +498,7 @@ class Agent:
         return None
 
     async def connect_once(self, node):
-        from sflow.remote.ssh import Target, connect
+        from sflow.remote.ssh import Target, connect  # deferred: asyncssh (module docstring)
 
         return await connect(Target(node.address, pin=node.instance), key=self.key, known_hosts=self.known,
                              timeout=10)

@@ -51,6 +51,7 @@ class RemoteTasks:
 
     def _client(self):
         if self.client is None:
+            # deferred: asyncssh costs ~170 ms at srun's start; only a step on instances needs it
             from sflow.remote.client import SshClient
 
             self.client = SshClient(timeout=30)  # sflow's key and pins under SFLOW_HOME
@@ -77,6 +78,7 @@ class RemoteTasks:
         return write
 
     def start(self, task, node, env: dict) -> None:
+        # deferred: asyncssh, as above
         from sflow.remote.ssh import Target
 
         runner = self.runner

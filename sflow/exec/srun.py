@@ -10,6 +10,7 @@ run there over SSH (``sflow.exec.remote_srun``).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import queue
 import signal as _signal
@@ -22,10 +23,14 @@ from dataclasses import dataclass, field
 from sflow.errors import SlurmError
 from sflow.exec.env import JobContext, StepContext, Where, task_environment
 from sflow.exec.layout import block_layout
+from sflow.exec.multiprog import argv_for
 from sflow.exec.node_names import popen_on_node
 from sflow.exec.remote_srun import RemoteTasks, is_remote
 from sflow.exec.terminal import Relay, open_pair, take_terminal
 from sflow.exec.usage import Gauge, children_map, save as save_usage, tree
+from sflow.exec.verbose import gpu_bind_note, task_list
+from sflow.slurm.indexset import IndexSet
+from sflow.slurm.values import expand_output_pattern
 
 # The signals srun catches and passes on to its tasks; the controller leaves srun out when it
 # sends one of them to every process of a job (sflow.queue.launch.signal_job).
@@ -89,8 +94,6 @@ class Task:
 
 
 def load_context(home: str, job_id: str) -> JobContext | None:
-    import json
-
     path = os.path.join(home, "jobs", str(job_id), "context.json")
     try:
         with open(path) as handle:
@@ -156,8 +159,6 @@ def plan_step(job: JobContext, req: StepRequest, inherited_ntasks: int | None,
 
 
 def _describe(ranks: list[int]) -> str:
-    from sflow.slurm.indexset import IndexSet
-
     text = IndexSet.of(ranks).ranges_text()
     return f"tasks {text}" if len(ranks) > 1 else f"task {text}"
 
@@ -266,8 +267,6 @@ class StepRunner:
             self.err.flush()
 
     def _pattern(self, pattern: str, task: Task) -> str:
-        from sflow.slurm.values import expand_output_pattern
-
         node = self.step.nodes[task.node_index]
         path = expand_output_pattern(pattern, {
             "job_id": self.job.job_id, "job_name": self.job.job_name, "user": self.job.user,
@@ -324,7 +323,6 @@ class StepRunner:
             return None
         if not node.gpu_indices:
             return None
-        from sflow.exec.verbose import gpu_bind_note
 
         bound = node.gpu_indices if task_gpus is None else task_gpus
         return gpu_bind_note(tuple(bound), tuple(node.gpu_indices))
@@ -332,13 +330,10 @@ class StepRunner:
     def _argv(self, rank: int) -> list[str]:
         if self.req.programs is None:
             return self.req.argv
-        from sflow.exec.multiprog import argv_for
 
         return argv_for(self.req.programs, rank, self.req.argv[1:]) or self.req.argv
 
     def _announce(self, by_node: list[list[int]]) -> None:
-        from sflow.exec.verbose import task_list
-
         if self.req.verbose < 1:
             return
         step = f"{self.job.job_id}.{self.step.step_id}"

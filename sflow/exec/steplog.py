@@ -10,6 +10,9 @@ import json
 import os
 import time
 
+from sflow.records import StepRecord
+from sflow.slurm.values import compress_hostlist
+
 
 def _path(home: str, job_id: int) -> str:
     return os.path.join(home, "jobs", str(job_id), "steps.jsonl")
@@ -26,8 +29,6 @@ def _append(home: str, job_id: int, entry: dict) -> None:
 
 def started(home: str, job_id: int, step, name: str, given=()) -> None:
     """``given``: srun's (option, raw value) pairs, for what ``scontrol show step`` shows of them."""
-    from sflow.slurm.values import compress_hostlist
-
     tasks = sum(step.tasks_per_node)
     _append(home, job_id, {
         "event": "start", "step_id": str(step.step_id), "name": name, "time": time.time(),
@@ -114,8 +115,6 @@ def cancelled(home: str, job_id: int, step_id) -> tuple[int, float] | None:
 
 def running_batch_step(home: str, job):
     """The batch step of a running job (recorded only when it ends), from its start and first node."""
-    from sflow.records import StepRecord
-
     node, cpus = job.nodelist, job.num_cpus
     try:
         with open(os.path.join(home, "jobs", str(job.job_id), "context.json")) as handle:
@@ -140,8 +139,6 @@ def live_steps(home: str, jobs, recorded=()) -> list:
 
 def read_steps(home: str, job_id: int) -> list:
     """StepRecords of the job's srun steps, in start order."""
-    from sflow.records import StepRecord
-
     steps: dict[str, StepRecord] = {}
     try:
         with open(_path(home, job_id)) as handle:

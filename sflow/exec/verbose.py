@@ -6,6 +6,7 @@ Pure text in, text (or SLURM's refusal) out.
 from __future__ import annotations
 
 from sflow.errors import SlurmError
+from sflow.slurm.indexset import IndexSet
 
 _LEVELS = ("*", "block", "cyclic", "fcyclic")
 
@@ -79,8 +80,6 @@ def gpu_bind_note(bound: tuple[int, ...], step_gpus: tuple[int, ...]) -> str:
 
 def task_list(ranks: list[int]) -> str:
     """``0`` for one task, ``[0-2]`` or ``[0,2]`` for more, as srun's launch lines show them."""
-    from sflow.slurm.indexset import IndexSet
-
     text = IndexSet.of(ranks).ranges_text()
     return text if len(ranks) == 1 else f"[{text}]"
 
