@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from sflow.slurm.values import format_timelimit_scontrol, parse_time_limit
-
 RULE = "-------------------- --------------------\n"
 
 # How srun -v shows a value when it differs from the text given.
@@ -12,6 +10,9 @@ _FLAG_WORD = "set"
 
 
 def _shown(long: str, raw: str | None, count: int) -> str:
+    # deferred: values costs ~8 ms at squeue's start, which needs only format_memory_mb from here
+    from sflow.slurm.values import format_timelimit_scontrol, parse_time_limit
+
     if long == "verbose":
         return str(count)
     if raw is None:

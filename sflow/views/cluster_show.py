@@ -8,8 +8,14 @@ them; ``machine_facts`` reads this machine for callers that show it.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
+
+from sflow.conf import config_rows
+from sflow.slurm.display import format_memory_mb
+from sflow.slurm.values import InvalidValue, compress_hostlist, expand_hostlist, format_timelimit_scontrol
+from sflow.users import name_of, uid_of
 
 SLURM_VERSION = "22.05.8"
 # A node's state as sflow tracks it; DRAINED/DRAINING are drained nodes without/with jobs.
@@ -104,8 +110,6 @@ def iso_time(epoch: float | None) -> str:
 
 
 def memory(mb: int) -> str:
-    from sflow.slurm.display import format_memory_mb
-
     return format_memory_mb(mb)
 
 
@@ -114,8 +118,6 @@ def _yes(flag: bool) -> str:
 
 
 def _hms(minutes: int | None, unset: str) -> str:
-    from sflow.slurm.values import format_timelimit_scontrol
-
     return unset if minutes is None else format_timelimit_scontrol(minutes)
 
 
@@ -184,8 +186,6 @@ def show_node(cluster, node_states: dict, name: str | None = None, *, one_liner:
     """``scontrol show node [NAME]``; NAME may be a hostlist. Empty when no node matches."""
     wanted = None
     if name is not None:
-        from sflow.slurm.values import InvalidValue, expand_hostlist
-
         try:
             wanted = set(expand_hostlist(name))
         except InvalidValue:
@@ -199,8 +199,6 @@ def show_node(cluster, node_states: dict, name: str | None = None, *, one_liner:
 
 
 def _partition_lines(cluster, part) -> list[str]:
-    from sflow.slurm.values import compress_hostlist
-
     by_name = {n.name: n for n in cluster.nodes}
     members = [by_name[n] for n in part.nodes if n in by_name]
     cpus = sum(n.cpus for n in members)
@@ -258,14 +256,10 @@ _UNITS = ("sec", "min", "usec", "percent", "nodes/min")
 
 
 def _config_rows() -> list[dict]:
-    from sflow.conf import config_rows
-
     return config_rows()
 
 
 def _user(name: str) -> str:
-    from sflow.users import name_of, uid_of
-
     if name.isdecimal():
         return f"{name_of(int(name)) or name}({name})"
     uid = uid_of(name)
@@ -361,8 +355,6 @@ def show_config(cluster, *, now: float | None = None, boot_time: float | None = 
 
 def _range_error(text: str) -> str:
     """scontrol's first line for a bracket range it cannot read (``node[3-1]``), else nothing."""
-    import re
-
     for body in re.findall(r"\[([^\[\]]*)\]", text):
         for item in body.split(","):
             low, _, high = item.partition("-")
@@ -372,8 +364,6 @@ def _range_error(text: str) -> str:
 
 
 def _expand(text: str) -> list[str] | None:
-    from sflow.slurm.values import InvalidValue, expand_hostlist
-
     try:
         return expand_hostlist(text)
     except InvalidValue:
@@ -391,16 +381,12 @@ def show_hostnames(text: str) -> tuple[str, str, int]:
 
 
 def _natural(name: str) -> tuple:
-    import re
-
     match = re.match(r"^(.*?)(\d*)$", name)
     return (match.group(1), int(match.group(2)) if match.group(2) else -1, name)
 
 
 def show_hostlist(text: str, sort: bool = False) -> tuple[str, str, int]:
     """``scontrol show hostlist[sorted] TEXT``: TEXT is a list, or a file (absolute path) of names."""
-    from sflow.slurm.values import compress_hostlist
-
     if text.startswith("/"):
         try:
             with open(text) as handle:

@@ -6,6 +6,7 @@ no width means the value as it is.
 
 from __future__ import annotations
 
+import grp
 import os
 import re
 import time
@@ -148,10 +149,8 @@ def squeue_job_id(job) -> str:
 
 def group_name(gid: int) -> str:
     try:
-        import grp
-
         return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
+    except KeyError:
         return str(gid)
 
 

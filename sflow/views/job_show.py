@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 from sflow.records import INFINITE, JobRecord
+from sflow.slurm.display import format_memory_mb
+from sflow.slurm.values import expand_hostlist, format_timelimit_scontrol
 from sflow.views.fmt import array_text, group_name, iso_time
 
 # Keys per printed line, as scontrol 22.05 groups them.
@@ -42,8 +44,6 @@ LINES = [
 def _tres(job: JobRecord, node_memory_mb: int | None) -> str:
     """The job's trackable resources; a pending job's count the memory it would get per node
     (a requeued one still shows what its last run was given), or per GPU with --mem-per-gpu."""
-    from sflow.slurm.display import format_memory_mb
-
     mem = ""
     if job.state == "PENDING" and not job.restart_count:
         per_gpu = _tres_per(job).get("MemPerTres", "").rpartition(":")[2]
@@ -66,9 +66,6 @@ def _tres_per(job: JobRecord) -> dict[str, str]:
 
 def job_fields(job: JobRecord, now: float, host: str = "localhost",
                node_memory_mb: int | None = None) -> dict[str, str]:
-    from sflow.slurm.display import format_memory_mb
-    from sflow.slurm.values import expand_hostlist, format_timelimit_scontrol
-
     running = job.state not in ("PENDING",)
     used = int(((job.end_time or now) - job.start_time)) if running and job.start_time else 0
     days, rest = divmod(used, 86400)
@@ -190,8 +187,6 @@ def _job_gres(job: JobRecord) -> str:
 
 def show_steps(steps: list, jobs: dict[int, JobRecord], *, one_liner: bool = False) -> str:
     """``scontrol show step``: running steps, the batch step's few fields and srun's."""
-    from sflow.views.fmt import iso_time
-
     blocks = []
     for step in steps:
         job = jobs.get(step.job_id)

@@ -5,8 +5,14 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from sflow.errors import UsageError
+from sflow.exec.usage import format_cpu, format_kb
+from sflow.queue.select import parse_job_spec, split_ids
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
-from sflow.slurm.values import InvalidTime, parse_time
+from sflow.slurm.display import format_memory_mb
+from sflow.slurm.getopt import getopt
+from sflow.slurm.help import VERSION_LINE, recorded
+from sflow.slurm.values import InvalidTime, format_elapsed_sacct, parse_time
 from sflow.views.costs import billed
 from sflow.views.fmt import group_name, iso_time, job_id_display, load_table, render_columns, step_order
 
@@ -21,9 +27,6 @@ def _elapsed(start: float | None, end: float | None, now: float) -> int:
 
 
 def _job_value(name: str, job: JobRecord, now: float, steps: list[StepRecord] = ()) -> str:
-    from sflow.slurm.display import format_memory_mb
-    from sflow.slurm.values import format_elapsed_sacct
-
     elapsed = _elapsed(job.start_time if job.state != "PENDING" else None, job.end_time, now)
     if name == "JobID":
         return job_id_display(job)
@@ -107,16 +110,12 @@ def _job_value(name: str, job: JobRecord, now: float, steps: list[StepRecord] = 
     if name == "Suspended":
         return "00:00:00"
     if name in ("TotalCPU", "UserCPU", "SystemCPU"):
-        from sflow.exec.usage import format_cpu
-
         user, system = job_cpu(list(steps))
         return format_cpu({"TotalCPU": user + system, "UserCPU": user, "SystemCPU": system}[name])
     return ""
 
 
 def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
-    from sflow.slurm.values import format_elapsed_sacct
-
     elapsed = _elapsed(step.start_time, step.end_time, now)
     if name == "JobID":
         return f"{job_id_display(job)}.{step.step_id}"
@@ -168,9 +167,6 @@ STEP_USAGE = frozenset({"MaxRSS", "AveRSS", "MaxVMSize", "AveVMSize", "MaxRSSNod
 def usage_value(name: str, used: dict | None, ntasks: int = 1, live: bool = False) -> str:
     """A usage field of one step from what was measured (``sflow.exec.usage``); sstat (``live``) shows
     the current mean for AveRSS and AveVMSize, sacct the tasks' mean high-water mark."""
-    from sflow.exec.usage import format_cpu, format_kb
-    from sflow.slurm.values import format_elapsed_sacct
-
     if used is None:
         return ""
     user, system = used.get("user_cpu", 0.0), used.get("sys_cpu", 0.0)
@@ -223,8 +219,6 @@ def _parse_time(text: str, now: float | None = None) -> float:
     except InvalidTime as err:
         if err.pos is None:  # nothing to read: SLURM takes it as the epoch
             return 0.0
-        from sflow.errors import UsageError
-
         # sacct prints the parser's line bare (no "sacct: error:") and nothing more.
         raise UsageError([err.position_line()], 1) from None
 
@@ -235,9 +229,6 @@ def _as_stored(value: str) -> str:
 
 def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], *, now: float | None = None,
                user: str = "", env: dict | None = None) -> tuple[str, str, int]:
-    from sflow.queue.select import parse_job_spec, split_ids
-    from sflow.slurm.getopt import getopt
-
     now = time.time() if now is None else now
     parsed = getopt("sacct", argv)
     if parsed.positionals:  # sacct takes no operands: each is named, and nothing is listed
@@ -301,12 +292,8 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
         elif name == "endtime":
             end = _parse_time(raw, now)
         elif name in ("help", "usage", "helpformat"):
-            from sflow.slurm.help import recorded
-
             return recorded("sacct", name), "", 0
         elif name == "version":
-            from sflow.slurm.help import VERSION_LINE
-
             return VERSION_LINE + "\n", "", 0
     if start is not None and start > (now if end is None else end):
         return "", (f"sacct: error: Start time ({iso_time(start)}) requested is after end time "

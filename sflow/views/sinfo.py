@@ -22,8 +22,13 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from sflow.errors import SlurmError, UsageError
-from sflow.views.cluster_show import IDLE_NODE, base_state, is_drained, iso_time, slurm_state
+from sflow.errors import SlurmError, UsageError, render as render_error
+from sflow.records import INFINITE
+from sflow.slurm.getopt import getopt, with_environment
+from sflow.slurm.help import VERSION_LINE, recorded
+from sflow.slurm.values import InvalidValue, compress_hostlist, expand_hostlist, format_elapsed
+from sflow.views.cluster_show import IDLE_NODE, base_state, gpu_gres, is_drained, iso_time, slurm_state
+from sflow.views.fmt import load_table
 
 USAGE = ("Usage: sinfo [-abdelNRrsTv] [-i seconds] [-t states] [-p partition] [-n nodes]\n"
          "             [-S fields] [-o format] [-O Format] [--federation] [--local]\n")
@@ -57,8 +62,6 @@ DRAIN_FLAG = 0x200
 
 @lru_cache(maxsize=None)
 def fields() -> tuple[dict, ...]:
-    from sflow.views.fmt import load_table
-
     return tuple(load_table("sinfo_format.toml"))
 
 
@@ -190,8 +193,6 @@ class SinfoArgs:
 
 
 def parse_args(argv: list[str], env=None) -> SinfoArgs:
-    from sflow.slurm.getopt import getopt, with_environment
-
     env = env or {}
     # sinfo checks its variables before reading the command line, so this beats even --help;
     # a variable that is set counts, whatever its value.
@@ -374,9 +375,6 @@ def _range(values: list, shown) -> str:
 
 
 def _limit(minutes: int | None, unset: str) -> str:
-    from sflow.records import INFINITE
-    from sflow.slurm.values import format_elapsed
-
     if minutes is None:
         return unset
     return "infinite" if minutes == INFINITE else format_elapsed(minutes * 60)
@@ -484,8 +482,6 @@ class Values:
         return str(sum(use.alloc_mem_mb for use in rec.uses))
 
     def node_list(self, rec):
-        from sflow.slurm.values import compress_hostlist
-
         return compress_hostlist([n.name for n in rec.nodes])
 
     # node attributes: the smallest ("2+"), a range, or shared by the record's nodes
@@ -536,7 +532,6 @@ class Values:
     def gres_used(self, rec):
         if not rec.nodes or not rec.nodes[0].gpus:
             return None
-        from sflow.views.cluster_show import gpu_gres
 
         return gpu_gres(rec.nodes[0], sum(use.alloc_gpus for use in rec.uses))
 
@@ -613,8 +608,6 @@ def _state_rank(rec: Record) -> int:
 
 
 def _records(args: SinfoArgs, specs: list[Spec], cluster, node_states: dict, values: Values) -> list[Record]:
-    from sflow.slurm.values import InvalidValue, expand_hostlist
-
     if args.partitions is not None:
         parts = [p for p in cluster.partitions if p.name in args.partitions]
     else:
@@ -775,17 +768,11 @@ def sinfo_main(argv: list[str], cluster, node_states: dict, now: float | None = 
                env=None, dump: bool = True) -> tuple[str, str, int]:
     """``sinfo ARGV`` over the cluster and each node's state: (stdout, stderr, exit code);
     ``dump``: print -v's dump of the options (an --iterate loop prints it once)."""
-    from sflow.errors import render as render_error
-
     try:
         args = parse_args(argv, env)
         if args.action == "version":
-            from sflow.slurm.help import VERSION_LINE
-
             return VERSION_LINE + "\n", "", 0
         if args.action in ("usage", "help"):
-            from sflow.slurm.help import recorded
-
             return recorded("sinfo", args.action) or USAGE, "", 0
         out, err, code = render(args, cluster, node_states, now)
         return (dump_options(args) if args.verbose and dump else "") + out, err, code

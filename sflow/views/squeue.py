@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 
 from sflow.errors import SlurmError
+from sflow.queue.select import parse_job_spec, split_ids
 from sflow.records import FINISHED_STATES, INFINITE, JOB_STATES, JobRecord
+from sflow.slurm.display import format_memory_mb
+from sflow.slurm.getopt import getopt, with_environment
+from sflow.slurm.help import VERSION_LINE, recorded
 from sflow.users import uid_of
 from sflow.views.fmt import (Field, array_text, group_name, iso_time, job_id_display, load_table, parse_name_format,
                              parse_percent_format, render_rows, squeue_job_id)
@@ -34,6 +38,7 @@ WHOLE_TIMES = frozenset({"l", "L", "M"})
 
 
 def _elapsed(seconds) -> str:
+    # deferred: values costs ~8 ms at squeue's start; held and pending jobs need none of it
     from sflow.slurm.values import format_time_squeue
 
     return format_time_squeue(seconds)
@@ -55,12 +60,11 @@ def _end(job: JobRecord) -> str:
 
 
 def _memory(job: JobRecord, now: float) -> str:
-    from sflow.slurm.display import format_memory_mb
-
     return format_memory_mb(job.min_memory_mb) if job.min_memory_mb else "0"
 
 
 def _limit(job: JobRecord, now: float) -> str:
+    # deferred: values, as in _elapsed
     from sflow.slurm.values import format_timelimit_squeue
 
     return format_timelimit_squeue(job.time_limit)
@@ -124,6 +128,7 @@ def _getter(source: str):
 
 
 def _first_node(nodelist: str) -> str:
+    # deferred: values, as in _elapsed
     from sflow.slurm.values import expand_hostlist
 
     return expand_hostlist(nodelist)[0]
@@ -274,17 +279,12 @@ def dump_options(q: Query) -> str:
 
 
 def _usage_error(message: str) -> tuple[str, str, int]:
-    from sflow.slurm.help import recorded
-
     return recorded("squeue", "usage") or "", f"squeue: error: {message}\n", 1
 
 
 def parse_squeue(argv: list[str], *, user: str = "", env=None, node_names=None, hostname: str = ""):
     """The command line (and SQUEUE_* variables) as a Query, or (stdout, stderr, exit code) when
     squeue answers without listing (help, version, a bad option)."""
-    from sflow.queue.select import parse_job_spec, split_ids
-    from sflow.slurm.getopt import getopt, with_environment
-
     command_line = getopt("squeue", argv)
     given = {option.long for option, _ in command_line.options}
     parsed = with_environment("squeue", command_line, env or {})
@@ -358,12 +358,8 @@ def parse_squeue(argv: list[str], *, user: str = "", env=None, node_names=None, 
             if bad is not None:
                 return "", f"squeue: error: Invalid node name {bad}\n", 1
         elif name in ("help", "usage"):
-            from sflow.slurm.help import recorded
-
             return recorded("squeue", name) or "", "", 0
         elif name == "version":
-            from sflow.slurm.help import VERSION_LINE
-
             return VERSION_LINE + "\n", "", 0
     positionals = list(parsed.positionals)
     # An optional argument given apart ("-j 12", "--steps 12.0") arrives as the first word left over.
@@ -407,6 +403,7 @@ def parse_squeue(argv: list[str], *, user: str = "", env=None, node_names=None, 
 
 def _nodes(q: Query, raw: str, node_names, hostname: str) -> str | None:
     """-w: the named nodes (``localhost`` is this host); the first unknown one, if any."""
+    # deferred: values, as in _elapsed
     from sflow.slurm.values import InvalidValue, expand_hostlist
 
     try:
@@ -593,6 +590,7 @@ def _per_partition(jobs: list[JobRecord]) -> list[JobRecord]:
 def _on_nodes(job: JobRecord, nodes: set[str]) -> bool:
     if not job.nodelist:
         return False
+    # deferred: values, as in _elapsed
     from sflow.slurm.values import expand_hostlist
 
     return not nodes.isdisjoint(expand_hostlist(job.nodelist))

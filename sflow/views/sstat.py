@@ -6,6 +6,7 @@ import getopt
 
 from sflow.exec.usage import format_kb
 from sflow.records import StepRecord
+from sflow.slurm.help import VERSION_LINE
 from sflow.views.fmt import load_table, render_columns, step_order
 from sflow.views.sacct import STEP_USAGE, usage_value
 
@@ -79,8 +80,6 @@ def sstat_main(argv: list[str], jobs: list, steps: list[StepRecord], live_usage)
         elif option in ("-e", "--helpformat"):
             return " ".join(row["name"] for row in table) + "\n", "", 0
         elif option in ("-V", "--version"):
-            from sflow.slurm.help import VERSION_LINE
-
             return VERSION_LINE + "\n", "", 0
     specs += [s for word in rest for s in word.split(",") if s]
     if not specs:
