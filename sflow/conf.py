@@ -12,9 +12,11 @@ Every shim reads the cluster, so ``load_cluster`` keeps the parsed form in
 
 from __future__ import annotations
 
+import marshal
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
+from sflow._resources import load_compat_table
 from sflow.errors import SlurmError
 from sflow.queue import paths
 from sflow.records import INFINITE
@@ -191,7 +193,7 @@ def _topology(cpus: int) -> tuple[int, int, int]:
 
 def _gpu_count() -> int:
     """GPUs listed by ``nvidia-smi -L`` (0 without the binary); cached per boot, it takes a while."""
-    import shutil
+    import shutil  # deferred: ~2 ms (it brings zlib, bz2, lzma); a cluster read from slurm.conf never needs it
 
     binary = shutil.which("nvidia-smi")
     if not binary:
@@ -208,7 +210,7 @@ def _gpu_count() -> int:
                 return int(handle.read())
         except (OSError, ValueError):
             pass
-    import subprocess
+    import subprocess  # deferred: ~3 ms; nvidia-smi runs once per boot, then the cache answers
 
     try:
         out = subprocess.run([binary, "-L"], capture_output=True, text=True, timeout=20).stdout
@@ -259,9 +261,8 @@ def _read_lines(path: str, where: str | None = None):
 
 def _parse_line(text: str, path: str, number: int):
     """("include", path) or ("pairs", [(key, value), ...])."""
-    from lark.exceptions import UnexpectedInput
-
-    from sflow.slurm.grammars import parser
+    # deferred: lark costs ~40 ms; every shim reads the cluster, parsed only when a file changed
+    from sflow.slurm.grammars import UnexpectedInput, parser
 
     try:
         tree = parser("slurm_conf").parse(text)
@@ -335,6 +336,7 @@ class _Where:
         raise self.error(f'"{key}" value "{value}" is not YES or NO')
 
     def minutes(self, key: str, value: str) -> int:
+        # deferred: values costs ~8 ms at squeue's start; only parsing a changed slurm.conf needs it
         from sflow.slurm.values import InvalidValue, parse_time_limit
 
         if value.strip().upper() in ("INFINITE", "UNLIMITED"):
@@ -351,7 +353,7 @@ class _Where:
         return self.int(key, value, 0)
 
     def hosts(self, key: str, value: str) -> list[str]:
-        from sflow.slurm.values import InvalidValue, expand_hostlist
+        from sflow.slurm.values import InvalidValue, expand_hostlist  # deferred: as in minutes()
 
         try:
             return expand_hostlist(value)
@@ -552,8 +554,6 @@ def _make_partition(name: str, spec: dict[str, str], nodes: list[Node], nodesets
 
 def config_rows() -> list[dict]:
     """compat/scontrol_config.toml's rows: every key scontrol show config prints, in order."""
-    from sflow._resources import load_compat_table
-
     return load_compat_table("scontrol_config.toml")["key"]
 
 
@@ -692,7 +692,7 @@ def _stamp(path: str) -> list | None:
 
 
 def _cache_path(path: str, env) -> str:
-    import zlib  # built in: hashlib would cost 2 ms on every shim call
+    import zlib  # deferred: only a slurm.conf in use needs it; zlib, as hashlib would cost 2 ms
 
     digest = f"{zlib.crc32(path.encode()):08x}"  # a clash only costs a parse: the entry names its files
     return os.path.join(paths.home_path(env), "cache", f"cluster-{digest}.bin")  # made when written
@@ -794,9 +794,6 @@ def _load_cluster(env=os.environ) -> tuple[Cluster, list[str]]:
     The parsed form is cached (marshal: built in, no import cost) with each
     file's size and mtime; any change to the file or what it includes parses again.
     """
-    import marshal
-    from dataclasses import asdict
-
     path = config_path(env)
     if not path:
         return default_cluster(), []

@@ -7,14 +7,16 @@ names it in ``--export`` (``--export=ALL,MITHRIL_API_KEY``; on the command
 line, in ``SBATCH_EXPORT`` or in an ``#SBATCH --export`` directive, with
 sbatch's precedence); the default ``--export=ALL`` never sends it.
 
-The client calls ``submission_env`` on every submission, so the option
-table and shlex are loaded only when a secret is actually in the
-environment (deferred imports below).
+The client calls ``submission_env`` on every submission; shlex is loaded only
+when a secret is actually in the environment and a script must be read for it.
 """
 
 from __future__ import annotations
 
 import re  # already loaded by the client (json needs it)
+
+from sflow.errors import SflowError
+from sflow.slurm.getopt import getopt
 
 SECRET_NAMES = frozenset({"MITHRIL_API_KEY"})
 
@@ -34,9 +36,6 @@ def exported_names(argv: list[str], env: dict, script: str | None) -> set[str]:
     A submission the controller will refuse anyway (bad options) names nothing:
     when in doubt, the secret stays.
     """
-    from sflow.errors import SflowError  # deferred: see the module's docstring
-    from sflow.slurm.getopt import getopt
-
     try:
         command_line = getopt("sbatch", list(argv))
     except SflowError:
@@ -56,10 +55,7 @@ def _last_export(options) -> str | None:
 
 def _directive_export(text: str) -> str | None:
     """The last ``--export`` of the script's ``#SBATCH`` header (the rule of ``sflow.slurm.script``)."""
-    import shlex  # deferred: see the module's docstring
-
-    from sflow.errors import SflowError
-    from sflow.slurm.getopt import getopt
+    import shlex  # deferred: see the module's docstring (~0.3 ms, not otherwise on sbatch's path)
 
     found = None
     for number, line in enumerate(text.split("\n"), start=1):

@@ -12,11 +12,12 @@ import os
 from functools import lru_cache
 
 from lark import Lark
-from lark.exceptions import LarkError
+from lark.exceptions import LarkError, UnexpectedInput
 
 from sflow._resources import GRAMMAR_DIR
 
-__all__ = ["LarkError", "parser"]  # LarkError: what a parse raises, for callers that import lark no other way
+# The exceptions a parse raises, for callers that import lark no other way.
+__all__ = ["LarkError", "UnexpectedInput", "parser"]
 
 
 @lru_cache(maxsize=None)
