@@ -6,7 +6,7 @@ import time
 from datetime import datetime
 
 from sflow.errors import UsageError
-from sflow.exec.usage import format_cpu, format_kb
+from sflow.exec.usage import format_cpu
 from sflow.queue.select import parse_job_spec, split_ids
 from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
 from sflow.slurm.display import format_memory_mb
@@ -15,6 +15,7 @@ from sflow.slurm.help import VERSION_LINE, recorded
 from sflow.slurm.values import InvalidTime, format_elapsed_sacct, parse_time
 from sflow.views.costs import billed
 from sflow.views.fmt import group_name, iso_time, job_id_display, load_table, render_columns, step_order
+from sflow.views.step_usage import STEP_USAGE, job_cpu, usage_value
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
 SHORT_STATES = {v: k for k, v in JOB_STATES.items()}
@@ -156,50 +157,6 @@ def _step_value(name: str, step: StepRecord, job: JobRecord, now: float) -> str:
     if name in STEP_USAGE:
         return usage_value(name, step.extra.get("usage"), step.num_tasks)
     return ""
-
-
-# The usage fields of a step; the job's line shows only its CPU times, summed over its steps.
-STEP_USAGE = frozenset({"MaxRSS", "AveRSS", "MaxVMSize", "AveVMSize", "MaxRSSNode", "MaxRSSTask",
-                        "MaxVMSizeNode", "MaxVMSizeTask", "TotalCPU", "UserCPU", "SystemCPU", "AveCPU",
-                        "MinCPU", "MinCPUNode", "MinCPUTask"})
-
-
-def usage_value(name: str, used: dict | None, ntasks: int = 1, live: bool = False) -> str:
-    """A usage field of one step from what was measured (``sflow.exec.usage``); sstat (``live``) shows
-    the current mean for AveRSS and AveVMSize, sacct the tasks' mean high-water mark."""
-    if used is None:
-        return ""
-    user, system = used.get("user_cpu", 0.0), used.get("sys_cpu", 0.0)
-    per_task = (user + system) / max(1, ntasks)
-    values = {
-        "MaxRSS": lambda: format_kb(used.get("max_rss")),
-        "AveRSS": lambda: format_kb(used.get("cur_rss" if live else "ave_rss")),
-        "MaxVMSize": lambda: format_kb(used.get("max_vmsize")),
-        "AveVMSize": lambda: format_kb(used.get("cur_vmsize" if live else "ave_vmsize")),
-        "MaxRSSNode": lambda: used.get("max_rss_node", ""),
-        "MaxVMSizeNode": lambda: used.get("max_vmsize_node", ""),
-        "MinCPUNode": lambda: used.get("max_rss_node", ""),
-        "MaxRSSTask": lambda: str(used.get("max_rss_task", 0)),
-        "MaxVMSizeTask": lambda: str(used.get("max_vmsize_task", 0)),
-        "MinCPUTask": lambda: "0",
-        "TotalCPU": lambda: format_cpu(user + system),
-        "UserCPU": lambda: format_cpu(user),
-        "SystemCPU": lambda: format_cpu(system),
-        # Per task, whole seconds, as SLURM's AveCPU and MinCPU (sflow keeps the step's total).
-        "AveCPU": lambda: format_elapsed_sacct(int(per_task)),
-        "MinCPU": lambda: format_elapsed_sacct(int(per_task)),
-    }
-    return values[name]()
-
-
-def job_cpu(steps: list[StepRecord]) -> tuple[float, float]:
-    """(user, system) seconds of a job: its steps' together."""
-    user = system = 0.0
-    for step in steps:
-        used = step.extra.get("usage") or {}
-        user += used.get("user_cpu", 0.0)
-        system += used.get("sys_cpu", 0.0)
-    return user, system
 
 
 def _in_accounting(job: JobRecord, named: bool, until: float) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sflow.records import JobRecord, StepRecord
-from sflow.views.sacct import job_cpu
+from sflow.views.step_usage import job_cpu
 
 
 def _clock(seconds: float) -> str:

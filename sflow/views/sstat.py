@@ -8,7 +8,7 @@ from sflow.exec.usage import format_kb
 from sflow.records import StepRecord
 from sflow.slurm.help import VERSION_LINE
 from sflow.views.fmt import load_table, render_columns, step_order
-from sflow.views.sacct import STEP_USAGE, usage_value
+from sflow.views.step_usage import STEP_USAGE, usage_value
 
 SHORT = "aehi:j:no:pPvV"
 LONG = ["allsteps", "helpformat", "help", "pidformat", "jobs=", "noheader", "format=", "fields=", "parsable",
