@@ -12,21 +12,25 @@ import os
 import sys
 import time
 
+from sflow.cli.common import call, reader
+from sflow.cli.render import submission
+from sflow.cli.submit_context import identity
+from sflow.errors import SlurmError
+from sflow.exec.srun import load_context
+from sflow.slurm.getopt import getopt
+from sflow.slurm.options import table
+
 HOLDER_SCRIPT = "#!/bin/sh\n# Holds an allocation for salloc/srun; ended by its owner.\nwhile :; do sleep 3600; done\n"
 
 
 def sbatch_args(command: str, argv: list[str]) -> tuple[list[str], list[str]]:
     """Split a command line into the allocation's sbatch options and the rest."""
-    from sflow.slurm.getopt import getopt
-
     parsed = getopt(command, argv)
     return allocation_args(parsed.options), parsed.positionals
 
 
 def allocation_args(options) -> list[str]:
     """The sbatch options of an allocation, from a command's (option, raw) pairs."""
-    from sflow.slurm.options import table
-
     sbatch = table("sbatch")
     alloc_args = []
     for option, raw in options:
@@ -40,12 +44,6 @@ def allocation_args(options) -> list[str]:
 def hold_allocation(command: str, alloc_args: list[str], name: str, immediate: int | None = None) -> tuple[int, dict]:
     """Submit the holder job and wait for it to run; with ``immediate`` seconds, give up as
     SLURM does when it cannot start by then."""
-    from sflow.cli.common import call, reader
-    from sflow.cli.render import submission
-    from sflow.cli.submit_context import identity
-    from sflow.errors import SlurmError
-    from sflow.exec.srun import load_context
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     reply = call("submit", argv=["--job-name", name, "--output", "/dev/null", *alloc_args],
                  env=env, cwd=os.getcwd(), script=HOLDER_SCRIPT, **identity())
@@ -111,6 +109,4 @@ def _why_not_now(reason: str) -> str:
 
 
 def release(job_id: int, exit_code: int) -> None:
-    from sflow.cli.common import call
-
     call("finish_allocation", job_id=job_id, exit_code=exit_code)

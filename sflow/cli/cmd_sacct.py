@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import sys
 
+from sflow.cli.common import reader, whoami
+from sflow.exec import steplog
+from sflow.views.sacct import sacct_main
+
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import reader, whoami
-    from sflow.exec import steplog
-    from sflow.views.sacct import sacct_main
-
     store = reader()
     with store:
         jobs = store.jobs()

@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
+from sflow.cli.allocation import hold_allocation, release, sbatch_args
+from sflow.cli.submit_context import environment
+from sflow.exec.env import batch_environment
+
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.allocation import hold_allocation, release, sbatch_args
-    from sflow.cli.submit_context import environment
-    from sflow.exec.env import batch_environment
-
     alloc_args, positionals = sbatch_args("salloc", argv)
     command = positionals or [os.environ.get("SHELL", "/bin/sh")]
     job_id, context = hold_allocation("salloc", alloc_args, os.path.basename(command[0]))

@@ -10,20 +10,21 @@ from __future__ import annotations
 import os
 import sys
 
+from sflow.cli.common import call, emit, home
+from sflow.cli.render import submission
+from sflow.cli.submit_context import environment, identity, read_script
+from sflow.queue import client
+from sflow.slurm.getopt import getopt
+from sflow.slurm.help import VERSION_LINE, render_help, render_usage
+
 
 def _early_exit(argv: list[str]) -> int | None:
     """--help, --usage and --version need no controller."""
-    from sflow.slurm.getopt import getopt
-
     for option, _ in getopt("sbatch", argv).options:
         if option.field in ("help", "usage"):
-            from sflow.slurm.help import render_help, render_usage
-
             print(render_help("sbatch") if option.field == "help" else render_usage("sbatch"))
             return 0
         if option.field == "version":
-            from sflow.slurm.help import VERSION_LINE
-
             print(VERSION_LINE)
             return 0
     return None
@@ -34,17 +35,10 @@ def wait_for(job_id: int) -> int:
 
     The controller answers the moment the job's end is committed, so there is no polling delay.
     """
-    from sflow.cli.common import home
-    from sflow.queue import client
-
     return int(client.wait(home(), [job_id]).get("exit_code", 1))
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import call, emit
-    from sflow.cli.render import submission
-    from sflow.cli.submit_context import environment, identity, read_script
-
     early = _early_exit(argv)
     if early is not None:
         return early

@@ -15,7 +15,15 @@ from __future__ import annotations
 import os
 import sys
 
+from sflow.cli.common import call, reader, whoami
 from sflow.errors import SlurmError
+from sflow.queue.select import MAX_RANGE, RangeError, parse_target, passes, split_ids, unreadable
+from sflow.records import FINISHED_STATES
+from sflow.slurm.getopt import getopt
+from sflow.slurm.help import VERSION_LINE, recorded
+from sflow.slurm.options import table
+from sflow.slurm.values import InvalidValue, expand_hostlist, signal_number
+from sflow.users import uid_of
 
 STATES = {"PD": "PENDING", "PENDING": "PENDING", "R": "RUNNING", "RUNNING": "RUNNING",
           "S": "SUSPENDED", "SUSPENDED": "SUSPENDED"}
@@ -30,9 +38,6 @@ FILTER_LABELS = (("names", "job_name"), ("users", "user_name"), ("states", "job_
 
 
 def _options(argv: list[str], env) -> tuple[list[tuple[str, str | None]], list[str]]:
-    from sflow.slurm.getopt import getopt
-    from sflow.slurm.options import table
-
     parsed = getopt("scancel", argv)
     given = {option.long for option, _ in parsed.options}
     options: list[tuple[str, str | None]] = []
@@ -46,11 +51,6 @@ def _options(argv: list[str], env) -> tuple[list[tuple[str, str | None]], list[s
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import call, whoami
-    from sflow.queue.select import MAX_RANGE, RangeError, parse_target, split_ids, unreadable
-    from sflow.slurm.values import signal_number
-    from sflow.users import uid_of
-
     options, positionals = _options(argv, os.environ)
     filters: dict[str, list[str]] = {}
     signum = None
@@ -84,8 +84,6 @@ def main(argv: list[str]) -> int:
         elif name == "qos":
             filters.setdefault("qos", []).extend(raw.split(","))
         elif name == "nodelist":
-            from sflow.slurm.values import InvalidValue, expand_hostlist
-
             text = raw
             if "/" in raw:  # a file of host names
                 try:
@@ -114,13 +112,9 @@ def main(argv: list[str]) -> int:
         elif name == "verbose":
             verbose += 1
         elif name in ("help", "usage"):
-            from sflow.slurm.help import recorded
-
             sys.stdout.write(recorded("scancel", name))
             return 0
         elif name == "version":
-            from sflow.slurm.help import VERSION_LINE
-
             print(VERSION_LINE)
             return 0
     if quiet:
@@ -187,10 +181,6 @@ def _report(reply: dict, signum, batch: bool, full: bool, verbose: int, quiet: b
 
 def _confirm(targets: list[str], filters: dict) -> list[str]:
     """``-i``: ask about each job, as ``Cancel job_id=12 name=x partition=debug [y/n]? ``."""
-    from sflow.cli.common import reader
-    from sflow.queue.select import parse_target, passes
-    from sflow.records import FINISHED_STATES
-
     jobs = [j for j in reader().jobs() if j.state not in FINISHED_STATES]
     chosen: list[tuple[str, object]] = []
     if targets:

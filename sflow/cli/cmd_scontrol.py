@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
+import os
 import signal
 import sys
+import time
 
+from sflow.cli.common import call, emit, home, reader, whoami
+from sflow.conf import load_cluster, runtime_partitions_path
 from sflow.errors import SlurmError
+from sflow.exec.steplog import live_steps
+from sflow.slurm.getopt import getopt
+from sflow.slurm.help import VERSION_LINE, render_help
+from sflow.slurm.indexset import IndexSet
+from sflow.users import uid_of
+from sflow.views.cluster_show import iso_time, node_states, scontrol_show
+from sflow.views.job_show import show_job, show_steps
 
 
 def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = False) -> int:
-    from sflow.cli.common import reader
-    from sflow.conf import load_cluster
-    from sflow.views.cluster_show import scontrol_show
-
     if args and "=" in args[0]:  # "show PartitionName=NAME", "show JobId=ID": the entity and its name
         key, _, value = args[0].partition("=")
         args = [key.lower().removesuffix("name"), value, *args[1:]]
@@ -23,9 +33,7 @@ def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = Fals
     cluster = load_cluster()
     states = {}
     if args and args[0].lower().startswith(("node", "part")):
-        from sflow.cli.cmd_sinfo import node_states
-
-        states = node_states(reader(), cluster)
+        states = node_states(reader().allocated_nodes(), cluster)
     shown = scontrol_show(args, cluster, states, one_liner=one_liner, show_all=show_all,
                           next_job_id=_next_job_id(cluster) if args and args[0].lower().startswith("conf") else None)
     if shown is None:
@@ -40,16 +48,11 @@ def _show(args: list[str], one_liner: bool, show_all: bool, details: bool = Fals
 
 
 def _next_job_id(cluster) -> int | None:
-    from sflow.cli.common import reader
-
     ids = [j.job_id for j in reader().jobs()]
     return max(ids) + 1 if ids else None
 
 
 def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
-    from sflow.cli.common import reader
-    from sflow.views.job_show import show_job
-
     jobs = reader().jobs()
     spec = rest[0] if rest else ""
     base, underscore, index = spec.partition("_")
@@ -85,12 +88,6 @@ def _show_jobs(rest: list[str], one_liner: bool, details: bool = False) -> int:
 
 def _held(job_id: int) -> tuple[str | None, list[str]]:
     """What a running job holds, from its context: ``gpu:N`` and one ``Nodes=...`` line per node."""
-    import json
-    import os
-
-    from sflow.cli.common import home
-    from sflow.slurm.indexset import IndexSet
-
     try:
         with open(os.path.join(home(), "jobs", str(job_id), "context.json")) as handle:
             nodes = json.load(handle)["nodes"]
@@ -110,10 +107,6 @@ def _held(job_id: int) -> tuple[str | None, list[str]]:
 
 def _show_steps(rest: list[str], one_liner: bool) -> int:
     """Running steps: all, a job's (``JOBID``) or one (``JOBID.STEP``, ``JOBID.batch``)."""
-    from sflow.cli.common import home, reader
-    from sflow.exec.steplog import live_steps
-    from sflow.views.job_show import show_steps
-
     jobs = {job.job_id: job for job in reader().jobs()}
     if not rest:
         steps = live_steps(home(), jobs.values())
@@ -163,10 +156,6 @@ def _array_tasks(jobs: list, array_id: int, index: int) -> list:
 
 def _pending_element(jobs: list, index: int) -> list:
     """Element ``index`` while it still waits in the array's pending record: that record as the element."""
-    import dataclasses
-
-    from sflow.cli.common import reader
-
     with reader() as store:
         for job in jobs:
             if job.array_task_id is not None or job.array_job_id is None:
@@ -181,8 +170,6 @@ def _pending_element(jobs: list, index: int) -> list:
 
 def _node_memory() -> dict[str, int]:
     """Each partition's memory per node (the least of its nodes)."""
-    from sflow.conf import load_cluster
-
     cluster = load_cluster()
     memory = {}
     for partition in cluster.partitions:
@@ -194,11 +181,6 @@ def _node_memory() -> dict[str, int]:
 
 def _is_operator() -> bool:
     """root and SlurmUser hold jobs as administrators (JobHeldAdmin), others as users."""
-    import os
-
-    from sflow.cli.common import whoami
-    from sflow.conf import load_cluster
-
     return os.getuid() == 0 or whoami()[0] == (load_cluster().config_value("SlurmUser") or "root")
 
 
@@ -232,9 +214,6 @@ class _Aborted(Exception):
 
 def _update(args: list[str]) -> int:
     """``update JobId=ID ...``, or the jobs of a name (``JobName=NAME [UserID=UID]``) when no id is given."""
-    from sflow.cli.common import call, emit
-    from sflow.users import uid_of
-
     pairs = _pairs(args)
     keys = [key.lower() for key, _ in pairs]
     if "jobid" in keys:
@@ -281,9 +260,6 @@ def _write_resize_scripts(resized: dict) -> None:
 
 def _completing() -> int:
     """Jobs in COMPLETING state with their nodes (sflow's jobs pass through it too briefly to list)."""
-    from sflow.cli.common import reader
-    from sflow.views.cluster_show import iso_time
-
     for job in reader().jobs():
         if job.state == "COMPLETING":
             print(f"JobId={job.job_id} EndTime={iso_time(job.end_time)} CompletingTime=00:00:00 Nodes={job.nodelist}")
@@ -292,8 +268,6 @@ def _completing() -> int:
 
 def _partition_op(command: str, args: list[str]) -> int:
     """``create|delete|update PartitionName=NAME ...``: partitions the controller holds beside slurm.conf."""
-    from sflow.cli.common import call, emit
-
     if not args:
         raise SlurmError(f"too few arguments for keyword:{command}")
     key, _, name = args[0].partition("=")
@@ -311,10 +285,7 @@ def _partition_op(command: str, args: list[str]) -> int:
 
 def _ping() -> int:
     """``Slurmctld(primary) at HOST is UP``: the controller is started on demand, so asking starts it."""
-    import os
-
-    from sflow.conf import load_cluster
-    from sflow.queue import client
+    from sflow.queue import client  # deferred: ~0.6 ms that scontrol show, which only reads, does not pay
 
     hosts = [name.split("(")[0] for name in load_cluster().controllers] or [os.uname().nodename.split(".")[0]]
     try:
@@ -332,11 +303,7 @@ def stop_controller(args: list[str]) -> int:
 
     Running jobs keep running, and the next controller (started by the next command)
     adopts them; sflow has no node daemons, so every form stops the controller alone."""
-    import os
-    import time
-
-    from sflow.cli.common import home
-    from sflow.queue import client, paths
+    from sflow.queue import client, paths  # deferred: as in _ping
 
     if len(args) > 1:
         raise SlurmError("too many arguments for keyword:shutdown")
@@ -355,9 +322,6 @@ def stop_controller(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import call, emit
-    from sflow.slurm.getopt import getopt
-
     parsed = getopt("scontrol", argv)
     one_liner = show_all = details = False
     for option, _ in parsed.options:
@@ -368,13 +332,9 @@ def main(argv: list[str]) -> int:
         elif option.long == "all":
             show_all = True
         elif option.long == "help":
-            from sflow.slurm.help import render_help
-
             print(render_help("scontrol"))
             return 0
         elif option.long == "version":
-            from sflow.slurm.help import VERSION_LINE
-
             print(VERSION_LINE)
             return 0
     if not parsed.positionals:
@@ -427,11 +387,7 @@ def main(argv: list[str]) -> int:
     if command == "shutdown":
         return stop_controller(args)
     if command == "reconfigure":
-        import contextlib
-        import os
-
-        from sflow.conf import runtime_partitions_path
-        from sflow.queue import client
+        from sflow.queue import client  # deferred: as in _ping
 
         # SLURM rereads slurm.conf: the partitions scontrol created or deleted are forgotten.
         with contextlib.suppress(FileNotFoundError):

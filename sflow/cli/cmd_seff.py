@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 import time
 
+from sflow.cli.common import reader
+from sflow.conf import load_cluster
+from sflow.exec import steplog
+from sflow.views.fmt import group_name
+from sflow.views.seff import report
+
 USAGE = "Usage: seff [Options] <Jobid>\n       Options:\n       -h    Help menu\n       -v    Version\n       -d    Debug mode: display raw Slurm data\n"
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import reader
-    from sflow.exec import steplog
-    from sflow.views.fmt import group_name
-    from sflow.views.seff import report
-
     words = [w for w in argv if not w.startswith("-")]
     if "-h" in argv or "--help" in argv or len(words) != 1:
         sys.stdout.write(USAGE)
@@ -37,8 +38,6 @@ def main(argv: list[str]) -> int:
     steps = recorded + steplog.live_steps(store.home, [job], recorded)
     cluster, memory = "sflow", 0
     try:
-        from sflow.conf import load_cluster
-
         conf = load_cluster()
         cluster = conf.config_value("ClusterName") or cluster
         memory = next((n.real_memory_mb for n in conf.nodes if n.name == job.nodelist.split(",")[0].split("[")[0] or n.name in job.nodelist), 0)

@@ -6,12 +6,12 @@ import os
 import sys
 import time
 
+from sflow.cli.common import reader, whoami
+from sflow.conf import load_cluster
+from sflow.views.squeue import dump_options, parse_squeue, render_squeue
+
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import reader, whoami
-    from sflow.conf import load_cluster
-    from sflow.views.squeue import dump_options, parse_squeue, render_squeue
-
     store = reader()
 
     def jobs(job_ids=None, states=None):
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
         return store.pending_indices(job.job_id)
 
     def running_steps(running):
-        from sflow.exec import steplog
+        from sflow.exec import steplog  # deferred: it brings values (~8 ms); only running jobs' steps need it
 
         recorded = store.steps([j.job_id for j in running])
         return [s for s in steplog.live_steps(store.home, running, recorded) if s.state == "RUNNING"]

@@ -6,7 +6,23 @@ import os
 import signal as _signal
 import sys
 
+from sflow.cli.allocation import allocation_args, hold_allocation, release
+from sflow.cli.common import home as state_home
+from sflow.cli.submit_context import environment
+from sflow.conf import load_cluster
 from sflow.errors import SlurmError
+from sflow.exec import steplog as step_log
+from sflow.exec import usage
+from sflow.exec.env import StepContext
+from sflow.exec.multiprog import check_covered, read_config
+from sflow.exec.srun import SRUN_FORWARDS, StepRequest, StepRunner, load_context, next_step_id, plan_step
+from sflow.exec.terminal import window_size
+from sflow.exec.verbose import check_distribution, check_gpu_bind
+from sflow.slurm.display import defined_options
+from sflow.slurm.getopt import getopt
+from sflow.slurm.help import VERSION_LINE, render_help, render_usage
+from sflow.slurm.options import table
+from sflow.slurm.request import convert
 
 # The geometry srun reads from its environment only when it makes its own allocation:
 # inside a job these describe the job, and the step inherits the job's layout instead.
@@ -15,9 +31,6 @@ OUTSIDE_JOB_ENV = {"SLURM_NNODES": "nodes", "SLURM_NTASKS": "ntasks", "SLURM_NPR
 
 def _settings(argv: list[str], env: dict[str, str], in_job: bool) -> tuple[list, list[str]]:
     """(option, raw) pairs from srun's environment, then its command line; and the program."""
-    from sflow.slurm.getopt import getopt
-    from sflow.slurm.options import table
-
     options = table("srun")
     found = []
     for name, option in options.env_map().items():
@@ -47,10 +60,6 @@ def _count(raw: str) -> int:
 
 
 def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = True):
-    from sflow.exec.srun import StepRequest
-    from sflow.exec.verbose import check_distribution, check_gpu_bind
-    from sflow.slurm.request import convert
-
     env = dict(os.environ) if env is None else env
     options, positionals = _settings(argv, env, in_job)
     req = StepRequest(argv=positionals)
@@ -95,13 +104,9 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
         elif name == "distribution":
             req.distribution, req.plane_size = check_distribution(raw, env.get("SLURM_DIST_PLANESIZE"))
         elif name in ("help", "usage"):
-            from sflow.slurm.help import render_help, render_usage
-
             print(render_help("srun") if name == "help" else render_usage("srun"))
             raise SystemExit(0)
         elif name == "version":
-            from sflow.slurm.help import VERSION_LINE
-
             print(VERSION_LINE)
             raise SystemExit(0)
     if req.verbose and req.quiet:
@@ -113,8 +118,6 @@ def _request(argv: list[str], env: dict[str, str] | None = None, in_job: bool = 
 
 def _check_terminal(req) -> None:
     """--pty needs srun's output to be a terminal, to size the task's; else, as SLURM, run without one."""
-    from sflow.exec.terminal import window_size
-
     try:
         window_size(1)
     except OSError as exc:
@@ -131,9 +134,6 @@ def _seconds(long: str, raw: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import home as state_home
-    from sflow.exec.srun import load_context
-
     in_job = bool(os.environ.get("SLURM_JOB_ID")) or any(a.startswith("--jobid") for a in argv)
     req, warnings, options = _request(argv, in_job=in_job)
     for warning in warnings:
@@ -144,12 +144,8 @@ def main(argv: list[str]) -> int:
     if req.pty:
         _check_terminal(req)
     if req.multi_prog:
-        from sflow.exec.multiprog import read_config
-
         req.programs = read_config(req.argv[0])
     if req.verbose:
-        from sflow.slurm.display import defined_options
-
         sys.stderr.write(defined_options(req.given, req.verbose))
     job_id = req.jobid or os.environ.get("SLURM_JOB_ID")
     home = state_home()
@@ -167,8 +163,6 @@ def main(argv: list[str]) -> int:
 
 def _run_in_new_allocation(home: str, req, options) -> int:
     """``srun`` outside a job: allocate, run the step there, release."""
-    from sflow.cli.allocation import allocation_args, hold_allocation, release
-
     alloc_args = allocation_args(options)
     if req.test_only:
         alloc_args.append("--test-only")
@@ -198,11 +192,6 @@ def _cpu_counts(counts: list[int]) -> str:
 
 
 def run_step(home: str, job, req, new_allocation: bool = False) -> int:
-    from sflow.exec import steplog as step_log
-    from sflow.exec import usage
-    from sflow.exec.env import StepContext
-    from sflow.exec.srun import SRUN_FORWARDS, StepRunner, next_step_id, plan_step
-
     def warn(text: str) -> None:
         print(f"srun: Warning: {text}", file=sys.stderr)
 
@@ -211,8 +200,6 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
         req.ntasks = max(1, sum(n.cpus for n in job.nodes) // req.cpus_per_task)
     indices, layout = plan_step(job, req, None, warn)
     if req.programs is not None:
-        from sflow.exec.multiprog import check_covered
-
         check_covered(req.programs, sum(layout))
     step_id = next_step_id(home, job.job_id)
     step = StepContext(step_id=step_id, nodes=[job.nodes[i] for i in indices], tasks_per_node=layout,
@@ -221,8 +208,6 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
                        distribution=req.distribution or "block", plane_size=req.plane_size,
                        given_distribution=req.distribution is not None, pty_size=_pty_size(req))
     step_log.started(home, job.job_id, step, name=req.job_name or os.path.basename(req.argv[0]), given=req.given)
-    from sflow.cli.submit_context import environment
-
     base_env = environment()
     if req.preserve_env:  # -E: the tasks keep the job's SLURM_NNODES and SLURM_NTASKS
         step.preserved = {k: base_env[k] for k in ("SLURM_NNODES", "SLURM_NTASKS", "SLURM_NPROCS") if k in base_env}
@@ -252,8 +237,6 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
 def _pty_size(req) -> tuple[int, int] | None:
     if not req.pty:
         return None
-    from sflow.exec.terminal import window_size
-
     try:
         return window_size(1)
     except OSError:
@@ -262,8 +245,6 @@ def _pty_size(req) -> tuple[int, int] | None:
 
 def _step_config() -> tuple[int, str | None]:
     """KillWait and JobAcctGatherFrequency of the cluster."""
-    from sflow.conf import load_cluster
-
     try:
         cluster = load_cluster()
     except Exception:  # no readable configuration: SLURM's defaults

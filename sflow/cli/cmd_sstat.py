@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from sflow.cli.common import reader
+from sflow.exec import steplog, usage
+from sflow.views.sstat import sstat_main
+
 
 def main(argv: list[str]) -> int:
-    from sflow.cli.common import reader
-    from sflow.exec import steplog, usage
-    from sflow.views.sstat import sstat_main
-
     store = reader()
     state_home = store.home
     with store:

@@ -1,16 +1,24 @@
-"""What the drop-in commands share: where state lives, and who is asking."""
+"""What the drop-in commands share: where state lives, and who is asking.
+
+``call`` and ``reader`` import their side of the queue when first used: the commands that
+read the store never load the socket client, and sbatch and scancel never load the store
+(sqlite3 and its modules).
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
+
+from sflow.errors import SlurmError
+from sflow.queue.paths import home as state_home
+from sflow.users import name_of
 
 
 def home() -> str:
     """The state directory, or SLURM's kind of error when this user cannot use it (as SLURM's
     commands stop when they cannot read slurm.conf): never an empty answer from a store not read."""
-    from sflow.queue.paths import home as state_home
-
     try:
         path = state_home()
     except FileExistsError as err:  # a file stands where the directory would be
@@ -24,14 +32,12 @@ def home() -> str:
 
 
 def _unusable(path: str, why: str):
-    from sflow.errors import SlurmError
-
     return SlurmError(f"Unable to use the sflow state directory {path} (SFLOW_HOME): {why}")
 
 
 def call(op: str, **payload) -> dict:
     """One request to the controller, started on demand; an unreachable one is a SLURM-style error."""
-    from sflow.errors import SlurmError
+    # deferred: the socket client (~0.6 ms) stays off the path of the commands that only read
     from sflow.queue.client import (ControllerFailed, ControllerOutOfSpace, ControllerUnavailable, ControllerUnsafe,
                                     call as rpc_call)
 
@@ -39,7 +45,7 @@ def call(op: str, **payload) -> dict:
         return rpc_call(home(), op, **payload)
     except ControllerOutOfSpace as err:
         if op == "submit":
-            from sflow.queue.health import SUBMIT_FAILED  # sqlite3 with it: on this error path only
+            from sflow.queue.health import SUBMIT_FAILED  # deferred: sqlite3 with it, on this error path only
 
             raise SlurmError(f"{SUBMIT_FAILED}\n{err}") from None
         raise SlurmError(str(err)) from None
@@ -51,8 +57,6 @@ def call(op: str, **payload) -> dict:
 
 def emit(reply: dict) -> int:
     """Print a controller reply's stdout/stderr; return its exit code."""
-    import sys
-
     # SLURM's commands say their warnings and -v listings while they work, before the answer.
     if reply.get("stderr"):
         sys.stderr.write(reply["stderr"])
@@ -64,14 +68,12 @@ def emit(reply: dict) -> int:
 
 
 def whoami() -> tuple[str, int]:
-    from sflow.users import name_of
-
     uid = os.getuid()
     return name_of(uid) or os.environ.get("USER", str(uid)), uid
 
 
 def reader():
     """The store, read straight from its database (no round trip): records, never SQL."""
-    from sflow.queue.reader import Reader
+    from sflow.queue.reader import Reader  # deferred: sqlite3 and the store (~10 ms) stay off sbatch's path
 
     return Reader(home())

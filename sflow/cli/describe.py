@@ -6,11 +6,10 @@ from tabulate import tabulate
 
 from sflow.records import INFINITE
 from sflow.slurm.model import JobRequest
+from sflow.slurm.values import format_timelimit_scontrol
 
 
 def _time(minutes: int | None) -> str:
-    from sflow.slurm.values import format_timelimit_scontrol
-
     if minutes is None:
         return "partition default"
     if minutes == INFINITE:

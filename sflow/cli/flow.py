@@ -2,6 +2,10 @@
 
 Thin: every rule lives in the language, queue and backend layers; this only
 turns their results into what a person reads.
+
+Each subcommand imports what it needs when it runs, as the shims import their
+command's module: with all of them at the top (pydantic, httpx, asyncssh, the
+emulator) every ``flow`` call would start in ~550 ms instead of ~25 ms.
 """
 
 from __future__ import annotations

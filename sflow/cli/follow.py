@@ -6,7 +6,16 @@ import os
 import sys
 import time
 
+from sflow.cli.common import call, home, reader
+from sflow.cli.render import submission
+from sflow.cli.submit_context import environment, identity
+from sflow.exec.batch import output_paths as paths
+from sflow.exec.srun import load_context
+from sflow.mithril.money import dollars, per_gpu
+from sflow.queue.store import read_bids
 from sflow.records import FINISHED_STATES
+from sflow.slurm.model import JobRequest
+from sflow.views.costs import billed
 
 POLL_SECONDS = 0.1
 
@@ -17,14 +26,9 @@ def _say(text: str) -> None:
 
 def output_paths(job) -> tuple[str, str]:
     """The files the job really writes (patterns like %N are known once it runs)."""
-    from sflow.cli.common import home
-    from sflow.exec.batch import output_paths as paths
-    from sflow.exec.srun import load_context
-
     context = load_context(home(), job.job_id)
     if context is None:
         return job.stdout, job.stderr
-    from sflow.cli.common import call  # noqa: F401  (keeps the import graph flat for the shims)
     request = _request(job.job_id)
     if request is None:
         return job.stdout, job.stderr
@@ -33,9 +37,6 @@ def output_paths(job) -> tuple[str, str]:
 
 
 def _request(job_id: int):
-    from sflow.cli.common import reader
-    from sflow.slurm.model import JobRequest
-
     text = reader().request_json(job_id)
     return JobRequest.from_json(text) if text else None
 
@@ -73,8 +74,6 @@ SETTLE_SECONDS = 15.0  # how long the end waits for Mithril to confirm a deletio
 
 def price_text(cents: int, gpus: int) -> str:
     """``$24.00/instance-hr ($3.00/GPU-hr)``, as plans show prices."""
-    from sflow.mithril.money import dollars, per_gpu
-
     text = f"{dollars(cents)}/instance-hr"
     return f"{text} ({dollars(per_gpu(cents, gpus))}/GPU-hr)" if gpus else text
 
@@ -92,8 +91,6 @@ def run_seconds(row, now: float) -> float:
 
 def cost_text(rows, now: float | None = None) -> str:
     """``cost $0.42 for 2 instances x 0:03:12`` over every run of a job."""
-    from sflow.views.costs import billed
-
     now = time.time() if now is None else now
     ran = [r for r in rows if run_seconds(r, now) > 0]
     quantity = max((r.plan.get("quantity", 1) for r in ran or rows), default=0)
@@ -117,9 +114,6 @@ class BidNews:
         self.reason: str | None = None
 
     def rows(self):
-        from sflow.cli.common import home
-        from sflow.queue.store import read_bids
-
         return read_bids(home(), self.job_id)
 
     def update(self, job, rows=None) -> None:
@@ -206,8 +200,6 @@ def _pump_all(tails) -> None:
 
 
 def follow(job_id: int) -> int:
-    from sflow.cli.common import reader
-
     shown_state = None
     news: BidNews | None = None
     tails: dict[int, tuple[Tail, Tail | None]] = {}
@@ -246,10 +238,6 @@ def follow(job_id: int) -> int:
 
 def submit_and_follow(sbatch_args: list[str], script: str | None, backend: str | None = None) -> int:
     """``script``: the text the submission runs, read once by the caller (None for --wrap)."""
-    from sflow.cli.common import call
-    from sflow.cli.render import submission
-    from sflow.cli.submit_context import environment, identity
-
     env = environment()
     if backend:
         env["SFLOW_BACKEND"] = backend
@@ -281,8 +269,6 @@ def submit_and_follow(sbatch_args: list[str], script: str | None, backend: str |
 
 def _after_cancel(job_id: int) -> None:
     """A cancelled Mithril job: say when its bid is deleted, and what it cost."""
-    from sflow.cli.common import reader
-
     job = reader().job(job_id)
     if job is None or job.backend != "mithril":
         return

@@ -22,7 +22,14 @@ import subprocess
 import sys
 import time
 
+from sflow.cli.allocation import release as finish, sbatch_args
+from sflow.cli.common import call, home, reader
+from sflow.cli.follow import BidNews
+from sflow.cli.render import submission
+from sflow.cli.submit_context import environment, identity
 from sflow.errors import SflowError
+from sflow.exec.env import batch_environment
+from sflow.exec.srun import load_context
 
 READY = "sflow grab: holding"
 # salloc's holder, saying first that it runs: on Mithril that means every node was reached
@@ -64,8 +71,6 @@ def gpu_request(word: str | None) -> tuple[list[str], dict]:
 
 def parse(argv: list[str]) -> tuple[list[str], dict, list[str], str]:
     """(sbatch options, environment additions, command, nodes) from ``[OPTIONS] N [GPU] [-- COMMAND...]``."""
-    from sflow.cli.allocation import sbatch_args
-
     command: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
@@ -81,10 +86,6 @@ def parse(argv: list[str]) -> tuple[list[str], dict, list[str], str]:
 
 
 def submit(sbatch_args: list[str], extra_env: dict, backend: str | None) -> int:
-    from sflow.cli.common import call, home
-    from sflow.cli.render import submission
-    from sflow.cli.submit_context import identity
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env.update(extra_env)
     if backend:
@@ -103,10 +104,6 @@ def submit(sbatch_args: list[str], extra_env: dict, backend: str | None) -> int:
 
 def wait_running(job_id: int):
     """The job's record and context once it runs; the bidding is shown meanwhile."""
-    from sflow.cli.common import home, reader
-    from sflow.cli.follow import BidNews
-    from sflow.exec.srun import load_context
-
     news = None
     announced = False
     store = reader()
@@ -129,8 +126,6 @@ def wait_running(job_id: int):
 
 
 def _holding(job_id: int) -> bool:
-    from sflow.cli.common import home
-
     try:
         with open(os.path.join(home(), "jobs", str(job_id), "grab.out")) as handle:
             return READY in handle.read()
@@ -151,9 +146,6 @@ def describe(job, context) -> list[str]:
 
 def release(job_id: int, code: int) -> str:
     """End the allocation (its bid is deleted); its final state."""
-    from sflow.cli.allocation import release as finish
-    from sflow.cli.common import call, reader
-
     finish(job_id, code)
     deadline = time.monotonic() + RELEASE_WAIT
     cancelled = False
@@ -170,8 +162,6 @@ def release(job_id: int, code: int) -> str:
 
 def hold(job_id: int) -> str | None:
     """Until a signal asks for release (None) or the job ends by itself (its state)."""
-    from sflow.cli.common import reader
-
     store = reader()
     while True:
         job = store.job(job_id)
@@ -181,9 +171,6 @@ def hold(job_id: int) -> str | None:
 
 
 def run_command(command: list[str], context) -> int:
-    from sflow.cli.submit_context import environment
-    from sflow.exec.env import batch_environment
-
     env = batch_environment(context, environment())
     env.pop("ENVIRONMENT", None)  # an interactive command, not a batch script
     try:
@@ -230,9 +217,6 @@ def main(argv: list[str], backend: str | None = None) -> int:
 
 
 def _finish(job_id: int, code: int) -> None:
-    from sflow.cli.common import reader
-    from sflow.cli.follow import BidNews
-
     # A second Ctrl-C must not leave the bid behind half-released.
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:

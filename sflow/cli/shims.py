@@ -1,8 +1,8 @@
 """Entry points of the drop-in SLURM commands (sbatch, squeue, ...).
 
 Kept lean on purpose: pipelines call these in tight loops, so this module
-imports only the standard library, and each command's module is imported only
-when that command runs.
+imports only the standard library and the errors every command renders, and
+each command's module is imported only when that command runs.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import os
 import sys
 from importlib import import_module
 
+from sflow.errors import SflowError, render
+
 
 def _run(command: str) -> None:
-    from sflow.errors import SflowError, render
-
     # Names, paths and values are any bytes, held as str with surrogateescape: print
     # them as the bytes they were, as SLURM does.
     for stream in (sys.stdout, sys.stderr):
@@ -50,6 +50,7 @@ READS_THE_STORE = ("squeue", "sacct", "sinfo", "scontrol", "sstat", "seff")
 def _revive() -> None:
     """Start a controller killed while jobs run or bids are live (see sflow.queue.watchdog)."""
     try:
+        # deferred: only the commands that read the store revive a controller
         from sflow.queue.paths import home
         from sflow.queue.watchdog import revive
 

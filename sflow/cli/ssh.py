@@ -20,7 +20,12 @@ import subprocess
 import sys
 import tempfile
 
+from sflow.cli.common import home, reader
 from sflow.errors import SflowError
+from sflow.exec.srun import load_context
+from sflow.remote.keys import key_path
+from sflow.remote.knownhosts import KnownHosts
+from sflow.remote.ssh import DEFAULT_USER, split_address
 
 
 class SshRefused(SflowError):
@@ -33,9 +38,6 @@ def _say(text: str) -> None:
 
 def running_job(job_id: int):
     """The job's record and context; refused unless it runs now."""
-    from sflow.cli.common import home, reader
-    from sflow.exec.srun import load_context
-
     job = reader().job(job_id)
     if job is None:
         raise SshRefused(f"no job {job_id}")
@@ -67,9 +69,6 @@ def remote_command(words: list[str]) -> str | None:
 
 def pin_file(node, directory: str) -> str:
     """A known-hosts file holding only the node's pinned key, under its instance id."""
-    from sflow.remote.knownhosts import KnownHosts
-    from sflow.remote.ssh import split_address
-
     host, port = split_address(node.address)
     known = KnownHosts()
     keys = known.pinned(node.instance, host, port)
@@ -84,8 +83,6 @@ def pin_file(node, directory: str) -> str:
 
 
 def ssh_argv(node, known_hosts: str, key_path: str, command: str | None, tty: bool) -> list[str]:
-    from sflow.remote.ssh import DEFAULT_USER, split_address
-
     host, port = split_address(node.address)
     argv = ["ssh", "-i", key_path, "-p", str(port),
             "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
@@ -111,9 +108,6 @@ def _call(argv: list[str], **kwargs) -> int:
 
 
 def ssh_to_mithril(job, node, command: str | None) -> int:
-    from sflow.cli.common import home
-    from sflow.remote.keys import key_path
-
     if shutil.which("ssh") is None:
         raise SshRefused("no ssh command on PATH (install openssh-client)")
     key = key_path(home())

@@ -7,11 +7,11 @@ import sys
 from typing import Callable
 
 from sflow.errors import SlurmError
+from sflow.slurm.getopt import getopt
+from sflow.users import name_of
 
 
 def identity() -> dict:
-    from sflow.users import name_of
-
     uid = os.getuid()
     user = name_of(uid) or os.environ.get("USER", str(uid))
     return {"user": user, "uid": uid, "gid": os.getgid(), "host": os.uname().nodename.split(".")[0]}
@@ -44,8 +44,6 @@ def read_script(argv: list[str], cwd: str, stdin: Callable[[], str | None] = rea
     None when there is nothing to read: ``--wrap`` makes its own script (and sbatch refuses
     script arguments beside it before reading any), and --help/--usage/--version submit nothing.
     """
-    from sflow.slurm.getopt import getopt  # deferred: the shims load the option table only when they parse
-
     parsed = getopt("sbatch", argv)
     if any(option.field in ("wrap", "help", "usage", "version") for option, _ in parsed.options):
         return None

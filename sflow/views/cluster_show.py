@@ -79,6 +79,19 @@ def slurm_state(node, use: NodeUsage) -> str:
     return base_state(node, use) + ("+DRAIN" if is_drained(use) else "")
 
 
+def node_states(allocated, cluster) -> dict:
+    """Each configured node's usage as SLURM would report it, from the running jobs' ``allocated`` nodes."""
+    held: dict[str, list[int]] = {}
+    for node in allocated:
+        use = held.setdefault(node.name, [0, 0, 0])
+        use[0] += node.cpus
+        use[1] += node.mem_mb
+        use[2] += len(node.gpu_indices)
+    facts = machine_facts()  # every virtual node is this machine
+    return {node.name: NodeUsage.from_allocation(node, *held.get(node.name, (0, 0, 0)), **facts)
+            for node in cluster.nodes}
+
+
 def machine_facts() -> dict:
     """This machine's arch, OS, load, free memory and boot time, as NodeUsage fields."""
     uname = os.uname()
