@@ -128,3 +128,27 @@ def test_a_reading_command_at_work_loads_nothing_it_does_not_need(shim, tmp_path
     assert f"sflow.cli.cmd_{shim}" in loaded, out.stderr  # it ran, and said what it loaded
     heavy = [m for m in loaded if m.split(".")[0] in HEAVY or m in NOT_LOADED.get(shim, ())]
     assert heavy == [], out.stderr
+
+
+@pytest.mark.parametrize("package", ["sflow.cli", "sflow.views", "sflow.exec", "sflow.slurm"])
+def test_a_package_states_its_public_names_and_loads_them_when_asked(package):
+    code = ("import importlib, sys; before = set(sys.modules); p = importlib.import_module(%r); "
+            "print(*sorted(m for m in set(sys.modules) - before if m.startswith(%r + '.'))); "
+            "print(*[n for n in p.__all__ if getattr(p, n) is None])" % (package, package))
+    first, missing = (_loaded_lines(code) + ["", ""])[:2]
+    assert first.split() == [], "importing the package loaded its modules"
+    assert missing.split() == []
+
+
+def _loaded_lines(code: str) -> list[str]:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split("\n")
+
+
+def test_a_submodule_is_still_a_submodule():
+    from sflow.exec import steplog
+    from sflow.slurm import getopt
+
+    assert steplog.__name__ == "sflow.exec.steplog" and getopt.__name__ == "sflow.slurm.getopt"

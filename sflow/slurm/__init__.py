@@ -1,1 +1,53 @@
+"""SLURM's language: directives, options, values and the job request they make.
 
+Its public names can be imported from here. Each loads its own module when first asked
+for (``__getattr__``): every drop-in command imports this package, and must not pay for
+the modules it does not use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_HOMES = {
+    "Submission": "sflow.slurm.request",
+    "parse_sbatch": "sflow.slurm.request",
+    "convert": "sflow.slurm.request",
+    "JobRequest": "sflow.slurm.model",
+    "SubmitFlags": "sflow.slurm.model",
+    "ParsedArgs": "sflow.slurm.getopt",
+    "with_environment": "sflow.slurm.getopt",
+    "Option": "sflow.slurm.options",
+    "OptionTable": "sflow.slurm.options",
+    "table": "sflow.slurm.options",
+    "IndexSet": "sflow.slurm.indexset",
+    "InvalidValue": "sflow.slurm.values",
+    "compress_hostlist": "sflow.slurm.values",
+    "expand_hostlist": "sflow.slurm.values",
+    "parse_array": "sflow.slurm.values",
+    "parse_dependency": "sflow.slurm.values",
+    "parse_memory_mb": "sflow.slurm.values",
+    "parse_time_limit": "sflow.slurm.values",
+    "Directive": "sflow.slurm.script",
+    "directives": "sflow.slurm.script",
+    "split_words": "sflow.slurm.script",
+    "VERSION_LINE": "sflow.slurm.help",
+    "render_help": "sflow.slurm.help",
+    "render_usage": "sflow.slurm.help",
+    "defined_options": "sflow.slurm.display",
+    "format_memory_mb": "sflow.slurm.display",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_HOMES[name]), name)
+    globals()[name] = value  # found once; later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

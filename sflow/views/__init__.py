@@ -1,0 +1,40 @@
+"""What the read-only commands print, from records: squeue, sacct, sinfo, sstat, seff, scontrol show.
+
+Its public names can be imported from here. Each loads its own module when first asked
+for (``__getattr__``): every drop-in command imports this package, and must not pay for
+the modules it does not use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+_HOMES = {
+    "parse_squeue": "sflow.views.squeue",
+    "render_squeue": "sflow.views.squeue",
+    "sacct_main": "sflow.views.sacct",
+    "sinfo_main": "sflow.views.sinfo",
+    "sstat_main": "sflow.views.sstat",
+    "report": "sflow.views.seff",
+    "NodeUsage": "sflow.views.cluster_show",
+    "node_states": "sflow.views.cluster_show",
+    "scontrol_show": "sflow.views.cluster_show",
+    "show_job": "sflow.views.job_show",
+    "show_steps": "sflow.views.job_show",
+    "billed": "sflow.views.costs",
+    "cost_lines": "sflow.views.costs",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(_HOMES[name]), name)
+    globals()[name] = value  # found once; later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
