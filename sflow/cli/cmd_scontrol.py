@@ -13,7 +13,6 @@ import time
 from sflow.cli.common import call, emit, home, reader, whoami
 from sflow.conf import load_cluster, runtime_partitions_path
 from sflow.errors import SlurmError
-from sflow.exec.steplog import live_steps
 from sflow.slurm.getopt import getopt
 from sflow.slurm.help import VERSION_LINE, render_help
 from sflow.slurm.indexset import IndexSet
@@ -107,6 +106,8 @@ def _held(job_id: int) -> tuple[str | None, list[str]]:
 
 def _show_steps(rest: list[str], one_liner: bool) -> int:
     """Running steps: all, a job's (``JOBID``) or one (``JOBID.STEP``, ``JOBID.batch``)."""
+    from sflow.exec.steplog import live_steps  # deferred: ~0.45 ms that scontrol show job does not pay
+
     jobs = {job.job_id: job for job in reader().jobs()}
     if not rest:
         steps = live_steps(home(), jobs.values())

@@ -14,7 +14,6 @@ from sflow.errors import SlurmError
 from sflow.exec import steplog as step_log
 from sflow.exec import usage
 from sflow.exec.env import StepContext
-from sflow.exec.multiprog import check_covered, read_config
 from sflow.exec.srun import SRUN_FORWARDS, StepRequest, StepRunner, load_context, next_step_id, plan_step
 from sflow.exec.terminal import window_size
 from sflow.exec.verbose import check_distribution, check_gpu_bind
@@ -144,6 +143,8 @@ def main(argv: list[str]) -> int:
     if req.pty:
         _check_terminal(req)
     if req.multi_prog:
+        from sflow.exec.multiprog import read_config  # deferred: ~0.6 ms at every srun's start
+
         req.programs = read_config(req.argv[0])
     if req.verbose:
         sys.stderr.write(defined_options(req.given, req.verbose))
@@ -200,6 +201,8 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
         req.ntasks = max(1, sum(n.cpus for n in job.nodes) // req.cpus_per_task)
     indices, layout = plan_step(job, req, None, warn)
     if req.programs is not None:
+        from sflow.exec.multiprog import check_covered  # deferred: as read_config in main()
+
         check_covered(req.programs, sum(layout))
     step_id = next_step_id(home, job.job_id)
     step = StepContext(step_id=step_id, nodes=[job.nodes[i] for i in indices], tasks_per_node=layout,

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from sflow.errors import SlurmError
 from sflow.exec.env import JobContext, StepContext, Where, task_environment
 from sflow.exec.layout import block_layout
-from sflow.exec.multiprog import argv_for
 from sflow.exec.node_names import popen_on_node
 from sflow.exec.remote_srun import RemoteTasks, is_remote
 from sflow.exec.terminal import Relay, open_pair, take_terminal
@@ -330,6 +329,7 @@ class StepRunner:
     def _argv(self, rank: int) -> list[str]:
         if self.req.programs is None:
             return self.req.argv
+        from sflow.exec.multiprog import argv_for  # deferred: ~0.6 ms at every srun's start; --multi-prog only
 
         return argv_for(self.req.programs, rank, self.req.argv[1:]) or self.req.argv
 

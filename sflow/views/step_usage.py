@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sflow.exec.usage import format_cpu, format_kb
 from sflow.records import StepRecord
 from sflow.slurm.values import format_elapsed_sacct
 
@@ -17,6 +16,8 @@ def usage_value(name: str, used: dict | None, ntasks: int = 1, live: bool = Fals
     the current mean for AveRSS and AveVMSize, sacct the tasks' mean high-water mark."""
     if used is None:
         return ""
+    from sflow.exec.usage import format_cpu, format_kb  # deferred: ~0.45 ms at sacct's and seff's start
+
     user, system = used.get("user_cpu", 0.0), used.get("sys_cpu", 0.0)
     per_task = (user + system) / max(1, ntasks)
     values = {
