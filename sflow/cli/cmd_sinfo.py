@@ -17,7 +17,8 @@ def main(argv: list[str]) -> int:
     period = parse_interval(argv, os.environ)
     first = True
     while True:
-        out, err, code = sinfo_main(argv, cluster, node_states(reader().allocated_nodes(), cluster), env=os.environ, dump=first)
+        states = node_states(reader().allocated_nodes(), cluster)
+        out, err, code = sinfo_main(argv, cluster, states, env=os.environ, dump=first)
         sys.stdout.write(out)
         sys.stderr.write(err)
         if not period or code:
