@@ -7,7 +7,7 @@ the modules it does not use.
 
 from __future__ import annotations
 
-from importlib import import_module
+from sflow._surface import lazy_surface
 
 _HOMES = {
     "sacct": "sflow.cli.shims",
@@ -24,14 +24,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(_HOMES[name]), name)
-    globals()[name] = value  # found once; later lookups do not come here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_surface(__name__, _HOMES, globals())

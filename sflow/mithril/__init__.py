@@ -1,7 +1,7 @@
 """Mithril: the API client and models, the translator from a job request to a bid plan, the
 worker thread that makes the calls, the instances' start-up and dead-man switch."""
 
-from importlib import import_module
+from sflow._surface import lazy_surface
 
 # Where each public name is defined; resolved on first use, because the controller imports
 # sflow.mithril.translate for every submission and must not load httpx, pydantic or asyncssh with it.
@@ -15,8 +15,4 @@ _HOMES = {
 
 __all__ = sorted(_HOMES)
 
-
-def __getattr__(name: str):
-    if name not in _HOMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_HOMES[name]}"), name)
+__getattr__, __dir__ = lazy_surface(__name__, _HOMES, globals())
