@@ -79,3 +79,15 @@ def test_lookup_of_an_id_past_the_store_finds_nothing():
     lookup = JobLookup(Controller())
     assert lookup.job(1 << 64) is None
     assert lookup.array(1 << 64) is None
+
+
+@pytest.mark.parametrize("nodes", ["0", "4294967296"])
+def test_zero_nodes_are_taken_held_and_refused_to_run(cluster, nodes):
+    # SLURM's controller keeps a held job of no nodes (NumNodes=0) but will not queue one to run.
+    refused = cluster.run("sbatch", "-N", nodes, "--wrap", "true")
+    assert (refused.returncode, refused.stderr) == (
+        1, "sbatch: error: Batch job submission failed: Node count specification invalid\n")
+    held = cluster.run("sbatch", "--parsable", "-H", "-N", nodes, "--wrap", "true")
+    assert held.returncode == 0, held.stderr
+    shown = cluster.run("scontrol", "show", "job", held.stdout.strip()).stdout
+    assert "NumNodes=0 " in shown, shown

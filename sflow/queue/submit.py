@@ -137,6 +137,8 @@ def submit(ctl, msg: dict) -> dict:
         cloud_plan = _mithril_plan(ctl, request, msg, limit) if on_mithril else None
         never = _never(ctl, need, partitions) if cloud_plan is None else None
         _enforce_part_limits(ctl, request, partitions, limit, need, nodes=cloud_plan is None)
+        if request.min_nodes == 0 and not request.hold:  # SLURM holds such a job, and refuses it to run
+            raise SlurmError("Batch job submission failed: Node count specification invalid")
         if request.deadline is not None and request.deadline <= time.time():
             raise SlurmError("Batch job submission failed: Requested time limit is invalid (missing or exceeds some limit)")
     except SflowError as err:
@@ -233,7 +235,7 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
         array_task_str=format_array(array.indices, array.throttle) if array else None,
         array_max_tasks=array.throttle if array else None,
         time_limit=limit, time_min=request.time_min, deadline=request.deadline, priority=priority,
-        num_nodes=estimate_nodes(need, nodes), num_cpus=request.ntasks * request.cpus_per_task,
+        num_nodes=estimate_nodes(need, nodes) if request.min_nodes else 0,  # -N 0 (held): SLURM shows NumNodes=0 num_cpus=request.ntasks * request.cpus_per_task,
         num_tasks=request.ntasks, cpus_per_task=request.cpus_per_task, min_memory_mb=mem,
         dependency=format_dependency(request.dependency) if request.dependency else "",
         account=request.account or request.user, qos=request.qos or "normal",
