@@ -238,3 +238,8 @@ def test_layers_point_one_way(layer, forbidden):
     reaching_back = sorted(f"{module} -> {name}" for module in TREES if _layer(module) == layer
                            for name in _imports(module) if _layer(name) in forbidden)
     assert reaching_back == []
+
+
+def test_the_executor_reads_no_backends_settings():
+    # How often leases are renewed is the backend's word, carried by the allocation.
+    assert [m for m in TREES if _under(m, "sflow.exec") and any(_under(n, "sflow.mithril") for n in _imports(m))] == []

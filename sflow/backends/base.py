@@ -28,6 +28,8 @@ class Allocation:
     exclusive: bool = False  # whole nodes: nobody else may share them
     # Prefixes of environment variables that stay on this machine: the backend's own settings.
     withheld_env: tuple[str, ...] = ()
+    # How often the batch step's agent renews its nodes' leases (None: no node is watched for them).
+    lease_renew_seconds: float | None = None
 
     @property
     def nodelist(self) -> str:
@@ -48,13 +50,15 @@ class Allocation:
         data = {"job_id": self.job_id, "exclusive": self.exclusive, "nodes": [n.to_json() for n in self.nodes]}
         if self.withheld_env:
             data["withheld_env"] = list(self.withheld_env)
+        if self.lease_renew_seconds is not None:
+            data["lease_renew_seconds"] = self.lease_renew_seconds
         return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Allocation":
         nodes = [AllocatedNode.from_json(n) for n in data["nodes"]]
         return cls(int(data["job_id"]), nodes, bool(data.get("exclusive", False)),
-                   tuple(data.get("withheld_env") or ()))
+                   tuple(data.get("withheld_env") or ()), data.get("lease_renew_seconds"))
 
 
 @dataclass(frozen=True)

@@ -301,7 +301,9 @@ class MithrilBackend(ReservedCapacity):
         nodes = [AllocatedNode(node_name(inst), cpus, plan["memory_gb"] * 1024, held, "",
                                inst["ssh"], count, instance=inst["fid"])
                  for inst, count, held in zip(ready, tasks, gpus)]
-        return Allocation(job.job_id, nodes, exclusive=True, withheld_env=WITHHELD_ENV)
+        switch = self.settings.deadman
+        return Allocation(job.job_id, nodes, exclusive=True, withheld_env=WITHHELD_ENV,
+                          lease_renew_seconds=switch["lease_renew_seconds"] if switch else None)
 
     def reason(self, row: BidRow) -> str:
         """Why a job waits on its bid, in one line for squeue's %R."""

@@ -77,14 +77,6 @@ def _env_seconds(name: str, default: float) -> float:
 # ------------------------------------------------------------------ the controller's side
 
 
-def _lease_renew_seconds() -> float | None:
-    """How often the agent renews the nodes' leases (None: the dead-man switch is off)."""
-    from sflow.mithril.fetch import load_settings  # deferred: httpx (module docstring)
-
-    switch = load_settings().deadman
-    return switch["lease_renew_seconds"] if switch else None
-
-
 def start_remote_batch(job, request, alloc, cluster, home: str):
     """Write the job's files and start its agent; the agent's pid is the job's process group."""
     ctx = job_context(job, request, alloc, cluster)
@@ -107,7 +99,7 @@ def start_remote_batch(job, request, alloc, cluster, home: str):
         "follow_seconds": _env_seconds("SFLOW_REMOTE_POLL", 0.5),
         "connect_seconds": _env_seconds("SFLOW_REMOTE_CONNECT", 300.0),
         "reconnect_seconds": _env_seconds("SFLOW_REMOTE_RECONNECT", 60.0),
-        "lease_renew_seconds": _lease_renew_seconds(),
+        "lease_renew_seconds": alloc.lease_renew_seconds,
     }
     with open(os.path.join(directory, SPEC_NAME), "w") as handle:
         json.dump(spec, handle)

@@ -35,15 +35,18 @@ def test_only_what_is_not_this_machines_travels():
 
 def test_a_mithril_allocation_withholds_mithrils_settings_through_the_job_context(tmp_path):
     backend = MithrilBackend.__new__(MithrilBackend)
+    backend.settings = SimpleNamespace(deadman={"lease_renew_seconds": 45.0})
     request = parse_sbatch(["-n", "2", "--wrap", "true"], env={}, cwd=str(tmp_path), user="alice", uid=1000,
                            gid=1000, host="login1").request
     instances = [{"fid": f"inst_{i}", "name": f"sflow-5-{i}", "status": "STATUS_RUNNING", "ssh": f"127.0.0.1:{2200 + i}"}
                  for i in range(2)]
     row = _row(job_id=5, bid_id="bid_5", instances=instances)
     alloc = backend._allocation(SimpleNamespace(job_id=5), request, row)
-    assert alloc.withheld_env == WITHHELD_ENV
+    assert (alloc.withheld_env, alloc.lease_renew_seconds) == (WITHHELD_ENV, 45.0)
     stored = Allocation.from_json(json.loads(json.dumps(alloc.to_json())))  # as the controller keeps it
-    assert stored.withheld_env == WITHHELD_ENV
+    assert (stored.withheld_env, stored.lease_renew_seconds) == (WITHHELD_ENV, 45.0)
+    backend.settings = SimpleNamespace(deadman=None)  # the switch off: no lease to renew
+    assert backend._allocation(SimpleNamespace(job_id=5), request, row).lease_renew_seconds is None
     context = JobContext(job_id=5, job_name="j", user="u", uid=0, gid=0, partition="gpu", account="u", qos="normal",
                          cluster_name="c", submit_dir="/w", submit_host="h", work_dir="/w", nodes=stored.nodes,
                          tasks_per_node=stored.tasks_per_node, ntasks=2, withheld_env=stored.withheld_env)
