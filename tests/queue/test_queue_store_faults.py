@@ -70,9 +70,11 @@ def small_disk(tmp_path):
     try:
         yield str(home)
     finally:
-        _run(_env(str(home)), str(tmp_path), "scancel", "-u", "root")
-        _shutdown(str(home))
-        subprocess.run(["umount", "-l", str(home)], capture_output=True)
+        try:
+            _run(_env(str(home)), str(tmp_path), "scancel", "-u", "root")
+            _shutdown(str(home))
+        finally:  # whatever happened, the machine keeps no test's mount
+            subprocess.run(["umount", "-l", str(home)], capture_output=True)
 
 
 def test_full_disk_fails_submissions_at_once_and_keeps_the_controller(small_disk, tmp_path):
