@@ -235,7 +235,9 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
         array_task_str=format_array(array.indices, array.throttle) if array else None,
         array_max_tasks=array.throttle if array else None,
         time_limit=limit, time_min=request.time_min, deadline=request.deadline, priority=priority,
-        num_nodes=estimate_nodes(need, nodes) if request.min_nodes else 0,  # -N 0 (held): SLURM shows NumNodes=0 num_cpus=request.ntasks * request.cpus_per_task,
+        # -N 0 (held): SLURM shows NumNodes=0.
+        num_nodes=estimate_nodes(need, nodes) if request.min_nodes else 0,
+        num_cpus=request.ntasks * request.cpus_per_task,
         num_tasks=request.ntasks, cpus_per_task=request.cpus_per_task, min_memory_mb=mem,
         dependency=format_dependency(request.dependency) if request.dependency else "",
         account=request.account or request.user, qos=request.qos or "normal",
