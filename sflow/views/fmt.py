@@ -183,3 +183,20 @@ def render_columns(columns: list[tuple[str, int, str]], rows: list[list[str]], *
         lines.append(" ".join("-" * width for _, width, _ in columns) + " ")
     lines += [" ".join(fit(v, width, align) for v, (_, width, align) in zip(row, columns)) + " " for row in rows]
     return "".join(line + "\n" for line in lines)
+
+
+def field_columns(text: str, rows_by_name: dict[str, dict]) -> tuple[list[tuple[str, int, str]], str | None]:
+    """sacct's and sstat's ``--format``: (name, width, align) for each ``Name[%[-]width]`` asked
+    for (a minus aligns left), or the first name the table lacks (then no columns)."""
+    columns = []
+    for item in filter(None, text.split(",")):
+        name, _, size = item.partition("%")
+        row = rows_by_name.get(name.strip().lower())
+        if row is None:
+            return [], name
+        width, align = row["width"], row["align"]
+        if size:
+            align = "left" if size.startswith("-") else "right"
+            width = int(size.lstrip("-"))
+        columns.append((row["name"], width, align))
+    return columns, None

@@ -13,7 +13,7 @@ from sflow.slurm.getopt import getopt
 from sflow.slurm.help import VERSION_LINE, recorded
 from sflow.slurm.values import InvalidTime, format_elapsed_sacct, parse_time
 from sflow.views.costs import billed
-from sflow.views.fmt import group_name, iso_time, job_id_display, load_table, render_columns, step_order
+from sflow.views.fmt import field_columns, group_name, iso_time, job_id_display, load_table, render_columns, step_order
 from sflow.views.step_usage import STEP_USAGE, job_cpu, usage_value
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
@@ -257,17 +257,9 @@ def sacct_main(argv: list[str], jobs: list[JobRecord], steps: list[StepRecord], 
         return "", (f"sacct: error: Start time ({iso_time(start)}) requested is after end time "
                     f"({iso_time(now if end is None else end)}).\n"), 1
     table = {row["name"].lower(): row for row in load_table("sacct_fields.toml")}
-    columns = []
-    for item in filter(None, fields_text.split(",")):
-        name, _, size = item.partition("%")
-        row = table.get(name.strip().lower())
-        if row is None:
-            return "", f"sacct: fatal: Invalid field requested: \"{name}\"\n", 1
-        width, align = row["width"], row["align"]
-        if size:
-            align = "left" if size.startswith("-") else "right"
-            width = int(size.lstrip("-"))
-        columns.append((row["name"], width, align))
+    columns, unknown = field_columns(fields_text, table)
+    if unknown is not None:
+        return "", f"sacct: error: Invalid field requested: \"{unknown}\"\n", 1
     # Named steps: job id -> the steps asked for, or None for the whole job.
     only_steps: dict[int, set[str] | None] = {}
     if ids:

@@ -6,7 +6,7 @@ import getopt
 
 from sflow.exec.usage import format_kb
 from sflow.records import StepRecord
-from sflow.views.fmt import load_table, render_columns, step_order
+from sflow.views.fmt import field_columns, load_table, render_columns, step_order
 from sflow.views.step_usage import STEP_USAGE, usage_value
 
 SHORT = "aehi:j:no:pPvV"
@@ -93,17 +93,9 @@ def sstat_main(argv: list[str], jobs: list, steps: list[StepRecord], live_usage)
         parsed.append((int(job_text), step if dot else None))
     by_name = {row["name"].lower(): row for row in load_table("sacct_fields.toml")}
     by_name.update({row["name"].lower(): row for row in table})
-    columns = []
-    for item in filter(None, fields_text.split(",")):
-        name, _, size = item.partition("%")
-        row = by_name.get(name.strip().lower())
-        if row is None:
-            return "", f"sstat: error: Invalid field requested: \"{name}\"\n", 1
-        width, align = row["width"], row["align"]
-        if size:
-            align = "left" if size.startswith("-") else "right"
-            width = int(size.lstrip("-"))
-        columns.append((row["name"], width, align))
+    columns, unknown = field_columns(fields_text, by_name)
+    if unknown is not None:
+        return "", f"sstat: error: Invalid field requested: \"{unknown}\"\n", 1
     running = {j.job_id for j in jobs if j.state in ("RUNNING", "COMPLETING")}
     rows, errors = [], []
     for job_id, step_id in parsed:
