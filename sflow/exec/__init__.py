@@ -1,8 +1,6 @@
 """The executor: batch steps, srun steps and the SLURM environment they run in.
 
-Its public names can be imported from here. Each loads its own module when first asked
-for (``__getattr__``): every drop-in command imports this package, and must not pay for
-the modules it does not use.
+Public names load lazily (``sflow._surface``).
 """
 
 from __future__ import annotations

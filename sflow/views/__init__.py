@@ -1,8 +1,6 @@
 """What the read-only commands print, from records: squeue, sacct, sinfo, sstat, seff, scontrol show.
 
-Its public names can be imported from here. Each loads its own module when first asked
-for (``__getattr__``): every drop-in command imports this package, and must not pay for
-the modules it does not use.
+Public names load lazily (``sflow._surface``).
 """
 
 from __future__ import annotations
