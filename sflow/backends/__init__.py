@@ -4,23 +4,51 @@ from __future__ import annotations
 
 from sflow.backends.base import BackendContext
 from sflow.errors import SlurmError
+from sflow.mithril.client import config_path, read_config  # import-light: no httpx until a client is made
+
+NAMES = ("local", "mithril", "fake")  # what make_backend makes
+
+
+def default_name(environ=None) -> str:
+    """``backend`` in the ``[sflow]`` table of the config file: where jobs go when neither the job
+    (``#SFLOW --backend``, ``SFLOW_BACKEND``) nor its partition (``Backend=``) says."""
+    try:
+        table = read_config(config_path(environ)).get("sflow") or {}
+    except Exception:  # an unreadable file chooses nothing; the Mithril backend says why when used
+        return "local"
+    value = str(table.get("backend", "local")).lower() if isinstance(table, dict) else "local"
+    return value if value in NAMES else "local"
+
+
+def chosen_name(request, cluster, default: str | None = None) -> str:
+    """The backend that places ``request``: the job's own choice if it made one, else its first
+    partition's ``Backend=`` when the line says it, else ``default`` (the config file's)."""
+    if request.cloud.backend is not None:
+        return request.cloud.backend
+    name = request.partition.split(",")[0] if request.partition else None
+    try:
+        partition = cluster.partition(name)
+    except SlurmError:  # refused with SLURM's words by the partition check
+        return "local"
+    if partition.backend_given:
+        return partition.backend
+    return default or "local"
 
 
 def make_backend(name: str, cluster, context: BackendContext):
     """The backend a partition names, by name."""
-    # Deferred: a backend's imports (Mithril's: httpx, pydantic) load only when a job needs it.
     if name == "local":
-        from sflow.backends.local import LocalBackend
+        from sflow.backends.local import LocalBackend  # deferred: each backend loads when a job needs it
 
         return LocalBackend(cluster, context.home)
     if name == "mithril":
-        from sflow.backends.mithril import MithrilBackend
+        from sflow.backends.mithril import MithrilBackend  # deferred: httpx and pydantic with it
 
         backend = MithrilBackend(context)
         backend.reload()
         return backend
     if name == "fake":
-        from sflow.backends.fake import FakeBackend
+        from sflow.backends.fake import FakeBackend  # deferred: tests' only
 
         return FakeBackend()
     raise SlurmError(f"Batch job submission failed: backend {name} is not available")
@@ -28,9 +56,9 @@ def make_backend(name: str, cluster, context: BackendContext):
 
 def with_records(conn) -> list[str]:
     """The backends a previous controller left records to follow in the store (made again at start)."""
-    from sflow.mithril import bids  # the store's schema loads it already: no cost here
+    from sflow.mithril import bids  # deferred: the store's schema loads it already, no cost here
 
     return ["mithril"] if bids.any_to_follow(conn) else []
 
 
-__all__ = ["make_backend", "with_records"]
+__all__ = ["NAMES", "chosen_name", "default_name", "make_backend", "with_records"]

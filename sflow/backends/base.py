@@ -34,7 +34,7 @@ class Allocation:
     @property
     def nodelist(self) -> str:
         """SLURM's compressed host list, e.g. ``node[1-3]``."""
-        from sflow.slurm.values import compress_hostlist
+        from sflow.slurm.values import compress_hostlist  # deferred: squeue reads allocations, parses no values
 
         return compress_hostlist([n.name for n in self.nodes])
 
@@ -66,6 +66,19 @@ class Pending:
     """No allocation now; ``reason`` is SLURM's word for why (``Resources``...)."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A backend's answer to a submission it can run (one it never can, it refuses with ``SlurmError``)."""
+
+    never: str | None = None  # the reason it will wait with until the cluster changes (PartitionConfig...)
+    # What ``allocate`` will place, as JSON data: stored with the job, so the plan the user was
+    # shown is the one placed (a cloud backend's translated plan); None: decided at allocation.
+    plan: dict | None = None
+    num_nodes: int | None = None  # the nodes the plan gives it, when the backend decides their count
+    limit_price: str | None = None  # the price it will pay at most, as shown
+    partition_node_limits: bool = True  # the partitions' node counts bound it (a plan's nodes are its own)
 
 
 class Deferred(Exception):
@@ -152,12 +165,13 @@ class Backend(Protocol):
     # Its nodes are this machine's: the controller tracks their use and its wrapper reports a step's exit.
     on_this_machine: bool
 
-    def check(self, request, partition) -> str | None:
-        """At submit: raise SlurmError if the request can never run here; else the
-        pending reason it will wait with forever (``PartitionConfig``...) or None."""
+    def check(self, request, partitions: list, limit: int, env: dict, now: float) -> Checked:
+        """At submit, for a job that may run in any of ``partitions`` within ``limit`` minutes: raise
+        ``SlurmError`` if it can never run here, ``Deferred`` if the answer needs what is still being
+        fetched; else what it will wait with and what will be placed (``env``: the submitter's)."""
 
     def allocate(self, job, request) -> Allocation | Pending:
-        """Resources for ``job`` (a JobRecord) now, or why not."""
+        """Resources for ``job`` now (``job.rec``: its record; ``job.plan``: what ``check`` planned), or why not."""
 
     def release(self, allocation: Allocation) -> None:
         """Give an allocation's resources back."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from sflow.backends.base import Allocation, Event, Pending
+from sflow.backends.base import Allocation, Checked, Event, Pending
 
 Answer = Callable[[object, object], "Allocation | Pending"]
 
@@ -30,14 +30,18 @@ class FakeBackend:
         self.withdrawn: list[int] = []
         self.outcomes: list[tuple[int, int, str]] = []  # (job id, run, how it ended)
         self.costs: dict[int, float] = {}
+        self.checked = Checked()  # every submission's answer (a test may set a plan)
+        self.checks: list[tuple[object, int]] = []  # (request, time limit) of each check asked
 
     def push(self, *events: Event) -> None:
         self.pushed.extend(events)
 
     # ------------------------------------------------------------ the seam
 
-    def check(self, request, partition) -> str | None:
-        return None
+    def check(self, request, partitions: list, limit: int, env: dict, now: float) -> Checked:
+        self.checks.append((request, limit))
+        return self.checked
+
 
     def allocate(self, job, request, now: float | None = None, task: int | None = None) -> Allocation | Pending:
         outcome = self.answer(job, request)

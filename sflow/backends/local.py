@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from sflow.backends.base import Allocation, Pending
+from sflow.backends.base import Allocation, Checked, Pending
 from sflow.errors import SlurmError
 from sflow.records import AllocatedNode
 
@@ -270,9 +270,14 @@ class LocalBackend:
 
     # ------------------------------------------------------------ the seam
 
-    def check(self, request, partition) -> str | None:
-        need = Need.of(request)
-        return self.check_need(need, partition)
+    def check(self, request, partitions: list, limit: int, env: dict, now: float) -> Checked:
+        return Checked(never=self.never(Need.of(request), partitions))
+
+    def never(self, need: Need, partitions: list) -> str | None:
+        """Why the job can never start (raises when SLURM refuses it at once): None when any of its
+        partitions could run it."""
+        reasons = [self.check_need(need, partition) for partition in partitions]
+        return None if None in reasons else reasons[0]
 
     def allocate(self, job, request) -> Allocation | Pending:
         need = Need.of(request)

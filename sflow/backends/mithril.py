@@ -27,9 +27,10 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import asdict
 
-from sflow.backends.base import (Allocation, BackendContext, Changed, CostSettled, Deferred, Event, MarketReady,
-                                 Pending, Preempting, Refused)
+from sflow.backends.base import (Allocation, BackendContext, Changed, Checked, CostSettled, Deferred, Event,
+                                 MarketReady, Pending, Preempting, Refused)
 from sflow.backends.local import Need
 from sflow.backends.mithril_reserved import READY, ReservedCapacity, is_reserved
 from sflow.errors import MithrilError, SflowError
@@ -114,15 +115,21 @@ class MithrilBackend(ReservedCapacity):
 
     # ------------------------------------------------------------ the seam
 
-    def check(self, request, partition) -> str | None:
-        return None  # the translator decides at submission (sflow.queue.submit)
+    def check(self, request, partitions: list, limit: int, env: dict, now: float) -> Checked:
+        """The translator's plan against the market (raises its refusal, or ``Deferred`` until there is
+        a market): kept with the job, and bid as it is."""
+        if limit is not None and limit != request.time_limit:
+            request = request.model_copy(update={"time_limit": limit})  # the partition's limit bounds the cost
+        plan = translate.plan(request, self.catalog_for_submit(env, now), self.settings.plan)
+        return Checked(plan=asdict(plan), num_nodes=plan.instance_quantity, limit_price=plan.limit_price,
+                       partition_node_limits=False)
 
     def allocate(self, job, request, now: float | None = None, task: int | None = None) -> Allocation | Pending:
         """``task``: an array task not yet split off its array's record (its bid is the task's own)."""
         now = time.time() if now is None else now
         row = self.current(job.job_id, task)
         if row is None:
-            plan = self._plan(request, now, job.rec.time_limit)
+            plan = translate.Plan.from_dict(job.plan) if job.plan else self._plan(request, now, job.rec.time_limit)
             if isinstance(plan, Pending):
                 return plan
             extra = {"task": task, "array": job.rec.array_job_id} if job.rec.array_job_id is not None else {}
@@ -204,7 +211,8 @@ class MithrilBackend(ReservedCapacity):
         return bool(self.rows or self.costing or self.keys) or self.worker.busy()
 
     def _plan(self, request, now: float, time_limit: int | None = None):
-        """The translator's plan for a new bid, or why the job waits."""
+        """The translator's plan for a job stored without one (queued by a version that planned at
+        each bid), or why the job waits."""
         if self.catalog is None or now - self.catalog_time > 2 * FRESH_CATALOG:
             self.refresh_catalog()
             if self.catalog is None:

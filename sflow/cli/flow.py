@@ -109,12 +109,10 @@ def run(dry_run: bool, as_json: bool, backend: str | None, instance_type: str | 
 
 def _mithril_plan(request):
     """A Mithril job's plan against the market now (None for a local job); refusals end the command."""
+    from sflow.backends import chosen_name, default_name
     from sflow.conf import load_cluster
-    from sflow.mithril.translate import uses_mithril
 
-    from sflow.mithril.fetch import default_backend
-
-    if not uses_mithril(request, load_cluster(), default_backend()):
+    if chosen_name(request, load_cluster(), default_name()) != "mithril":
         return None
     from sflow.mithril.fetch import plan_now
 

@@ -54,18 +54,6 @@ class Settings:
         return f"Settings(api_url={self.api_url!r}, project={self.project!r}, poll_seconds={self.poll_seconds})"
 
 
-def default_backend(environ: Mapping[str, str] | None = None) -> str:
-    """``backend`` in the ``[sflow]`` table of the config file: where jobs go when neither the
-    job (``#SFLOW --backend``, ``SFLOW_BACKEND``) nor its partition (``Backend=``) says."""
-    env = os.environ if environ is None else environ
-    try:
-        table = read_config(config_path(env)).get("sflow") or {}
-    except Exception:
-        return "local"
-    value = str(table.get("backend", "local")).lower() if isinstance(table, dict) else "local"
-    return value if value in ("local", "mithril") else "local"
-
-
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     try:

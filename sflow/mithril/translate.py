@@ -128,26 +128,13 @@ class Plan:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
-
-# ------------------------------------------------------------------ choosing Mithril
-
-
-def uses_mithril(request, cluster=None, default: str | None = None) -> bool:
-    """``#SFLOW --backend``/``SFLOW_BACKEND`` if given, else the partition's ``Backend=`` (the default
-    partition's without -p), else ``default`` (the config file's ``[sflow] backend``)."""
-    if request.cloud.backend is not None:
-        return request.cloud.backend == "mithril"
-    if cluster is not None:
-        name = request.partition.split(",")[0] if request.partition else None
-        try:
-            partition = cluster.partition(name)
-        except SlurmError:
-            return False
-        if getattr(partition, "backend_given", True):
-            return partition.backend == "mithril"
-    if default is None:  # the config file's choice; the translator itself stays free of I/O
-        return False
-    return default == "mithril"
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Plan":
+        """A plan kept as ``asdict`` or ``to_dict`` made it (the derived fields are made again)."""
+        names = cls.__dataclass_fields__
+        fields = {name: value for name, value in data.items() if name in names}
+        fields["notes"] = tuple(fields.get("notes") or ())
+        return cls(**fields)
 
 
 # ------------------------------------------------------------------ what each node must hold
@@ -641,4 +628,4 @@ def format_plan(plan: Plan) -> str:
 
 
 __all__ = ["Demand", "Plan", "PlanConfig", "demand", "format_plan", "node_range", "parse_limit_price", "plan",
-           "price_text", "reservation_hours", "uses_mithril"]
+           "price_text", "reservation_hours"]

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import selectors
 import sys
+import time
 
-from sflow.backends import make_backend, with_records
-from sflow.backends.base import (BackendContext, Changed, CostSettled, MarketReady, NodeLost, Preempting,
-                                 Refused)
-from sflow.errors import SlurmError
+from sflow.backends import default_name, make_backend, with_records
+from sflow.backends.base import (BackendContext, Changed, CostSettled, Deferred, MarketReady, NodeLost,
+                                 Preempting, Refused)
+from sflow.errors import SflowError, SlurmError
 from sflow.queue import launch, store
 
 LIVE_STATES = ("PENDING", "RUNNING", "COMPLETING")
@@ -62,9 +63,36 @@ class BackendLife:
         except SlurmError:  # deleted since the job was submitted
             return None
 
+    @property
+    def default_backend(self) -> str:
+        """The config file's choice for jobs whose partition says none (read at each use: it may change)."""
+        return default_name()
+
     def backend_for(self, job):
         """The backend that placed ``job`` (its partition's at submission)."""
         return self.backend if job.rec.backend == self.backend.name else self.backend_named(job.rec.backend)
+
+    def replan(self, job) -> str | None:
+        """A waiting job its backend planned was changed (its time limit, its partition): planned again
+        from what it asks now, and a claim made with the old plan is given up. None, or why not."""
+        if job.plan is None or job.rec.state != "PENDING":
+            return None
+        rec = job.rec
+        request = self.request_of(job).model_copy(update={"time_limit": rec.time_limit, "partition": rec.partition})
+        backend = self.backend_for(job)
+        try:
+            checked = backend.check(request, self.cluster.partitions_for(rec.partition), rec.time_limit, {},
+                                    time.time())
+        except Deferred:
+            return None  # nothing to check it against now: the kept plan stands
+        except SflowError as err:
+            return str(err).removeprefix("Batch job submission failed: ")
+        if checked.plan != job.plan:
+            backend.withdraw(job.job_id)
+            job.plan, rec.limit_price = checked.plan, checked.limit_price
+            if checked.num_nodes is not None:
+                rec.num_nodes = checked.num_nodes
+        return None
 
     def on_this_machine(self, job) -> bool:
         return self.backend_for(job).on_this_machine

@@ -40,6 +40,7 @@ class Job:
     pending_indices: IndexSet | None = None  # an array's remainder
     expected_start: float | None = None
     begin_time: float | None = None  # not eligible before this (--begin, requeue delay)
+    plan: dict | None = None  # what its backend's check planned at submission, placed as it is
 
     # Runtime only, never stored.
     request: object = None  # the parsed JobRequest, loaded on first use
@@ -84,12 +85,14 @@ class Job:
             "pending_indices": (json.dumps(self.pending_indices.to_json())
                                 if self.pending_indices is not None else None),
             "expected_start": self.expected_start, "begin_time": self.begin_time,
+            "plan": json.dumps(self.plan) if self.plan is not None else None,
         }
 
     @classmethod
     def from_row(cls, rec: JobRecord, columns: dict) -> "Job":
         alloc = columns.get("alloc")
         pending = columns.get("pending_indices")
+        plan = columns.get("plan")
         return cls(
             rec=rec, seq=columns.get("seq") or 0,
             token=columns.get("token"), nice=columns.get("nice") or 0,
@@ -100,6 +103,7 @@ class Job:
             kill_at=columns.get("kill_at"), signal_done=bool(columns.get("signal_done")),
             pending_indices=IndexSet.from_json(json.loads(pending)) if pending else None,
             expected_start=columns.get("expected_start"), begin_time=columns.get("begin_time"),
+            plan=json.loads(plan) if plan else None,
         )
 
 

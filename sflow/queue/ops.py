@@ -9,17 +9,26 @@ replies are sent after COMMIT. See docs/controller.md for the shapes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal as _signal
 import time
+from datetime import datetime
 
 from sflow.backends.base import Allocation
-from sflow.queue import store
-from sflow.queue.jobs import Job, base_priority
+from sflow.conf import make_partition, runtime_partitions_path
+from sflow.errors import SlurmError
+from sflow.queue import launch, store
+from sflow.queue.jobs import COLUMN_NAMES, Job, base_priority
 from sflow.queue.select import parse_target, passes
-from sflow.records import FINISHED_STATES, StepRecord
+from sflow.queue.submit import submit as do_submit
+from sflow.records import FINISHED_STATES, INFINITE, StepRecord
+from sflow.slurm import values
+from sflow.slurm.display import format_dependency
 from sflow.slurm.indexset import IndexSet
+from sflow.slurm.model import DependencyRequest
 from sflow.slurm.request import NICE_LIMIT, PRIORITY_NONE
+from sflow.slurm.values import compress_counts, compress_hostlist, format_array, format_timelimit_scontrol
 
 INVALID_JOB = "Invalid job id specified"
 ALREADY_DONE = "Job/step already completing or completed"
@@ -62,7 +71,6 @@ def reconfigure(ctl, msg: dict) -> dict:
 
 
 def submit(ctl, msg: dict) -> dict:
-    from sflow.queue.submit import submit as do_submit
 
     return do_submit(ctl, msg)
 
@@ -153,13 +161,11 @@ def _stored_ids(ctl, job_id: int, indices: IndexSet | None, limit: int = -1) -> 
 
 def _load(ctl, job_id: int) -> Job | None:
     """A job that has ended, back from the store (requeue brings it back to life)."""
-    from sflow.queue.jobs import COLUMN_NAMES
-
     rows = store.read_internal(ctl.conn, "job_id = ?", (job_id,), COLUMN_NAMES)
     if not rows:
         return None
-    rec, *values = rows[0]
-    return Job.from_row(rec, dict(zip(COLUMN_NAMES, values)))
+    rec, *columns = rows[0]
+    return Job.from_row(rec, dict(zip(COLUMN_NAMES, columns)))
 
 
 # ------------------------------------------------------------------ cancel
@@ -168,8 +174,6 @@ def _load(ctl, job_id: int) -> Job | None:
 def split_element(ctl, job: Job, index: int) -> Job:
     """Take one pending task out of an array's pending record: a record of its own, as in SLURM
     (the last one left is the pending record itself, which keeps the array's id)."""
-    from sflow.slurm.values import format_array
-
     rest = job.pending_indices.without(IndexSet.of((index,)))
     if not rest:
         job.rec.array_task_id, job.rec.array_task_str, job.pending_indices = index, None, None
@@ -179,8 +183,8 @@ def split_element(ctl, job: Job, index: int) -> Job:
     ctl.write()
     task_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
     rec = dataclasses.replace(job.rec, job_id=task_id, array_task_id=index, array_task_str=None)
-    task = Job(rec=rec, seq=job.seq, nice=job.nice, begin_time=job.begin_time, request=job.request,
-               need=job.need, never_reason=job.never_reason)
+    task = Job(rec=rec, seq=job.seq, nice=job.nice, begin_time=job.begin_time, plan=job.plan,
+               request=job.request, need=job.need, never_reason=job.never_reason)
     ctl._task_paths(task)
     ctl.insert(task)
     ctl.jobs[task_id] = task
@@ -193,8 +197,6 @@ def split_element(ctl, job: Job, index: int) -> Job:
 def cancel_elements(ctl, job: Job, indices: IndexSet, uid: int) -> None:
     """Cancel pending tasks of an array: SLURM drops the indices and keeps no record of them
     (when none is left the pending record itself ends)."""
-    from sflow.slurm.values import format_array
-
     rest = job.pending_indices.without(indices)
     if not rest:
         job.rec.cancelled_by = uid
@@ -232,7 +234,6 @@ def _signal_one(ctl, job: Job, signum: int, batch: bool, full: bool) -> tuple[st
         return NOT_NOW, NOT_NOW_EXIT
     if state != "RUNNING" or job.launch != "launched":
         return (ALREADY_DONE if state == "COMPLETING" else INVALID_JOB), 1
-    from sflow.queue import launch
 
     if full:
         mode = "full"
@@ -252,8 +253,7 @@ def _cancel_step(ctl, job_id: int, step: int, signum: int | None, uid: int) -> t
     job = ctl.jobs.get(job_id)
     if job is None or job.rec.state != "RUNNING" or job.launch != "launched":
         return INVALID_JOB, 1, False
-    from sflow.exec import steplog
-    from sflow.queue import launch
+    from sflow.exec import steplog  # deferred: loaded with the first job
 
     pids = launch.step_pids(job.pgid, step)
     if not pids:
@@ -427,7 +427,6 @@ def requeue(ctl, msg: dict) -> dict:
 
 
 def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
-    from sflow.slurm import values
 
     rec = job.rec
     name = key.lower()
@@ -473,7 +472,6 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
         if running:
             return None
         try:
-            from datetime import datetime
 
             job.begin_time = values.parse_time(value, datetime.now()).timestamp()
         except (values.InvalidValue, ValueError, OverflowError):
@@ -491,8 +489,6 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
                 parsed = values.parse_dependency(value)
             except values.InvalidValue:
                 return "Job dependency problem"
-            from sflow.slurm.display import format_dependency
-            from sflow.slurm.model import DependencyRequest
 
             request.dependency = DependencyRequest.model_validate({
                 "any_of": parsed.any_of, "text": value,
@@ -501,7 +497,6 @@ def _update_one(ctl, job: Job, key: str, value: str) -> str | None:
             rec.dependency = format_dependency(request.dependency)
         _store_request(ctl, job)
     elif name == "arraytaskthrottle":
-        from sflow.slurm.values import format_array
 
         try:
             throttle = int(value)
@@ -554,8 +549,6 @@ def _shrink(ctl, job: Job, value: str) -> str | None:
 
 def _shrink_context(directory: str, wanted: int) -> None:
     """srun inside the job reads its nodes from the job's context: it keeps only the first ``wanted``."""
-    import json
-
     path = os.path.join(directory, "context.json")
     try:
         with open(path) as handle:
@@ -571,14 +564,11 @@ def _shrink_context(directory: str, wanted: int) -> None:
 
 def _resized(job: Job) -> dict:
     """What scontrol writes into slurm_job_<id>_resize.sh and .csh."""
-    from sflow.slurm.values import compress_counts
-
     return {"job_id": job.job_id, "nodelist": job.rec.nodelist, "num_nodes": job.rec.num_nodes,
             "cpus_per_node": compress_counts([n.cpus for n in job.alloc.nodes])}
 
 
 def values_infinite() -> int:
-    from sflow.records import INFINITE
 
     return INFINITE
 
@@ -631,12 +621,17 @@ def update(ctl, msg: dict) -> dict:
                 if target.rec.state == "RUNNING" and target.alloc is not None and \
                         any(key.lower() in ("numnodes", "reqnodes") for key, _ in pairs):
                     resized.append(_resized(target))
+                if any(key.lower() in PLANNED_FROM for key, _ in pairs):
+                    refused = ctl.replan(target)
+                    if refused is not None:
+                        errors.append(f"{refused} for job {text or target.display_id}\n")
             ctl.save(target)
     ctl.schedule_wanted = True
     return {"ok": not errors, "stdout": "", "stderr": "".join(errors), "exit_code": 1 if errors else 0,
             "resized": resized}
 
 
+PLANNED_FROM = ("timelimit", "partition")  # what a backend's kept plan is made from, of what update changes
 _JOB_ERROR = "\0job:"  # an error of one job's state, reported per job, not a bad request
 
 
@@ -680,9 +675,6 @@ def top(ctl, msg: dict) -> dict:
 def partition(ctl, msg: dict) -> dict:
     """``scontrol create|delete PartitionName=...``: partitions the controller holds until it is
     reconfigured, kept in the runtime partitions file every command reads beside slurm.conf."""
-    from sflow.conf import make_partition, runtime_partitions_path
-    from sflow.errors import SlurmError
-
     action, name = msg.get("action"), str(msg.get("name") or "")
     settings = [tuple(pair) for pair in msg.get("settings") or []]
     exists = any(p.name == name for p in ctl.cluster.partitions)
@@ -740,8 +732,6 @@ PARTITION_SETTINGS = {
 
 def _partition_settings(part) -> list[tuple[str, str]]:
     """An existing partition's settings as a line would give them (what an update keeps)."""
-    from sflow.slurm.values import compress_hostlist, format_timelimit_scontrol
-
     pairs = [("Nodes", compress_hostlist(list(part.nodes)))] if part.nodes else []
     pairs += [("Default", "YES" if part.default else "NO"), ("State", part.state)]
     if part.max_time is not None:

@@ -54,6 +54,7 @@ INTERNAL = {
     "pending_indices": "TEXT",  # an array's indices not yet started, JSON list
     "expected_start": "REAL",  # the planner's estimate for a pending job
     "begin_time": "REAL",  # not eligible before (--begin, scontrol update, the requeue delay)
+    "plan": "TEXT",  # what the job's backend planned at submission (JSON), placed as it is
 }
 
 

@@ -4,11 +4,11 @@ The controller parses (its grammars and models are warm), checks the request
 against the cluster as slurmctld does at submission, allocates the job id in
 the same transaction that stores the job, and answers only after COMMIT.
 
-A Mithril job (``#SFLOW --backend=mithril``, or a partition with
-``Backend=mithril``) is checked by the translator against the market instead:
-what it cannot satisfy is refused with the translator's one line. The market
-is fetched by the backend's worker thread; a submission that arrives before
-there is one is answered once it is there (``Deferred``).
+The job's backend (its ``#SFLOW --backend``, else its partition's ``Backend=``)
+checks it too: the local backend against the nodes, Mithril's translator against
+the market, whose plan is kept with the job and is what will be bid. A check
+that needs what the backend is still fetching (the market) raises ``Deferred``:
+the submission is answered once it is there.
 
 The answer is data (the job id, the warnings, a typed error); the commands say it in
 SLURM's words (``sflow.cli.render``).
@@ -18,14 +18,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict
 
-from sflow.backends.local import Need, estimate_nodes
-from sflow.mithril.translate import uses_mithril
+from sflow.backends import chosen_name
+from sflow.backends.local import Need, Usage, estimate_nodes
 from sflow.errors import SflowError, SlurmError, to_wire
 from sflow.queue import store
 from sflow.queue.jobs import Job, base_priority
+from sflow.queue.scheduler import FOREVER, Timeline
 from sflow.records import INFINITE, JobRecord
+from sflow.slurm.display import format_dependency, requested_gpus, tres_per
+from sflow.slurm.getopt import getopt
+from sflow.slurm.request import parse_sbatch
+from sflow.slurm.values import expand_output_pattern, format_array
 
 NO_TASK = 4294967294  # the task id SLURM shows in an array's pending record (NO_VAL - 1)
 
@@ -33,8 +37,6 @@ NO_TASK = 4294967294  # the task id SLURM shows in an array's pending record (NO
 def display_path(request, pattern: str | None, job_id: int, array_job_id: int | None = None,
                  task: int | None = None) -> str:
     """An output file as scontrol shows it: the pattern expanded with what is known before start."""
-    from sflow.slurm.values import expand_output_pattern
-
     if not pattern:
         return ""
     ctx = {"job_id": job_id, "job_name": request.job_name, "user": request.user}
@@ -49,12 +51,6 @@ def display_path(request, pattern: str | None, job_id: int, array_job_id: int | 
 
 def _error(err: SflowError) -> dict:
     return {"ok": False, "error": to_wire(err)}
-
-
-def _never(ctl, need, partitions) -> str | None:
-    """Why the job can never start: None when any of its partitions could run it."""
-    reasons = [ctl.backend.check_need(need, partition) for partition in partitions]
-    return None if None in reasons else reasons[0]
 
 
 def _enforce_part_limits(ctl, request, partitions, limit: int, need, nodes: bool = True) -> None:
@@ -81,38 +77,15 @@ def _enforce_one(partition, limit: int, need, nodes: bool) -> None:
         raise SlurmError("Batch job submission failed: Node count specification invalid")
 
 
-def _default_backend() -> str:
-    from sflow.mithril.fetch import default_backend
-
-    return default_backend()
-
-
-def _named_partition(ctl, request):
-    """The partition whose ``Backend=`` places the job: the first named, as ``uses_mithril`` reads it."""
-    return ctl.cluster.partition(request.partition.split(",")[0] if request.partition else None)
-
-
-def _mithril_plan(ctl, request, msg: dict, limit: int):
-    """The translator's plan for a Mithril job, or its refusal (raises ``Deferred`` without a market)."""
-
-    from sflow.mithril.translate import plan
-
-    if limit is not None and limit != request.time_limit:
-        request = request.model_copy(update={"time_limit": limit})  # the partition's limit bounds the cost
-    backend = ctl.backend_named("mithril")
-    catalog = backend.catalog_for_submit(msg.get("env") or {}, time.time())
-    return plan(request, catalog, backend.settings.plan)
-
-
-def _mithril_test_only(ctl, cloud_plan, said: dict) -> dict:
-    """``--test-only`` for a Mithril job: the plan, nothing placed (the id is spent, as sbatch does)."""
+def _test_only_plan(ctl, plan: dict, said: dict) -> dict:
+    """``--test-only`` for a job its backend plans (Mithril's): the plan, nothing placed (the id is spent,
+    as sbatch does)."""
     ctl.write()
     store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
-    return {"ok": True, "job_id": None, **said, "plan": asdict(cloud_plan)}
+    return {"ok": True, "job_id": None, **said, "plan": plan}
 
 
 def submit(ctl, msg: dict) -> dict:
-    from sflow.slurm.request import parse_sbatch
 
     token = msg.get("token")
     if token:
@@ -133,10 +106,9 @@ def submit(ctl, msg: dict) -> dict:
         limit = request.time_limit
         if limit is None:
             limit = partition.default_time or partition.max_time or INFINITE
-        on_mithril = uses_mithril(request, ctl.cluster, _default_backend())
-        cloud_plan = _mithril_plan(ctl, request, msg, limit) if on_mithril else None
-        never = _never(ctl, need, partitions) if cloud_plan is None else None
-        _enforce_part_limits(ctl, request, partitions, limit, need, nodes=cloud_plan is None)
+        backend = ctl.backend_named(chosen_name(request, ctl.cluster, ctl.default_backend))
+        checked = backend.check(request, partitions, limit, msg.get("env") or {}, time.time())
+        _enforce_part_limits(ctl, request, partitions, limit, need, nodes=checked.partition_node_limits)
         if request.min_nodes == 0 and not request.hold:  # SLURM holds such a job, and refuses it to run
             raise SlurmError("Batch job submission failed: Node count specification invalid")
         if request.deadline is not None and request.deadline <= time.time():
@@ -145,25 +117,22 @@ def submit(ctl, msg: dict) -> dict:
         return _error(err)
     # What sbatch says while it works, before its answer: the -v listing, then the warnings.
     said = {"listing": submission.listing, "warnings": list(submission.warnings)}
-    if flags.test_only and cloud_plan is not None:
-        return _mithril_test_only(ctl, cloud_plan, said)
+    if flags.test_only and checked.plan is not None:
+        return _test_only_plan(ctl, checked.plan, said)
     if flags.test_only:
-        return test_only(ctl, request, partition, need, never, limit, said)
+        return test_only(ctl, request, partition, need, checked.never, limit, said)
 
     ctl.write()
     job_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
     seq = store.next_seq(ctl.conn)
     now = time.time()
     rec = _record(ctl, request, partition, need, job_id, seq, limit, now)
-    if cloud_plan is not None:
-        rec.backend, rec.num_nodes = "mithril", cloud_plan.instance_quantity
-        rec.limit_price = cloud_plan.limit_price
-    elif request.cloud.backend is None and (named := _named_partition(ctl, request)).backend_given:
-        rec.backend = named.backend  # another backend by name (a test's fake); Mithril's is planned above
-    else:
-        rec.backend = "local"  # a job may choose the local backend on a Mithril partition
+    rec.backend, rec.limit_price = backend.name, checked.limit_price
+    if checked.num_nodes is not None:
+        rec.num_nodes = checked.num_nodes
     job = Job(rec=rec, request_json=request.to_json(), seq=seq, token=token, nice=request.nice,
-              begin_time=request.begin, request=request, need=need, never_reason=never)
+              begin_time=request.begin, plan=checked.plan, request=request, need=need,
+              never_reason=checked.never)
     if request.array is not None:
         job.pending_indices = request.array.indices
     _write_script(ctl, job_id, request.script)
@@ -175,7 +144,6 @@ def submit(ctl, msg: dict) -> dict:
 
 
 def _flags_from_argv(argv: list[str]) -> dict:
-    from sflow.slurm.getopt import getopt
 
     try:
         fields = {option.field for option, _ in getopt("sbatch", argv).options}
@@ -210,8 +178,6 @@ def _first_reason(request, now: float) -> str:
 
 
 def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, now: float) -> JobRecord:
-    from sflow.slurm.display import format_dependency, requested_gpus, tres_per
-    from sflow.slurm.values import format_array
 
     requeue = request.requeue
     if requeue is None:
@@ -254,8 +220,6 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
 
 def test_only(ctl, request, partition, need, never, limit, said: dict) -> dict:
     """``--test-only``: when and where the job would start, without queueing it (the id is spent)."""
-    from sflow.queue.scheduler import FOREVER, Timeline
-
     ctl.write()
     job_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
     if never is not None:
@@ -282,12 +246,10 @@ def test_only(ctl, request, partition, need, never, limit, said: dict) -> dict:
 
 
 def _duration(limit):
-    from sflow.queue.scheduler import FOREVER
 
     return FOREVER if limit is None or limit >= INFINITE else limit * 60
 
 
 def _empty(ctl):
-    from sflow.backends.local import Usage
 
     return Usage(n.name for n in ctl.cluster.nodes)

@@ -221,3 +221,26 @@ def test_the_worker_s_reports_come_back_as_typed_events(tmp_path):
     assert events == [CostSettled(7, pytest.approx(cents)), Preempting(7), CostSettled(7, pytest.approx(cents)),
                       Preempting(7), Refused(8, "MithrilRefused: no such instance type")]
     assert not [e for e in events if isinstance(e, Changed)]
+
+
+def test_a_job_is_bid_as_it_was_planned_at_submission_whatever_the_market_says_now(tmp_path):
+    from sflow.backends.base import Pending
+    from sflow.mithril.translate import Plan
+
+    backend = _backend_on_a_store(tmp_path, [])
+    backend.settings = SimpleNamespace(deadman=None, plan=None)
+    created = []
+    backend.worker.create = lambda key, spec: created.append(spec)
+    backend.context = dataclasses.replace(backend.context, after_commit=lambda effect: effect())
+    backend.catalog = None  # no market at hand: the kept plan needs none
+    shown = Plan(instance_type_id="it_8", instance_type="8xh100", instance_quantity=2, region="us-east1-b",
+                 capacity="spot", gpus_per_instance=8, gpu_type="h100", cpus_per_instance=64,
+                 memory_gb_per_instance=900, limit_price_cents=2400, limit_source="given", spot_price_cents=1600,
+                 minimum_price_cents=None, time_limit_minutes=60, max_cost_cents=4800, current_cost_cents=3200)
+    job = SimpleNamespace(job_id=5, plan=json.loads(json.dumps(dataclasses.asdict(shown))),
+                          rec=SimpleNamespace(job_id=5, restart_count=0, array_job_id=None, array_task_id=None,
+                                              time_limit=60, partition="gpu"))
+    request = parse_sbatch(["--wrap", "true"], env={}, cwd="/", user="u", uid=0, gid=0, host="h").request
+    assert backend.allocate(job, request, now=1000.0) == Pending("BidPlacing")
+    assert created == [{"name": "sflow-5", "region": "us-east1-b", "type_id": "it_8", "limit_cents": 2400,
+                        "quantity": 2}]

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 
 import pytest
 
+from sflow.backends import chosen_name, default_name
 from sflow.conf import Cluster, Node, Partition
 from sflow.errors import SlurmError
 from sflow.mithril.catalog import Catalog, Slot
 from sflow.mithril.money import dollars, parse_dollars
 from sflow.mithril.translate import (
-    PlanConfig, demand, format_plan, node_range, parse_limit_price, plan, reservation_hours, uses_mithril,
+    Plan, PlanConfig, demand, format_plan, node_range, parse_limit_price, plan, reservation_hours,
 )
 from sflow.slurm.request import parse_sbatch
 
@@ -688,21 +690,22 @@ def _cluster(backend_of_default: str) -> Cluster:
 
 
 @pytest.mark.parametrize("lines, default_backend, expected", [
-    (["#SFLOW --backend=mithril"], "local", True),
-    (["#SFLOW --backend=local", "#SBATCH -p cloud"], "local", False),  # the directive wins
-    (["#SBATCH -p cloud"], "local", True),
-    (["#SBATCH -p debug"], "local", False),
-    ([], "mithril", True),  # the default partition's backend
-    ([], "local", False),
-    (["#SBATCH -p nosuch"], "mithril", False),
+    (["#SFLOW --backend=mithril"], "local", "mithril"),
+    (["#SFLOW --backend=local", "#SBATCH -p cloud"], "local", "local"),  # the directive wins
+    (["#SBATCH -p cloud"], "local", "mithril"),
+    (["#SBATCH -p debug"], "local", "local"),
+    ([], "mithril", "mithril"),  # the default partition's backend
+    ([], "local", "local"),
+    (["#SBATCH -p nosuch"], "mithril", "local"),  # refused by the partition check, not placed
 ])
-def test_uses_mithril(lines, default_backend, expected):
-    assert uses_mithril(job(*lines), _cluster(default_backend)) is expected
+def test_the_backend_chosen(lines, default_backend, expected):
+    assert chosen_name(job(*lines), _cluster(default_backend)) == expected
 
 
-def test_uses_mithril_without_a_cluster():
-    assert uses_mithril(job("#SFLOW --backend=mithril"))
-    assert not uses_mithril(job("#SBATCH -p cloud"))
+def test_a_plan_kept_as_data_is_the_same_plan(catalog):
+    made = plan(job("#SBATCH -N 2 --gpus-per-node=h100:8 -t 1:00:00"), catalog)
+    assert Plan.from_dict(json.loads(json.dumps(dataclasses.asdict(made)))) == made
+    assert Plan.from_dict(made.to_dict()) == made
 
 
 def test_config_refuses_unknown_settings(catalog):
@@ -725,17 +728,16 @@ def test_plan_is_pure(catalog):
 
 def test_the_config_file_chooses_when_neither_job_nor_partition_says(tmp_path):
     from sflow.conf import load_cluster
-    from sflow.mithril.fetch import default_backend
 
     config = tmp_path / "config.toml"
     config.write_text('[sflow]\nbackend = "mithril"\n')
-    chosen = default_backend({"SFLOW_CONFIG": str(config)})
+    chosen = default_name({"SFLOW_CONFIG": str(config)})
     assert chosen == "mithril"
-    assert default_backend({"SFLOW_CONFIG": str(tmp_path / "none.toml")}) == "local"
+    assert default_name({"SFLOW_CONFIG": str(tmp_path / "none.toml")}) == "local"
     conf = tmp_path / "slurm.conf"
     conf.write_text("NodeName=n1 CPUs=4\nPartitionName=debug Nodes=n1 Default=YES\n"
                     "PartitionName=here Nodes=n1 Backend=local\n")
     cluster = load_cluster({"SFLOW_CONF": str(conf)})
-    assert uses_mithril(job(), cluster, chosen)  # the partition says nothing
-    assert not uses_mithril(job("#SBATCH -p here"), cluster, chosen)  # Backend=local is said
-    assert not uses_mithril(job("#SFLOW --backend=local"), cluster, chosen)  # the job says
+    assert chosen_name(job(), cluster, chosen) == "mithril"  # the partition says nothing
+    assert chosen_name(job("#SBATCH -p here"), cluster, chosen) == "local"  # Backend=local is said
+    assert chosen_name(job("#SFLOW --backend=local"), cluster, chosen) == "local"  # the job says

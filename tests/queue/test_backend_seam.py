@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from sflow.backends.base import Allocation, Changed, CostSettled, NodeLost, Pending, Preempting, Refused
+from sflow.backends.base import Allocation, Changed, Checked, CostSettled, NodeLost, Pending, Preempting, Refused
 from sflow.backends.fake import FakeBackend
 from sflow.conf import Cluster, Node, Partition
 from sflow.queue import ops
@@ -184,3 +184,46 @@ def test_a_partitions_backend_is_made_by_name_when_its_first_job_comes(tmp_path,
     assert isinstance(ctl.backends["fake"], FakeBackend)
     assert ctl.record_of(job_id).reason == "Resources"  # the fake's answer when none is scripted
     ctl.conn.close()
+
+
+def test_what_the_backend_planned_at_submission_is_what_it_is_asked_to_place(seam):
+    seam.fake.checked = Checked(plan={"machine": "big", "count": 3}, num_nodes=3, limit_price="$1.50",
+                                partition_node_limits=False)
+    asked = []
+    answer = seam.fake.answer
+    seam.fake.answer = lambda job, request: asked.append(job.plan) or answer(job, request)
+    job_id = seam.submit("-N", "1", "--wrap", "true")
+    rec = seam.ctl.record_of(job_id)
+    assert (rec.num_nodes, rec.limit_price) == (3, "$1.50")  # as the plan says, not as asked
+    seam.ctl.schedule_wanted = True
+    seam.turn()
+    assert asked and asked[-1] == {"machine": "big", "count": 3}
+    # The plan is kept with the job: a controller started again places the same one.
+    seam.ctl.conn.close()
+    again = Controller(seam.ctl.home, CLUSTER)
+    again.load()
+    assert again.jobs[job_id].plan == {"machine": "big", "count": 3}
+    again.conn.close()
+
+
+def test_test_only_shows_the_plan_and_queues_nothing(seam):
+    seam.fake.checked = Checked(plan={"machine": "big"})
+    reply = ops.submit(seam.ctl, {"argv": ["-p", "far", "--test-only", "--wrap", "true"], "env": {},
+                                  "cwd": seam.work, "user": "u", "uid": os.getuid(), "gid": os.getgid(),
+                                  "host": "h"})
+    assert (reply["ok"], reply["job_id"], reply["plan"]) == (True, None, {"machine": "big"})
+    assert seam.ctl.jobs == {}
+
+
+def test_a_new_time_limit_is_planned_again_and_the_old_claim_given_up(seam):
+    seam.fake.checked = Checked(plan={"hours": 1})
+    job_id = seam.submit("-t", "60", "--wrap", "true")
+    seam.fake.checked = Checked(plan={"hours": 2}, limit_price="$3.00")
+    reply = ops.update(seam.ctl, {"job_id": str(job_id), "changes": [("TimeLimit", "120")]})
+    assert reply["ok"], reply
+    job = seam.ctl.jobs[job_id]
+    assert seam.fake.checks[-1][1] == 120 and seam.fake.checks[-1][0].time_limit == 120
+    assert (job.plan, job.rec.limit_price) == ({"hours": 2}, "$3.00")
+    assert seam.fake.withdrawn == [job_id]  # what was claimed with the old plan is given up
+    ops.update(seam.ctl, {"job_id": str(job_id), "changes": [("Comment", "x")]})
+    assert len(seam.fake.checks) == 2  # nothing a plan is made from: not planned again
