@@ -13,6 +13,11 @@ from dataclasses import dataclass, field, fields
 
 INFINITE = 0xFFFFFFFE  # SLURM's UNLIMITED time limit, in minutes
 
+# On a node reached over SSH, under its user's home: sflow's own files, and the lease the job's
+# agent renews while the controller lives (a backend's watcher on the node reads its age).
+NODE_STATE_DIR = ".sflow"
+NODE_LEASE = f"{NODE_STATE_DIR}/lease"
+
 # SLURM's job states, in its own words (squeue -t accepts these and their short forms).
 JOB_STATES = {
     "PENDING": "PD", "RUNNING": "R", "SUSPENDED": "S", "COMPLETING": "CG",

@@ -93,6 +93,12 @@ def test_the_capacity_layer_runs_without_the_queue_and_the_commands(module):
     assert above == set()
 
 
+@pytest.mark.parametrize("module", sorted(m for m in TREES if _under(m, "sflow.mithril")))
+def test_the_mithril_package_needs_no_executor(module):
+    # What its watcher on a node and sflow's agent share (the lease) is a record both read.
+    assert {name for name in _reachable(module) if _under(name, "sflow.exec")} == set()
+
+
 def test_the_executor_withholds_what_a_backend_names_and_knows_no_backends_settings():
     # Which variables stay on this machine is the backend's word (Allocation.withheld_env).
     sources = {m: ast.unparse(TREES[m]) for m in TREES if _under(m, "sflow.exec")}

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from sflow.credentials import SECRET_NAMES
+from sflow.records import NODE_LEASE, NODE_STATE_DIR
 
 # This machine's, not the instance's.
 LOCAL_ONLY = frozenset({
@@ -33,8 +34,7 @@ LOCAL_ONLY = frozenset({
 })
 LOCAL_PREFIXES = ("SSH_", "XDG_", "SFLOW_", "CONDA_", "DBUS_", "LC_")
 
-STATE_DIR = ".sflow"
-LEASE = f"{STATE_DIR}/lease"
+STATE_DIR, LEASE = NODE_STATE_DIR, NODE_LEASE
 
 
 def portable(env: Mapping[str, str], keep: Mapping[str, str] | None = None,

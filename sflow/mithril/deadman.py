@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import shlex
 
-from sflow.exec.remote_env import LEASE
+from sflow.records import NODE_LEASE
 
-LEASE_PATH = "~{user}/" + LEASE  # the agent touches it as the SSH user, in that user's home
+LEASE_PATH = "~{user}/" + NODE_LEASE  # the agent touches it as the SSH user, in that user's home
 MARKER = "SFLOW_DEADMAN_EOF"
 
 DEFAULTS = {
