@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(ROOT, "sflow")
 
 # The commands, the views, the executor, the language and the small shared modules.
-CHECKED = ("cli", "views", "exec", "slurm", "conf.py", "records.py", "errors.py", "credentials.py")
+CHECKED = ("cli", "views", "exec", "slurm", "queue", "backends", "conf.py", "records.py", "errors.py", "credentials.py")
 # flow imports each subcommand's needs when it runs, as the shims import their command (its docstring).
 PER_SUBCOMMAND = {os.path.join("cli", "flow.py")}
 

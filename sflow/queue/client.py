@@ -75,8 +75,6 @@ def _connect(home: str) -> "socket.socket":
 
 def start_controller(home: str) -> None:
     """Start a controller for ``home`` in its own session, detached from this process."""
-    import sys
-
     log = os.open(paths.log_path(home), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["SFLOW_HOME"] = home

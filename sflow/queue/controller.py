@@ -22,6 +22,7 @@ the loop never waits on the network.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import selectors
@@ -33,16 +34,20 @@ import traceback
 
 from sflow.backends.base import Deferred
 from sflow.backends.local import LocalBackend, Need
-from sflow.conf import conf_stamp, load_cluster_watched
+from sflow.conf import conf_stamp, load_cluster_watched, with_runtime_partitions
 from sflow.errors import SflowError
 from sflow.exec import node_names
-from sflow.queue import accounting, health, paths, store, watchdog
+from sflow.queue import accounting, health, ops, paths, store, watchdog
 from sflow.queue.backends_life import BackendLife
 from sflow.queue.jobs import COLUMN_NAMES, Job
 from sflow.queue.lifecycle import POLL_SECONDS, RUNNING_STATES, JobLife
+from sflow.queue.lookup import JobLookup
+from sflow.queue.ops import wait_summary
+from sflow.queue.recovery import recover
 from sflow.queue.scheduler import FOREVER, Scheduler
 from sflow.queue.server import Conn, SocketServer
 from sflow.records import JobRecord
+from sflow.slurm.model import JobRequest
 
 # Pending reasons a controller must stay up for: the job may start without any new command.
 WAITING_TO_START = ("None", "Resources", "Priority", "JobArrayTaskLimit", "BeginTime")
@@ -133,8 +138,6 @@ class Controller(JobLife, BackendLife, SocketServer):
 
     def cluster_with_runtime_partitions(self, cluster=None):
         """slurm.conf's cluster with the partitions scontrol created or deleted since."""
-        from sflow.conf import with_runtime_partitions
-
         return with_runtime_partitions(cluster or self.cluster, {"SFLOW_HOME": self.home})
 
     def use_cluster(self, cluster) -> None:
@@ -222,7 +225,6 @@ class Controller(JobLife, BackendLife, SocketServer):
     def request_of(self, job: Job):
         """The job's JobRequest (an array's tasks share their array's), parsed once."""
         if job.request is None:
-            from sflow.slurm.model import JobRequest
 
             owner_id = job.rec.array_job_id if job.rec.array_job_id is not None else job.job_id
             owner = self.jobs.get(owner_id)
@@ -237,8 +239,6 @@ class Controller(JobLife, BackendLife, SocketServer):
 
     def check_never(self, job: Job) -> None:
         """Why a queued job can never start with the cluster as configured (or None)."""
-        from sflow.errors import SflowError
-
         self.request_of(job)
         if not self.on_this_machine(job):
             job.never_reason = None  # the translator decided at submission; the market decides now
@@ -260,7 +260,6 @@ class Controller(JobLife, BackendLife, SocketServer):
     # ------------------------------------------------------------------ scheduling
 
     def schedule(self, now: float) -> None:
-        from sflow.queue.lookup import JobLookup
 
         pending = [j for j in self.jobs.values() if j.rec.state == "PENDING"]
         if not pending:
@@ -311,7 +310,6 @@ class Controller(JobLife, BackendLife, SocketServer):
         self.handle_message(conn, message)
 
     def handle_message(self, conn: Conn, message: dict) -> None:
-        from sflow.queue import ops
 
         self.last_activity = time.time()
         conn.op = message.get("op")
@@ -382,7 +380,6 @@ class Controller(JobLife, BackendLife, SocketServer):
         self.schedule_wanted = True
 
     def answer_waiters(self) -> None:
-        from sflow.queue.ops import wait_summary
 
         still = []
         for conn, job_ids in self.waiters:
@@ -469,7 +466,6 @@ class Controller(JobLife, BackendLife, SocketServer):
             self.launch_started()
 
     def run(self) -> None:
-        from sflow.queue.recovery import recover
 
         self.load()
         recover(self)
@@ -541,8 +537,6 @@ class Controller(JobLife, BackendLife, SocketServer):
 
 def acquire_lock(home: str):
     """The exclusive lock that makes one controller per home; None if another holds it."""
-    import fcntl
-
     fd = os.open(paths.lock_path(home), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,12 +15,15 @@ import sys
 import time
 import traceback
 
-from sflow.exec.batch import StepFilesUnavailable
 from sflow.exec import usage
+from sflow.exec.batch import StepFilesUnavailable
 from sflow.queue import accounting, launch, paths, store
 from sflow.queue.jobs import Job, base_priority
+from sflow.queue.ops import split_element
 from sflow.queue.scheduler import FOREVER
+from sflow.queue.submit import display_path
 from sflow.records import INFINITE, StepRecord
+from sflow.slurm.values import InvalidValue, expand_hostlist
 
 RUNNING_STATES = ("RUNNING", "COMPLETING")
 POLL_SECONDS = 1.0  # liveness checks for processes no pidfd watches
@@ -47,8 +50,6 @@ class JobLife:
 
     def start_jobs(self, plan) -> None:
         """Turn the plan's starts into committed intents (resources taken, state RUNNING)."""
-        from sflow.queue.ops import split_element
-
         now = time.time()
         for job, index, alloc in plan.starts:
             task = job
@@ -79,7 +80,6 @@ class JobLife:
             self.to_launch.append(task)
 
     def _task_paths(self, task: Job) -> None:
-        from sflow.queue.submit import display_path
 
         request = self.request_of(task)
         rec = task.rec
@@ -272,7 +272,7 @@ class JobLife:
         self.schedule_wanted = True
 
     def record_steps(self, job: Job, exit_code: int, sig: int, end_state: str | None, now: float) -> None:
-        from sflow.exec import steplog
+        from sflow.exec import steplog  # deferred: loaded with the first job
 
         rec = job.rec
         if sig:
@@ -378,9 +378,8 @@ class JobLife:
 
     def note_in_output(self, job: Job, why: str) -> None:
         """slurmstepd's line in the job's error file: ``*** JOB 12 ON node1 CANCELLED AT ... ***``."""
-        from sflow.exec import batch
+        from sflow.exec import batch  # deferred: loaded with the first job
         from sflow.exec.env import JobContext
-        from sflow.slurm.values import InvalidValue, expand_hostlist
 
         rec = job.rec
         try:

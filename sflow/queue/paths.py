@@ -37,7 +37,7 @@ def socket_path(home: str) -> str:
     path = os.path.join(home, SOCKET_NAME)
     if len(path.encode()) <= _MAX_SOCKET_PATH:
         return path
-    import hashlib
+    import hashlib  # deferred: only a home too long for a socket path pays for it
 
     digest = hashlib.sha1(os.path.abspath(home).encode()).hexdigest()[:16]
     return os.path.join(private_runtime_dir(), f"{digest}.sock")

@@ -93,7 +93,7 @@ def passes(job, filters: dict) -> bool:
 def _nodes(nodelist: str) -> list[str]:
     if not nodelist:
         return []
-    from sflow.slurm.values import InvalidValue, expand_hostlist
+    from sflow.slurm.values import InvalidValue, expand_hostlist  # deferred: squeue loads no value parser
 
     try:
         return expand_hostlist(nodelist)

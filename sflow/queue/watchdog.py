@@ -90,7 +90,7 @@ def revive(home: str) -> bool:
     """
     if not live_work(home) or controller_answers(home):
         return False
-    from sflow.queue.client import start_controller
+    from sflow.queue.client import start_controller  # deferred: squeue and sacct come here, never to the socket
 
     start_controller(home)
     return True
@@ -146,7 +146,7 @@ def watch(home: str) -> str:
         if len(restarts) > MAX_RESTARTS:
             return f"the controller died {MAX_RESTARTS} times in {RESTART_WINDOW:.0f} s; leaving it down"
         _say("the controller died with jobs or bids live: starting it again")
-        from sflow.queue.client import ControllerUnavailable, connect
+        from sflow.queue.client import ControllerUnavailable, connect  # deferred: as above
 
         try:
             connect(home).close()  # starts one and waits until it answers (it holds the lock by then)
