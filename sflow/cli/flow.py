@@ -270,6 +270,79 @@ def doctor(repair: bool) -> None:
         sys.exit(1)
 
 
+@cli.group()
+def burst() -> None:
+    """Grow a real SLURM cluster onto Mithril, with sflow as its power-saving programs (docs/burst.md)."""
+
+
+@burst.command("config", context_settings={"max_content_width": 100})
+@click.option("-p", "--partition", "partitions", multiple=True, required=True, metavar="NAME=TYPE[:COUNT]",
+              help="A partition of COUNT nodes (default 4) of Mithril instance type TYPE: a name, an id or "
+                   "a shorthand (8xh100; h100: its largest instance). Repeat for more partitions.")
+@click.option("--region", "regions", multiple=True, metavar="[NAME=]REGION",
+              help="Where the partition's instances run (default: the cheapest region now).")
+@click.option("--limit-price", "prices", multiple=True, metavar="[NAME=]PRICE",
+              help="The most a node may cost, as #SFLOW --limit-price takes it: '$16.00' per instance-hour, "
+                   "'$2.00/gpu-hr' per GPU-hour (default: the price now with headroom, capped, as for jobs).")
+@click.option("--prefix", "prefixes", multiple=True, metavar="[NAME=]PREFIX",
+              help="Node names PREFIX-1, PREFIX-2... (default: mithril-NAME).")
+@click.option("--resume-timeout", type=click.IntRange(min=1), metavar="SECONDS",
+              help="ResumeTimeout: how long a node may take to come up (default 1800).")
+@click.option("--suspend-time", type=click.IntRange(min=1), metavar="SECONDS",
+              help="SuspendTime: how long a node stays idle before it is given back (default 600).")
+@click.option("--suspend-timeout", type=click.IntRange(min=1), metavar="SECONDS",
+              help="SuspendTimeout: how long giving a node back may take (default 300).")
+@click.option("--key-file", metavar="PATH",
+              help="The file holding [mithril] api_key that the service reads (default: sflow's config file).")
+@click.option("-o", "--output", metavar="DIR",
+              help="Write slurm.conf.burst, gres.conf.burst and burst.toml in DIR instead of printing them.")
+def burst_config(partitions, regions, prices, prefixes, resume_timeout, suspend_time, suspend_timeout,
+                 key_file, output) -> None:
+    """Print the slurm.conf and gres.conf lines and the burst service's burst.toml, from the live catalog.
+
+    \b
+      flow burst config -p gpu=8xh100:8 --limit-price '$2.40/gpu-hr'
+      flow burst config -p h100=8xh100:16 -p a100=8xa100:8 --region us-central1-a \\
+          --limit-price h100='$2.40/gpu-hr' --limit-price a100='$12.00' --output /tmp/burst
+
+    A [NAME=]VALUE option without NAME= is for every partition that has no value of its own.
+    The Mithril API is asked as jobs ask it (MITHRIL_API_URL, MITHRIL_API_KEY or flow init's key).
+    """
+    from sflow.burst import config
+    from sflow.mithril.client import DEFAULT_BASE_URL, MithrilClient, config_path
+    from sflow.mithril.fetch import fetch_catalog, load_settings
+
+    try:
+        specs = config.with_options([config.parse_partition(p) for p in partitions], regions, prices, prefixes)
+        settings = load_settings()
+        with MithrilClient(base_url=settings.api_url) as client:
+            catalog = fetch_catalog(client)
+            api_url = client.base_url
+        parts, warnings = config.resolve(specs, catalog, settings.plan)
+    except SflowError as err:
+        _fail("flow", err)
+    timing = config.Timing(resume_timeout or config.RESUME_TIMEOUT, suspend_time or config.SUSPEND_TIME,
+                           suspend_timeout or config.SUSPEND_TIMEOUT)
+    service = config.Service(api_url or DEFAULT_BASE_URL, settings.project,
+                             os.path.abspath(key_file or config_path()))
+    files = {"slurm.conf.burst": config.slurm_conf(parts, timing, config.program_paths()),
+             "gres.conf.burst": config.gres_conf(parts), "burst.toml": config.burst_toml(parts, service)}
+    for warning in warnings:
+        click.echo(f"flow: warning: {warning}", err=True)
+    if output is None:
+        click.echo("\n".join(f"# ---- {name} ----\n{text}" for name, text in files.items()), nl=False)
+        return
+    try:
+        os.makedirs(output, exist_ok=True)
+        for name, text in files.items():
+            with open(os.path.join(output, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
+    except OSError as err:
+        click.echo(f"flow: error: cannot write {err.filename or output}: {err.strerror}", err=True)
+        sys.exit(1)
+    click.echo(f"flow: wrote {', '.join(os.path.join(output, name) for name in files)}", err=True)
+
+
 @cli.command("mithril-emulator")
 @click.option("--port", type=int, default=0, show_default=True, help="TCP port on loopback (0: any free port).")
 @click.argument("options", nargs=-1, type=click.UNPROCESSED)
