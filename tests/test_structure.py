@@ -99,6 +99,13 @@ def test_the_mithril_package_needs_no_executor(module):
     assert {name for name in _reachable(module) if _under(name, "sflow.exec")} == set()
 
 
+@pytest.mark.parametrize("module", sorted(m for m in TREES if _under(m, "sflow.burst")))
+def test_bursting_runs_without_the_queue_and_the_commands(module):
+    # slurmctld runs the burst programs: nothing of sflow's own controller may come with them.
+    above = {name for name in _reachable(module) if _under(name, "sflow.queue") or _under(name, "sflow.cli")}
+    assert above == set()
+
+
 def test_the_executor_withholds_what_a_backend_names_and_knows_no_backends_settings():
     # Which variables stay on this machine is the backend's word (Allocation.withheld_env).
     sources = {m: ast.unparse(TREES[m]) for m in TREES if _under(m, "sflow.exec")}
@@ -239,6 +246,8 @@ def _layer(module: str) -> str:
     ("sflow.slurm", {"sflow.exec", "sflow.queue", "sflow.backends", "sflow.cli"}),
     # The queue answers with data; the commands say it.
     ("sflow.queue", {"sflow.cli"}),
+    # Bursting a SLURM cluster: its programs run under slurmctld, with no sflow controller.
+    ("sflow.burst", {"sflow.queue", "sflow.cli"}),
 ])
 def test_layers_point_one_way(layer, forbidden):
     reaching_back = sorted(f"{module} -> {name}" for module in TREES if _layer(module) == layer
