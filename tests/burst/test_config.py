@@ -6,7 +6,9 @@ the emulator's catalog, served on loopback from this process.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tomllib
 
 import pytest
@@ -20,6 +22,12 @@ from sflow.errors import SlurmError
 from sflow.mithril.catalog import Catalog, InstanceType, Market
 from sflow.mithril.emulator import start_emulator
 from sflow.mithril.translate import parse_limit_price
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "compat"))
+import record_burst_conf  # noqa: E402
+
+GOLDEN = json.load(open(record_burst_conf.OUT))
 
 H100 = InstanceType("it_h100", "8xh100", 8, "h100", 224, 1800)
 A100 = InstanceType("it_a100", "1xa100", 1, "a100", 16, 120)
@@ -293,3 +301,24 @@ def test_help_shows_the_forms_and_the_defaults(flow):
                  f"default {config.SUSPEND_TIME}", f"default {config.SUSPEND_TIMEOUT}", "--output"):
         assert text in done.output
     assert "config" in CliRunner().invoke(cli, ["burst", "--help"]).output
+
+
+# ---------------------------------------------------------------- as a real slurmctld 22.05 reads them
+
+
+def test_the_recorded_lines_are_the_lines_rendered_now():
+    # Changed rendering: re-record with compat/record_burst_conf.py.
+    assert (GOLDEN["slurm_conf"], GOLDEN["gres_conf"]) == record_burst_conf.rendered()
+
+
+def test_slurmctld_reads_every_line_and_power_saves_only_the_cloud_nodes():
+    assert GOLDEN["parse_errors"] == []
+    assert GOLDEN["power_save"] == "Power save mode: 5 nodes"  # mithril-gpu-[1-4], mithril-small-1; not own1
+    gpu, own = GOLDEN["nodes"]["mithril-gpu-4"], GOLDEN["nodes"]["own1"]
+    assert (gpu["State"], gpu["CPUTot"], gpu["RealMemory"], gpu["Gres"], gpu["AvailableFeatures"]) == \
+        ("IDLE+CLOUD+POWERED_DOWN", "224", "1751040", "gpu:h100:8", "8xh100,us-central1-a")
+    assert "POWERED_DOWN" not in own["State"]
+    assert {k: GOLDEN["partitions"]["gpu"][k] for k in ("Default", "SuspendTime", "ResumeTimeout", "SuspendTimeout")} \
+        == {"Default": "NO", "SuspendTime": "600", "ResumeTimeout": "1800", "SuspendTimeout": "300"}
+    assert GOLDEN["config"]["SuspendTime"] == "INFINITE"  # the cluster's own nodes keep running
+    assert GOLDEN["config"]["TreeWidth"] == "65533" and GOLDEN["config"]["PrivateData"] == "cloud"
