@@ -20,8 +20,8 @@ from typing import Iterable, Mapping
 
 from sflow.errors import SlurmError
 from sflow.mithril.catalog import Catalog, InstanceType, Market
-from sflow.mithril.money import ROUND_CEILING, dollars, per_gpu, times
-from sflow.mithril.translate import PlanConfig, parse_limit_price, price_text
+from sflow.mithril.money import dollars, per_gpu
+from sflow.mithril.translate import PlanConfig, default_limit, parse_limit_price, price_text
 
 DEFAULT_NODES = 4
 # Provisioning on Mithril: a spot bid waits for the auction's next clearing, then the
@@ -198,13 +198,11 @@ def _limit(spec: PartitionSpec, kind: InstanceType, market: Market, config: Plan
         base = market.spot_price_cents if market.spot_price_cents is not None else market.minimum_price_cents
         if base is None:
             raise SlurmError(f"{where} has no current price; give --limit-price")
-        limit = times(base, config.headroom, ROUND_CEILING)
-        cap = config.cap_cents_per_gpu
-        if cap is not None and kind.gpus:
-            if base > cap * kind.gpus:
-                raise SlurmError(f"{where} costs {price_text(base, kind.gpus)} now, above the cap of "
-                                 f"{dollars(cap)}/GPU-hr; give --limit-price")
-            limit = min(limit, cap * kind.gpus)
+        chosen = default_limit(base, kind.gpus, config)
+        if chosen is None:
+            raise SlurmError(f"{where} costs {price_text(base, kind.gpus)} now, above the cap of "
+                             f"{dollars(config.cap_cents_per_gpu)}/GPU-hr; give --limit-price")
+        limit = chosen[0]
     if market.minimum_price_cents is not None and limit < market.minimum_price_cents:
         raise SlurmError(f"{where}: the limit price {price_text(limit, kind.gpus)} is below Mithril's minimum "
                          f"of {price_text(market.minimum_price_cents, kind.gpus)}")

@@ -10,7 +10,7 @@ _HOMES = {
     "AuthError": "client", "Conflict": "client", "InvalidRequest": "client", "NotFound": "client",
     "Unavailable": "client", "Catalog": "catalog", "InstanceType": "catalog", "Market": "catalog",
     "Settings": "fetch", "fetch_catalog": "fetch", "load_settings": "fetch", "plan_now": "fetch",
-    "plan": "translate", "format_plan": "translate", "Worker": "worker",
+    "plan": "translate", "default_limit": "translate", "format_plan": "translate", "Worker": "worker",
 }
 
 __all__ = sorted(_HOMES)

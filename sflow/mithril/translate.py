@@ -460,6 +460,16 @@ def price_text(cents: int, gpus: int) -> str:
     return f"{text} ({dollars(per_gpu(cents, gpus))}/GPU-hr)" if gpus else text
 
 
+def default_limit(base: int, gpus: int, config: PlanConfig) -> tuple[int, str] | None:
+    """The limit a spot bid gets when none is given, from the price now: with headroom, capped per GPU
+    (``(cents, "default" or "capped")``); None when the price now is already above the cap."""
+    cap = config.cap_cents_per_gpu * gpus if config.cap_cents_per_gpu is not None and gpus else None
+    if cap is not None and base > cap:
+        return None
+    limit = times(base, config.headroom, ROUND_CEILING)
+    return (cap, "capped") if cap is not None and limit > cap else (limit, "default")
+
+
 def _spot_limit(request, kind: InstanceType, market: Market, config: PlanConfig) -> tuple[int, str, list[str]]:
     """(limit cents per instance-hour, where it came from, notes)."""
     where = f"{kind.name} in {market.region}"
@@ -473,14 +483,13 @@ def _spot_limit(request, kind: InstanceType, market: Market, config: PlanConfig)
         base = market.spot_price_cents if market.spot_price_cents is not None else market.minimum_price_cents
         if base is None:
             raise SlurmError(f"Mithril has no current price for {where}; give #SFLOW --limit-price")
-        cap = config.cap_cents_per_gpu * kind.gpus if config.cap_cents_per_gpu is not None and kind.gpus else None
-        if cap is not None and base > cap:
+        chosen = default_limit(base, kind.gpus, config)
+        if chosen is None:
             raise SlurmError(f"the current spot price of {where} is {price_text(base, kind.gpus)}, above the cap "
                              f"of {dollars(config.cap_cents_per_gpu)}/GPU-hr; give #SFLOW --limit-price to bid "
                              "anyway, or wait for the price to fall")
-        limit, source = times(base, config.headroom, ROUND_CEILING), "default"
-        if cap is not None and limit > cap:
-            limit, source = cap, "capped"
+        limit, source = chosen
+        if source == "capped":
             notes.append(f"limit price capped at {dollars(config.cap_cents_per_gpu)}/GPU-hr")
     minimum = market.minimum_price_cents
     if minimum is not None and limit < minimum:
@@ -627,5 +636,5 @@ def format_plan(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Demand", "Plan", "PlanConfig", "demand", "format_plan", "node_range", "parse_limit_price", "plan",
+__all__ = ["Demand", "Plan", "PlanConfig", "default_limit", "demand", "format_plan", "node_range", "parse_limit_price", "plan",
            "price_text", "reservation_hours"]
