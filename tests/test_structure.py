@@ -123,8 +123,10 @@ def test_the_queue_asks_a_jobs_backend_and_never_compares_its_name():
 # SQL lives in the controller's package (the store, the reader the commands use, and the
 # controller's own modules, which write inside its transactions) and in the Mithril backend,
 # which records its bids (sflow.mithril.bids) inside those transactions through the connection
-# the seam hands it (sflow.backends.base). Everything else reads records.
-SQL_HOMES = ("sflow.queue", "sflow.backends.base", "sflow.backends.mithril", "sflow.mithril.bids")
+# the seam hands it (sflow.backends.base); and in the burst service's store (sflow.burst.store),
+# whose file holds those bids beside its own tables. Everything else reads records.
+SQL_HOMES = ("sflow.queue", "sflow.backends.base", "sflow.backends.mithril", "sflow.mithril.bids",
+             "sflow.burst.store")
 # A statement, or a condition with a placeholder ("job_id = ?", "state IN (?, ?)").
 SQL_TEXT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|PRAGMA|REPLACE|WITH)\s"
                       r"|\b\w+\s*(=|<|>|\bIN\b|\bLIKE\b|\bIS\b)\s*\(?\s*\?", re.MULTILINE)
