@@ -95,13 +95,17 @@ class MithrilBackend(ReservedCapacity):
     on_this_machine = False
     recheck_seconds = RECHECK_SECONDS
 
-    def __init__(self, context: BackendContext):
+    def __init__(self, context: BackendContext, settings=None, api_key: str | None = None):
+        """``settings``, ``api_key``: given by a caller with its own configuration (the burst service);
+        else this user's (``load_settings``, ``load_api_key``)."""
         self.context = context
-        self.settings = load_settings()
-        try:
-            self.api_key = load_api_key()
-        except Exception:  # an unreadable config file: said when a call needs the key
-            self.api_key = None
+        self.settings = load_settings() if settings is None else settings
+        self.api_key = api_key
+        if api_key is None:
+            try:
+                self.api_key = load_api_key()
+            except Exception:  # an unreadable config file: said when a call needs the key
+                self.api_key = None
         self.wake_fd, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.worker = Worker(context.home, self.settings, self.api_key, self._wake_w)
         self.rows: dict[str, BidRow] = {}  # live bid records by idempotency key
@@ -125,7 +129,9 @@ class MithrilBackend(ReservedCapacity):
                        partition_node_limits=False)
 
     def allocate(self, job, request, now: float | None = None, task: int | None = None) -> Allocation | Pending:
-        """``task``: an array task not yet split off its array's record (its bid is the task's own)."""
+        """``task``: an array task not yet split off its array's record (its bid is the task's own).
+        ``request`` None: ``job.plan`` says everything, and each instance is one node with 1 task and
+        all its GPUs."""
         now = time.time() if now is None else now
         row = self.current(job.job_id, task)
         if row is None:
@@ -303,9 +309,12 @@ class MithrilBackend(ReservedCapacity):
             return None
         ready.sort(key=lambda i: (i.get("name") or "", i["fid"]))
         cpus = max(1, plan["cpus"])
-        tasks = block_layout(max(1, request.ntasks), [cpus] * len(ready), max(1, request.cpus_per_task),
-                             request.ntasks_per_node)
-        gpus = gpus_held(request, tasks, plan["gpus"])
+        if request is None:  # whole machines for someone else's scheduler (a burst node each): all of each
+            tasks, gpus = [1] * len(ready), [tuple(range(plan["gpus"]))] * len(ready)
+        else:
+            tasks = block_layout(max(1, request.ntasks), [cpus] * len(ready), max(1, request.cpus_per_task),
+                                 request.ntasks_per_node)
+            gpus = gpus_held(request, tasks, plan["gpus"])
         nodes = [AllocatedNode(node_name(inst), cpus, plan["memory_gb"] * 1024, held, "",
                                inst["ssh"], count, instance=inst["fid"])
                  for inst, count, held in zip(ready, tasks, gpus)]
