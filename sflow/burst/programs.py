@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import socket
-import sqlite3
 import sys
 import time
 
@@ -126,7 +125,7 @@ def record(kind: str, argv: list[str], environ=None) -> int:
             seq = store.add_request(conn, kind, hostlist, payload, time.time())
         finally:
             conn.close()
-    except (OSError, sqlite3.Error) as err:
+    except (OSError, store.StoreError) as err:
         raise BurstError(f"cannot record the request in {store.db_path(settings.state_dir)}: {err}") from None
     if not service_running(settings.state_dir):
         start_service(settings.path, settings.state_dir)

@@ -28,6 +28,7 @@ import fcntl
 import os
 import queue
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -144,12 +145,12 @@ class BurstService:
 
     def write(self) -> None:
         if not self.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
+            store.begin(self.conn)
             self.in_transaction = True
 
     def commit(self) -> None:
         if self.in_transaction:
-            self.conn.execute("COMMIT")
+            store.commit(self.conn)
             self.in_transaction = False
         effects, self.effects[:] = list(self.effects), []
         for effect in effects:
@@ -537,8 +538,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load(args.config)
         service = BurstService(settings)
+        stop = threading.Event()
+        # systemd's stop (SIGTERM) ends the loop between turns: no turn is cut in half.
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
-            service.serve()
+            service.serve(stop)
         finally:
             service.close()
     except BurstError as err:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from sflow.mithril import bids
 
 DB_NAME = "burst.db"
+StoreError = sqlite3.Error  # what a caller without sqlite3 of its own catches
 KINDS = ("resume", "suspend", "resume_fail")
 NODE_STATES = ("resuming", "up", "suspending", "down", "idle")
 # planning: waiting for the market; bidding: bid placed, not won; booting: slurmd being started;
@@ -139,6 +140,15 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
         raise
 
 
+def begin(conn: sqlite3.Connection) -> None:
+    """A turn's write transaction (taken at once: the programs write concurrently)."""
+    conn.execute("BEGIN IMMEDIATE")
+
+
+def commit(conn: sqlite3.Connection) -> None:
+    conn.execute("COMMIT")
+
+
 def open_store(state_dir: str) -> sqlite3.Connection:
     conn = connect(state_dir)
     ensure_schema(conn)
@@ -217,5 +227,5 @@ def nodes(conn: sqlite3.Connection) -> dict[str, Node]:
     return {r[0]: Node(*r) for r in rows}
 
 
-__all__ = ["GROUP_LIVE", "Group", "KINDS", "Node", "Request", "add_request", "connect", "db_path", "ensure_schema",
+__all__ = ["GROUP_LIVE", "Group", "KINDS", "Node", "Request", "StoreError", "add_request", "begin", "commit", "connect", "db_path", "ensure_schema",
            "groups", "mark_taken", "new_group", "nodes", "open_store", "save_group", "save_node", "untaken"]

@@ -275,6 +275,82 @@ def burst() -> None:
     """Grow a real SLURM cluster onto Mithril, with sflow as its power-saving programs (docs/burst.md)."""
 
 
+def _burst_settings(config: str | None):
+    from sflow.burst.settings import BurstError, load
+
+    try:
+        return load(config)
+    except BurstError as err:
+        click.echo(f"flow: error: {err}", err=True)
+        sys.exit(1)
+
+
+def _burst_records(config: str | None):
+    """(groups, nodes) from the burst store, read only (a store not made yet: none)."""
+    from sflow.burst import store
+
+    settings = _burst_settings(config)
+    if not os.path.exists(store.db_path(settings.state_dir)):
+        return [], {}
+    try:
+        conn = store.connect(settings.state_dir)
+        try:
+            return store.groups(conn), store.nodes(conn)
+        finally:
+            conn.close()
+    except Exception as err:  # sqlite3.Error, PermissionError: said in one line
+        click.echo(f"flow: error: cannot read {store.db_path(settings.state_dir)}: {err}", err=True)
+        sys.exit(1)
+
+
+_BURST_CONFIG = click.option("--config", metavar="PATH",
+                             help="burst.toml (default $SFLOW_BURST_CONFIG, else /etc/sflow/burst.toml).")
+
+
+@burst.command("serve")
+@_BURST_CONFIG
+def burst_serve(config) -> None:
+    """Run the burst service in the foreground (one per state directory; the programs start it otherwise)."""
+    from sflow.burst import service
+
+    sys.exit(service.main(["--config", config] if config else []))
+
+
+@burst.command("status")
+@_BURST_CONFIG
+def burst_status(config) -> None:
+    """The burst nodes: their state, the bid each belongs to, and why."""
+    from sflow.burst import views
+
+    groups, nodes = _burst_records(config)
+    for line in views.status_lines(groups, nodes):
+        click.echo(line)
+
+
+@burst.command("costs")
+@_BURST_CONFIG
+@click.option("--by", type=click.Choice(["job", "user", "account"]), default="job", show_default=True,
+              help="Sum the bids' costs by SLURM job, user or account.")
+def burst_costs(config, by) -> None:
+    """What the burst nodes' bids cost, as Mithril billed them."""
+    from sflow.burst import views
+
+    groups, _ = _burst_records(config)
+    for line in views.cost_lines(groups, by):
+        click.echo(line)
+
+
+@burst.command("unit")
+@click.option("--config", metavar="PATH", default="/etc/sflow/burst.toml", show_default=True,
+              help="The burst.toml the service reads.")
+@click.option("--user", default="slurm", show_default=True, help="SlurmUser: who runs the programs.")
+def burst_unit(config, user) -> None:
+    """Print a systemd unit that runs the burst service."""
+    from sflow.burst import views
+
+    click.echo(views.unit_text(os.path.abspath(config), user), nl=False)
+
+
 @burst.command("config", context_settings={"max_content_width": 100})
 @click.option("-p", "--partition", "partitions", multiple=True, required=True, metavar="NAME=TYPE[:COUNT]",
               help="A partition of COUNT nodes (default 4) of Mithril instance type TYPE: a name, an id or "
