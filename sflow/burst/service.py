@@ -227,7 +227,8 @@ class BurstService:
         taken: set[str] = set()
         for job in (request.payload or {}).get("jobs") or []:
             try:
-                job_nodes = expand_hostlist(job.get("nodes_resume") or job.get("nodes_alloc") or "")
+                # 22.05 writes "nodes"; later releases split it into nodes_resume and nodes_alloc.
+                job_nodes = expand_hostlist(job.get("nodes") or job.get("nodes_resume") or job.get("nodes_alloc") or "")
                 job_id = int(job["job_id"])
             except (InvalidValue, KeyError, TypeError, ValueError):
                 continue

@@ -63,9 +63,7 @@ def requests(state: str) -> list[store.Request]:
 def test_resume_records_the_nodes_and_the_jobs_that_got_them(held, tmp_path):
     state, _, env = held
     resume_file = tmp_path / "resume.json"
-    payload = {"all_nodes_resume": "mithril-gpu-[1-3]",
-               "jobs": [{"job_id": 12, "partition": "gpu", "nodes_alloc": "mithril-gpu-[1-2]",
-                         "nodes_resume": "mithril-gpu-[1-2]"}]}
+    payload = {"jobs": [{"job_id": 12, "nodes": "mithril-gpu-[1-2]"}], "all_nodes": "mithril-gpu-[1-3]"}
     resume_file.write_text(json.dumps(payload))
     done = program("sflow-burst-resume", "mithril-gpu-[1-3]", env={**env, "SLURM_RESUME_FILE": str(resume_file)})
     assert done.returncode == 0 and done.stderr == "", done.stderr

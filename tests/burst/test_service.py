@@ -26,8 +26,8 @@ def emu(monkeypatch):
 
 
 def resume_payload(job_id: int, nodes: str) -> dict:
-    return {"all_nodes_resume": nodes, "jobs": [{"job_id": job_id, "partition": "gpu", "nodes_alloc": nodes,
-                                                 "nodes_resume": nodes}]}
+    """What slurmctld 22.05 writes into SLURM_RESUME_FILE (compat/golden/power_save.json)."""
+    return {"jobs": [{"job_id": job_id, "nodes": nodes}], "all_nodes": nodes}
 
 
 def request(state_dir: str, kind: str, hostlist: str, payload: dict | None = None) -> None:
