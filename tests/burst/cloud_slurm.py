@@ -323,6 +323,7 @@ PrivateData=cloud
 SlurmctldParameters=enable_configless,cloud_reg_addrs,idle_on_node_suspend,power_save_interval=1,power_save_min_interval=0
 ResumeRate=0
 SuspendRate=0
+SuspendExcNodes=base1
 {power}{self.extra_conf}
 NodeName=base1 NodeHostname=base1 NodeAddr=127.0.2.100 Port={self.node_port_base} CPUs=2 RealMemory=2000 Gres=gpu:{self.gpus} State=UNKNOWN
 {cloud}PartitionName=base Nodes=base1 Default=YES MaxTime=INFINITE State=UP

@@ -9,19 +9,22 @@ from .cloud_slurm import CloudSlurm, missing
 
 @pytest.fixture
 def cloud_slurm(tmp_path):
-    """``cloud_slurm(**kwargs)`` starts a CloudSlurm in the test's tmp dir (kwargs as CloudSlurm's);
+    """``cloud_slurm(**kwargs)`` starts a CloudSlurm in the test's tmp dir (kwargs as CloudSlurm's) in
+    ``cloud_slurm.root``;
     skips when SLURM, munge or root are missing."""
     why = missing()
     if why:
         pytest.skip(why)
     started = []
+    root = str(tmp_path / "slurm")
 
     def start(**kwargs) -> CloudSlurm:
-        slurm = CloudSlurm(str(tmp_path / "slurm"), **kwargs)
+        slurm = CloudSlurm(root, **kwargs)
         started.append(slurm)
         slurm.start()
         return slurm
 
+    start.root = root  # where write_program puts the power-saving programs before the cluster starts
     yield start
     for slurm in started:
         slurm.stop()

@@ -11,7 +11,9 @@ Standard library only, so it runs by file path under any python3.
 Each booted slurmd runs configless (``--conf-server``, as a cloud image would),
 in its own UTS namespace whose hostname is the node name, and in its own mount
 namespace with a private /run/slurm (where configless slurmd caches its
-configs), in the foreground (-D) of a new session: the pid we start is the
+configs), with -b (report a boot now: the controller takes a powering-up node
+as resumed only once its BootTime moves, and this machine does not reboot),
+in the foreground (-D) of a new session: the pid we start is the
 slurmd's, recorded as DIR/pids/NAME.pid, and stop signals exactly that pid.
 """
 
@@ -88,7 +90,7 @@ def boot(dirpath: str, name: str, set_addr: bool = False) -> int:
     os.makedirs(os.path.join(dirpath, "spool", name), exist_ok=True)
     # unshare and sh exec in place, so the pid Popen sees is slurmd's.
     inner = (f"hostname {name} && mkdir -p /run/slurm && mount -t tmpfs tmpfs /run/slurm && "
-             f"exec {SLURMD} -D -N {name} --conf-server {lay['conf_server']}")
+             f"exec {SLURMD} -D -b -N {name} --conf-server {lay['conf_server']}")
     log = open(os.path.join(dirpath, "log", f"slurmd-{name}.out"), "ab")
     proc = subprocess.Popen(["unshare", "--uts", "--mount", "--", "sh", "-c", inner], env=slurm_env(dirpath),
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
