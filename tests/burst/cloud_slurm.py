@@ -52,15 +52,26 @@ MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 DB_USER, DB_PASS, DB_NAME = "slurm", "slurmref", "burst_acct_db"
 
 
-def missing() -> str | None:
+def missing(with_dbd: bool = True) -> str | None:
     """Why the harness cannot run here, or None."""
     if os.geteuid() != 0:
         return "needs root (slurmd, namespaces, device nodes)"
-    for path in (f"{SBIN}/slurmctld", f"{SBIN}/slurmd", f"{BIN}/sbatch", f"{BIN}/scontrol", f"{SBIN}/munged",
-                 f"{BIN}/munge", "/usr/bin/unshare"):
+    needed = [f"{SBIN}/slurmctld", f"{SBIN}/slurmd", f"{BIN}/sbatch", f"{BIN}/scontrol", f"{SBIN}/munged",
+              f"{BIN}/munge", "/usr/bin/unshare"]
+    if with_dbd:
+        needed += [f"{SBIN}/slurmdbd", f"{SBIN}/mariadbd", f"{BIN}/sacctmgr"]
+    for path in needed:
         if not os.path.exists(path):
             return f"{path} is not installed"
+    if not _munge_answers() and not os.path.exists("/etc/munge/munge.key"):
+        return "munged is not running and there is no /etc/munge/munge.key"
+    if with_dbd and not os.path.isdir("/var/lib/mysql/mysql"):
+        return "MariaDB has no data directory (mariadb-install-db)"
     return None
+
+
+def _munge_answers() -> bool:
+    return subprocess.run(f"{BIN}/munge -n | {BIN}/unmunge", shell=True, capture_output=True).returncode == 0
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
@@ -220,15 +231,14 @@ class CloudSlurm:
         return proc.pid
 
     def _ensure_munge(self) -> None:
-        if subprocess.run(f"{BIN}/munge -n | {BIN}/unmunge", shell=True, capture_output=True).returncode == 0:
+        if _munge_answers():
             return
         if not os.path.exists("/etc/munge/munge.key"):
             raise RuntimeError("munged is not running and /etc/munge/munge.key does not exist")
         os.makedirs("/run/munge", exist_ok=True)
         shutil.chown("/run/munge", "munge", "munge")
         self._daemon("munged", ["runuser", "-u", "munge", "--", f"{SBIN}/munged", "-F"])
-        wait_for(lambda: subprocess.run(f"{BIN}/munge -n | {BIN}/unmunge", shell=True,
-                                        capture_output=True).returncode == 0, 20, "munged")
+        wait_for(_munge_answers, 20, "munged")
 
     def _mysql(self, sql: str) -> None:
         subprocess.run([f"{BIN}/mariadb", f"--socket={MYSQL_SOCKET}", "-e", sql], check=True, capture_output=True)

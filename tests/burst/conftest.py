@@ -9,16 +9,15 @@ from .cloud_slurm import CloudSlurm, missing
 
 @pytest.fixture
 def cloud_slurm(tmp_path):
-    """``cloud_slurm(**kwargs)`` starts a CloudSlurm in the test's tmp dir (kwargs as CloudSlurm's) in
-    ``cloud_slurm.root``;
-    skips when SLURM, munge or root are missing."""
-    why = missing()
-    if why:
-        pytest.skip(why)
+    """``cloud_slurm(**kwargs)`` starts a CloudSlurm (kwargs as CloudSlurm's) in directory
+    ``cloud_slurm.root`` of the test's tmp dir; skips when SLURM, munge, MariaDB or root are missing."""
     started = []
     root = str(tmp_path / "slurm")
 
     def start(**kwargs) -> CloudSlurm:
+        why = missing(kwargs.get("with_dbd", True))
+        if why:
+            pytest.skip(why)
         slurm = CloudSlurm(root, **kwargs)
         started.append(slurm)
         slurm.start()
