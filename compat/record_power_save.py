@@ -15,7 +15,9 @@ record how they are called. It writes per case:
              job ids as <job_id>
   timeline   per cloud node, each distinct (sinfo %t, scontrol State, Reason)
              seen while the case ran, in order (polled every 0.2 s: a state
-             shorter than that may be missing)
+             shorter than that may be missing; sinfo and scontrol run one
+             after the other, so an entry may join two moments, as
+             ["mix", "IDLE+CLOUD"] does)
   commands   argv, exit code, stdout, stderr of the scontrol commands the case
              runs, and jobs' (JobState, Reason, Restarts) when it matters
   config     the timings the cluster ran with
@@ -68,7 +70,9 @@ class Timeline:
         def step():
             self.sample()
             return predicate()
-        return wait_for(step, timeout, what)
+        result = wait_for(step, timeout, what)
+        self.sample()  # the state that ended the wait
+        return result
 
 
 def _normalise(text: str, slurm: CloudSlurm, job_ids: list[str]) -> str:

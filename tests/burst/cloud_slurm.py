@@ -25,10 +25,26 @@ the controller talks to every node directly (cloud names do not resolve).
 
 Booting is in tests/burst/nodes.py so that a ResumeProgram (a separate
 executable run by slurmctld as SlurmUser) can do it: ``booter_argv("boot")``
-gives its command line.
+gives its command line; ``write_program`` writes a ResumeProgram,
+SuspendProgram or ResumeFailProgram that records its calls and boots, stops
+or does nothing.
 
-Facts of SLURM 22.05's power saving this harness relies on are recorded in
-compat/golden/power_save.json (compat/record_power_save.py).
+What SLURM 22.05 does here, which the harness is built around (the recorded
+details are in compat/golden/power_save.json, by compat/record_power_save.py):
+
+- Without a SuspendProgram, power saving is off altogether ("power_save module
+  disabled, NULL SuspendProgram"), ResumeProgram or not.
+- The programs run with argv [program, hostlist] and an environment of only
+  SLURM_CONF, LC_CTYPE and (ResumeProgram) SLURM_RESUME_FILE: no PATH.
+- A powering-up node counts as resumed only when its slurmd registers with a
+  newer BootTime: the booter starts slurmd with -b, as this machine does not
+  reboot. A node that does not register within ResumeTimeout becomes down~
+  "ResumeTimeout reached", its job is requeued (PENDING, Restarts=1), and
+  ResumeFailProgram gets its hostlist.
+- Once the nodes have registered, the job leaves CONFIGURING only at the
+  controller's periodic check (every 30 s in 22.05; not configurable): from
+  sbatch to RUNNING takes up to ~30 s even when nodes boot at once.
+- The ordinary node is in SuspendExcNodes, or SLURM powers it down too.
 """
 
 from __future__ import annotations
