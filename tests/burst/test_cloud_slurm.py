@@ -22,7 +22,7 @@ def _hosts(slurm, program_calls) -> list[str]:
 def test_a_job_boots_cloud_nodes_runs_and_they_power_down(cloud_slurm):
     resume = write_program(cloud_slurm.root, "resume", "boot")
     suspend = write_program(cloud_slurm.root, "suspend", "stop")
-    slurm = cloud_slurm(resume_program=resume, suspend_program=suspend, suspend_time=5, suspend_timeout=5)
+    slurm = cloud_slurm(resume_program=resume, suspend_program=suspend, suspend_time=3, suspend_timeout=2)
     assert slurm.node_states()["cloud1"][0] == "idle~"
 
     submitted = time.monotonic()
@@ -55,7 +55,7 @@ def test_a_node_that_never_boots_fails_its_resume_and_the_job_waits_again(cloud_
     failed = write_program(cloud_slurm.root, "resume_fail")
     suspend = write_program(cloud_slurm.root, "suspend", "stop")  # without one, SLURM disables power saving
     slurm = cloud_slurm(resume_program=resume, resume_fail_program=failed, suspend_program=suspend,
-                        resume_timeout=10)
+                        resume_timeout=5)
 
     job_id = slurm.run("sbatch", "--parsable", "-p", "cloud", "-N1", "--wrap", "true", check=True).stdout.strip()
     wait_for(lambda: calls(failed), 60, "ResumeFailProgram to be called")
