@@ -178,7 +178,7 @@ class CloudSlurm:
         out = self.run("scontrol", "show", "node", "-o", name).stdout.strip()
         fields, key = {}, None
         for word in out.split(" "):
-            if "=" in word and not (key == "Reason"):
+            if "=" in word and key != "Reason":
                 key, _, value = word.partition("=")
                 fields[key] = value
             elif key:

@@ -30,7 +30,7 @@ def test_a_job_boots_cloud_nodes_runs_and_they_power_down(cloud_slurm):
                     "--wrap", 'srun bash -c "echo \\$SLURM_PROCID \\$(hostname)"', check=True)
     job_id = out.stdout.strip()
     wait_for(lambda: slurm.job(job_id).get("JobState") in ("RUNNING", "COMPLETING", "COMPLETED"), 60,
-             "the job to run", interval=0.05)
+             "the job to run")
     running = time.monotonic()
     wait_for(lambda: _sacct_state(slurm, job_id) == "COMPLETED", 60, "the job to be COMPLETED in sacct")
     completed = time.monotonic()
