@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from burst_harness import settings_toml, wait_for
+from .burst_harness import settings_toml, wait_for
 from sflow.burst import store
 from sflow.burst.programs import lock_path, service_running
 

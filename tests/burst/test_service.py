@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from burst_harness import (FakeBooter, FakeSlurm, KEY, demand, emulator, live_bids, market_bids, running,
+from .burst_harness import (FakeBooter, FakeSlurm, KEY, demand, emulator, live_bids, market_bids, running,
                            settings_for, settings_toml, wait_for)
 from sflow.burst import store
 from sflow.burst.programs import service_running

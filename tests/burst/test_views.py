@@ -7,7 +7,7 @@ import sqlite3
 
 from click.testing import CliRunner
 
-from burst_harness import settings_toml
+from .burst_harness import settings_toml
 from sflow.backends.base import BackendContext
 from sflow.backends.mithril import MithrilBackend
 from sflow.burst import store
