@@ -21,6 +21,7 @@ import time
 
 from sflow.burst import store
 from sflow.burst.settings import BurstError, load
+from sflow.daemon import start_detached
 
 PROGRAM_NAMES = {"resume": "sflow-burst-resume", "suspend": "sflow-burst-suspend",
                  "resume_fail": "sflow-burst-resume-fail"}
@@ -76,29 +77,9 @@ def service_running(state_dir: str) -> bool:
 
 def start_service(config: str, state_dir: str) -> None:
     """``flow burst serve``'s loop in its own session, detached from slurmctld's child."""
-    log = os.open(os.path.join(state_dir, LOG_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = dict(os.environ)
     env["SFLOW_BURST_CONFIG"] = os.path.abspath(config)
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    argv = [sys.executable, "-m", "sflow.burst.service"]
-    child = os.fork()
-    if child == 0:  # the intermediate: new session, fork the service, leave
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                os.chdir(state_dir)
-                os.umask(0o077)
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                os.dup2(log, 1)
-                os.dup2(log, 2)
-                os.closerange(3, 65536)
-                os.execve(sys.executable, argv, env)
-        finally:
-            os._exit(0)
-    os.close(log)
-    os.waitpid(child, 0)
+    start_detached("sflow.burst.service", state_dir, os.path.join(state_dir, LOG_NAME), env)
 
 
 def nudge(state_dir: str) -> None:

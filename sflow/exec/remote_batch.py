@@ -49,6 +49,7 @@ import sys
 import time
 import traceback
 
+from sflow.daemon import PACKAGE_ROOT
 from sflow.exec.batch import WRAPPER, BatchProcess, _open_output, output_paths, process_start_time, unshellable
 from sflow.exec.context import job_context
 from sflow.exec.env import JobContext, batch_environment
@@ -108,10 +109,9 @@ def start_remote_batch(job, request, alloc, cluster, home: str):
                   os.path.join(directory, "steps.jsonl")):
         if os.path.exists(stale):
             os.unlink(stale)
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     # Only what the agent needs: never the controller's own environment (it holds the API key).
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/"),
-           "LANG": "C.UTF-8", "SFLOW_HOME": home, "SLURM_JOB_ID": str(ctx.job_id), "PYTHONPATH": package_root}
+           "LANG": "C.UTF-8", "SFLOW_HOME": home, "SLURM_JOB_ID": str(ctx.job_id), "PYTHONPATH": PACKAGE_ROOT}
     log = os.open(os.path.join(directory, "agent.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         popen = subprocess.Popen([sys.executable, "-m", "sflow.exec.remote_batch", directory],

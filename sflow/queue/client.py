@@ -24,6 +24,7 @@ import time
 # start-up on every shim call, and a unix stream socket needs none of them.
 import _socket as socket
 
+from sflow.daemon import start_detached
 from sflow.queue import paths
 
 socket_path = paths.socket_path
@@ -75,31 +76,11 @@ def _connect(home: str) -> "socket.socket":
 
 def start_controller(home: str) -> None:
     """Start a controller for ``home`` in its own session, detached from this process."""
-    log = os.open(paths.log_path(home), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["SFLOW_HOME"] = home
     if env.get("SFLOW_CONF"):  # the controller runs in its home, not in the caller's directory
         env["SFLOW_CONF"] = os.path.abspath(env["SFLOW_CONF"])
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    argv = [sys.executable, "-m", "sflow.queue.controller"]
-    child = os.fork()
-    if child == 0:  # the intermediate: new session, fork the controller, leave
-        try:
-            os.setsid()
-            if os.fork() == 0:
-                os.chdir(home)
-                os.umask(0o077)
-                devnull = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(devnull, 0)
-                os.dup2(log, 1)
-                os.dup2(log, 2)
-                os.closerange(3, 65536)
-                os.execve(sys.executable, argv, env)
-        finally:
-            os._exit(0)
-    os.close(log)
-    os.waitpid(child, 0)
+    start_detached("sflow.queue.controller", home, paths.log_path(home), env)
 
 
 def _failure(home: str) -> str | None:
