@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 
+from polling import wait_for
 from sflow.burst.service import BurstService
 from sflow.burst.settings import BurstSettings, PartitionSettings
 from sflow.burst.slurm import parse_show
@@ -103,15 +103,6 @@ def running(settings: BurstSettings, slurm: FakeSlurm, booter: FakeBooter):
         stop.set()
         thread.join(10)
         service.close()
-
-
-def wait_for(test, timeout: float = 40.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if test():
-            return True
-        time.sleep(0.05)
-    return test()
 
 
 def market_bids(emu) -> list:

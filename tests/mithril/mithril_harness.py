@@ -19,6 +19,7 @@ import time
 
 import pytest
 
+from polling import wait_for
 from sflow.mithril import sshhost
 from sflow.mithril.emulator import start_emulator
 from sflow.mithril import bids
@@ -148,16 +149,6 @@ class Site:
             self.emu.service.script({"region": region, "instance_type": instance_type,
                                      "demand": [[0, price, quantity] for price, quantity in steps]},
                                     self.emu.service.clock())
-
-
-def wait_for(test, timeout: float = 40.0) -> bool:
-    """Whether ``test()`` comes true within ``timeout`` seconds (asked once more at the end)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if test():
-            return True
-        time.sleep(0.05)
-    return test()
 
 
 @contextlib.contextmanager
