@@ -206,6 +206,10 @@ class BurstService:
         self.commit()
 
     def advance(self, group: store.Group, now: float) -> None:
+        if group.state == "preempting":
+            if now >= (group.deadline or 0) or not self._jobs_running(group):
+                self.requeue_preempted(group, now)
+            return
         if group.state == "planning" and self.backend.catalog is not None:
             self.place(group, now)
         if group.state in ("planning", "bidding") and \
@@ -450,27 +454,57 @@ class BurstService:
                 self.later(lambda: self.slurm.update_node(names, State="DOWN", Reason="instance lost"))
 
     def preempted(self, group: store.Group, now: float) -> None:
-        """The jobs on the group's nodes get their signal, then are requeued; the nodes are powered down."""
+        """Under the market's notice: the jobs on the group's nodes get their signal now; they are
+        requeued, and the nodes powered down and the bid given back, once the jobs end or
+        ``preempt_grace`` has passed (a checkpoint takes time; the instances last the notice)."""
         nodes, job = list(group.nodes), group.slurm_job
+        group.state, group.reason, group.deadline = "preempting", PREEMPTED_REASON, now + self.settings.preempt_grace
+        self.save_group(group)
+        for name in nodes:
+            node = self.nodes[name]
+            node.reason = PREEMPTED_REASON
+            self.save_node(node)
 
-        def act() -> None:
-            jobs = self.slurm.jobs_on(nodes) if hasattr(self.slurm, "jobs_on") else []
-            if job is not None and job not in jobs:
-                jobs = [job, *jobs]
-            for job_id in jobs:
+        def signal_jobs() -> None:
+            for job_id in self._jobs_on(nodes, job):
                 sig, batch_only = signal_of(self.slurm.batch_script(job_id))
                 try:
                     self.slurm.signal(job_id, sig, batch_only)
                 except SlurmCommandFailed as err:
                     log(f"job {job_id}: {err}")
+
+        self.later(signal_jobs)
+        log(f"bid {group.owner} ({','.join(nodes)}) preempted: jobs signalled, requeued within "
+            f"{self.settings.preempt_grace:.0f} s")
+
+    def requeue_preempted(self, group: store.Group, now: float) -> None:
+        nodes, job = list(group.nodes), group.slurm_job
+
+        def requeue_jobs() -> None:
+            for job_id in self._jobs_on(nodes, job):
                 try:
                     self.slurm.requeue(job_id)
                 except SlurmCommandFailed as err:
                     log(f"job {job_id}: {err}")
             self.slurm.update_node(nodes, State="POWER_DOWN_FORCE", Reason=PREEMPTED_REASON)
 
-        self.later(act)
+        self.later(requeue_jobs)
         self.release(group, "preempted", PREEMPTED_REASON, now, node_state="down")
+
+    def _jobs_on(self, nodes: list[str], job: int | None) -> list[int]:
+        """The jobs on ``nodes`` now, the one they were resumed for first (requeued even if it ended)."""
+        jobs = self.slurm.jobs_on(nodes)
+        return jobs if job is None or job in jobs else [job, *jobs]
+
+    def _jobs_running(self, group: store.Group) -> bool:
+        """Whether what was signalled still runs: the group's job, else any job on its nodes."""
+        try:
+            if group.slurm_job is None:
+                return bool(self.slurm.jobs_on(list(group.nodes)))
+            state = self.slurm.show_job(group.slurm_job).get("JobState", "")
+        except SlurmCommandFailed:
+            return False
+        return state in ("RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING")
 
     def cost(self, owner: int, cents: float) -> None:
         rows = [g for g in store.groups(self.conn) if g.owner == owner]

@@ -14,6 +14,9 @@ DEFAULT_PATH = "/etc/sflow/burst.toml"
 DEFAULT_STATE_DIR = "/var/lib/sflow-burst"
 DEFAULT_RESUME_TIMEOUT = 1800  # as flow burst config writes slurm.conf's ResumeTimeout
 DEFAULT_TIMEOUT_MARGIN = 60  # a bid not won this long before ResumeTimeout is given back first
+# After a preemption notice, how long the jobs have between their signal and their requeue (a job
+# that ends sooner is requeued then): less than Mithril's notice, or the instances go first.
+DEFAULT_PREEMPT_GRACE = 60
 DEFAULT_CONF_SERVER_PORT = 6817  # slurmctld's default SlurmctldPort
 
 
@@ -45,6 +48,7 @@ class BurstSettings:
     conf_server: str = ""  # host:port slurmd fetches its configuration from; "": this host's name
     set_node_addr: bool = False  # scontrol update NodeAddr= after boot; unneeded with cloud_reg_addrs
     poll_seconds: float | None = None  # how often bids are looked at; None: the Mithril default
+    preempt_grace: float = DEFAULT_PREEMPT_GRACE
     partitions: dict[str, PartitionSettings] = field(default_factory=dict)
 
 
@@ -102,6 +106,7 @@ def parse(text: str, path: str) -> BurstSettings:
         conf_server=_text(burst, "conf_server", where, ""),
         set_node_addr=bool(burst.get("set_node_addr", False)),
         poll_seconds=None if poll is None else _number(burst, "poll_seconds", where, 0, float),
+        preempt_grace=_number(burst, "preempt_grace", where, DEFAULT_PREEMPT_GRACE, float),
         partitions=parts)
 
 

@@ -27,8 +27,9 @@ StoreError = sqlite3.Error  # what a caller without sqlite3 of its own catches
 KINDS = ("resume", "suspend", "resume_fail")
 NODE_STATES = ("resuming", "up", "suspending", "down", "idle")
 # planning: waiting for the market; bidding: bid placed, not won; booting: slurmd being started;
-# up: every node booted; released: given back; timed_out / failed: given back before SLURM gave up.
-GROUP_LIVE = ("planning", "bidding", "booting", "up")
+# up: every node booted; preempting: under the market's notice, its jobs signalled, requeued at
+# ``deadline``; released / preempted: given back; timed_out / failed: given back before SLURM gave up.
+GROUP_LIVE = ("planning", "bidding", "booting", "up", "preempting")
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS requests ("
@@ -52,7 +53,8 @@ SCHEMA = [
     " cost_cents REAL,"  # what its bid cost, as the capacity layer settled it
     " user TEXT,"
     " account TEXT,"
-    " ended REAL)",
+    " ended REAL,"
+    " deadline REAL)",  # preempting: when its jobs are requeued, whether or not they ended
     "CREATE TABLE IF NOT EXISTS nodes ("
     " name TEXT PRIMARY KEY,"
     " partition TEXT NOT NULL,"
@@ -91,6 +93,7 @@ class Group:
     user: str | None = None
     account: str | None = None
     ended: float | None = None
+    deadline: float | None = None
 
 
 @dataclass
@@ -107,7 +110,7 @@ class Node:
 
 
 GROUP_COLUMNS = ("owner", "partition", "slurm_job", "nodes", "request", "created", "state", "reason", "limit_price",
-                 "cost_cents", "user", "account", "ended")
+                 "cost_cents", "user", "account", "ended", "deadline")
 NODE_COLUMNS = ("name", "partition", "state", "since", "slurm_job", "owner", "instance", "address", "reason")
 
 
@@ -133,6 +136,8 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     try:
         for statement in SCHEMA + bids.SCHEMA:
             conn.execute(statement)
+        if "deadline" not in {row[1] for row in conn.execute("PRAGMA table_info(groups)")}:
+            conn.execute("ALTER TABLE groups ADD COLUMN deadline REAL")  # a store of an earlier version
         bids.migrate(conn)
         conn.execute("COMMIT")
     except BaseException:

@@ -69,10 +69,11 @@ def fake_hosts(fid: str, hostname: str, keys: list) -> tuple:
 
 
 def settings_for(state_dir: str, url: str, limit: str = "$30.00/hr", resume_timeout: int = 1800,
-                 margin: int = 60) -> BurstSettings:
+                 margin: int = 60, preempt_grace: float = 60.0) -> BurstSettings:
     part = PartitionSettings("gpu", "mithril-gpu-[1-4]", "8xh100", "8xh100", REGION, limit)
     return BurstSettings(path="burst.toml", state_dir=state_dir, api_url=url, resume_timeout=resume_timeout,
-                         timeout_margin=margin, conf_server="ctl:6817", poll_seconds=0.2, partitions={"gpu": part})
+                         timeout_margin=margin, conf_server="ctl:6817", poll_seconds=0.2,
+                         preempt_grace=preempt_grace, partitions={"gpu": part})
 
 
 def settings_toml(state_dir: str, url: str, limit: str = "$30.00/hr") -> str:

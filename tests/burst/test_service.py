@@ -157,6 +157,25 @@ def test_preemption_signals_requeues_then_powers_down(emu, tmp_path):
         assert wait_for(lambda: not live_bids(emu))
 
 
+def test_a_preempted_job_has_its_grace_to_checkpoint_before_its_requeue(emu, tmp_path):
+    state = str(tmp_path / "state")
+    slurm = FakeSlurm(scripts={9: "#!/bin/sh\nsleep 100\n"}, jobs={9: "JobId=9 JobState=RUNNING"})
+    booter = FakeBooter()
+    with running(settings_for(state, emu.url, limit="$10.00/hr", preempt_grace=600), slurm, booter):
+        request(state, "resume", "mithril-gpu-1", resume_payload(9, "mithril-gpu-1"))
+        assert wait_for(lambda: booter.calls)
+        demand(emu, "$30.00", 32)
+        assert wait_for(lambda: slurm.of("signal"), timeout=60), slurm.calls
+        assert slurm.of("signal") == [("signal", 9, "TERM", False)]  # no --signal: SIGTERM to every step
+        time.sleep(1.0)  # turns pass while it still runs: nothing more is done to it
+        assert slurm.of("requeue") == [] and live_bids(emu)  # the instance lasts the notice
+        slurm.jobs[9] = "JobId=9 JobState=FAILED"  # it ended on its signal
+        assert wait_for(lambda: slurm.of("requeue"), timeout=30), slurm.calls
+        assert slurm.of("requeue") == [("requeue", 9)]
+        assert slurm.of("update_node")[-1][2]["State"] == "POWER_DOWN_FORCE"
+        assert wait_for(lambda: not live_bids(emu))
+
+
 def test_a_service_killed_during_a_resume_places_no_second_bid(emu, tmp_path):
     state = str(tmp_path / "state")
     config = tmp_path / "burst.toml"
