@@ -8,8 +8,9 @@ real one; tests record the calls.
 from __future__ import annotations
 
 import os
-import shlex
 from typing import Protocol
+
+from sflow.burst.settings import DEFAULT_BOOT_COMMAND, boot_command
 
 BOOT_TIMEOUT = 300.0
 
@@ -24,18 +25,14 @@ class NodeBooter(Protocol):
         fetching its configuration from ``conf_server`` (``host[:port]``); raises ``BootFailed``."""
 
 
-def slurmd_command(node_name: str, conf_server: str) -> str:
-    """The command run on the instance: every value quoted."""
-    return (f"sudo slurmd -N {shlex.quote(node_name)} --conf-server {shlex.quote(conf_server)}"
-            if conf_server else f"sudo slurmd -N {shlex.quote(node_name)}")
-
-
 class SshBooter:
-    """slurmd over SSH with sflow's own key, the instance's host key pinned on first contact
-    (sflow.remote); the key and the pins live in the state directory."""
+    """burst.toml's ``boot_command`` (by default slurmd itself) over SSH with sflow's own key, the
+    instance's host key pinned on first contact (sflow.remote); the key and the pins live in the
+    state directory."""
 
-    def __init__(self, state_dir: str):
+    def __init__(self, state_dir: str, command: str = DEFAULT_BOOT_COMMAND):
         self.state_dir = state_dir
+        self.command = command
         self._client = None
 
     def client(self):
@@ -55,11 +52,12 @@ class SshBooter:
         user, at, address = ssh_destination.rpartition("@")
         target = Target(address, pin=instance, **({"user": user} if at and user else {}))
         try:
-            result = self.client().run(target, slurmd_command(node_name, conf_server), timeout=BOOT_TIMEOUT)
+            result = self.client().run(target, boot_command(self.command, node_name, conf_server),
+                                       timeout=BOOT_TIMEOUT)
         except Exception as err:  # unreachable, host key changed...: the node is down with why
             raise BootFailed(f"{node_name}: {err}") from None
         if not result.ok:
-            raise BootFailed(f"{node_name}: slurmd exited with status {result.returncode}")
+            raise BootFailed(f"{node_name}: the boot command exited with status {result.returncode}")
 
 
-__all__ = ["BootFailed", "NodeBooter", "SshBooter", "slurmd_command"]
+__all__ = ["BootFailed", "NodeBooter", "SshBooter"]

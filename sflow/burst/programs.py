@@ -98,7 +98,7 @@ def record(kind: str, argv: list[str], environ=None) -> int:
     if len(argv) != 1 or not argv[0].strip():
         raise BurstError("expected one argument: the nodes, as a hostlist")
     hostlist = argv[0].strip()
-    settings = load(env.get("SFLOW_BURST_CONFIG") or None)
+    settings = load(None, env)
     payload = read_resume_file(env.get("SLURM_RESUME_FILE")) if kind == "resume" else None
     try:
         conn = store.open_store(settings.state_dir)

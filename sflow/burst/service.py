@@ -41,7 +41,7 @@ from sflow.backends.base import (Allocation, BackendContext, CostSettled, NodeLo
 from sflow.burst import store
 from sflow.burst.booter import NodeBooter, SshBooter
 from sflow.burst.programs import lock_path, wake_path
-from sflow.burst.settings import BurstError, BurstSettings, load
+from sflow.burst.settings import BurstError, BurstSettings, load, read_startup_script
 from sflow.burst.slurm import Slurm, SlurmCommandFailed, limit_price_of, signal_of
 from sflow.errors import SflowError
 from sflow.mithril.money import dollars
@@ -81,14 +81,16 @@ def cost_text(cents: float) -> str:
 
 def mithril_settings(settings: BurstSettings):
     """The capacity layer's settings from burst.toml: no dead-man switch (no sflow agent renews a
-    lease on a burst node: slurmctld watches it) and nothing installed by the bid."""
+    lease on a burst node: slurmctld watches it), and sflow not installed by the bid: its startup
+    script is the admin's ``startup_script`` file, if any (slurmd and munge for the image)."""
     from sflow.mithril.fetch import Settings  # deferred: brings the API client
 
     env = os.environ
     poll = settings.poll_seconds
     return Settings(api_url=env.get("MITHRIL_API_URL") or settings.api_url,
                     project=env.get("MITHRIL_PROJECT") or settings.project,
-                    poll_seconds=poll if poll else 5.0, install="none", deadman=None)
+                    poll_seconds=poll if poll else 5.0, install="none", deadman=None,
+                    own_startup_script=read_startup_script(settings))
 
 
 def api_key(settings: BurstSettings) -> str | None:
@@ -118,7 +120,7 @@ class BurstService:
                  backend_factory: Callable = mithril_backend, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.slurm = slurm or Slurm(settings.slurm_bin, settings.scontrol)
-        self.booter = booter or SshBooter(settings.state_dir)
+        self.booter = booter or SshBooter(settings.state_dir, settings.boot_command)
         self.clock = clock
         self.conn = store.open_store(settings.state_dir)
         self.in_transaction = False

@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 
+from sflow.burst.settings import DEFAULT_SLURM_BIN
+
 TIMEOUT = 60.0  # slurmctld answers in milliseconds; a busy one in seconds
 _SFLOW_LIMIT = re.compile(r"^#SFLOW\b.*?--limit-price[= ](\S+)", re.MULTILINE)
 _SBATCH_SIGNAL = re.compile(r"^#SBATCH\b.*?--signal[= ](\S+)", re.MULTILINE)
@@ -20,12 +22,14 @@ class SlurmCommandFailed(Exception):
 
 
 class Slurm:
-    def __init__(self, bin_dir: str = "", scontrol: str = ""):
-        self.bin_dir = bin_dir
+    """Commands by absolute path: slurmctld starts the service with no PATH to search."""
+
+    def __init__(self, bin_dir: str = DEFAULT_SLURM_BIN, scontrol: str = ""):
+        self.bin_dir = bin_dir or DEFAULT_SLURM_BIN
         self.scontrol_path = scontrol or self._path("scontrol")
 
     def _path(self, program: str) -> str:
-        return os.path.join(self.bin_dir, program) if self.bin_dir else program
+        return os.path.join(self.bin_dir, program)
 
     def _run(self, argv: list[str]) -> str:
         try:

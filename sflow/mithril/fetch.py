@@ -44,11 +44,14 @@ class Settings:
     plan: dict = field(default_factory=dict)  # PlanConfig's fields
     install: str | None = "none"  # what every bid's startup script installs (``sflow.mithril.startup``)
     deadman: dict | None = None  # the dead-man switch's settings (``sflow.mithril.deadman``); None: off
+    # A whole startup script given by the caller (the burst service's ``startup_script``), carried as is
+    # by bids without a dead-man switch instead of sflow's install; None: sflow's own script.
+    own_startup_script: str | None = None
 
     @property
     def startup_script(self) -> str | None:
         """The startup script of a bid without a dead-man switch."""
-        return script(self.install)
+        return self.own_startup_script or script(self.install)
 
     def __repr__(self) -> str:  # nothing secret is held here, but keep reprs short in logs
         return f"Settings(api_url={self.api_url!r}, project={self.project!r}, poll_seconds={self.poll_seconds})"

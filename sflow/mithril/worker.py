@@ -240,7 +240,8 @@ class Worker:
             conf = deadman.watcher_conf(api_url=self.client().base_url, key=switch["secret"], project=self.project(),
                                         bid_name=spec["name"], nonce=switch["name"], user=startup.INSTANCE_USER,
                                         plan=switch["watch"], key_expires=switch["expires"])
-        script = startup.script(getattr(self.settings, "install", "none"), conf)
+        own = getattr(self.settings, "own_startup_script", None)
+        script = own if own and conf is None else startup.script(getattr(self.settings, "install", "none"), conf)
         if script:  # puts sflow on the instance (sflow.mithril.startup)
             launch["startup_script"] = script
         return launch
