@@ -27,3 +27,26 @@ def cloud_slurm(tmp_path):
     yield start
     for slurm in started:
         slurm.stop()
+
+
+@pytest.fixture
+def burst_site(tmp_path):
+    """``burst_site(**kwargs)`` starts a BurstSite (kwargs as BurstSite's: limit_price, resume_timeout...):
+    real SLURM with cloud nodes, sflow's programs and service, the Mithril emulator with SSH instances;
+    all stopped after the test. Skips where the private SLURM cannot run."""
+    from .real_chain import BurstSite
+
+    started = []
+
+    def start(**kwargs) -> BurstSite:
+        why = missing(True)
+        if why:
+            pytest.skip(why)
+        site = BurstSite(str(tmp_path / "burst"), **kwargs)
+        started.append(site)
+        site.start()
+        return site
+
+    yield start
+    for site in started:
+        site.stop()

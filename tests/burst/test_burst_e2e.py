@@ -1,0 +1,110 @@
+"""Bursting end to end: a real SLURM 22.05 job on cloud nodes that sflow's service bid for on the
+Mithril emulator and booted over SSH on the emulated instances."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+
+
+def _sacct(slurm, job_id: str, field: str) -> str:
+    return slurm.run("sacct", "-n", "-X", "-P", "-j", job_id, "-o", field).stdout.strip()
+
+
+def _registered(slurm, name: str) -> bool:
+    """The node's slurmd has registered: sinfo's state no longer powered down (~), powering up (#)
+    or not responding (*); ``scontrol show node`` may already say ALLOCATED+CLOUD before that."""
+    state = slurm.node_states()[name][0]
+    return not any(flag in state for flag in "~#*%")
+
+
+def test_a_two_node_job_runs_on_instances_won_in_one_bid_and_they_are_given_back(burst_site):
+    site = burst_site()
+    slurm = site.slurm
+    assert {n: s for n, (s, _) in slurm.node_states().items() if n != "base1"} == {"cloud1": "idle~", "cloud2": "idle~"}
+
+    t = {"sbatch": time.monotonic()}
+    job_id = slurm.run("sbatch", "--parsable", "-p", "cloud", "-N2", "--ntasks-per-node=2", "-o", "job-%j.out",
+                       "--wrap", 'srun bash -c "echo \\$SLURM_PROCID \\$(hostname)"', check=True).stdout.strip()
+    output = os.path.join(slurm.dir, f"job-{job_id}.out")
+    site.wait(site.requests, 60, "slurmctld to call the ResumeProgram")
+    t["resume_program"] = time.monotonic()
+    site.wait(lambda: any(b.status != "Open" for b in site.bids()), 60, "the bid to be won")
+    t["allocated"] = time.monotonic()
+    site.wait(lambda: all(i.status == "STATUS_RUNNING" for b in site.bids() for i in site.instances(b))
+              and site.bids() and site.instances(site.bids()[0]), 60, "the instances to run")
+    t["instances_running"] = time.monotonic()
+    site.wait(lambda: all(_registered(slurm, n) for n in slurm.cloud_nodes), 60, "the nodes to register")
+    t["registered"] = time.monotonic()
+    site.wait(lambda: slurm.job(job_id).get("JobState") in ("RUNNING", "COMPLETING", "COMPLETED"), 60,
+              "the job to run")
+    t["running"] = time.monotonic()
+    site.wait(lambda: os.path.exists(output) and open(output).read().strip(), 60, "the job's first line")
+    t["first_line"] = time.monotonic()
+    site.wait(lambda: _sacct(slurm, job_id, "State") == "COMPLETED", 60, "the job to be COMPLETED in sacct")
+
+    # One all-or-nothing bid of two instances for the job.
+    (bid,) = site.bids()
+    assert bid.quantity == 2
+    (request,) = site.requests()
+    assert (request.kind, request.hostlist) == ("resume", "cloud[1-2]")
+    # Each node was booted over SSH on an instance of that bid.
+    booted = {site.node_booted_on(site.hosts.base_dir + "/" + fid): fid for fid in bid.instances}
+    assert sorted(booted) == ["cloud1", "cloud2"], booted
+    lines = open(output).read().split("\n")
+    ranks = sorted(tuple(line.split()) for line in lines if line)
+    assert ranks == [("0", "cloud1"), ("1", "cloud1"), ("2", "cloud2"), ("3", "cloud2")]
+
+    # SuspendTime after the job, the nodes are powered down and the bid is given back.
+    site.wait(lambda: all(slurm.node_states()[n][0] == "idle~" for n in slurm.cloud_nodes), 60,
+              "the cloud nodes to power down")
+    t["powered_down"] = time.monotonic()
+    site.wait(lambda: not site.live_bids(), 30, "the bid to be given back")
+    assert [r.kind for r in site.requests()] == ["resume", "suspend"]
+    cost = site.wait(lambda: re.search(r"mithril_cost=\$\d+\.\d\d", _sacct(slurm, job_id, "AdminComment")
+                                       + " " + slurm.job(job_id).get("AdminComment", "")), 60,
+                     "the job's cost in its AdminComment")
+    print(f"\njob {job_id}: {cost.group(0)}; sacct AdminComment {_sacct(slurm, job_id, 'AdminComment')!r}, "
+          f"scontrol AdminComment {slurm.job(job_id).get('AdminComment')!r}")
+    steps = list(t.items())
+    print("  ".join(f"{b} +{tb - ta:.1f}s" for (a, ta), (b, tb) in zip(steps, steps[1:])))
+
+
+def test_a_limit_below_the_market_keeps_the_job_waiting_and_leaves_nothing_behind(burst_site):
+    site = burst_site(limit_price="$10.00/hr")
+    slurm = site.slurm
+    site.demand("$30.00", 32)  # every 8xh100 of the region is taken above the partition's limit
+    job_id = slurm.run("sbatch", "--parsable", "-p", "cloud", "-N2", "--wrap", "hostname",
+                       check=True).stdout.strip()
+    site.wait(lambda: site.bids(), 60, "the bid")
+    seen = []
+    started = time.monotonic()
+
+    def withdrawn():
+        seen.append((round(time.monotonic() - started, 1),
+                     slurm.run("squeue", "-h", "-j", job_id, "-o", "%T|%R").stdout.strip(),
+                     slurm.show_node("cloud1").get("State"), slurm.show_node("cloud1").get("Reason", "")))
+        return site.bids()[0].status != "Open"
+
+    site.wait(withdrawn, site.resume_timeout + 10, "the bid to be withdrawn")
+    (bid,) = site.bids()
+    (request,) = site.requests()
+    assert bid.status == "Terminated"
+    # Given back before slurmctld's ResumeTimeout, which never had to call the ResumeFailProgram.
+    assert bid.deactivated_at - request.received < site.resume_timeout
+    assert seen[0][1].startswith("CONFIGURING|")  # while bidding: slurmctld's own view of a resume
+    node = site.wait(lambda: (n := slurm.show_node("cloud1")).get("Reason", "").startswith("BidOpen") and n, 30,
+                     "the node's reason")
+    assert "below spot" in node["Reason"] or "free" in node["Reason"], node["Reason"]
+    job = site.wait(lambda: (j := slurm.run("squeue", "-h", "-j", job_id, "-o", "%T|%R").stdout.strip())
+                    .startswith("PENDING|") and j, 30, "the job to wait again")
+    print(f"\nwhile bidding: {seen[0]} ... {seen[-1]}\nafter: squeue {job!r}; cloud1 {node.get('State')} "
+          f"Reason={node.get('Reason')!r}; sinfo {slurm.node_states()}")
+    slurm.run("scancel", job_id, check=True)
+    site.wait(lambda: slurm.job(job_id).get("JobState") == "CANCELLED", 30, "the job to be cancelled")
+    assert not site.live_bids()
+    assert len(site.bids()) == 1
