@@ -7,8 +7,6 @@ import os
 import re
 import time
 
-import pytest
-
 
 
 def _sacct(slurm, job_id: str, field: str) -> str:

@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
 from .burst_harness import FakeBooter, FakeSlurm, KEY, emulator, market_bids, running, settings_for, wait_for
 from .test_programs import held, requests, site  # noqa: F401 (fixtures)
 from sflow.burst import settings as burst_settings
+from sflow.burst import store
 from sflow.burst.booter import SshBooter
 from sflow.burst.service import mithril_settings
 from sflow.burst.settings import BurstError, boot_command, config_path, load, parse, read_startup_script
@@ -142,9 +144,6 @@ def test_every_bid_carries_the_startup_script(tmp_path, monkeypatch):
     script.write_text("#!/bin/bash\necho installing slurmd\n")
     state = str(tmp_path / "state")
     settings = settings_for(state, "")
-    from dataclasses import replace
-
-    from sflow.burst import store
     with emulator() as emu:
         settings = replace(settings, api_url=emu.url, startup_script=str(script))
         with running(settings, FakeSlurm(), FakeBooter()):
