@@ -440,8 +440,8 @@ class BurstService:
 
     def apply_event(self, event, now: float) -> None:
         match event:
-            case Preempting(job_id=owner) if owner in self.groups:
-                self.preempted(self.groups[owner], now)
+            case Preempting(job_id=owner) if owner in self.groups and self.groups[owner].state != "preempting":
+                self.preempted(self.groups[owner], now)  # signalled once: the notice is seen at every look
             case CostSettled(job_id=owner, cents=cents) if cents is not None:
                 self.cost(owner, cents)
             case Refused(job_id=owner, reason=reason) if owner in self.groups:
