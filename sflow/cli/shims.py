@@ -20,8 +20,20 @@ def _run(command: str) -> None:
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="surrogateescape")
+    code = run_main(command, sys.argv[1:])
+    sys.stdout.flush()
+    if command in READS_THE_STORE:
+        _revive()
+    sys.exit(code or 0)
+
+
+def run_main(command: str, argv: list[str]) -> int:
+    """The command's ``main(argv)``, its errors rendered as SLURM's: its exit code, never a traceback.
+
+    The controller runs commands for the native client through this too, so both paths say the same.
+    """
     try:
-        code = import_module(f"sflow.cli.cmd_{command}").main(sys.argv[1:])
+        code = import_module(f"sflow.cli.cmd_{command}").main(argv)
     except SflowError as err:
         print(render(command, err), file=sys.stderr)
         code = getattr(err, "exit_code", 1)
@@ -37,10 +49,7 @@ def _run(command: str) -> None:
         print(f"{command}: error: internal error: {type(err).__name__}: {err} "
               "(set SFLOW_DEBUG=1 for the traceback)", file=sys.stderr)
         code = 1
-    sys.stdout.flush()
-    if command in READS_THE_STORE:
-        _revive()
-    sys.exit(code or 0)
+    return code
 
 
 # These read SQLite and never reach the controller, so they would not notice it died.
@@ -58,6 +67,9 @@ def _revive() -> None:
     except Exception:  # supervision must never turn a good answer into a failure
         if os.environ.get("SFLOW_DEBUG"):
             raise
+
+
+COMMANDS = ("sbatch", "srun", "salloc", "squeue", "scancel", "sacct", "sstat", "seff", "sinfo", "scontrol")
 
 
 def sbatch() -> None:
@@ -98,3 +110,13 @@ def sinfo() -> None:
 
 def scontrol() -> None:
     _run("scontrol")
+
+
+if __name__ == "__main__":
+    # ``python3 -m sflow.cli.shims COMMAND ARGS...``: what the native client runs when the
+    # controller cannot run the command for it.
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print("usage: python3 -m sflow.cli.shims COMMAND [ARGS...]", file=sys.stderr)
+        sys.exit(2)
+    sys.argv = sys.argv[1:]
+    _run(sys.argv[0])

@@ -7,6 +7,7 @@ import sys
 from typing import Callable
 
 from sflow.errors import SlurmError
+from sflow.queue import client
 from sflow.slurm.getopt import getopt
 from sflow.users import name_of
 
@@ -64,6 +65,8 @@ def environment() -> dict[str, str]:
     this process was started with (``/proc/self/environ``) tells whether it was ours.
     """
     env = dict(os.environ)
+    if client.in_process is not None:
+        return env  # run in the controller for the native client: this is the environment it was given
     if env.get("LC_CTYPE") in _COERCED:
         try:
             with open("/proc/self/environ", "rb") as handle:

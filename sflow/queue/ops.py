@@ -18,7 +18,7 @@ from datetime import datetime
 from sflow.backends.base import Allocation
 from sflow.conf import make_partition, runtime_partitions_path
 from sflow.errors import SlurmError
-from sflow.queue import launch, store
+from sflow.queue import launch, run_command, store
 from sflow.queue.jobs import COLUMN_NAMES, Job, base_priority
 from sflow.queue.select import parse_target, passes
 from sflow.queue.submit import submit as do_submit
@@ -44,8 +44,8 @@ def dispatch(ctl, conn, msg: dict) -> dict | None:
     handler = HANDLERS.get(op)
     if handler is None:
         return {"ok": False, "stderr": f"sflow: error: unknown request {op!r}\n", "exit_code": 1}
-    if op == "wait":
-        return wait(ctl, conn, msg)
+    if op in ("wait", "run"):  # these need the connection: a reply owed later, the peer's credentials
+        return handler(ctl, conn, msg)
     return handler(ctl, msg)
 
 
@@ -812,5 +812,5 @@ HANDLERS = {
     "hold": hold, "release": release, "requeue": requeue, "update": update,
     "step_start": step_start, "step_end": step_end, "job_env_info": job_env_info,
     "finish_allocation": finish_allocation, "usage": usage, "jobs": jobs, "top": top,
-    "partition": partition, "reconfigure": reconfigure,
+    "partition": partition, "reconfigure": reconfigure, "run": run_command.run,
 }

@@ -18,8 +18,9 @@ from sflow.queue import paths
 
 
 class Conn:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, uid: int = -1, gid: int = -1):
         self.sock = sock
+        self.uid, self.gid = uid, gid  # the peer's, from SO_PEERCRED: never from what it sends
         self.inbuf = b""
         self.outbuf = b""
         self.deferred = 0  # replies still owed (``wait``)
@@ -119,12 +120,12 @@ class SocketServer:
                     return
                 raise
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _, uid, _ = struct.unpack("3i", creds)
+            _, uid, gid = struct.unpack("3i", creds)
             if uid not in (self.uid, 0):
                 sock.close()
                 continue
             sock.setblocking(False)
-            conn = Conn(sock)
+            conn = Conn(sock, uid, gid)
             self.conns[id(conn)] = conn
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
 

@@ -1,0 +1,281 @@
+"""``run``: a drop-in command run inside the controller, for the native client.
+
+A shim is a whole CPython start-up (tens of milliseconds) for a command that then works
+for a few. The native client (``native/sflow-client.c``) is a small C program that sends
+what the shim's process would have had (argv, environment, working directory, whether
+its standard streams are terminals, and its standard input when asked for it); the
+controller runs the command's own ``main(argv)`` here, with those, and answers the bytes
+the command wrote, in the order a shim would have written them, and its exit code.
+
+Whatever cannot be done the same way here is answered ``shim``, and the client runs the
+Python shim instead, so a command behaves the same whichever way it ran:
+
+- a peer whose uid or gid is not the controller's own (root included): every file the
+  command opens and every ``os.getuid()`` it asks is then the peer's own, as in a shim;
+- a command other than sbatch, squeue, scancel, sacct, sinfo and scontrol;
+- what waits or repeats (``squeue``/``sinfo --iterate``, ``sbatch --wait``), and
+  ``scontrol requeue``, which shields its own process from the requeue's SIGTERM;
+- a command that reads its standard input, except sbatch's script (asked for with
+  ``need_stdin``, then sent by the client), or that asks the controller for what it cannot
+  answer in the middle of a turn (``shutdown``, a Mithril market still being fetched...);
+  whatever such a command had changed is undone with the turn's savepoint;
+- ``SFLOW_DEBUG`` (a traceback is wanted), a state directory other than this controller's.
+
+Wire shape (one JSON line each way): ``{"op": "run", "command", "argv": [b64...],
+"env": [b64 of NAME=VALUE...], "cwd": b64, "tty": [stdin, stdout, stderr], "stdin": b64?}``
+-> ``{"ok": true, "ran": true, "exit_code", "writes": [[fd, b64], ...]}`` or ``{"ok": true,
+"shim": WHY}`` or ``{"ok": true, "need_stdin": true}``. Bytes travel as base64: argv,
+environment and paths are any bytes, and the C side then needs no UTF-8 of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+import traceback
+from binascii import a2b_base64, b2a_base64
+
+from sflow.backends.base import Deferred
+from sflow.cli.shims import run_main
+from sflow.errors import SflowError
+from sflow.queue import client, ops
+from sflow.slurm.getopt import getopt
+from sflow.statedir import home_path
+
+COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol")
+# What a command run here may ask of the controller: answered at once, within the turn.
+IN_TURN_OPS = ("submit", "cancel", "hold", "release", "update", "top", "partition", "ping", "jobs", "usage")
+SHIM_BUFFER = 8192  # a shim's stdout, when not a terminal, reaches its fd in blocks of this size
+
+
+class _NeedShim(BaseException):
+    """Only the Python shim can run this command the same way (BaseException: no command's
+    ``except Exception`` may take it for an error of its own)."""
+
+
+class _NeedStdin(BaseException):
+    """The command reads its standard input, which the client sends only when asked."""
+
+
+class _Sink(io.RawIOBase):
+    """One of the command's file descriptors: what reaches it, in order with the other one's."""
+
+    def __init__(self, writes: list, fd: int, tty: bool):
+        self.writes, self.fd, self.tty = writes, fd, tty
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("no file descriptor of the client's here")
+
+    def write(self, data) -> int:
+        if data:
+            self.writes.append((self.fd, bytes(data)))
+        return len(data)
+
+
+class _Stdin(io.TextIOBase):
+    """The client's standard input: whether it is a terminal is known; reading it asks for it."""
+
+    def __init__(self, tty: bool):
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise _NeedStdin
+
+    def read(self, size=-1):
+        raise _NeedStdin
+
+    def readline(self, size=-1):
+        raise _NeedStdin
+
+    @property
+    def buffer(self):
+        raise _NeedStdin
+
+
+def _stream(sink: _Sink, line_buffering: bool) -> io.TextIOWrapper:
+    # As CPython sets up a shim's streams: UTF-8 with surrogateescape (shims.py), stderr
+    # line-buffered, stdout line-buffered only on a terminal.
+    return io.TextIOWrapper(io.BufferedWriter(sink, SHIM_BUFFER), encoding="utf-8", errors="surrogateescape",
+                            line_buffering=line_buffering)
+
+
+def _text(data: str) -> str:
+    return a2b_base64(data).decode("utf-8", "surrogateescape")
+
+
+def _environment(entries: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in entries:
+        name, sep, value = _text(entry).partition("=")
+        if sep and name:
+            env.setdefault(name, value)  # as CPython reads a process's environment: the first of a name wins
+    return env
+
+
+def _why_not(ctl, conn, command: str, argv: list[str], env: dict, cwd: str) -> str | None:
+    """Why this command must run as the Python shim, or None."""
+    if command not in COMMANDS:
+        return f"{command} is not run in the controller"
+    if conn.uid != os.getuid() or conn.gid != os.getgid():
+        return "the peer is not the controller's own uid and gid"
+    if env.get("SFLOW_DEBUG"):
+        return "SFLOW_DEBUG wants a traceback"
+    home = home_path(env)
+    if os.path.realpath(os.path.join(cwd, home)) != os.path.realpath(ctl.home):
+        return "another state directory"
+    try:
+        parsed = getopt(command, argv)
+    except SflowError:
+        return None  # the command says what is wrong with its command line, here as anywhere
+    if command in ("squeue", "sinfo") and any(option.long == "iterate" for option, _ in parsed.options):
+        return "--iterate repeats until killed"
+    if command == "scontrol" and parsed.positionals and parsed.positionals[0].lower() in ("requeue", "requeuehold"):
+        return "scontrol requeue outlives the SIGTERM it may bring"
+    return None
+
+
+class _Turn:
+    """The requests a command run here makes, answered in this turn's transaction."""
+
+    def __init__(self, ctl, conn):
+        self.ctl, self.conn = ctl, conn
+        self.changed = False  # a request changed something: a command given up must undo it
+
+    def __call__(self, message: dict) -> dict:
+        op = message.get("op")
+        if op not in IN_TURN_OPS:
+            raise _NeedShim
+        message = json.loads(json.dumps(message))  # as it would have crossed the socket
+        db = self.ctl.conn
+        db.execute("SAVEPOINT run_request")
+        try:
+            reply = ops.dispatch(self.ctl, self.conn, message)
+        except Deferred:
+            db.execute("ROLLBACK TO run_request")
+            db.execute("RELEASE run_request")
+            raise _NeedShim from None
+        except ops.Refused as refused:
+            db.execute("ROLLBACK TO run_request")
+            db.execute("RELEASE run_request")
+            self.ctl.resync()
+            return json.loads(json.dumps(refused.reply))
+        except Exception as err:
+            if not db.in_transaction:
+                raise  # SQLite undid the whole turn (a full disk): the controller answers for all of it
+            db.execute("ROLLBACK TO run_request")
+            db.execute("RELEASE run_request")
+            self.ctl.resync()
+            traceback.print_exc()
+            return {"ok": False, "stderr": f"sflow: error: internal error: {type(err).__name__}: {err}\n",
+                    "exit_code": 1}
+        db.execute("RELEASE run_request")
+        self.changed = True
+        if op == "submit" and reply.get("wait"):
+            raise _NeedShim  # sbatch --wait (or SBATCH_WAIT) waits for the job's end: not within a turn
+        return json.loads(json.dumps(reply))
+
+
+def run(ctl, conn, msg: dict) -> dict:
+    command = str(msg.get("command") or "")
+    try:
+        argv = [_text(a) for a in msg.get("argv") or []]
+        env = _environment(msg.get("env") or [])
+        cwd = _text(msg.get("cwd") or "")
+    except (ValueError, TypeError):
+        return {"ok": True, "shim": "a request this controller cannot read"}
+    tty = [bool(t) for t in (list(msg.get("tty") or []) + [False] * 3)[:3]]
+    stdin = msg.get("stdin")
+    why = _why_not(ctl, conn, command, argv, env, cwd)
+    if why is not None:
+        return {"ok": True, "shim": why}
+
+    writes: list[tuple[int, bytes]] = []
+    turn = _Turn(ctl, conn)
+    effects = len(ctl.after_commit)
+    saved_env, saved_streams, saved_argv = dict(os.environ), (sys.stdin, sys.stdout, sys.stderr), sys.argv
+    saved_cwd = os.getcwd()
+    tz = os.environ.get("TZ")
+    given_stdin = None
+    try:
+        os.chdir(cwd)
+    except (OSError, ValueError):
+        return {"ok": True, "shim": "its working directory cannot be entered here"}
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        if env.get("TZ") != tz:
+            time.tzset()  # times are shown in the client's zone
+        if stdin is not None:
+            given_stdin = io.TextIOWrapper(io.BytesIO(a2b_base64(stdin)), encoding="utf-8", errors="surrogateescape")
+        sys.stdin = given_stdin or _Stdin(tty[0])
+        sys.stdout = _stream(_Sink(writes, 1, tty[1]), line_buffering=tty[1])
+        sys.stderr = _stream(_Sink(writes, 2, tty[2]), line_buffering=True)
+        sys.argv = [command, *argv]
+        client.in_process = turn
+        try:
+            code = _exit_code(run_main(command, argv) or 0)
+        except SystemExit as done:
+            code = _exit_code(done.code)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (_NeedShim, _NeedStdin) as given_up:
+        if turn.changed:
+            del ctl.after_commit[effects:]
+            refused = ops.Refused("")
+            # Undone with the request's savepoint by the controller; the client runs the shim.
+            refused.reply = _given_up(command, given_up, tty[0])
+            raise refused from None
+        return _given_up(command, given_up, tty[0])
+    finally:
+        client.in_process = None
+        sys.stdin, sys.stdout, sys.stderr = saved_streams
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        if env.get("TZ") != tz:
+            time.tzset()
+        os.chdir(saved_cwd)
+    return {"ok": True, "ran": True, "exit_code": code,
+            "writes": [[fd, b2a_base64(data, newline=False).decode()] for fd, data in _merged(writes)]}
+
+
+def _given_up(command: str, given_up: BaseException, stdin_tty: bool) -> dict:
+    if isinstance(given_up, _NeedStdin) and command == "sbatch" and not stdin_tty:
+        return {"ok": True, "need_stdin": True}  # the script piped to sbatch: the client sends it and asks again
+    return {"ok": True, "shim": "only the Python shim can run this the same way"}
+
+
+def _exit_code(code) -> int:
+    """What ``sys.exit(code)`` makes the process's exit status."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _merged(writes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Consecutive writes to one descriptor as one: fewer system calls on the client's side."""
+    merged: list[tuple[int, bytes]] = []
+    for fd, data in writes:
+        if merged and merged[-1][0] == fd:
+            merged[-1] = (fd, merged[-1][1] + data)
+        else:
+            merged.append((fd, data))
+    return merged
