@@ -1,0 +1,461 @@
+/*
+ * sflow's native client for the drop-in commands (sbatch, squeue, scancel, sacct,
+ * sinfo, scontrol): one binary, installed under each command's name.
+ *
+ * A Python shim pays CPython's start-up (tens of milliseconds) for a command that
+ * then works for a few. This program sends what the shim's process would have had
+ * (argv, environment, working directory, which standard streams are terminals) to
+ * the user's running controller, which runs the command's own Python code, and
+ * writes back what the command wrote and exits with its code. Parsing, rendering
+ * and every rule stay in Python (sflow/queue/run_command.py).
+ *
+ * Whenever that cannot be done the same way (no controller running, a state
+ * directory whose socket path is too long, a socket or a listener that is not this
+ * user's own, any failure, or the controller answering "shim"), it executes the
+ * Python shim with the same argv, so what a command does never depends on the way
+ * it ran. Nothing is sent before the socket file and the process listening on it
+ * are known to be this user's (lstat, then SO_PEERCRED).
+ *
+ * C99 and libc only. Build: cc -O2 -DSFLOW_PYTHON='"/path/to/python3"' -o sflow-client sflow-client.c
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#ifndef SFLOW_PYTHON
+#define SFLOW_PYTHON "python3"
+#endif
+
+extern char **environ;
+
+/* sflow/queue/paths.py: beyond this many bytes the socket lives elsewhere (the shim finds it). */
+#define MAX_SOCKET_PATH 100
+
+static const char *COMMANDS[] = {"sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol", NULL};
+
+static char *command;
+static char **args;
+static int nargs;
+
+/* ------------------------------------------------------------------ the Python shim */
+
+static void run_shim(void) __attribute__((noreturn));
+
+static void run_shim(void)
+{
+    char **argv = calloc((size_t)nargs + 5, sizeof *argv);
+    const char *python = getenv("SFLOW_PYTHON");
+    if (!python || !*python)
+        python = SFLOW_PYTHON;
+    if (argv) {
+        argv[0] = (char *)python;
+        argv[1] = "-m";
+        argv[2] = "sflow.cli.shims";
+        argv[3] = command;
+        for (int i = 0; i < nargs; i++)
+            argv[4 + i] = args[i];
+        argv[4 + nargs] = NULL;
+        signal(SIGPIPE, SIG_DFL);
+        execvp(python, argv);
+    }
+    fprintf(stderr, "%s: error: cannot run sflow's Python command (%s): %s\n", command, python, strerror(errno));
+    exit(1);
+}
+
+/* ------------------------------------------------------------------ a growing buffer */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+} buf_t;
+
+static void need(buf_t *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    char *data = realloc(b->data, cap);
+    if (!data)
+        run_shim();
+    b->data = data;
+    b->cap = cap;
+}
+
+static void put(buf_t *b, const char *s, size_t n)
+{
+    need(b, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+static void puts_(buf_t *b, const char *s) { put(b, s, strlen(s)); }
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Bytes as a JSON string of their base64: any bytes cross, and no UTF-8 is needed here. */
+static void put_b64(buf_t *b, const unsigned char *s, size_t n)
+{
+    need(b, (n + 2) / 3 * 4 + 2);
+    char *o = b->data + b->len;
+    *o++ = '"';
+    size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        *o++ = B64[s[i] >> 2];
+        *o++ = B64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+        *o++ = B64[((s[i + 1] & 15) << 2) | (s[i + 2] >> 6)];
+        *o++ = B64[s[i + 2] & 63];
+    }
+    if (i < n) {
+        *o++ = B64[s[i] >> 2];
+        if (i + 1 < n) {
+            *o++ = B64[((s[i] & 3) << 4) | (s[i + 1] >> 4)];
+            *o++ = B64[(s[i + 1] & 15) << 2];
+        } else {
+            *o++ = B64[(s[i] & 3) << 4];
+            *o++ = '=';
+        }
+        *o++ = '=';
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = 0;
+}
+
+static int b64_value(int c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+/* Decodes base64 from s up to the closing quote, in place into out; its length, or -1. */
+static long b64_decode(const char *s, const char **end, unsigned char *out)
+{
+    long n = 0;
+    unsigned acc = 0;
+    int bits = 0;
+    for (; *s && *s != '"'; s++) {
+        if (*s == '=')
+            continue;
+        int v = b64_value((unsigned char)*s);
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (unsigned)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (*s != '"')
+        return -1;
+    *end = s + 1;
+    return n;
+}
+
+/* ------------------------------------------------------------------ where the controller listens */
+
+/* sflow/statedir.py home_path and sflow/queue/paths.py socket_path, or NULL: run the shim. */
+static char *socket_file(void)
+{
+    const char *home = getenv("SFLOW_HOME");
+    buf_t path = {0};
+    if (home && *home) {
+        puts_(&path, home);
+    } else {
+        const char *state = getenv("XDG_STATE_HOME");
+        if (state && *state) {
+            puts_(&path, state);
+        } else {
+            const char *user_home = getenv("HOME");
+            if (!user_home) {
+                struct passwd *pw = getpwuid(getuid());
+                if (!pw)
+                    return NULL;
+                user_home = pw->pw_dir;
+            }
+            if (!*user_home)
+                return NULL; /* Python's expanduser keeps "~" then: the shim knows */
+            puts_(&path, user_home);
+            if (path.data[path.len - 1] != '/')
+                puts_(&path, "/");
+            puts_(&path, ".local/state");
+        }
+        if (path.data[path.len - 1] != '/')
+            puts_(&path, "/");
+        puts_(&path, "sflow");
+    }
+    if (path.data[path.len - 1] != '/')
+        puts_(&path, "/");
+    puts_(&path, "ctl.sock");
+    if (path.len > MAX_SOCKET_PATH) /* in /tmp under a hashed name: left to the shim */
+        return NULL;
+    return path.data;
+}
+
+static int connect_controller(void)
+{
+    char *path = socket_file();
+    if (!path)
+        return -1;
+    struct stat st;
+    /* Only a socket of this user's own, open to no one else, as the controller makes it. */
+    if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 077))
+        return -1;
+    struct sockaddr_un addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    memcpy(addr.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    /* The process listening must run as this user: nothing is sent to anyone else. */
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || len != sizeof cred || cred.uid != getuid()) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* ------------------------------------------------------------------ the exchange */
+
+static void request(buf_t *msg, const unsigned char *stdin_data, size_t stdin_len, int with_stdin)
+{
+    msg->len = 0;
+    puts_(msg, "{\"op\": \"run\", \"command\": \"");
+    puts_(msg, command);
+    puts_(msg, "\", \"argv\": [");
+    for (int i = 0; i < nargs; i++) {
+        if (i)
+            puts_(msg, ", ");
+        put_b64(msg, (const unsigned char *)args[i], strlen(args[i]));
+    }
+    puts_(msg, "], \"env\": [");
+    for (char **e = environ; *e; e++) {
+        if (e != environ)
+            puts_(msg, ", ");
+        put_b64(msg, (const unsigned char *)*e, strlen(*e));
+    }
+    puts_(msg, "], \"cwd\": ");
+    char *cwd = getcwd(NULL, 0);
+    if (!cwd)
+        run_shim();
+    put_b64(msg, (const unsigned char *)cwd, strlen(cwd));
+    free(cwd);
+    char tty[64];
+    snprintf(tty, sizeof tty, ", \"tty\": [%d, %d, %d]", isatty(0), isatty(1), isatty(2));
+    puts_(msg, tty);
+    if (with_stdin) {
+        puts_(msg, ", \"stdin\": ");
+        put_b64(msg, stdin_data, stdin_len);
+    }
+    puts_(msg, "}\n");
+}
+
+static int send_all(int fd, const char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* One reply line (the controller's json.dumps: one line, no newline inside). */
+static int read_line(int fd, buf_t *reply)
+{
+    reply->len = 0;
+    for (;;) {
+        need(reply, 65536);
+        ssize_t n = recv(fd, reply->data + reply->len, 65536, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        reply->len += (size_t)n;
+        reply->data[reply->len] = 0;
+        if (reply->data[reply->len - 1] == '\n')
+            return 0;
+    }
+}
+
+static void read_stdin(buf_t *in)
+{
+    for (;;) {
+        need(in, 65536);
+        ssize_t n = read(0, in->data + in->len, 65536);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            run_shim(); /* nothing was sent that the shim would not send again */
+        if (n == 0)
+            return;
+        in->len += (size_t)n;
+    }
+}
+
+static int write_all(int fd, const unsigned char *data, size_t len)
+{
+    while (len) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The shim, given the standard input already read here, from a file in memory. */
+static void shim_with_stdin(buf_t *in)
+{
+    int fd = memfd_create("stdin", 0);
+    if (fd < 0 || write_all(fd, (unsigned char *)in->data, in->len) != 0 || lseek(fd, 0, SEEK_SET) != 0
+        || dup2(fd, 0) < 0) {
+        fprintf(stderr, "%s: error: cannot hand its standard input on: %s\n", command, strerror(errno));
+        exit(1);
+    }
+    close(fd);
+    run_shim();
+}
+
+static const char *skip_ws(const char *s)
+{
+    while (*s == ' ')
+        s++;
+    return s;
+}
+
+/* A reply with "ran": the command's writes, in order, and its exit code. */
+static int replay(char *reply)
+{
+    const char *s = strstr(reply, "\"exit_code\": ");
+    const char *w = strstr(reply, "\"writes\": [");
+    if (!s || !w)
+        run_shim();
+    int code = atoi(s + strlen("\"exit_code\": "));
+    /* Decode everything first: a malformed reply must not leave half of the output written. */
+    typedef struct { int fd; unsigned char *data; long len; } piece_t;
+    size_t count = 0, cap = 16;
+    piece_t *pieces = malloc(cap * sizeof *pieces);
+    if (!pieces)
+        run_shim();
+    w = skip_ws(w + strlen("\"writes\": ["));
+    while (*w == '[') {
+        char *end;
+        long fd = strtol(w + 1, &end, 10);
+        const char *q = skip_ws(end);
+        if ((fd != 1 && fd != 2) || *q != ',')
+            run_shim();
+        q = skip_ws(q + 1);
+        if (*q != '"')
+            run_shim();
+        unsigned char *out = (unsigned char *)(q + 1); /* decoded in place: never longer */
+        long n = b64_decode(q + 1, &q, out);
+        if (n < 0 || *skip_ws(q) != ']')
+            run_shim();
+        if (count == cap) {
+            cap *= 2;
+            pieces = realloc(pieces, cap * sizeof *pieces);
+            if (!pieces)
+                run_shim();
+        }
+        pieces[count++] = (piece_t){(int)fd, out, n};
+        w = skip_ws(skip_ws(q) + 1);
+        if (*w == ',')
+            w = skip_ws(w + 1);
+    }
+    if (*w != ']')
+        run_shim();
+    /* As the shim: a reader gone from stdout (squeue | head) is exit code 1, without a word. */
+    signal(SIGPIPE, SIG_IGN);
+    int stdout_gone = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (pieces[i].fd == 1 && stdout_gone)
+            continue;
+        if (write_all(pieces[i].fd, pieces[i].data, (size_t)pieces[i].len) != 0 && pieces[i].fd == 1) {
+            stdout_gone = 1;
+            code = 1;
+        }
+    }
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    const char *name = strrchr(argv[0], '/');
+    name = name ? name + 1 : argv[0];
+    args = argv + 1;
+    nargs = argc - 1;
+    command = NULL;
+    for (int i = 0; COMMANDS[i]; i++)
+        if (strcmp(name, COMMANDS[i]) == 0)
+            command = (char *)COMMANDS[i];
+    if (!command) { /* sflow-client COMMAND ARGS... */
+        if (argc < 2) {
+            fprintf(stderr, "usage: sflow-client COMMAND [ARGS...]\n");
+            return 2;
+        }
+        command = argv[1];
+        args = argv + 2;
+        nargs = argc - 2;
+        int known = 0;
+        for (int i = 0; COMMANDS[i]; i++)
+            known |= strcmp(command, COMMANDS[i]) == 0;
+        if (!known)
+            run_shim(); /* srun, salloc...: the shim's own */
+    }
+    int fd = connect_controller();
+    if (fd < 0)
+        run_shim();
+    buf_t msg = {0}, reply = {0}, in = {0};
+    request(&msg, NULL, 0, 0);
+    if (send_all(fd, msg.data, msg.len) != 0 || read_line(fd, &reply) != 0)
+        run_shim();
+    if (strstr(reply.data, "\"need_stdin\": true")) {
+        /* sbatch's script comes on stdin: read it only now that the command is known to read it. */
+        read_stdin(&in);
+        request(&msg, (const unsigned char *)in.data, in.len, 1);
+        if (send_all(fd, msg.data, msg.len) != 0 || read_line(fd, &reply) != 0)
+            shim_with_stdin(&in);
+    }
+    close(fd);
+    if (!strstr(reply.data, "\"ran\": true")) {
+        if (in.data)
+            shim_with_stdin(&in);
+        run_shim();
+    }
+    return replay(reply.data);
+}
