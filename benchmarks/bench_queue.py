@@ -8,6 +8,10 @@ Medians of many runs (this machine is shared and noisy):
 - submissions per second from 8 parallel clients;
 - submit-to-completion of ``sbatch --wrap true``;
 - jobs executed per second.
+
+``--native`` compares instead, side by side and run in turn, the Python shims, the native
+client (native/sflow-client.c, compiled for the run) and real SLURM: a held sbatch, squeue,
+scancel and sacct -j, and submissions per second from 8 parallel clients.
 Each sflow figure uses a private SFLOW_HOME and a cluster description in slurm.conf syntax.
 """
 
@@ -105,12 +109,78 @@ def bench_execution(env, label, sbatch, squeue, count):
     print(f"{label:34s}{rate:8.0f} jobs/s ({count} one-task jobs)")
 
 
+def _native_dir() -> str:
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location("_native", os.path.join(root, "native", "__init__.py"))
+    native = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(native)
+    directory = tempfile.mkdtemp(prefix="sflow-native-")
+    binary = native.compile_client(os.path.join(directory, native.BINARY))
+    if binary is None:
+        sys.exit("no C compiler: nothing to compare")
+    return native.command_dir(directory, binary)
+
+
+def _held(env, sbatch: str, count: int) -> list[str]:
+    """``count`` held jobs to cancel one by one."""
+    return [subprocess.run([sbatch, "--parsable", "--hold", "-J", NAME, "--wrap", "true"], env=env,
+                           capture_output=True, text=True).stdout.strip().split(";")[0] for _ in range(count)]
+
+
+def bench_native(runs: int) -> None:
+    home = tempfile.mkdtemp(prefix="sflow-bench-")
+    env = sflow_env(home)
+    native = _native_dir()
+    sides = [("python shim", BIN), ("native", native)] + ([("slurm", REAL)] if real_slurm() else [])
+    try:
+        for _, directory in sides:
+            subprocess.run([os.path.join(directory, "sbatch"), "--hold", "-J", NAME, "--wrap", "true"], env=env,
+                           capture_output=True)  # starts the controller; gives sacct -j a job
+        known = {label: _held(env, os.path.join(d, "sbatch"), 1)[0] for label, d in sides}
+        victims = {label: _held(env, os.path.join(d, "sbatch"), runs + 1) for label, d in sides}
+        forms = [("sbatch --hold", lambda d, label: ["sbatch", "--hold", "-J", NAME, "--wrap", "true"]),
+                 ("squeue", lambda d, label: ["squeue"]),
+                 ("sacct -j", lambda d, label: ["sacct", "-j", known[label]]),
+                 ("scancel JOB", lambda d, label: ["scancel", victims[label].pop()])]
+        for title, argv_of in forms:
+            samples = {label: [] for label, _ in sides}
+            for run in range(runs + 1):  # the first round warms up
+                for label, directory in sides:
+                    argv = argv_of(directory, label)
+                    argv[0] = os.path.join(directory, argv[0])
+                    start = time.perf_counter()
+                    subprocess.run(argv, env=env, capture_output=True)
+                    if run:
+                        samples[label].append(time.perf_counter() - start)
+            for label, _ in sides:
+                print(f"{title + ', ' + label:34s}{summary(samples[label])}")
+        for label, directory in sides:
+            bench_throughput(env, f"{label}, 8 parallel clients", os.path.join(directory, "sbatch"))
+    finally:
+        if real_slurm():
+            subprocess.run([f"{REAL}/scancel", "-n", NAME], capture_output=True)
+        from sflow.queue import client
+
+        try:
+            client.call(home, "shutdown", start=False)
+        except Exception:
+            pass
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(native, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer runs and jobs")
+    parser.add_argument("--native", action="store_true", help="the native client beside the shims and SLURM")
     args = parser.parse_args()
     precompile()
     runs = 10 if args.quick else 30
+    if args.native:
+        bench_native(runs)
+        return
     home = tempfile.mkdtemp(prefix="sflow-bench-")
     env = sflow_env(home)
     sb, sq = os.path.join(BIN, "sbatch"), os.path.join(BIN, "squeue")

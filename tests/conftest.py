@@ -20,6 +20,29 @@ REF_CONF = os.path.join(ROOT, "compat", "golden", "ref-slurm.conf")
 BIN = os.path.dirname(sys.executable)
 
 
+def _native_bin(python_bin: str) -> str:
+    """SFLOW_TEST_NATIVE=1: the commands on PATH are the native client (the rest, this Python's)."""
+    import atexit
+    import importlib.util
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
+    native = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(native)
+    directory = tempfile.mkdtemp(prefix="sflow-native-bin-")
+    atexit.register(shutil.rmtree, directory, True)
+    for name in os.listdir(python_bin):
+        os.symlink(os.path.join(python_bin, name), os.path.join(directory, name))
+    binary = native.compile_client(os.path.join(directory, native.BINARY), python=sys.executable)
+    assert binary, "SFLOW_TEST_NATIVE needs a C compiler"
+    native.command_dir(directory, binary)
+    return directory
+
+
+if os.environ.get("SFLOW_TEST_NATIVE"):
+    BIN = _native_bin(BIN)
+
+
 def _user() -> str:
     return getpass.getuser()
 
