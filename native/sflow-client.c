@@ -7,7 +7,7 @@
  * (argv, environment, working directory, which standard streams are terminals) to
  * the user's running controller, which runs the command's own Python code, and
  * writes back what the command wrote and exits with its code. Parsing, rendering
- * and every rule stay in Python (sflow/queue/run_command.py).
+ * and every rule stay in Python (sflow/cli/served.py).
  *
  * Whenever that cannot be done the same way (no controller running, a state
  * directory whose socket path is too long, a socket or a listener that is not this

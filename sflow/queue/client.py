@@ -34,7 +34,7 @@ SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
 _UCRED_SIZE = 12
 
 
-# Set by the controller while it runs a command for the native client (``sflow.queue.run_command``):
+# Set by the controller while it runs a command for the native client (``sflow.cli.served``):
 # that command's requests are handled there and then, in the same process.
 in_process = None
 
@@ -85,7 +85,8 @@ def start_controller(home: str) -> None:
     env["SFLOW_HOME"] = home
     if env.get("SFLOW_CONF"):  # the controller runs in its home, not in the caller's directory
         env["SFLOW_CONF"] = os.path.abspath(env["SFLOW_CONF"])
-    start_detached("sflow.queue.controller", home, paths.log_path(home), env)
+    # The controller, hosting the drop-in commands for the native client (sflow.cli.served).
+    start_detached("sflow.cli.served", home, paths.log_path(home), env)
 
 
 def _failure(home: str) -> str | None:

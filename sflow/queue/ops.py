@@ -13,12 +13,13 @@ import json
 import os
 import signal as _signal
 import time
+import traceback
 from datetime import datetime
 
-from sflow.backends.base import Allocation
+from sflow.backends.base import Allocation, Deferred
 from sflow.conf import make_partition, runtime_partitions_path
 from sflow.errors import SlurmError
-from sflow.queue import launch, run_command, store
+from sflow.queue import launch, store
 from sflow.queue.jobs import COLUMN_NAMES, Job, base_priority
 from sflow.queue.select import parse_target, passes
 from sflow.queue.submit import submit as do_submit
@@ -44,9 +45,40 @@ def dispatch(ctl, conn, msg: dict) -> dict | None:
     handler = HANDLERS.get(op)
     if handler is None:
         return {"ok": False, "stderr": f"sflow: error: unknown request {op!r}\n", "exit_code": 1}
+    # "run" (the drop-in commands, for the native client) is added by the process that hosts them: sflow.cli.served.
     if op in ("wait", "run"):  # these need the connection: a reply owed later, the peer's credentials
         return handler(ctl, conn, msg)
     return handler(ctl, msg)
+
+
+def dispatch_within(ctl, conn, msg: dict) -> dict:
+    """A request made by a command the controller runs itself, inside the request running it:
+    refused, it undoes its own changes alone, as a request of its own would. ``Deferred``
+    (the market is not there yet) is raised on, its changes undone too."""
+    ctl.conn.execute("SAVEPOINT within")
+    try:
+        reply = dispatch(ctl, conn, msg)
+    except Refused as refused:
+        _undo_within(ctl, resync=True)
+        return refused.reply
+    except Deferred:
+        _undo_within(ctl, resync=False)
+        raise
+    except Exception as err:
+        if not ctl.conn.in_transaction:
+            raise  # SQLite undid the whole turn (a full disk): the controller answers for all of it
+        _undo_within(ctl, resync=True)
+        traceback.print_exc()
+        return {"ok": False, "stderr": f"sflow: error: internal error: {type(err).__name__}: {err}\n", "exit_code": 1}
+    ctl.conn.execute("RELEASE within")
+    return reply
+
+
+def _undo_within(ctl, resync: bool) -> None:
+    ctl.conn.execute("ROLLBACK TO within")
+    ctl.conn.execute("RELEASE within")
+    if resync:
+        ctl.resync()
 
 
 # ------------------------------------------------------------------ simple ops
@@ -812,5 +844,5 @@ HANDLERS = {
     "hold": hold, "release": release, "requeue": requeue, "update": update,
     "step_start": step_start, "step_end": step_end, "job_env_info": job_env_info,
     "finish_allocation": finish_allocation, "usage": usage, "jobs": jobs, "top": top,
-    "partition": partition, "reconfigure": reconfigure, "run": run_command.run,
+    "partition": partition, "reconfigure": reconfigure,
 }

@@ -1,4 +1,7 @@
-"""``run``: a drop-in command run inside the controller, for the native client.
+"""The controller's process, hosting the drop-in commands for the native client (``run``).
+
+``python3 -m sflow.cli.served`` is the controller (``sflow.queue.controller``) with one request
+more, ``run``: the queue knows nothing of the commands, so they are added here, at the edge.
 
 A shim is a whole CPython start-up (tens of milliseconds) for a command that then works
 for a few. The native client (``native/sflow-client.c``) is a small C program that sends
@@ -35,13 +38,12 @@ import json
 import os
 import sys
 import time
-import traceback
 from binascii import a2b_base64, b2a_base64
 
 from sflow.backends.base import Deferred
 from sflow.cli.shims import run_main
 from sflow.errors import SflowError
-from sflow.queue import client, ops
+from sflow.queue import client, controller, ops
 from sflow.slurm.getopt import getopt
 from sflow.statedir import home_path
 
@@ -161,29 +163,10 @@ class _Turn:
         if op not in IN_TURN_OPS:
             raise _NeedShim
         message = json.loads(json.dumps(message))  # as it would have crossed the socket
-        db = self.ctl.conn
-        db.execute("SAVEPOINT run_request")
         try:
-            reply = ops.dispatch(self.ctl, self.conn, message)
+            reply = ops.dispatch_within(self.ctl, self.conn, message)
         except Deferred:
-            db.execute("ROLLBACK TO run_request")
-            db.execute("RELEASE run_request")
             raise _NeedShim from None
-        except ops.Refused as refused:
-            db.execute("ROLLBACK TO run_request")
-            db.execute("RELEASE run_request")
-            self.ctl.resync()
-            return json.loads(json.dumps(refused.reply))
-        except Exception as err:
-            if not db.in_transaction:
-                raise  # SQLite undid the whole turn (a full disk): the controller answers for all of it
-            db.execute("ROLLBACK TO run_request")
-            db.execute("RELEASE run_request")
-            self.ctl.resync()
-            traceback.print_exc()
-            return {"ok": False, "stderr": f"sflow: error: internal error: {type(err).__name__}: {err}\n",
-                    "exit_code": 1}
-        db.execute("RELEASE run_request")
         self.changed = True
         if op == "submit" and reply.get("wait"):
             raise _NeedShim  # sbatch --wait (or SBATCH_WAIT) waits for the job's end: not within a turn
@@ -279,3 +262,12 @@ def _merged(writes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         else:
             merged.append((fd, data))
     return merged
+
+
+def main() -> int:
+    ops.HANDLERS["run"] = run
+    return controller.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The native client: a command run by the controller says exactly what its Python shim says."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import BIN, ROOT
+from sflow.queue import client
+
+_spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
+native = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(native)
+
+pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
+
+
+@pytest.fixture(scope="module")
+def native_bin(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("native")
+    binary = native.compile_client(str(directory / native.BINARY))
+    assert binary
+    return native.command_dir(str(directory), binary)
+
+
+def _b64(data) -> str:
+    return base64.b64encode(data if isinstance(data, bytes) else os.fsencode(data)).decode()
+
+
+def _run_message(cluster, command: str, *argv: str) -> dict:
+    env = [_b64(f"{k}={v}") for k, v in cluster.env.items()]
+    return client.call(cluster.home, "run", command=command, argv=[_b64(a) for a in argv], env=env,
+                       cwd=_b64(cluster.work), tty=[False, False, False])
+
+
+def _both(cluster, native_bin, *argv, input=None):
+    shim = subprocess.run([os.path.join(BIN, argv[0]), *argv[1:]], cwd=cluster.work, env=cluster.env,
+                          input=input, capture_output=True)
+    fast = subprocess.run([os.path.join(native_bin, argv[0]), *argv[1:]], cwd=cluster.work, env=cluster.env,
+                          input=input, capture_output=True)
+    return shim, fast
+
+
+def test_commands_answer_the_same_through_the_controller(cluster, native_bin):
+    assert cluster.run("sbatch", "--hold", "-J", "first", "--wrap", "true").returncode == 0  # starts the controller
+    for argv in (["squeue"], ["squeue", "-o", "%i %j %T"], ["sacct", "-o", "JobID,JobName,State"],
+                 ["sinfo"], ["scontrol", "show", "job"], ["squeue", "--bogus"], ["sbatch", "--bogus"],
+                 ["scancel", "nope"], ["scontrol", "hold", "99"], ["squeue", "-n", b"caf\xe9".decode(
+                     "utf-8", "surrogateescape")]):
+        shim, fast = _both(cluster, native_bin, *argv)
+        assert (fast.returncode, fast.stdout, fast.stderr) == (shim.returncode, shim.stdout, shim.stderr), argv
+
+
+def _job_id(text: str) -> int:
+    return int(text.split()[-1])
+
+
+def test_sbatch_and_scancel_act_through_the_controller(cluster, native_bin):
+    first = _job_id(cluster.run("sbatch", "--hold", "--wrap", "true").stdout)
+    done = subprocess.run([os.path.join(native_bin, "sbatch"), "--hold", "-J", "nat", "--wrap", "true"],
+                          cwd=cluster.work, env=cluster.env, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"Submitted batch job {first + 1}\n", "")
+    piped = subprocess.run([os.path.join(native_bin, "sbatch"), "--hold", "-J", "piped"], cwd=cluster.work,
+                           env=cluster.env, input="#!/bin/sh\ntrue\n", capture_output=True, text=True)
+    assert (piped.returncode, piped.stdout) == (0, f"Submitted batch job {first + 2}\n")
+    subprocess.run([os.path.join(native_bin, "scancel"), str(first + 1)], env=cluster.env, check=True)
+    listing = cluster.run("squeue", "-h", "-o", "%i %j").stdout
+    assert listing.split("\n")[:2] == [f"{first + 2} piped", f"{first} wrap"]
+
+
+def test_what_waits_is_left_to_the_shim_and_changes_nothing(cluster):
+    first = _job_id(cluster.run("sbatch", "--hold", "--wrap", "true").stdout)
+    assert _run_message(cluster, "sbatch", "--wait", "--wrap", "true").get("shim")
+    assert _run_message(cluster, "squeue", "-i", "5").get("shim")
+    assert _run_message(cluster, "srun", "true").get("shim")
+    assert _run_message(cluster, "sbatch", "--hold").get("need_stdin")  # its script comes on stdin
+    # The job sbatch --wait queued was undone with its turn: the next job takes its id.
+    assert cluster.run("sbatch", "--hold", "--wrap", "true").stdout == f"Submitted batch job {first + 1}\n"
+
+
+def test_a_peer_that_is_not_the_controllers_user_runs_the_shim():
+    from sflow.cli.served import _why_not
+    from sflow.queue.server import Conn
+
+    class Ctl:
+        home = "/nonexistent"
+
+    other = Conn(None, uid=os.getuid() + 1, gid=os.getgid())
+    assert "uid" in _why_not(Ctl(), other, "squeue", [], {"SFLOW_HOME": "/nonexistent"}, "/")
+    mine = Conn(None, uid=os.getuid(), gid=os.getgid())
+    assert _why_not(Ctl(), mine, "squeue", [], {"SFLOW_HOME": "/nonexistent"}, "/") is None
+    assert _why_not(Ctl(), mine, "squeue", [], {"SFLOW_HOME": "/elsewhere"}, "/") == "another state directory"
+
+
+def test_without_a_controller_the_client_runs_the_shim(cluster, native_bin):
+    done = subprocess.run([os.path.join(native_bin, "sbatch"), "--hold", "--wrap", "true"], cwd=cluster.work,
+                          env=cluster.env, capture_output=True, text=True)
+    assert (done.returncode, done.stdout[:20]) == (0, "Submitted batch job ")  # the shim started the controller
+    lost = subprocess.run([os.path.join(native_bin, "squeue")], env={**cluster.env, "SFLOW_PYTHON": "/nonexistent"},
+                          capture_output=True, text=True)
+    assert lost.returncode == 0 and "wrap" in lost.stdout  # answered by the controller, no Python needed
+
+
+def test_a_socket_open_to_others_is_never_used(cluster, native_bin):
+    cluster.run("sbatch", "--hold", "--wrap", "true")
+    os.chmod(os.path.join(cluster.home, "ctl.sock"), 0o666)
+    try:
+        done = subprocess.run([os.path.join(native_bin, "squeue")], env={**cluster.env, "SFLOW_PYTHON": "/nonexistent"},
+                              capture_output=True, text=True)
+    finally:
+        os.chmod(os.path.join(cluster.home, "ctl.sock"), 0o600)
+    assert done.returncode == 1 and "cannot run sflow's Python command" in done.stderr
+
+
+def test_python_shim_module_runs_a_command():
+    done = subprocess.run([sys.executable, "-m", "sflow.cli.shims", "squeue", "--version"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": ROOT})
+    assert (done.returncode, done.stdout) == (0, "slurm-wlm 22.05.8\n")
