@@ -21,6 +21,7 @@
 
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,6 +48,9 @@ static const char *COMMANDS[] = {"sbatch", "squeue", "scancel", "sacct", "sinfo"
 static char *command;
 static char **args;
 static int nargs;
+
+/* sflow/queue/client.py: a submission resent under this token is the same submission. */
+#define RESEND_TOKEN "SFLOW_RESEND_TOKEN"
 
 /* ------------------------------------------------------------------ the Python shim */
 
@@ -413,6 +417,25 @@ static int replay(char *reply)
     return code;
 }
 
+/* One token for this sbatch, whichever way it goes: the controller answers a submission it already
+ * committed (it died before replying, and the shim asks again) with the same job, never a second. */
+static void set_resend_token(void)
+{
+    unsigned char raw[12];
+    char hex[2 * sizeof raw + 1];
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (got != (ssize_t)sizeof raw) {
+        unsetenv(RESEND_TOKEN); /* the shim makes its own */
+        return;
+    }
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    setenv(RESEND_TOKEN, hex, 1);
+}
+
 int main(int argc, char **argv)
 {
     const char *name = strrchr(argv[0], '/');
@@ -437,6 +460,8 @@ int main(int argc, char **argv)
         if (!known)
             run_shim(); /* srun, salloc...: the shim's own */
     }
+    if (strcmp(command, "sbatch") == 0)
+        set_resend_token();
     int fd = connect_controller();
     if (fd < 0)
         run_shim();

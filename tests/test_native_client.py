@@ -122,3 +122,20 @@ def test_python_shim_module_runs_a_command():
     done = subprocess.run([sys.executable, "-m", "sflow.cli.shims", "squeue", "--version"], capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": ROOT})
     assert (done.returncode, done.stdout) == (0, "slurm-wlm 22.05.8\n")
+
+
+def test_a_submission_resent_under_its_token_is_made_once_and_the_token_stays_out_of_the_job(cluster, native_bin):
+    # What the shim does when the native client lost the controller's answer: the same token again.
+    env = {**cluster.env, client.RESEND_TOKEN: "0123456789abcdef01234567"}
+    argv = [os.path.join(BIN, "sbatch"), "-o", "env.txt", "--wrap", "env"]
+    first = subprocess.run(argv, cwd=cluster.work, env=env, capture_output=True, text=True)
+    again = subprocess.run(argv, cwd=cluster.work, env=env, capture_output=True, text=True)
+    assert first.returncode == 0 and again.stdout == first.stdout  # the same job, not a second
+    native_run = subprocess.run([os.path.join(native_bin, "sbatch"), "-o", "native.txt", "--wrap", "env"],
+                                cwd=cluster.work, env=cluster.env, capture_output=True, text=True)
+    assert native_run.returncode == 0 and native_run.stdout != first.stdout
+    cluster.run("scontrol", "wait_job", str(_job_id(native_run.stdout)))
+    cluster.run("scontrol", "wait_job", str(_job_id(first.stdout)))
+    for name in ("env.txt", "native.txt"):
+        with open(os.path.join(cluster.work, name)) as handle:
+            assert client.RESEND_TOKEN not in handle.read()

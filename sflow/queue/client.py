@@ -34,6 +34,10 @@ SO_PEERCRED = getattr(socket, "SO_PEERCRED", 17)
 _UCRED_SIZE = 12
 
 
+# The token of one sbatch run of the native client (native/sflow-client.c), in its environment: the
+# submission it names is made once, whether the controller or the Python shim it falls back to sends it.
+RESEND_TOKEN = "SFLOW_RESEND_TOKEN"
+
 # Set by the controller while it runs a command for the native client (``sflow.cli.served``):
 # that command's requests are handled there and then, in the same process.
 in_process = None
@@ -160,8 +164,10 @@ def call(home: str | None, op: str, start: bool = True, timeout: float | None = 
     message = {"op": op, **payload}
     if op == "submit":
         if "token" not in message:
-            message["token"] = os.urandom(12).hex()
+            # The native client's token when it ran this shim after losing the controller's answer.
+            message["token"] = os.environ.get(RESEND_TOKEN) or os.urandom(12).hex()
         if message.get("env"):
+            message["env"] = {k: v for k, v in message["env"].items() if k != RESEND_TOKEN}
             from sflow import credentials  # deferred: only submissions pay for it (~0.2 ms)
 
             message["env"] = credentials.submission_env(message["env"], message.get("argv") or [],
