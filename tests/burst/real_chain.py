@@ -24,7 +24,9 @@ import os
 import re
 import shlex
 import signal
+import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -86,12 +88,14 @@ class BurstSite:
 
     def __init__(self, root: str, *, limit_price: str = "$20.00/hr", resume_timeout: int = 40,
                  timeout_margin: int = 25, suspend_time: int = 5, suspend_timeout: int = 5, cloud_nodes: int = 2,
-                 poll_seconds: float = 0.2, emulator: dict | None = None):
+                 poll_seconds: float = 0.2, preempt_grace: float | None = None, emulator: dict | None = None,
+                 extra_conf: str = ""):
         self.root = os.path.abspath(root)
         self.limit_price, self.resume_timeout, self.timeout_margin = limit_price, resume_timeout, timeout_margin
         self.suspend_time, self.suspend_timeout, self.cloud_nodes = suspend_time, suspend_timeout, cloud_nodes
-        self.poll_seconds = poll_seconds
+        self.poll_seconds, self.preempt_grace = poll_seconds, preempt_grace
         self.emulator_options = {**EMULATOR, **(emulator or {})}
+        self.extra_conf = extra_conf  # slurm.conf lines of the test's own
         self.slurm_dir = os.path.join(self.root, "slurm")
         self.state_dir = os.path.join(self.root, "state")
         self.config = os.path.join(self.slurm_dir, "burst.toml")
@@ -121,7 +125,8 @@ class BurstSite:
         self.slurm = CloudSlurm(self.slurm_dir, cloud_nodes=self.cloud_nodes, **node_shape(),
                                 resume_program=programs["resume"], suspend_program=programs["suspend"],
                                 resume_fail_program=programs["resume_fail"], suspend_time=self.suspend_time,
-                                suspend_timeout=self.suspend_timeout, resume_timeout=self.resume_timeout)
+                                suspend_timeout=self.suspend_timeout, resume_timeout=self.resume_timeout,
+                                extra_conf=self.extra_conf)
         self.slurm.start()
 
     def stop(self) -> None:
@@ -149,6 +154,7 @@ boot_command = {_toml(boot)}
 resume_timeout = {self.resume_timeout}
 timeout_margin = {self.timeout_margin}
 poll_seconds = {self.poll_seconds}
+{f"preempt_grace = {self.preempt_grace}" if self.preempt_grace is not None else ""}
 
 [burst.partitions.cloud]
 nodes = "cloud[1-{self.cloud_nodes}]"
@@ -203,6 +209,27 @@ limit_price = "{self.limit_price}"
         if _alive(pid):
             os.kill(pid, signal.SIGKILL)
 
+    def kill_service(self) -> int | None:
+        """SIGKILL the service, as a crash would; its pid, once it is gone."""
+        pid = self.service_pid()
+        if pid is None:
+            return None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return pid
+        wait_for(lambda: not _alive(pid), 20, f"service {pid} to die")
+        return pid
+
+    def start_service(self) -> None:
+        """Start the service as a program run by slurmctld does: ``start_service`` with
+        slurmctld's environment (SLURM_CONF and nothing else), burst.toml found beside slurm.conf."""
+        code = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
+                "from sflow.burst.programs import start_service\n"
+                f"start_service({self.config!r}, {self.state_dir!r})\n")
+        subprocess.run([sys.executable, "-c", code], env={"SLURM_CONF": self.slurm.conf, "LC_CTYPE": "C.UTF-8"},
+                       check=True, timeout=60, stdin=subprocess.DEVNULL)
+
     # ------------------------------------------------------------------ what to look at
     def service_log(self) -> str:
         try:
@@ -246,6 +273,66 @@ limit_price = "{self.limit_price}"
         except TimeoutError as err:
             raise AssertionError(f"{err}\n--- service.log\n{self.service_log()[-3000:]}\n--- slurmctld.log\n"
                                  f"{_tail(os.path.join(self.slurm_dir, 'log', 'slurmctld.log'))}") from None
+
+
+class Timeline:
+    """What each probe returned, sampled in a thread every ``interval`` seconds while running:
+    ``changes`` holds (seconds since start, probe name, value) each time a value differs from the
+    probe's last one (an exception counts as a value: its repr).
+
+        with Timeline({"nodes": slurm.node_states}) as timeline: ...
+        timeline.first("nodes", lambda v: "cloud1" in v)   # seconds since start, or None
+    """
+
+    def __init__(self, probes: dict, interval: float = 0.3, origin: float | None = None):
+        self.probes, self.interval = probes, interval
+        self.changes: list[tuple[float, str, object]] = []
+        self.origin = origin  # another timeline's start, to share its clock
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="timeline", daemon=True)
+
+    def __enter__(self) -> "Timeline":
+        self.started = time.monotonic() if self.origin is None else self.origin
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        last: dict[str, object] = {}
+        while not self._stop.is_set():
+            for name, probe in self.probes.items():
+                try:
+                    value = probe()
+                except Exception as err:  # a probe's failure is something to see, not to stop on
+                    value = repr(err)
+                if name not in last or last[name] != value:
+                    last[name] = value
+                    self.changes.append((time.monotonic() - self.started, name, value))
+            self._stop.wait(self.interval)
+
+    def at(self, seconds: float) -> float:
+        """A ``time.monotonic()`` value as seconds since start."""
+        return seconds - self.started
+
+    def first(self, name: str, predicate) -> float | None:
+        for when, probe, value in list(self.changes):
+            if probe == name and predicate(value):
+                return when
+        return None
+
+    def values(self, name: str) -> list[tuple[float, object]]:
+        return [(when, value) for when, probe, value in list(self.changes) if probe == name]
+
+    def text(self) -> str:
+        return "\n".join(f"  +{when:6.1f}s {name}: {value}" for when, name, value in list(self.changes))
 
 
 def _toml(text: str) -> str:

@@ -7,6 +7,7 @@ import os
 import re
 import time
 
+from .real_chain import Timeline
 
 
 def _sacct(slurm, job_id: str, field: str) -> str:
@@ -106,3 +107,90 @@ def test_a_limit_below_the_market_keeps_the_job_waiting_and_leaves_nothing_behin
     site.wait(lambda: slurm.job(job_id).get("JobState") == "CANCELLED", 30, "the job to be cancelled")
     assert not site.live_bids()
     assert len(site.bids()) == 1
+
+
+PREEMPTIBLE_JOB = """#!/bin/bash
+#SBATCH --signal=B:USR1@30
+# The service reads the signal from the script: SLURM 22.05 shows a command line's --signal nowhere.
+trap 'echo "got USR1 restart=${SLURM_RESTART_COUNT:-0}"; exit 0' USR1
+if [ "${SLURM_RESTART_COUNT:-0}" -ge 1 ]; then
+    echo "done on $SLURMD_NODENAME"
+    exit 0
+fi
+echo "first run on $SLURMD_NODENAME"
+sleep 600 &
+wait
+"""
+
+
+def test_a_preempted_job_gets_its_signal_is_requeued_and_runs_again_on_new_instances(burst_site):
+    notice = 30.0
+    # A requeued job is eligible again cred_expire seconds later (120 by default, slurm.conf(5)).
+    site = burst_site(preempt_grace=10, emulator={"notice": notice}, extra_conf="AuthInfo=cred_expire=5\n")
+    slurm = site.slurm
+    script = os.path.join(slurm.dir, "preemptible.sh")
+    with open(script, "w") as handle:
+        handle.write(PREEMPTIBLE_JOB)
+    # A requeued run truncates the output file again unless it is opened to append.
+    job_id = slurm.run("sbatch", "--parsable", "-p", "cloud", "-N1", "--signal=B:USR1@30", "--requeue",
+                       "--open-mode=append", "-o", "job-%j.out", script, check=True).stdout.strip()
+    output = os.path.join(slurm.dir, f"job-{job_id}.out")
+
+    def read_output() -> str:
+        try:
+            with open(output) as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def show_job() -> str:
+        job = slurm.job(job_id)
+        return "|".join(job.get(k, "") for k in ("JobState", "Reason", "Restarts", "NodeList", "BatchHost"))
+
+    slurm_probes = {"nodes": lambda: tuple(sorted((n, *v) for n, v in slurm.node_states().items() if n != "base1")),
+                    "job": show_job}
+    # The bids and the output are cheap to look at: often enough not to miss a short Preempting.
+    local_probes = {"bids": lambda: tuple((b.fid, b.status) for b in site.bids()), "output": read_output}
+    with Timeline(slurm_probes) as timeline, Timeline(local_probes, 0.05, origin=timeline.started) as local:
+        try:
+            site.wait(lambda: "first run" in read_output(), 90, "the job's first run")
+            (first,) = site.bids()
+            site.demand("$30.00", 32)  # above the partition's limit, for the whole pool
+            demanded = timeline.at(time.monotonic())
+            site.wait(lambda: "got USR1 restart=0" in read_output(), notice, "the job's USR1 within the notice")
+            site.wait(lambda: slurm.job(job_id).get("Restarts") == "1", 30, "the job to be requeued")
+            site.wait(lambda: any(b.fid != first.fid for b in site.bids()), 60, "a bid for the job's second run")
+            assert next(b for b in site.bids() if b.fid == first.fid).status == "Terminated"
+            site.demand("$30.00", 0)  # the other users are gone
+            site.wait(lambda: _sacct(slurm, job_id, "State") == "COMPLETED", 90, "the second run to complete")
+            site.wait(lambda: all(slurm.node_states()[n][0] == "idle~" for n in slurm.cloud_nodes), 60,
+                      "the cloud nodes to power down")
+            site.wait(lambda: not site.live_bids(), 30, "every bid to be given back")
+        finally:
+            print(f"\n{timeline.text()}\n{local.text()}")
+    print("sacct -D:\n"
+          + slurm.run("sacct", "-j", job_id, "-D", "-X", "-o", "JobID,State,ExitCode,NodeList,Start,End",
+                      "-P").stdout)
+
+    assert job_id == slurm.run("sacct", "-n", "-X", "-D", "-P", "-j", job_id, "-o", "JobID").stdout.split()[0]
+    assert "got USR1 restart=0" in read_output() and "done on cloud" in read_output()
+    # One bid per run, each given back; the first deleted under its notice.
+    bids = site.bids()
+    assert len(bids) == 2 and all(b.status == "Terminated" for b in bids), bids
+    assert first.fid in [b.fid for b in bids]
+    signalled = local.first("output", lambda v: "got USR1" in v)
+    preempting = local.first("bids", lambda v: (first.fid, "Preempting") in v)
+    assert preempting is not None and preempting >= demanded
+    assert signalled - preempting < notice
+    reason_seen = timeline.first("nodes", lambda v: any("preempted by the Mithril spot market" in r for *_, r in v))
+    assert reason_seen is not None, timeline.text()
+    requeued = timeline.first("job", lambda v: v.split("|")[2] == "1")
+    # The second run may be over before a look sees it RUNNING: its batch script starts when the job
+    # leaves CONFIGURING, and it only prints a line.
+    running_again = timeline.first("job", lambda v: v.split("|")[0] in ("RUNNING", "COMPLETING", "COMPLETED")
+                                   and v.split("|")[2] == "1")
+    allocated_again = timeline.first("job", lambda v: v.startswith("CONFIGURING|") and v.split("|")[2] == "1")
+    print(f"notice +{preempting:.1f}s -> USR1 in output +{signalled - preempting:.1f}s -> requeued "
+          f"+{requeued - preempting:.1f}s -> nodes again +{allocated_again - preempting:.1f}s -> running again "
+          f"+{running_again - preempting:.1f}s "
+          f"(preemption reason seen at +{reason_seen:.1f}s)")
