@@ -194,3 +194,37 @@ def test_a_preempted_job_gets_its_signal_is_requeued_and_runs_again_on_new_insta
           f"+{requeued - preempting:.1f}s -> nodes again +{allocated_again - preempting:.1f}s -> running again "
           f"+{running_again - preempting:.1f}s "
           f"(preemption reason seen at +{reason_seen:.1f}s)")
+
+
+def _crash_and_restart(burst_site, kill_when, what: str):
+    """A 2-node job; the service SIGKILLed once ``kill_when(site)`` holds, started again as a program
+    would start it; the job must complete from one bid, and nothing be left bidding."""
+    site = burst_site()
+    slurm = site.slurm
+    job_id = slurm.run("sbatch", "--parsable", "-p", "cloud", "-N2", "--wrap", "srun hostname",
+                       check=True).stdout.strip()
+    started = time.monotonic()
+    site.wait(lambda: kill_when(site), 60, what)
+    killed = site.kill_service()
+    at_kill = [(b.fid, b.status) for b in site.bids()], [(r.kind, r.taken is not None) for r in site.requests()]
+    site.start_service()
+    site.wait(lambda: site.service_pid() not in (None, killed), 30, "the service to start again")
+    site.wait(lambda: _sacct(slurm, job_id, "State") == "COMPLETED", 90, "the job to complete")
+    done = time.monotonic()
+    (bid,) = site.bids()  # the restarted service followed the bid it had, or created it once
+    assert bid.quantity == 2
+    site.wait(lambda: all(slurm.node_states()[n][0] == "idle~" for n in slurm.cloud_nodes), 60,
+              "the cloud nodes to power down")
+    site.wait(lambda: not site.live_bids(), 30, "the bid to be given back")
+    assert len(site.bids()) == 1
+    print(f"\nkilled pid {killed} {what}: bids {at_kill[0]}, requests (kind, taken) {at_kill[1]}; "
+          f"job COMPLETED {done - started:.1f}s after sbatch\n{site.service_log()}")
+
+
+def test_a_service_killed_after_placing_the_bid_follows_it_again_and_bids_once(burst_site):
+    _crash_and_restart(burst_site, lambda site: site.bids(), "once the bid is placed")
+
+
+def test_a_service_killed_before_bidding_bids_once_when_started_again(burst_site):
+    # The program has recorded the request and started the service: killed at its first breath.
+    _crash_and_restart(burst_site, lambda site: site.service_pid(), "once the service has started")
