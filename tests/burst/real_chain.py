@@ -260,6 +260,24 @@ limit_price = "{self.limit_price}"
         with self.emu.service.lock:
             return [self.emu.market.instances[fid] for fid in bid.instances if fid in self.emu.market.instances]
 
+    def hold_bid_answers(self) -> SimpleNamespace:
+        """From now on a bid's create takes effect but its answer waits until ``release`` is set, as
+        when Mithril placed the bid and the answer was lost. ``held`` is set once a create waits;
+        ``creates`` holds each create's Idempotency-Key."""
+        hold = SimpleNamespace(held=threading.Event(), release=threading.Event(), creates=[])
+        handle = self.emu.service.handle
+
+        def holding(method, path, query, headers, *args, **kwargs):
+            response = handle(method, path, query, headers, *args, **kwargs)
+            if method == "POST" and path.rstrip("/").endswith("/spot/bids"):
+                hold.creates.append({k.lower(): v for k, v in headers.items()}.get("idempotency-key"))
+                hold.held.set()
+                hold.release.wait(60)
+            return response
+
+        self.emu.service.handle = holding
+        return hold
+
     def demand(self, price: str, quantity: int) -> None:
         """Other users' bids for the partition's pool from now on."""
         with self.emu.service.lock:

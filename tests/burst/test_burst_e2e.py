@@ -196,17 +196,20 @@ def test_a_preempted_job_gets_its_signal_is_requeued_and_runs_again_on_new_insta
           f"(preemption reason seen at +{reason_seen:.1f}s)")
 
 
-def _crash_and_restart(burst_site, kill_when, what: str):
+def _crash_and_restart(burst_site, kill_when, what: str, prepare=None):
     """A 2-node job; the service SIGKILLed once ``kill_when(site)`` holds, started again as a program
     would start it; the job must complete from one bid, and nothing be left bidding."""
     site = burst_site()
     slurm = site.slurm
+    after_kill = prepare(site) if prepare else None
     job_id = slurm.run("sbatch", "--parsable", "-p", "cloud", "-N2", "--wrap", "srun hostname",
                        check=True).stdout.strip()
     started = time.monotonic()
     site.wait(lambda: kill_when(site), 60, what)
     killed = site.kill_service()
     at_kill = [(b.fid, b.status) for b in site.bids()], [(r.kind, r.taken is not None) for r in site.requests()]
+    if after_kill:
+        after_kill()
     site.start_service()
     site.wait(lambda: site.service_pid() not in (None, killed), 30, "the service to start again")
     site.wait(lambda: _sacct(slurm, job_id, "State") == "COMPLETED", 90, "the job to complete")
@@ -228,3 +231,18 @@ def test_a_service_killed_after_placing_the_bid_follows_it_again_and_bids_once(b
 def test_a_service_killed_before_bidding_bids_once_when_started_again(burst_site):
     # The program has recorded the request and started the service: killed at its first breath.
     _crash_and_restart(burst_site, lambda site: site.service_pid(), "once the service has started")
+
+
+def test_a_service_killed_while_its_bid_create_is_unanswered_bids_once_when_started_again(burst_site):
+    # The create reached Mithril, its answer had not come back: the restarted service sends it again
+    # with the same idempotency key and gets the same bid.
+    holds = []
+
+    def hold(site):
+        holds.append(site.hold_bid_answers())
+        return holds[0].release.set
+
+    _crash_and_restart(burst_site, lambda site: holds[0].held.is_set(), "while its create's answer was held", hold)
+    # The create was sent again, with the key of the first: Mithril answered with the bid it had.
+    print(f"creates' idempotency keys: {holds[0].creates}")
+    assert len(holds[0].creates) >= 2 and len(set(holds[0].creates)) == 1, holds[0].creates
