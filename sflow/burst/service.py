@@ -519,7 +519,7 @@ class BurstService:
             return
         total = sum(g.cost_cents or 0.0 for g in store.groups(self.conn) if g.slurm_job == group.slurm_job)
         job = group.slurm_job
-        self.later(lambda: self.slurm.update_job(job, AdminComment=cost_text(total)))
+        self.later(lambda: self.slurm.set_admin_comment(job, cost_text(total)))
 
     # ------------------------------------------------------------ the loop
 

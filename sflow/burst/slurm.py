@@ -52,6 +52,16 @@ class Slurm:
         self._run([self.scontrol_path, "update", f"JobId={job_id}",
                    *(f"{key}={value}" for key, value in fields.items())])
 
+    def set_admin_comment(self, job_id: int, text: str) -> None:
+        """The job's AdminComment: slurmctld's while it knows the job as not finished; once it has
+        finished slurmctld refuses, and the accounting record is changed instead (sacctmgr(1): the
+        comments of a job are what may change after its completion)."""
+        try:
+            self.update_job(job_id, AdminComment=text)
+        except SlurmCommandFailed:
+            self._run([self._path("sacctmgr"), "-i", "modify", "job", "where", f"JobID={job_id}", "set",
+                       f"AdminComment={text}"])
+
     def requeue(self, job_id: int) -> None:
         self._run([self.scontrol_path, "requeue", str(job_id)])
 

@@ -35,6 +35,9 @@ class FakeSlurm:
     def update_job(self, job_id, **fields):
         self._record("update_job", job_id, fields)
 
+    def set_admin_comment(self, job_id, text):
+        self._record("update_job", job_id, {"AdminComment": text})
+
     def requeue(self, job_id):
         self._record("requeue", job_id)
 
