@@ -1,12 +1,13 @@
 """The native client of the drop-in commands (``sflow-client.c``), and how it is built.
 
-The wheel's build compiles it beside this file (``setup.py``); ``client()`` finds it.
-Without a C compiler there is none, and the Python shims do all the work.
+The package's build (``setup.py``) compiles it and installs it as each of ``COMMANDS`` in the
+scripts directory; without a working C compiler those are Python scripts that run the shims.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,33 +19,31 @@ COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol")
 
 
 def compile_client(out: str, python: str = sys.executable, source: str = SOURCE) -> str | None:
-    """Compile the client to ``out``; None (and why, on stderr) when there is no working C compiler."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not compiler:
-        print("sflow: no C compiler found: the drop-in commands run as Python shims", file=sys.stderr)
-        return None
+    """Compile the client to ``out``; None, and why in one line on stderr, without a working C compiler."""
+    compiler = shlex.split(os.environ.get("CC", "")) or [shutil.which("cc") or shutil.which("gcc") or ""]
+    if not compiler[0]:
+        return _not_built("no C compiler found")
     # The interpreter the client falls back to, as a C string literal.
     literal = '"' + python.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    done = subprocess.run([compiler, "-std=c99", "-O2", f"-DSFLOW_PYTHON={literal}", "-o", out, source],
-                          capture_output=True, text=True)
+    try:
+        done = subprocess.run([*compiler, "-std=c99", "-O2", f"-DSFLOW_PYTHON={literal}", "-o", out, source],
+                              capture_output=True, text=True)
+    except OSError as err:
+        return _not_built(f"{compiler[0]}: {err.strerror}")
     if done.returncode != 0:
-        print(f"sflow: the native client did not compile, the drop-in commands run as Python shims:\n"
-              f"{done.stderr}", file=sys.stderr)
-        return None
+        first = next((line for line in done.stderr.splitlines() if "error" in line), "")
+        return _not_built(f"{' '.join(compiler)} failed" + (f": {first.strip()}" if first else ""))
     return out
 
 
-def client() -> str | None:
-    """The compiled client shipped with this installation, if any."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), BINARY)
-    return path if os.access(path, os.X_OK) else None
+def _not_built(why: str) -> None:
+    print(f"sflow: native client not built ({why}): sbatch, squeue, scancel, sacct, sinfo and scontrol "
+          "are Python scripts", file=sys.stderr)
+    return None
 
 
-def command_dir(directory: str, binary: str | None = None) -> str | None:
-    """``directory`` with the client under each command's name (for PATH); None without a client."""
-    binary = binary or client()
-    if binary is None:
-        return None
+def command_dir(directory: str, binary: str) -> str:
+    """``directory`` with the client under each command's name (for PATH)."""
     os.makedirs(directory, exist_ok=True)
     for name in COMMANDS:
         link = os.path.join(directory, name)
