@@ -1,21 +1,22 @@
 """Everything is in pyproject.toml; this only builds the drop-in commands that run through the controller.
 
 sbatch, squeue, scancel, sacct, sinfo and scontrol are the native client (``native/sflow-client.c``) under
-each name, installed into the scripts directory as data files (``bin``): a console script cannot be a
-compiled program, and a wheel's ``scripts`` must be text. Without a working C compiler they are Python
-scripts for the installing interpreter instead, and the build says so in one line.
+each name, built as the package's scripts (a console script cannot be a compiled program): pip installs a
+wheel's scripts into the scripts directory, executable, and setuptools' editable wheel carries them too
+(it leaves data files out). Without a working C compiler they are Python scripts instead, and the build
+says so in one line.
 """
 
 import importlib.util
 import os
 import shutil
 import sys
+import tempfile
 
-from setuptools import Command, setup
-from setuptools.command.build import build
+from setuptools import setup
 from setuptools.dist import Distribution
 
-from distutils.command.install_data import install_data  # setuptools' own distutils, imported after it
+from distutils.command.build_scripts import build_scripts  # setuptools' own distutils: after setuptools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -38,64 +39,45 @@ def _native():
 
 
 def _shebang(python: str) -> str:
-    # The kernel reads at most 127 bytes of a #! line and splits no quotes: past that, or with a space,
-    # /bin/sh starts the interpreter (as pip's own launchers do).
-    if len(python) < 120 and " " not in python:
+    # "python" is a wheel's: pip writes the installing interpreter there. The kernel reads at most
+    # 127 bytes of a #! line and splits no quotes: past that, or with a space, /bin/sh starts it.
+    if python == "python" or (len(python) < 120 and " " not in python):
         return f"#!{python}\n"
     return f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\n"
 
 
-class BuildCommands(Command):
-    description = "build the drop-in commands that run through the controller"
-    user_options = []
+class BuildCommands(build_scripts):
+    """The scripts are the commands, built here rather than copied from the source tree."""
 
-    def initialize_options(self):
-        self.build_temp = None
-
-    def finalize_options(self):
-        self.set_undefined_options("build", ("build_temp", "build_temp"))
-        self.build_dir = os.path.join(self.build_temp, "commands")
-
-    def get_outputs(self):
-        return [os.path.join(self.build_dir, name) for name in _native().COMMANDS]
+    def get_source_files(self):
+        return []  # nothing for sdist to take: the commands are built from native/
 
     def run(self):
         native = _native()
-        os.makedirs(self.build_dir, exist_ok=True)
+        self.mkpath(self.build_dir)
+        outputs = [os.path.join(self.build_dir, name) for name in native.COMMANDS]
         # Compiled on every build: it holds the path of the interpreter it falls back to, which is
         # the one this build is for (pip runs the backend with it, build isolation or not).
-        binary = native.compile_client(os.path.join(self.build_dir, native.BINARY), python=sys.executable)
-        for name, path in zip(native.COMMANDS, self.get_outputs()):
-            if os.path.lexists(path):
-                os.unlink(path)
-            if binary:
-                shutil.copy2(binary, path)  # a wheel holds no links: one copy for each name
-            else:
-                with open(path, "w") as handle:
-                    handle.write(_shebang(sys.executable) + PYTHON_COMMAND.format(name=name))
+        with tempfile.TemporaryDirectory() as scratch:
+            binary = native.compile_client(os.path.join(scratch, native.BINARY), python=sys.executable)
+            for name, path in zip(native.COMMANDS, outputs):
+                if os.path.lexists(path):
+                    os.unlink(path)
+                if binary:
+                    shutil.copy2(binary, path)  # a wheel holds no links: one copy for each name
+                else:
+                    with open(path, "w") as handle:
+                        handle.write(_shebang(self.executable) + PYTHON_COMMAND.format(name=name))
                 os.chmod(path, 0o755)
+        return outputs, outputs
 
 
-class InstallCommands(install_data):
-    """Installs the built commands to ``bin``: pip puts a wheel's ``data/bin`` in the scripts directory."""
-
-    def run(self):
-        self.run_command("build_commands")
-        self.data_files = [("bin", self.get_finalized_command("build_commands").get_outputs())]
-        super().run()
-
-
-class BuildAll(build):
-    sub_commands = build.sub_commands + [("build_commands", None)]
-
-
-class WithCommands(Distribution):
+class WithBinary(Distribution):
     """The wheel holds a compiled program: it is tagged for this platform, never ``any``."""
 
     def has_ext_modules(self):
         return True
 
 
-setup(cmdclass={"build": BuildAll, "build_commands": BuildCommands, "install_data": InstallCommands},
-      # The commands' place; InstallCommands names them once built (sdist must not look for them).
-      data_files=[("bin", [])], distclass=WithCommands)
+# The scripts' names: BuildCommands makes them, no file of the source tree is one.
+setup(cmdclass={"build_scripts": BuildCommands}, scripts=list(_native().COMMANDS), distclass=WithBinary)
