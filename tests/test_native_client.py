@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import ROOT
 from sflow.queue import client
 
 _spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
@@ -19,6 +19,9 @@ native = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(native)
 
 pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
+
+# The Python shim itself: the installed sbatch, squeue... may be the native client.
+SHIM = [sys.executable, "-m", "sflow.cli.shims"]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +43,7 @@ def _run_message(cluster, command: str, *argv: str) -> dict:
 
 
 def _both(cluster, native_bin, *argv, input=None):
-    shim = subprocess.run([os.path.join(BIN, argv[0]), *argv[1:]], cwd=cluster.work, env=cluster.env,
-                          input=input, capture_output=True)
+    shim = subprocess.run([*SHIM, *argv], cwd=cluster.work, env=cluster.env, input=input, capture_output=True)
     fast = subprocess.run([os.path.join(native_bin, argv[0]), *argv[1:]], cwd=cluster.work, env=cluster.env,
                           input=input, capture_output=True)
     return shim, fast
@@ -127,7 +129,7 @@ def test_python_shim_module_runs_a_command():
 def test_a_submission_resent_under_its_token_is_made_once_and_the_token_stays_out_of_the_job(cluster, native_bin):
     # What the shim does when the native client lost the controller's answer: the same token again.
     env = {**cluster.env, client.RESEND_TOKEN: "0123456789abcdef01234567"}
-    argv = [os.path.join(BIN, "sbatch"), "-o", "env.txt", "--wrap", "env"]
+    argv = [*SHIM, "sbatch", "-o", "env.txt", "--wrap", "env"]
     first = subprocess.run(argv, cwd=cluster.work, env=env, capture_output=True, text=True)
     again = subprocess.run(argv, cwd=cluster.work, env=env, capture_output=True, text=True)
     assert first.returncode == 0 and again.stdout == first.stdout  # the same job, not a second
