@@ -56,12 +56,30 @@ static int nargs;
 
 static void run_shim(void) __attribute__((noreturn));
 
+/* The interpreter installed beside this program (a venv's or conda's bin/python3), else the one it
+ * was built for: a wheel built once and installed into another environment falls back to its own. */
+static const char *installed_python(void)
+{
+    static char path[4096];
+    ssize_t len = readlink("/proc/self/exe", path, sizeof path - sizeof "python3");
+    if (len > 0) {
+        path[len] = '\0';
+        char *slash = strrchr(path, '/');
+        if (slash) {
+            strcpy(slash + 1, "python3");
+            if (access(path, X_OK) == 0)
+                return path;
+        }
+    }
+    return SFLOW_PYTHON;
+}
+
 static void run_shim(void)
 {
     char **argv = calloc((size_t)nargs + 5, sizeof *argv);
     const char *python = getenv("SFLOW_PYTHON");
     if (!python || !*python)
-        python = SFLOW_PYTHON;
+        python = installed_python();
     if (argv) {
         argv[0] = (char *)python;
         argv[1] = "-m";

@@ -141,3 +141,17 @@ def test_a_submission_resent_under_its_token_is_made_once_and_the_token_stays_ou
     for name in ("env.txt", "native.txt"):
         with open(os.path.join(cluster.work, name)) as handle:
             assert client.RESEND_TOKEN not in handle.read()
+
+
+def test_without_a_controller_the_interpreter_beside_the_client_runs_the_shim(tmp_path):
+    # A wheel built for one environment and installed into another (pip's cache) falls back to the
+    # environment it is in, not the one it was built for.
+    binary = native.compile_client(str(tmp_path / "squeue"), python="/nonexistent/python3")
+    assert binary
+    (tmp_path / "python3").write_text('#!/bin/sh\necho "beside: $*"\n')
+    (tmp_path / "python3").chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run([binary, "-h"], env={"SFLOW_HOME": str(home), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "beside: -m sflow.cli.shims squeue -h\n")
