@@ -297,10 +297,13 @@ static void request(buf_t *msg, const unsigned char *stdin_data, size_t stdin_le
     puts_(msg, "}\n");
 }
 
-static int send_all(int fd, const char *data, size_t len)
+/* All of it, through interruptions: to the socket without SIGPIPE (a controller gone is a fallback,
+ * not a death), or to a file descriptor of ours. */
+static int write_fully(int fd, const void *buf, size_t len, int to_socket)
 {
+    const char *data = buf;
     while (len) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
+        ssize_t n = to_socket ? send(fd, data, len, MSG_NOSIGNAL) : write(fd, data, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -310,6 +313,11 @@ static int send_all(int fd, const char *data, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+static int send_all(int fd, const char *data, size_t len)
+{
+    return write_fully(fd, data, len, 1);
 }
 
 /* One reply line (the controller's json.dumps: one line, no newline inside). */
@@ -347,17 +355,7 @@ static void read_stdin(buf_t *in)
 
 static int write_all(int fd, const unsigned char *data, size_t len)
 {
-    while (len) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return write_fully(fd, data, len, 0);
 }
 
 /* The shim, given the standard input already read here, from a file in memory. */

@@ -59,6 +59,7 @@ import sys
 import time
 
 from . import nodes  # the booter, also runnable on its own by file path
+from .started import Started
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -112,7 +113,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-class CloudSlurm:
+class CloudSlurm(Started):
     """One private cluster under ``root`` (a directory of its own, e.g. a pytest tmp dir).
 
     Attributes: ``dir`` (slurm.conf, gres.conf, slurmdbd.conf, nodes.json, log/, pids/, spool/, ctld/,
@@ -190,17 +191,6 @@ class CloudSlurm:
         return dict(w.partition("=")[::2] for w in out.split(" ") if "=" in w)
 
     # ------------------------------------------------------------------ start / stop
-    def __enter__(self) -> "CloudSlurm":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def start(self) -> None:
         for port in (self.ctld_port, self.dbd_port, self.node_port_base):
             if not _port_free(port):

@@ -37,6 +37,7 @@ from sflow.mithril.emulator.catalog import default_catalog
 from sflow.mithril.sshhost import HostPool
 
 from . import nodes
+from .started import Started
 from .cloud_slurm import CloudSlurm, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -78,7 +79,7 @@ def write_wrappers(directory: str) -> dict[str, str]:
     return paths
 
 
-class BurstSite:
+class BurstSite(Started):
     """The emulator, its SSH instances, the private SLURM and the burst service, under ``root``.
 
     ``slurm`` (CloudSlurm), ``emu`` (the emulator), ``state_dir`` (the service's),
@@ -105,17 +106,6 @@ class BurstSite:
         self.booted: dict[str, str] = {}  # instance id -> node name
 
     # ------------------------------------------------------------------ start / stop
-    def __enter__(self) -> "BurstSite":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
     def start(self) -> None:
         os.makedirs(self.slurm_dir, exist_ok=True)
         self.hosts = HostPool(os.path.join(self.root, "instances"))
