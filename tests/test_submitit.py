@@ -128,5 +128,11 @@ def test_default_job_folders_under_load(cluster, tmp_path, monkeypatch, cpu_burn
     jobs += ex.map_array(add, range(8), [100] * 8)  # an array's folders are made one after another
     expected = [i + 1 for i in range(8)] + [i + 100 for i in range(8)]
     assert [_done(job, 180).result() for job in jobs] == expected
-    ended = cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID,State")
-    assert ended.stdout.split() and all(line.endswith("|COMPLETED") for line in ended.stdout.split()), ended.stdout
+    # A job writes its result before its batch step ends: its record says so a moment later.
+    deadline = time.monotonic() + 60
+    while True:
+        ended = cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID,State").stdout.split()
+        if time.monotonic() > deadline or not any(line.endswith(("|RUNNING", "|COMPLETING")) for line in ended):
+            break
+        time.sleep(0.2)
+    assert ended and all(line.endswith("|COMPLETED") for line in ended), ended
