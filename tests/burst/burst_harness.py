@@ -118,8 +118,10 @@ def live_bids(emu) -> list:
     return [b for b in market_bids(emu) if b.status in ("Open", "Allocated", "Preempting")]
 
 
-def demand(emu, price: str, quantity: int, instance_type: str = "8xh100", region: str = REGION) -> None:
-    """Other users' bids for the pool from now on."""
+def demand(emu, price: str, quantity: int, instance_type: str = "8xh100", region: str = REGION,
+           bids: int = 1) -> None:
+    """Other users' bids for the pool from now on: ``bids`` of ``quantity`` each, all-or-nothing
+    like a user's (a quantity of 0 clears them)."""
     with emu.service.lock:
-        emu.service.script({"region": region, "instance_type": instance_type, "demand": [[0, price, quantity]]},
-                           emu.service.clock())
+        emu.service.script({"region": region, "instance_type": instance_type,
+                            "demand": [[0, price, quantity]] * bids}, emu.service.clock())

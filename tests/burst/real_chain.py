@@ -37,6 +37,7 @@ from sflow.mithril.emulator.catalog import default_catalog
 from sflow.mithril.sshhost import HostPool
 
 from . import nodes
+from .burst_harness import demand
 from .started import Started
 from .cloud_slurm import CloudSlurm, wait_for
 
@@ -270,9 +271,7 @@ limit_price = "{self.limit_price}"
 
     def demand(self, price: str, quantity: int) -> None:
         """Other users' bids for the partition's pool from now on."""
-        with self.emu.service.lock:
-            self.emu.service.script({"region": REGION, "instance_type": INSTANCE_TYPE,
-                                     "demand": [[0, price, quantity]]}, self.emu.service.clock())
+        demand(self.emu, price, quantity, INSTANCE_TYPE, REGION)
 
     def wait(self, predicate, timeout: float, what: str):
         """``wait_for`` that says, on a timeout, what the service and slurmctld logged last."""

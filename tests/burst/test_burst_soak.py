@@ -15,7 +15,7 @@ import random
 import threading
 import time
 
-from .burst_harness import FakeBooter, FakeSlurm, KEY, REGION, emulator, live_bids, market_bids, running
+from .burst_harness import FakeBooter, FakeSlurm, KEY, REGION, demand, emulator, live_bids, market_bids, running
 from polling import wait_for
 from sflow.burst import store
 from sflow.burst.settings import BurstSettings, PartitionSettings
@@ -24,7 +24,7 @@ from sflow.mithril import bids
 SEED = 20261203
 JOBS = 20
 LOW_LIMIT = "$9.00/hr"  # below the competing demand: preempted while it stands
-DEMAND_CENTS = 1000  # $10.00: above the reserve, below the partition's limit
+DEMAND = "$10.00"  # above the reserve, below the partition's limit
 
 
 class Slurmctld(FakeSlurm):
@@ -113,10 +113,10 @@ def test_twenty_jobs_through_the_burst_path_under_faults_and_preemption(tmp_path
                 cheap = [v for v in jobs.values() if v["cheap"]]
                 if not windows and all(v["state"] == "running" for v in cheap):
                     windows.append(now)  # other users outbid the cheap jobs while all of them run
-                    demand(emu, [(DEMAND_CENTS, 2)] * 16)  # the whole pool: only the dearer bids keep theirs
+                    demand(emu, DEMAND, 2, bids=16)  # the whole pool: only the dearer bids keep theirs
                 elif len(windows) == 1 and (now - windows[0] > 6 or all(v["runs"] > 1 for v in cheap)):
                     windows.append(now)
-                    demand(emu, [])
+                    demand(emu, DEMAND, 0)
                 time.sleep(0.1)
             finished = time.monotonic() - started
             assert all(v["state"] == "done" for v in jobs.values()), {j: v["state"] for j, v in jobs.items()}
@@ -153,15 +153,6 @@ def test_twenty_jobs_through_the_burst_path_under_faults_and_preemption(tmp_path
               f"{len(history)} API calls, faults {dict(faults)}; largest cost gap "
               f"{max(map(abs, gaps.values()), default=0):.4f} cents")
         conn.close()
-
-
-def demand(emu, bids: list[tuple[int, int]]) -> None:
-    """Other users' bids for the pool from now on: (limit cents, quantity), each all-or-nothing."""
-    with emu.service.lock:
-        now = emu.service.clock()
-        steps = [(now - emu.market.start, cents, quantity) for cents, quantity in bids] or \
-                [(now - emu.market.start, 0, 0)]
-        emu.market.script_demand(REGION, "8xh100", steps)
 
 
 def _last_cost_per_job(slurm: FakeSlurm) -> dict[int, float]:

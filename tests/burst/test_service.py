@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -30,36 +31,26 @@ def resume_payload(job_id: int, nodes: str) -> dict:
     return {"jobs": [{"job_id": job_id, "nodes": nodes}], "all_nodes": nodes}
 
 
+def _read(state_dir: str, what):
+    """``what(conn)`` on the burst store, which is closed again."""
+    with contextlib.closing(store.open_store(state_dir)) as conn:
+        return what(conn)
+
+
 def request(state_dir: str, kind: str, hostlist: str, payload: dict | None = None) -> None:
-    conn = store.open_store(state_dir)
-    try:
-        store.add_request(conn, kind, hostlist, payload, time.time())
-    finally:
-        conn.close()
+    _read(state_dir, lambda conn: store.add_request(conn, kind, hostlist, payload, time.time()))
 
 
 def groups(state_dir: str) -> list[store.Group]:
-    conn = store.open_store(state_dir)
-    try:
-        return store.groups(conn)
-    finally:
-        conn.close()
+    return _read(state_dir, store.groups)
 
 
 def nodes(state_dir: str) -> dict[str, store.Node]:
-    conn = store.open_store(state_dir)
-    try:
-        return store.nodes(conn)
-    finally:
-        conn.close()
+    return _read(state_dir, store.nodes)
 
 
 def bid_rows(state_dir: str) -> list[bids.BidRow]:
-    conn = store.open_store(state_dir)
-    try:
-        return bids.read(conn)
-    finally:
-        conn.close()
+    return _read(state_dir, bids.read)
 
 
 def test_a_job_of_two_nodes_is_one_bid_and_suspend_gives_it_back(emu, tmp_path):
