@@ -49,6 +49,7 @@ from sflow.mithril.translate import Plan, parse_limit_price
 from sflow.slurm.values import InvalidValue, expand_hostlist
 
 TICK_SECONDS = 1.0
+LOCK_PATIENCE = 1.0  # seconds a starting service waits out a program's probe of its lock
 PREEMPTED_REASON = "preempted by the Mithril spot market"
 RESUME_FAILED_REASON = "not registered within ResumeTimeout"
 
@@ -526,11 +527,9 @@ class BurstService:
     def serve(self, stop: threading.Event | None = None, tick: float = TICK_SECONDS) -> None:
         """Hold the state directory's lock and run turns until ``stop`` is set (or forever)."""
         lock = os.open(lock_path(self.settings.state_dir), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not _take(lock):
             os.close(lock)
-            raise BurstError(f"a burst service already runs for {self.settings.state_dir}") from None
+            raise BurstError(f"a burst service already runs for {self.settings.state_dir}")
         wake = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             os.unlink(wake_path(self.settings.state_dir))
@@ -566,6 +565,21 @@ class BurstService:
         self.backend.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.conn.close()
+
+
+def _take(lock: int, patience: float = LOCK_PATIENCE) -> bool:
+    """The service's lock, unless another service holds it. A program asking whether a service
+    runs holds it for an instant (``programs.service_running``): that is waited out, not taken
+    for a service, else a program's probe would turn away the service another just started."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -206,3 +207,27 @@ def test_a_second_service_for_the_same_state_is_refused(emu, tmp_path):
                 other.serve()
         finally:
             other.close()
+
+
+def test_a_programs_probe_of_the_lock_does_not_turn_a_starting_service_away(emu, tmp_path):
+    import fcntl
+
+    from sflow.burst.programs import lock_path
+    from sflow.burst.service import BurstService
+
+    state = str(tmp_path / "state")
+    service = BurstService(settings_for(state, emu.url), slurm=FakeSlurm(), booter=FakeBooter())
+    probe = os.open(lock_path(state), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(probe, fcntl.LOCK_EX)  # a program's service_running() at the very moment the service starts
+    stop = threading.Event()
+    thread = threading.Thread(target=service.serve, args=(stop, 0.05), daemon=True)
+    try:
+        thread.start()
+        time.sleep(0.2)
+        os.close(probe)  # the probe lets go at once
+        assert wait_for(lambda: service_running(state) or not thread.is_alive(), 10)
+        assert thread.is_alive()  # it waited the probe out and runs
+    finally:
+        stop.set()
+        thread.join(10)
+        service.close()
