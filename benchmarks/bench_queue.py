@@ -1,18 +1,22 @@
-"""The local cluster's speed, side by side with real SLURM where it is installed.
+"""The drop-in commands' speed, every goal side by side with real SLURM in one run.
 
-    python3 benchmarks/bench_queue.py [--quick]
+    python3 benchmarks/bench_queue.py [--quick] [--only NAME ...] [--no-slurm]
 
-Medians of many runs (this machine is shared and noisy):
-- sbatch latency (one submission, controller already running) against bare ``python3 -c pass``;
-- squeue with 10,000 jobs queued;
-- submissions per second from 8 parallel clients;
-- submit-to-completion of ``sbatch --wrap true``;
-- jobs executed per second.
+Three sides, run in turn where a figure is a latency (this machine is shared and noisy: a burst
+of load then falls on all of them alike), medians of many runs:
 
-``--native`` compares instead, side by side and run in turn, the Python shims, the native
-client (native/sflow-client.c, compiled for the run) and real SLURM: a held sbatch, squeue,
-scancel and sacct -j, and submissions per second from 8 parallel clients.
-Each sflow figure uses a private SFLOW_HOME and a cluster description in slurm.conf syntax.
+- ``native``: the native client (native/sflow-client.c, compiled for the run from this tree),
+  which has the warm controller run the command;
+- ``shim``: the Python shims, as installed where no C compiler exists;
+- ``slurm``: real SLURM 22.05's commands in /usr/bin, when its cluster answers ``sinfo``.
+
+Sections (``--only`` picks some): ``latency`` (held sbatch, squeue, scancel, sacct -j),
+``clients`` (submissions per second from 8 parallel clients), ``wait`` (sbatch --wait --wrap
+true, submit to COMPLETED), ``execution`` (one-task jobs executed per second), ``listing``
+(squeue -r and sacct over 9,000 jobs), ``scale`` (the same with 100,000 jobs in the database,
+a submission at each depth, and the controller's memory). Each sflow side uses a private
+SFLOW_HOME and a cluster description in slurm.conf syntax. The last lines are the goals, each
+with its figures and whether it is met.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import precompile, summary, time_command, time_interleaved  # noqa: E402
+from _timing import precompile, summary  # noqa: E402
 
-BIN = os.path.dirname(sys.executable)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "sflow-bench"  # every benchmark job's name: only these are cancelled afterwards
 REAL = "/usr/bin"
 CONF = """ClusterName=bench
@@ -38,14 +42,40 @@ FirstJobId=1
 NodeName=node[1-4] CPUs=64 RealMemory=64000
 PartitionName=debug Nodes=node[1-4] Default=YES MaxTime=INFINITE
 """
+SECTIONS = ("latency", "clients", "wait", "execution", "listing", "scale")
+SHIM_COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol")
+ARRAY = 1000  # tasks per held array when loading a queue
 
 
-def sflow_env(home: str) -> dict:
+class Side:
+    """One set of commands: where they are and the environment they run in."""
+
+    def __init__(self, label: str, directory: str, env: dict, home: str | None = None):
+        self.label, self.directory, self.env, self.home = label, directory, env, home
+
+    def cmd(self, name: str, *args: str) -> list[str]:
+        return [os.path.join(self.directory, name), *args]
+
+    def run(self, name: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.cmd(name, *args), env=self.env, capture_output=True, text=True, **kw)
+
+    def held(self, count: int) -> list[str]:
+        """``count`` held jobs' ids."""
+        return [self.run("sbatch", "--parsable", "--hold", "-J", NAME, "--wrap", "true").stdout.strip().split(";")[0]
+                for _ in range(count)]
+
+    def cancel_all(self) -> None:
+        self.run("scancel", "-n", NAME)
+        wait_gone(self)
+
+
+def sflow_env(home: str, directory: str) -> dict:
     conf = os.path.join(home, "slurm.conf")
-    with open(conf, "w") as handle:
-        handle.write(CONF)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
-    env.update(SFLOW_HOME=home, SFLOW_CONF=conf, PATH=BIN + os.pathsep + env.get("PATH", ""))
+    if not os.path.exists(conf):
+        with open(conf, "w") as handle:
+            handle.write(CONF)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SFLOW_"))}
+    env.update(SFLOW_HOME=home, SFLOW_CONF=conf, PATH=directory + os.pathsep + env.get("PATH", ""))
     return env
 
 
@@ -54,168 +84,287 @@ def real_slurm() -> bool:
         [f"{REAL}/sinfo", "-h"], capture_output=True).returncode == 0
 
 
-def wait_idle(env: dict, squeue: str, timeout: float = 600) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        out = subprocess.run([squeue, "-h", "-n", NAME, "-o", "%i"], env=env, capture_output=True,
-                             text=True).stdout
-        if not out.strip():
-            return
-        time.sleep(0.2)
-
-
-def bench_latency(env, runs, label, sbatch):
-    """A held submission, in turn with a bare ``python3 -c pass`` (returned: both medians)."""
-    base, samples = time_interleaved([[sys.executable, "-c", "pass"], [sbatch, "--hold", "-J", NAME, "--wrap", "true"]],
-                                     runs, env=env)
-    print(f"{label:34s}{summary(samples)}")
-    return statistics.median(samples), statistics.median(base)
-
-
-def bench_squeue(env, runs, label, squeue, sbatch, count):
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: subprocess.run([sbatch, "--hold", "--array=0-999", "-J", NAME, "--wrap", "true"],
-                                               env=env, capture_output=True), range(count // 1000)))
-    # A real SLURM stops at MaxJobCount (10,000 by default, other users' jobs included): say what was listed.
-    rows = subprocess.run([squeue, "-h", "-r"], env=env, capture_output=True, text=True).stdout.count("\n")
-    samples = time_command([squeue, "-r"], runs, env=env)
-    print(f"{label + f', {rows} jobs':34s}{summary(samples)}")
-    return statistics.median(samples)
-
-
-def bench_throughput(env, label, sbatch, clients=8, per_client=50):
-    def client(_):
-        for _ in range(per_client):
-            subprocess.run([sbatch, "--hold", "-J", NAME, "--wrap", "true"], env=env, capture_output=True)
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(client, range(clients)))
-    rate = clients * per_client / (time.perf_counter() - start)
-    print(f"{label:34s}{rate:8.0f} submissions/s ({clients} clients x {per_client})")
-    return rate
-
-
-def bench_roundtrip(env, runs, label, sbatch):
-    samples = time_command([sbatch, "--wait", "-J", NAME, "--wrap", "true"], runs, env=env)
-    print(f"{label:34s}{summary(samples)}")
-
-
-def bench_execution(env, label, sbatch, squeue, count):
-    start = time.perf_counter()
-    subprocess.run([sbatch, f"--array=0-{count - 1}", "-o", "/dev/null", "-J", NAME, "--wrap", "true"], env=env, capture_output=True)
-    wait_idle(env, squeue)
-    rate = count / (time.perf_counter() - start)
-    print(f"{label:34s}{rate:8.0f} jobs/s ({count} one-task jobs)")
-
-
-def _native_dir() -> str:
+def native_dir() -> str:
+    """The native client compiled from this tree, under each command's name."""
     import importlib.util
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    spec = importlib.util.spec_from_file_location("_native", os.path.join(root, "native", "__init__.py"))
+    spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
     native = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(native)
     directory = tempfile.mkdtemp(prefix="sflow-native-")
     binary = native.compile_client(os.path.join(directory, native.BINARY))
     if binary is None:
-        sys.exit("no C compiler: nothing to compare")
+        sys.exit("no C compiler: no native client to measure")
     return native.command_dir(directory, binary)
 
 
-def _held(env, sbatch: str, count: int) -> list[str]:
-    """``count`` held jobs to cancel one by one."""
-    return [subprocess.run([sbatch, "--parsable", "--hold", "-J", NAME, "--wrap", "true"], env=env,
-                           capture_output=True, text=True).stdout.strip().split(";")[0] for _ in range(count)]
+def shim_dir() -> str:
+    """The Python shims, as console scripts (what a machine without a compiler installs)."""
+    directory = tempfile.mkdtemp(prefix="sflow-shims-")
+    for name in SHIM_COMMANDS:
+        path = os.path.join(directory, name)
+        with open(path, "w") as handle:
+            handle.write(f"#!{sys.executable}\nimport sys\nfrom sflow.cli.shims import {name}\nsys.exit({name}())\n")
+        os.chmod(path, 0o755)
+    return directory
 
 
-def bench_native(runs: int) -> None:
-    home = tempfile.mkdtemp(prefix="sflow-bench-")
-    env = sflow_env(home)
-    native = _native_dir()
-    sides = [("python shim", BIN), ("native", native)] + ([("slurm", REAL)] if real_slurm() else [])
+def wait_gone(side: Side, timeout: float = 900) -> None:
+    """Until no benchmark job is left in ``side``'s queue."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not side.run("squeue", "-h", "-n", NAME, "-o", "%i").stdout.strip():
+            return
+        time.sleep(0.1)
+
+
+def in_turn(sides: list[Side], argv_of, runs: int) -> dict[str, list[float]]:
+    """Seconds of ``runs`` executions on each side, in turn, after a warm-up round."""
+    samples = {side.label: [] for side in sides}
+    for run in range(runs + 1):
+        for side in sides:
+            argv = argv_of(side)
+            start = time.perf_counter()
+            subprocess.run(argv, env=side.env, capture_output=True)
+            if run:
+                samples[side.label].append(time.perf_counter() - start)
+    return samples
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+class Report:
+    """The figures as they come, then the goals."""
+
+    def __init__(self, small: str, big: str):
+        self.figures: dict[tuple[str, str], float] = {}
+        self.small, self.big = small, big  # the listings' queue sizes, as their titles say them
+
+    def timing(self, title: str, samples: dict[str, list[float]]) -> None:
+        for label, values in samples.items():
+            self.figures[(title, label)] = median_ms(values)
+            print(f"{title + ', ' + label:44s}{summary(values)}", flush=True)
+
+    def value(self, title: str, label: str, value: float, unit: str, note: str = "") -> None:
+        self.figures[(title, label)] = value
+        print(f"{title + ', ' + label:44s}{value:9.1f} {unit}{note}", flush=True)
+
+    def get(self, title: str, label: str) -> float | None:
+        return self.figures.get((title, label))
+
+    def goals(self) -> None:
+        print("\ngoals (sflow = the native client):")
+        rows = []
+        for title in ("sbatch --hold", "squeue", "scancel JOB", "sacct -j JOB"):
+            rows.append((f"{title} latency <= slurm's", title, "ms", lambda s, r: s <= r))
+        rows += [
+            ("8 parallel clients >= 2x slurm's rate", "8 parallel clients", "/s", lambda s, r: s >= 2 * r),
+        ]
+        for listing in ("squeue -r", "squeue -r -o '%i %T'", "sacct"):
+            title = f"{listing}, {self.small}"
+            rows.append((f"{title} <= 0.5x slurm's", title, "ms", lambda s, r: s <= 0.5 * r))
+        for goal, title, unit, met in rows:
+            mine, real = self.get(title, "native"), self.get(title, "slurm")
+            if mine is None:
+                continue
+            verdict = "(no slurm)" if real is None else ("met" if met(mine, real) else "NOT met")
+            against = "" if real is None else f" vs {real:.1f} {unit} (x{mine / real:.2f})"
+            print(f"  {goal:50s}{mine:9.1f} {unit}{against}  {verdict}")
+        absolute = [("one-task jobs executed >= 1,000/s", "execution", "/s", lambda v: v >= 1000),
+                    ("sbatch --wait --wrap true <= 50 ms", "sbatch --wait --wrap true", "ms", lambda v: v <= 50)]
+        for goal, title, unit, met in absolute:
+            mine = self.get(title, "native")
+            if mine is not None:
+                print(f"  {goal:50s}{mine:9.1f} {unit}  {'met' if met(mine) else 'NOT met'}")
+        for title in ("squeue", "sacct -j JOB"):
+            small, big = self.get(f"{title}, {self.small}", "native"), self.get(f"{title}, {self.big}", "native")
+            if small is not None and big is not None:
+                print(f"  {title + f' at {self.big} <= 2x':50s}{big:9.1f} ms vs {small:.1f} ms "
+                      f"(x{big / small:.2f})  {'met' if big <= 2 * small else 'NOT met'}")
+        depths = [(label, value) for (title, label), value in self.figures.items() if title == "sbatch --hold at depth"]
+        if depths:
+            print(f"  {'sbatch --hold at any queue depth':50s}" + ", ".join(f"{v:.1f} ms at {d}" for d, v in depths))
+        rss = [(label, value) for (title, label), value in self.figures.items() if title == "controller RSS"]
+        if rss:
+            print(f"  {'controller RSS':50s}" + ", ".join(f"{v:.0f} MiB at {d}" for d, v in rss))
+
+
+# ------------------------------------------------------------------ sections
+
+
+def bench_latency(sides: list[Side], runs: int, report: Report) -> None:
+    known = {side.label: side.held(1)[0] for side in sides}  # sacct -j's job
+    victims = {side.label: side.held(runs + 1) for side in sides}
+    forms = [("sbatch --hold", lambda side: side.cmd("sbatch", "--hold", "-J", NAME, "--wrap", "true")),
+             ("squeue", lambda side: side.cmd("squeue")),
+             ("sacct -j JOB", lambda side: side.cmd("sacct", "-j", known[side.label])),
+             ("scancel JOB", lambda side: side.cmd("scancel", victims[side.label].pop()))]
+    for title, argv_of in forms:
+        report.timing(title, in_turn(sides, argv_of, runs))
+    for side in sides:
+        side.cancel_all()
+
+
+def bench_clients(sides: list[Side], report: Report, clients: int = 8, per_client: int = 50) -> None:
+    for side in sides:
+        def client(_):
+            for _ in range(per_client):
+                side.run("sbatch", "--hold", "-J", NAME, "--wrap", "true")
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
+        rate = clients * per_client / (time.perf_counter() - start)
+        report.value("8 parallel clients", side.label, rate, "submissions/s", f" ({clients} clients x {per_client})")
+        side.cancel_all()
+
+
+def bench_wait(sides: list[Side], runs: int, report: Report) -> None:
+    # Real SLURM takes seconds per run (its scheduler and slurmd): fewer runs there.
+    for side in sides:
+        count = min(runs, 5) if side.label == "slurm" else runs
+        report.timing("sbatch --wait --wrap true", in_turn([side], lambda s: s.cmd(
+            "sbatch", "--wait", "-J", NAME, "-o", "/dev/null", "--wrap", "true"), count))
+
+
+def bench_execution(sides: list[Side], count: int, report: Report) -> None:
+    for side in sides:
+        if side.label == "shim":
+            continue  # the same controller runs the jobs whichever client submitted them
+        # Real SLURM's 4 nodes have 8 CPUs in all and slurmd per job: a smaller array tells its rate.
+        jobs = max(50, count // 10) if side.label == "slurm" else count
+        start = time.perf_counter()
+        side.run("sbatch", f"--array=0-{jobs - 1}", "-o", "/dev/null", "-J", NAME, "--wrap", "true")
+        wait_gone(side)
+        report.value("execution", side.label, jobs / (time.perf_counter() - start), "jobs/s", f" ({jobs} one-task jobs)")
+
+
+def load_held(side: Side, count: int) -> None:
+    """``count`` held array tasks in ``side``'s queue, by arrays of ARRAY."""
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: side.run("sbatch", "--hold", f"--array=0-{ARRAY - 1}", "-J", NAME, "--wrap", "true"),
+                      range(count // ARRAY)))
+
+
+def listing_forms(side: Side, suffix: str, known_job: str | None):
+    forms = [(f"squeue -r, {suffix}", lambda s: s.cmd("squeue", "-r")),
+             (f"squeue -r -o '%i %T', {suffix}", lambda s: s.cmd("squeue", "-r", "-o", "%i %T")),
+             (f"squeue, {suffix}", lambda s: s.cmd("squeue")),
+             (f"sacct, {suffix}", lambda s: s.cmd("sacct", "-X", "-n", "-o", "JobID,State"))]
+    if known_job:
+        forms.append((f"sacct -j JOB, {suffix}", lambda s: s.cmd("sacct", "-j", known_job)))
+    return forms
+
+
+def jobs_title(count: int) -> str:
+    return f"{count:,} jobs"
+
+
+def bench_listing(sides: list[Side], runs: int, count: int, report: Report) -> None:
+    listed = [side for side in sides if side.label != "shim"]
+    for side in listed:
+        side.cancel_all()
+        load_held(side, count)
+        rows = side.run("squeue", "-h", "-r", "-n", NAME, "-o", "%i").stdout.count("\n")
+        print(f"{side.label}: {rows} jobs listed", flush=True)
+    known = {side.label: side.held(1)[0] for side in listed}
+    size = jobs_title(count)
+    for title, argv_of in listing_forms(listed[0], size, None):
+        report.timing(title, in_turn(listed, argv_of, runs))
+    report.timing(f"sacct -j JOB, {size}", in_turn(listed, lambda s: s.cmd("sacct", "-j", known[s.label]), runs))
+    depth = in_turn(listed, lambda s: s.cmd("sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)
+    report.timing(f"sbatch --hold, {size}", depth)
+    report.figures[("sbatch --hold at depth", size)] = median_ms(depth["native"])
+    native = next((side for side in listed if side.label == "native"), None)
+    if native is not None:
+        report.value("controller RSS", size, controller_rss(native.home), "MiB")
+    for side in listed:
+        side.cancel_all()
+
+
+def controller_rss(home: str) -> float:
+    """The controller's resident memory, MiB (its pid from the lock file's holder)."""
+    from sflow.queue import client
+
+    pid = client.call(home, "ping", start=False).get("pid")
     try:
-        for _, directory in sides:
-            subprocess.run([os.path.join(directory, "sbatch"), "--hold", "-J", NAME, "--wrap", "true"], env=env,
-                           capture_output=True)  # starts the controller; gives sacct -j a job
-        known = {label: _held(env, os.path.join(d, "sbatch"), 1)[0] for label, d in sides}
-        victims = {label: _held(env, os.path.join(d, "sbatch"), runs + 1) for label, d in sides}
-        forms = [("sbatch --hold", lambda d, label: ["sbatch", "--hold", "-J", NAME, "--wrap", "true"]),
-                 ("squeue", lambda d, label: ["squeue"]),
-                 ("sacct -j", lambda d, label: ["sacct", "-j", known[label]]),
-                 ("scancel JOB", lambda d, label: ["scancel", victims[label].pop()])]
-        for title, argv_of in forms:
-            samples = {label: [] for label, _ in sides}
-            for run in range(runs + 1):  # the first round warms up
-                for label, directory in sides:
-                    argv = argv_of(directory, label)
-                    argv[0] = os.path.join(directory, argv[0])
-                    start = time.perf_counter()
-                    subprocess.run(argv, env=env, capture_output=True)
-                    if run:
-                        samples[label].append(time.perf_counter() - start)
-            for label, _ in sides:
-                print(f"{title + ', ' + label:34s}{summary(samples[label])}")
-        for label, directory in sides:
-            bench_throughput(env, f"{label}, 8 parallel clients", os.path.join(directory, "sbatch"))
-    finally:
-        if real_slurm():
-            subprocess.run([f"{REAL}/scancel", "-n", NAME], capture_output=True)
-        from sflow.queue import client
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, TypeError):
+        pass
+    return float("nan")
 
-        try:
-            client.call(home, "shutdown", start=False)
-        except Exception:
-            pass
-        shutil.rmtree(home, ignore_errors=True)
-        shutil.rmtree(native, ignore_errors=True)
+
+def bench_scale(sides: list[Side], runs: int, report: Report, total: int) -> None:
+    """The native side only: real SLURM stops at MaxJobCount (10,000)."""
+    native = next(side for side in sides if side.label == "native")
+    native.cancel_all()
+    report.timing("sbatch --hold at depth", {"0 jobs": in_turn([native], lambda s: s.cmd(
+        "sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)["native"]})
+    report.value("controller RSS", "0 jobs", controller_rss(native.home), "MiB")
+    native.cancel_all()
+    start = time.perf_counter()
+    load_held(native, total)
+    print(f"native: {total} held jobs loaded in {time.perf_counter() - start:.1f} s", flush=True)
+    known = native.held(1)[0]
+    size = jobs_title(total)
+    for title, argv_of in listing_forms(native, size, known):
+        if title.startswith(("squeue, ", "sacct -j")):
+            report.timing(title, in_turn([native], argv_of, runs))
+    report.timing("sbatch --hold at depth", {size: in_turn([native], lambda s: s.cmd(
+        "sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)["native"]})
+    report.value("controller RSS", size, controller_rss(native.home), "MiB")
+    native.cancel_all()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer runs and jobs")
-    parser.add_argument("--native", action="store_true", help="the native client beside the shims and SLURM")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="these sections only")
+    parser.add_argument("--no-slurm", action="store_true", help="leave real SLURM out even where it runs")
     args = parser.parse_args()
+    wanted = set(args.only or SECTIONS)
     precompile()
     runs = 10 if args.quick else 30
-    if args.native:
-        bench_native(runs)
-        return
     home = tempfile.mkdtemp(prefix="sflow-bench-")
-    env = sflow_env(home)
-    sb, sq = os.path.join(BIN, "sbatch"), os.path.join(BIN, "squeue")
+    native, shims = native_dir(), shim_dir()
+    sides = [Side("native", native, sflow_env(home, native), home), Side("shim", shims, sflow_env(home, shims), home)]
+    if not args.no_slurm and real_slurm():
+        sides.append(Side("slurm", REAL, dict(os.environ)))
+    small, big = (2000, 20_000) if args.quick else (9000, 100_000)
+    report = Report(jobs_title(small), jobs_title(big))
     try:
-        subprocess.run([sb, "--hold", "-J", NAME, "--wrap", "true"], env=env, capture_output=True)  # start the controller
-        latency, base = bench_latency(env, runs, "sflow sbatch (held)", sb)
-        print(f"{'':34s}= python3 -c pass ({base * 1000:.1f} ms, run in turn) + {(latency - base) * 1000:.1f} ms")
-        if real_slurm():
-            bench_latency(dict(os.environ), runs, "slurm sbatch (held)", f"{REAL}/sbatch")
-            subprocess.run([f"{REAL}/scancel", "-n", NAME])
-        bench_throughput(env, "sflow, 8 parallel clients", sb)
-        if real_slurm():
-            bench_throughput(dict(os.environ), "slurm, 8 parallel clients", f"{REAL}/sbatch")
-            subprocess.run([f"{REAL}/scancel", "-n", NAME])
-        subprocess.run([os.path.join(BIN, "scancel"), "-n", NAME], env=env)
-        bench_roundtrip(env, runs, "sflow sbatch --wait --wrap true", sb)
-        if real_slurm():
-            bench_roundtrip(dict(os.environ), min(runs, 5), "slurm sbatch --wait --wrap true", f"{REAL}/sbatch")
-        bench_execution(env, "sflow execution rate", sb, sq, 200 if args.quick else 1000)
-        count = 2000 if args.quick else 10000
-        sflow_squeue = bench_squeue(env, runs, "sflow squeue -r", sq, sb, count)
-        if real_slurm():
-            real = bench_squeue(dict(os.environ), runs, "slurm squeue -r", f"{REAL}/squeue",
-                                f"{REAL}/sbatch", count)
-            print(f"{'':34s}sflow/slurm = {sflow_squeue / real:.2f}")
-            subprocess.run([f"{REAL}/scancel", "-n", NAME])
+        for side in sides:
+            side.run("sbatch", "--hold", "-J", NAME, "--wrap", "true")  # starts the controller
+            side.cancel_all()
+        if "latency" in wanted:
+            bench_latency(sides, runs, report)
+        if "clients" in wanted:
+            bench_clients(sides, report)
+        if "wait" in wanted:
+            bench_wait(sides, runs, report)
+        if "execution" in wanted:
+            bench_execution(sides, 200 if args.quick else 1000, report)
+        if "listing" in wanted:
+            bench_listing(sides, runs, small, report)
+        if "scale" in wanted:
+            bench_scale(sides, runs, report, big)
+        report.goals()
     finally:
-        subprocess.run([os.path.join(BIN, "scancel"), "-n", NAME], env=env, capture_output=True)
+        for side in sides:
+            side.run("scancel", "-n", NAME)
         from sflow.queue import client
 
         try:
             client.call(home, "shutdown", start=False)
         except Exception:
             pass
-        shutil.rmtree(home, ignore_errors=True)
+        for directory in (home, native, shims):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":
