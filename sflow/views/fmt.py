@@ -76,23 +76,32 @@ def parse_name_format(text: str, default_width: int = 20) -> list[Field]:
     return fields
 
 
+def _literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def _spec(field: Field, whole: frozenset = frozenset()) -> str:
+    """One field's str.format replacement: ``{:>18.18}`` pads and cuts exactly as SLURM does; a
+    right-justified field whose key is in ``whole`` is padded but never cut."""
+    if field.width is None:
+        return "{}"
+    if field.right and field.key in whole:
+        return f"{{:>{field.width}}}"
+    return f"{{:{'>' if field.right else '<'}{field.width}.{field.width}}}"
+
+
 def _template(prefix: str, fields: list[Field], whole: frozenset = frozenset()) -> str:
     """One str.format template for a whole row, built once: a listing of 10,000 rows then
-    costs one C-level call per row. ``{:>18.18}`` pads and cuts exactly as SLURM does; a
-    right-justified field whose key is in ``whole`` is padded but never cut."""
-    def literal(text: str) -> str:
-        return text.replace("{", "{{").replace("}", "}}")
+    costs one C-level call per row."""
+    return _literal(prefix) + "".join(_spec(field, whole) + _literal(field.suffix) for field in fields)
 
-    parts = [literal(prefix)]
-    for field in fields:
-        if field.width is None:
-            parts.append("{}")
-        elif field.right and field.key in whole:
-            parts.append(f"{{:>{field.width}}}")
-        else:
-            parts.append(f"{{:{'>' if field.right else '<'}{field.width}.{field.width}}}")
-        parts.append(literal(field.suffix))
-    return "".join(parts)
+
+def partial_template(prefix: str, fields: list[Field], values: list, whole: frozenset = frozenset()) -> str:
+    """A row's template with the fields whose value is given (not None) already written in: the
+    rows of an array's pending tasks differ only in their id, so each costs one short format."""
+    return _literal(prefix) + "".join(
+        (_spec(field, whole) if value is None else _literal(_spec(field, whole).format(value)))
+        + _literal(field.suffix) for field, value in zip(fields, values))
 
 
 def render_rows(prefix: str, fields: list[Field], rows: list[list[str]], headers: list[str] | None,
@@ -143,8 +152,16 @@ def job_id_display(job) -> str:
 
 def squeue_job_id(job) -> str:
     """squeue's JOBID: without SLURM_BITSTR_LEN set, an array's id fits 31 bytes (recorded)."""
-    text = job_id_display(job)
-    return text if _bitstr_len()[1] or len(text) <= 31 else text[:31]
+    return _squeue_cut(job_id_display(job))
+
+
+def squeue_task_id(array_job_id: int, index: int) -> str:
+    """squeue's JOBID of one task of an array: ``squeue_job_id`` of that task."""
+    return _squeue_cut(f"{array_job_id}_{index}")
+
+
+def _squeue_cut(text: str) -> str:
+    return text if len(text) <= 31 or _bitstr_len()[1] else text[:31]
 
 
 def group_name(gid: int) -> str:

@@ -12,7 +12,7 @@ from sflow.slurm.getopt import getopt, with_environment
 from sflow.slurm.help import VERSION_LINE, recorded
 from sflow.users import uid_of
 from sflow.views.fmt import (Field, array_text, group_name, iso_time, job_id_display, load_table, parse_name_format,
-                             parse_percent_format, render_rows, squeue_job_id)
+                             parse_percent_format, partial_template, render_rows, squeue_job_id, squeue_task_id)
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
@@ -113,6 +113,14 @@ GETTERS = {
     "req_nodes": _const(""),
     "exc_nodes": _const(""),
     "nice": _const("0"),
+}
+
+
+# The cells that differ between the tasks of one pending array, as (record, index) -> text; the
+# other getters read nothing a task's row does not share with its array's record.
+TASK_GETTERS = {
+    "job_id_display": lambda job, index: squeue_task_id(job.array_job_id, index),
+    "array_task": lambda job, index: str(index),
 }
 
 
@@ -539,7 +547,10 @@ def render_squeue(q: Query, jobs, *, now: float | None = None, min_job_age: int 
             and (not q.accounts or j.account in q.accounts) and (q.nodes is None or _on_nodes(j, q.nodes))]
     if q.priority:
         rows = [row for row in _per_partition(rows) if not q.partitions or row.partition in q.partitions]
-    if q.expand and pending_indices is not None:
+    # In the default order an array's tasks stay together, in index order, where their record
+    # sorts: they are expanded while rendered, one short format each. Other orders sort tasks.
+    expand_late = q.expand and pending_indices is not None and not q.sort
+    if q.expand and pending_indices is not None and not expand_late:
         rows = _expand_arrays(rows, pending_indices)
     rows.sort(key=_default_order)
     if q.sort_error:
@@ -563,14 +574,40 @@ def render_squeue(q: Query, jobs, *, now: float | None = None, min_job_age: int 
         warnings = "".join(f"squeue: error: Invalid job format specification: {key}\n" for key in bad)
         specs = [table[field.key] for field in fields]
     getters = [_getter(spec["source"]) for spec in specs]
-    out = render_rows(prefix, fields, [[get(job, now) for get in getters] for job in rows],
-                      [spec["header"] for spec in specs] if q.header else None,
-                      frozenset() if q.name_fmt else WHOLE_TIMES)
+    headers = [spec["header"] for spec in specs] if q.header else None
+    whole = frozenset() if q.name_fmt else WHOLE_TIMES
+    if expand_late:
+        out = _render_expanding(prefix, fields, specs, rows, now, pending_indices, headers, whole)
+    else:
+        out = render_rows(prefix, fields, [[get(job, now) for get in getters] for job in rows], headers, whole)
     if q.sort_error:
         return head + out, warnings + q.sort_error, 1
     warnings += "".join(f"squeue: Invalid sort specification: {letter}\n"
                         for letter, _ in _sort_keys(q.sort or "") if letter in SORT_IGNORED)
     return head + out, warnings, 0
+
+
+def _render_expanding(prefix: str, fields: list[Field], specs: list[dict], jobs: list[JobRecord], now: float,
+                      pending_indices, headers: list[str] | None, whole: frozenset) -> str:
+    """The rows of ``jobs`` with each pending array's record as one row per pending index, as
+    render_rows would write them after ``_expand_arrays``."""
+    getters = [_getter(spec["source"]) for spec in specs]
+    row = partial_template(prefix, fields, [None] * len(fields), whole).format
+    lines = [partial_template(prefix, fields, [None] * len(fields)).format(*headers)] if headers is not None else []
+    for job in jobs:
+        if job.array_job_id is None or job.array_task_id is not None or not job.array_task_str:
+            lines.append(row(*[get(job, now) for get in getters]))
+            continue
+        varying = [TASK_GETTERS[spec["source"]] for spec in specs if spec["source"] in TASK_GETTERS]
+        fixed = [None if spec["source"] in TASK_GETTERS else get(job, now) for spec, get in zip(specs, getters)]
+        task_row = partial_template(prefix, fields, fixed, whole).format
+        indices = pending_indices(job)
+        if len(varying) == 1:
+            cell = varying[0]
+            lines += [task_row(cell(job, index)) for index in indices]
+        else:
+            lines += [task_row(*[cell(job, index) for cell in varying]) for index in indices]
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def _per_partition(jobs: list[JobRecord]) -> list[JobRecord]:
