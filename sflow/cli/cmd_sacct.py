@@ -12,12 +12,17 @@ from sflow.views.sacct import sacct_main
 
 def main(argv: list[str]) -> int:
     store = reader()
-    with store:
-        jobs = store.jobs()
-        steps = store.steps()
-    # Steps of jobs still running live in their step logs until the job ends.
-    steps += steplog.live_steps(store.home, jobs, steps)
-    out, err, code = sacct_main(argv, jobs, steps, user=whoami()[0], env=dict(os.environ))
+
+    def jobs(ids=None, ended_since=None):
+        return store.jobs(ids=ids, ended_since=ended_since)
+
+    def steps(chosen, usage):
+        recorded = store.steps([job.job_id for job in chosen], usage=usage)
+        # Steps of jobs still running live in their step logs until the job ends.
+        return recorded + steplog.live_steps(store.home, chosen, recorded)
+
+    with store:  # one connection for the jobs and their steps
+        out, err, code = sacct_main(argv, jobs, steps, user=whoami()[0], env=dict(os.environ))
     sys.stdout.write(out)
     sys.stderr.write(err)
     return code

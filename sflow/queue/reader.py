@@ -50,9 +50,13 @@ class Reader:
 
     # ------------------------------------------------------------ jobs and steps
 
-    def jobs(self, ids=None, states=None, backend: str | None = None) -> list[JobRecord]:
-        """Job records by job id; ``ids`` also names every task of those arrays."""
-        found = self._read(lambda conn: store.read_jobs(conn, job_ids=ids, states=states), [])
+    def jobs(self, ids=None, states=None, backend: str | None = None, ended_since: float | None = None) -> list[JobRecord]:
+        """Job records by job id; ``ids`` also names every task of those arrays; ``ended_since``:
+        only jobs not ended before then (the index on end times skips the finished ones)."""
+        where, params = None, ()
+        if ended_since is not None:
+            where, params = "end_time IS NULL OR end_time = 0 OR end_time >= ?", (ended_since,)
+        found = self._read(lambda conn: store.read_jobs(conn, where, params, job_ids=ids, states=states), [])
         # Filtered here, not in SQL: a store an older controller holds may lack the column.
         return found if backend is None else [job for job in found if job.backend == backend]
 
@@ -61,9 +65,11 @@ class Reader:
         found = self._read(lambda conn: store.read_jobs(conn, "job_id = ?", (int(job_id),)), [])
         return found[0] if found else None
 
-    def steps(self, job_ids=None) -> list[StepRecord]:
-        """Recorded steps (``batch`` and srun's), by job id and start."""
-        return self._read(lambda conn: store.read_steps(conn, job_ids), [])
+    def steps(self, job_ids=None, usage: bool = True) -> list[StepRecord]:
+        """Recorded steps (``batch`` and srun's), by job id and start; without ``usage``, a step's
+        ``extra`` holds only ``cancelled_by`` (decoding every step's measured usage is most of a
+        long listing's time)."""
+        return self._read(lambda conn: store.read_steps(conn, job_ids, usage), [])
 
     # ------------------------------------------------------------ what the controller keeps besides
 

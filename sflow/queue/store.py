@@ -77,6 +77,7 @@ def _schema() -> list[str]:
         f"CREATE TABLE IF NOT EXISTS jobs ({', '.join(record_cols + internal_cols)})",
         "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state)",
         "CREATE INDEX IF NOT EXISTS jobs_array ON jobs(array_job_id)",
+        "CREATE INDEX IF NOT EXISTS jobs_end ON jobs(end_time)",  # sacct's window: what ended since
         "CREATE UNIQUE INDEX IF NOT EXISTS jobs_token ON jobs(token)",
         f"CREATE TABLE IF NOT EXISTS steps ({', '.join(step_cols)}, extra TEXT, "
         "PRIMARY KEY (job_id, step_id))",
@@ -370,26 +371,46 @@ def load_request(conn: sqlite3.Connection, job_id: int) -> str | None:
 # ------------------------------------------------------------------ steps
 
 
-def read_steps(conn_or_home, job_ids=None) -> list[StepRecord]:
-    """Step records (``batch`` and srun steps), by job id and start."""
+# More job ids than this are read as the range they span, then picked: one query, not a long IN list.
+IDS_AS_RANGE = 500
+
+
+def read_steps(conn_or_home, job_ids=None, usage: bool = True) -> list[StepRecord]:
+    """Step records (``batch`` and srun steps), by job id and start; without ``usage``, ``extra``
+    holds only ``cancelled_by``."""
     conn, close = _conn(conn_or_home)
     if conn is None:
         return []
+    picked = None
     try:
         sql = f"SELECT {', '.join(STEP_FIELDS)}, extra FROM steps"
         args: list = []
         if job_ids is not None:
             ids = [int(i) for i in job_ids]
-            sql += f" WHERE job_id IN ({','.join('?' * len(ids))})" if ids else " WHERE 0"
-            args = ids
+            if len(ids) > IDS_AS_RANGE:
+                sql += " WHERE job_id BETWEEN ? AND ?"
+                args, picked = [min(ids), max(ids)], set(ids)
+            else:
+                sql += f" WHERE job_id IN ({','.join('?' * len(ids))})" if ids else " WHERE 0"
+                args = ids
         rows = conn.execute(sql + " ORDER BY job_id, start_time", args).fetchall()
     except sqlite3.DatabaseError as err:
         return failed_read(err, conn_or_home if close else None)
     finally:
         if close:
             conn.close()
+    if picked is not None:
+        rows = [row for row in rows if row[0] in picked]
     loads = json.loads
-    return [StepRecord(*map(_uncell, row[:-1]), extra=loads(row[-1]) if row[-1] else {}) for row in rows]
+    if usage:
+        return [StepRecord(*map(_uncell, row[:-1]), extra=loads(row[-1]) if row[-1] else {}) for row in rows]
+    return [StepRecord(*map(_uncell, row[:-1]), extra=_cancelled_by(row[-1])) for row in rows]
+
+
+def _cancelled_by(extra: str | None) -> dict:
+    if not extra or '"cancelled_by"' not in extra:
+        return {}
+    return {"cancelled_by": json.loads(extra)["cancelled_by"]}
 
 
 # ------------------------------------------------------------------ bids

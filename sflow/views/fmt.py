@@ -198,8 +198,16 @@ def render_columns(columns: list[tuple[str, int, str]], rows: list[list[str]], *
     if header:
         lines.append(" ".join(fit(name, width, align, cut_header) for name, width, align in columns) + " ")
         lines.append(" ".join("-" * width for _, width, _ in columns) + " ")
-    lines += [" ".join(fit(v, width, align) for v, (_, width, align) in zip(row, columns)) + " " for row in rows]
-    return "".join(line + "\n" for line in lines)
+    # Column by column, each value cut where too wide, then one format per row pads them all.
+    text = "".join(line + "\n" for line in lines)
+    if rows and columns:
+        cut = [[v if len(v) <= width else v[: width - 1] + "+" for v in values]
+               for values, (_, width, _) in zip(zip(*rows), columns)]
+        row = "".join(f"{{:{'<' if align == 'left' else '>'}{width}}} " for _, width, align in columns) + "\n"
+        text += "".join(map(row.format, *cut))
+    elif rows:
+        text += " \n" * len(rows)
+    return text
 
 
 def field_columns(text: str, rows_by_name: dict[str, dict]) -> tuple[list[tuple[str, int, str]], str | None]:
