@@ -129,3 +129,30 @@ def test_a_damaged_store_is_named(home):
     os.makedirs(os.path.join(home, "jobs", "10"))  # jobs were queued here
     with pytest.raises(health.StoreDamaged):
         Reader(home).jobs()
+
+
+def test_jobs_ended_since_leaves_out_only_the_jobs_that_ended_before(home):
+    conn = store.open_db(home)
+    conn.execute("BEGIN")
+    store.insert_job(conn, _record(13, state="COMPLETED", end_time=500.0))
+    store.insert_job(conn, _record(14, state="COMPLETED", end_time=1500.0))
+    conn.execute("COMMIT")
+    conn.close()
+    assert [j.job_id for j in Reader(home).jobs(ended_since=1000.0)] == [10, 11, 12, 14]
+
+
+def test_steps_without_usage_keep_who_cancelled_them(home):
+    conn = store.open_db(home)
+    conn.execute("BEGIN")
+    store.save_step(conn, StepRecord(12, "batch", "batch", "CANCELLED", extra={"cancelled_by": 7, "usage": {"max_rss": 1}}))
+    conn.execute("COMMIT")
+    conn.close()
+    steps = {s.step_id: s for s in Reader(home).steps([12], usage=False)}
+    assert steps["batch"].extra == {"cancelled_by": 7} and steps["0"].extra == {}
+    assert {s.step_id: s for s in Reader(home).steps([12])}["batch"].extra["usage"] == {"max_rss": 1}
+
+
+def test_steps_of_many_jobs_are_only_theirs(home):
+    many = [11] + list(range(1000, 1000 + store.IDS_AS_RANGE))  # read as a range, then picked
+    assert [(s.job_id, s.step_id) for s in Reader(home).steps(many)] == [(11, "batch")]
+    assert [(s.job_id, s.step_id) for s in Reader(home).steps([11, 13])] == [(11, "batch")]
