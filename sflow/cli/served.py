@@ -44,6 +44,7 @@ from sflow.backends.base import Deferred
 from sflow.cli.shims import run_main
 from sflow.errors import SflowError
 from sflow.queue import client, controller, ops
+from sflow.queue.server import RawJSON
 from sflow.slurm.getopt import getopt
 from sflow.statedir import home_path
 
@@ -233,8 +234,9 @@ def run(ctl, conn, msg: dict) -> dict:
         if env.get("TZ") != tz:
             time.tzset()
         os.chdir(saved_cwd)
-    return {"ok": True, "ran": True, "exit_code": code,
-            "writes": [[fd, b2a_base64(data, newline=False).decode()] for fd, data in _merged(writes)]}
+    # Base64 needs no escaping in JSON: the writes are written as JSON here, in one pass.
+    written = ", ".join(f'[{fd}, "{b2a_base64(data, newline=False).decode()}"]' for fd, data in _merged(writes))
+    return {"ok": True, "ran": True, "exit_code": code, "writes": RawJSON(f"[{written}]")}
 
 
 def _given_up(command: str, given_up: BaseException, stdin_tty: bool) -> dict:
