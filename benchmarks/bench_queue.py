@@ -22,6 +22,7 @@ with its figures and whether it is met.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -36,6 +37,7 @@ from _timing import precompile, summary  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAME = "sflow-bench"  # every benchmark job's name: only these are cancelled afterwards
+NAME_DONE = "sflow-bench-done"  # the ended jobs sacct lists
 REAL = "/usr/bin"
 CONF = """ClusterName=bench
 FirstJobId=1
@@ -248,14 +250,13 @@ def load_held(side: Side, count: int) -> None:
                       range(count // ARRAY)))
 
 
-def listing_forms(side: Side, suffix: str, known_job: str | None):
-    forms = [(f"squeue -r, {suffix}", lambda s: s.cmd("squeue", "-r")),
-             (f"squeue -r -o '%i %T', {suffix}", lambda s: s.cmd("squeue", "-r", "-o", "%i %T")),
-             (f"squeue, {suffix}", lambda s: s.cmd("squeue")),
-             (f"sacct, {suffix}", lambda s: s.cmd("sacct", "-X", "-n", "-o", "JobID,State"))]
-    if known_job:
-        forms.append((f"sacct -j JOB, {suffix}", lambda s: s.cmd("sacct", "-j", known_job)))
-    return forms
+def load_cancelled(side: Side, count: int) -> None:
+    """``count`` jobs in ``side``'s accounting: held submissions, cancelled (real SLURM's few nodes
+    would take half an hour to run as many; a cancelled job is a whole record all the same)."""
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: [side.run("sbatch", "--hold", "-J", NAME_DONE, "--wrap", "true")
+                                 for _ in range(count // 8)], range(8)))
+    side.run("scancel", "-n", NAME_DONE)
 
 
 def jobs_title(count: int) -> str:
@@ -263,16 +264,28 @@ def jobs_title(count: int) -> str:
 
 
 def bench_listing(sides: list[Side], runs: int, count: int, report: Report) -> None:
+    """squeue over ``count`` pending array tasks, then sacct over ``count`` ended jobs. The native
+    side's queue is left loaded for ``bench_scale``."""
     listed = [side for side in sides if side.label != "shim"]
+    size = jobs_title(count)
     for side in listed:
         side.cancel_all()
         load_held(side, count)
         rows = side.run("squeue", "-h", "-r", "-n", NAME, "-o", "%i").stdout.count("\n")
-        print(f"{side.label}: {rows} jobs listed", flush=True)
-    known = {side.label: side.held(1)[0] for side in listed}
-    size = jobs_title(count)
-    for title, argv_of in listing_forms(listed[0], size, None):
+        print(f"{side.label}: {rows} pending array tasks listed", flush=True)
+    for title, argv_of in [(f"squeue -r, {size}", lambda s: s.cmd("squeue", "-r")),
+                           (f"squeue -r -o '%i %T', {size}", lambda s: s.cmd("squeue", "-r", "-o", "%i %T")),
+                           (f"squeue, {size}", lambda s: s.cmd("squeue"))]:
         report.timing(title, in_turn(listed, argv_of, runs))
+    slurm = next((side for side in listed if side.label == "slurm"), None)
+    if slurm is not None:
+        slurm.cancel_all()  # its MaxJobCount (10,000) counts the ended jobs still held in memory too
+    for side in listed:
+        load_cancelled(side, count)
+        rows = side.run("sacct", "-X", "-n", "--name", NAME_DONE, "-o", "JobID").stdout.count("\n")
+        print(f"{side.label}: {rows} ended jobs in sacct", flush=True)
+    known = {side.label: side.held(1)[0] for side in listed}
+    report.timing(f"sacct, {size}", in_turn(listed, lambda s: s.cmd("sacct"), max(5, runs // 3)))
     report.timing(f"sacct -j JOB, {size}", in_turn(listed, lambda s: s.cmd("sacct", "-j", known[s.label]), runs))
     depth = in_turn(listed, lambda s: s.cmd("sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)
     report.timing(f"sbatch --hold, {size}", depth)
@@ -280,12 +293,12 @@ def bench_listing(sides: list[Side], runs: int, count: int, report: Report) -> N
     native = next((side for side in listed if side.label == "native"), None)
     if native is not None:
         report.value("controller RSS", size, controller_rss(native.home), "MiB")
-    for side in listed:
-        side.cancel_all()
+    if slurm is not None:
+        slurm.cancel_all()
 
 
 def controller_rss(home: str) -> float:
-    """The controller's resident memory, MiB (its pid from the lock file's holder)."""
+    """The controller's resident memory, MiB."""
     from sflow.queue import client
 
     pid = client.call(home, "ping", start=False).get("pid")
@@ -299,26 +312,52 @@ def controller_rss(home: str) -> float:
     return float("nan")
 
 
-def bench_scale(sides: list[Side], runs: int, report: Report, total: int) -> None:
-    """The native side only: real SLURM stops at MaxJobCount (10,000)."""
+def add_finished(home: str, count: int) -> None:
+    """``count`` COMPLETED jobs, each with its batch step, written straight into the stopped
+    controller's store: copies of one job that really ran, ended today before MinJobAge."""
+    from sflow.queue import client, store
+
+    pid = client.call(home, "ping", start=False).get("pid")
+    client.call(home, "shutdown", start=False)
+    deadline = time.time() + 60
+    while time.time() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    template = store.read_jobs(home, "state = 'COMPLETED'")[0]
+    step = next(s for s in store.read_steps(home, [template.job_id]) if s.step_id == "batch")
+    conn = store.open_db(home)
+    first = int(store.get_meta(conn, "next_job_id"))
+    now = time.time()
+    conn.execute("BEGIN")
+    for number in range(count):
+        job_id = first + number
+        end = now - 600 - (count - number) * 0.01
+        store.insert_job(conn, dataclasses.replace(
+            template, job_id=job_id, array_job_id=None, array_task_id=None, array_task_str=None,
+            submit_time=end - 2, eligible_time=end - 2, start_time=end - 1, end_time=end), seq=job_id)
+        store.save_step(conn, dataclasses.replace(step, job_id=job_id, start_time=end - 1, end_time=end))
+    store.set_meta(conn, "next_job_id", first + count)
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def bench_scale(sides: list[Side], runs: int, report: Report, loaded: int, total: int) -> None:
+    """The native side only (real SLURM stops at MaxJobCount, 10,000): the queue ``bench_listing``
+    left (``loaded`` pending tasks, ``loaded`` ended jobs) grown to ``total`` jobs by finished ones."""
     native = next(side for side in sides if side.label == "native")
-    native.cancel_all()
-    report.timing("sbatch --hold at depth", {"0 jobs": in_turn([native], lambda s: s.cmd(
-        "sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)["native"]})
-    report.value("controller RSS", "0 jobs", controller_rss(native.home), "MiB")
-    native.cancel_all()
+    native.run("sbatch", "--wait", "-J", NAME_DONE, "-o", "/dev/null", "--wrap", "true")  # one that really ran
     start = time.perf_counter()
-    load_held(native, total)
-    print(f"native: {total} held jobs loaded in {time.perf_counter() - start:.1f} s", flush=True)
+    add_finished(native.home, total - 2 * loaded)
+    print(f"native: {total - 2 * loaded} finished jobs added in {time.perf_counter() - start:.1f} s", flush=True)
+    native.run("squeue", "-h")  # starts the controller again
     known = native.held(1)[0]
     size = jobs_title(total)
-    for title, argv_of in listing_forms(native, size, known):
-        if title.startswith(("squeue, ", "sacct -j")):
-            report.timing(title, in_turn([native], argv_of, runs))
-    report.timing("sbatch --hold at depth", {size: in_turn([native], lambda s: s.cmd(
-        "sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)["native"]})
+    report.timing(f"squeue, {size}", in_turn([native], lambda s: s.cmd("squeue"), runs))
+    report.timing(f"squeue -r, {size}", in_turn([native], lambda s: s.cmd("squeue", "-r"), runs))
+    report.timing(f"sacct -j JOB, {size}", in_turn([native], lambda s: s.cmd("sacct", "-j", known), runs))
+    report.figures[("sbatch --hold at depth", size)] = median_ms(in_turn([native], lambda s: s.cmd(
+        "sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)["native"])
+    print(f"{'sbatch --hold, ' + size + ', native':44s}{report.figures[('sbatch --hold at depth', size)]:9.1f} ms")
     report.value("controller RSS", size, controller_rss(native.home), "MiB")
-    native.cancel_all()
 
 
 def main() -> None:
@@ -341,6 +380,11 @@ def main() -> None:
         for side in sides:
             side.run("sbatch", "--hold", "-J", NAME, "--wrap", "true")  # starts the controller
             side.cancel_all()
+        if "native" in [side.label for side in sides]:
+            report.figures[("sbatch --hold at depth", "0 jobs")] = median_ms(in_turn(sides[:1], lambda s: s.cmd(
+                "sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)["native"])
+            report.value("controller RSS", "0 jobs", controller_rss(home), "MiB")
+            sides[0].cancel_all()
         if "latency" in wanted:
             bench_latency(sides, runs, report)
         if "clients" in wanted:
@@ -349,14 +393,15 @@ def main() -> None:
             bench_wait(sides, runs, report)
         if "execution" in wanted:
             bench_execution(sides, 200 if args.quick else 1000, report)
-        if "listing" in wanted:
+        if wanted & {"listing", "scale"}:
             bench_listing(sides, runs, small, report)
         if "scale" in wanted:
-            bench_scale(sides, runs, report, big)
+            bench_scale(sides, runs, report, small, big)
         report.goals()
     finally:
         for side in sides:
             side.run("scancel", "-n", NAME)
+            side.run("scancel", "-n", NAME_DONE)
         from sflow.queue import client
 
         try:
