@@ -158,7 +158,9 @@ class Backend(Protocol):
     (a job's claim given up while it waits), ``record_outcome(job_id, run, outcome)``,
     ``split_task(array_id, task, task_job_id)``, ``task_rows(array_id)``, ``job_cost_cents(job_id)``,
     ``lost_to_market(job)`` (a vanished step was taken back, not a node failure), ``verdict_seconds``
-    (how long to wait for that answer) and ``recheck_seconds`` (how often a waiting job is planned again).
+    (how long to wait for that answer), ``look_back(job)`` (ask the backend's own records about the
+    vanished step's nodes), ``still_looking(job)`` (they have not answered), ``verdict_patience`` (how
+    much longer they are waited for) and ``recheck_seconds`` (how often a waiting job is planned again).
     """
 
     name: str

@@ -22,6 +22,7 @@ class FakeBackend:
     wake_fd = None  # a test pushes between turns: nothing to wake
     recheck_seconds = 1.0
     verdict_seconds = 0.0  # a step that vanishes is decided at once
+    verdict_patience = 0.0
 
     def __init__(self, answer: Answer | None = None):
         self.answer = answer or (lambda job, request: Pending("Resources"))
@@ -89,6 +90,12 @@ class FakeBackend:
         return self.costs.get(job_id)
 
     def lost_to_market(self, job) -> bool:
+        return False
+
+    def look_back(self, job) -> None:
+        pass
+
+    def still_looking(self, job) -> bool:
         return False
 
 

@@ -50,6 +50,9 @@ ERROR_SHOWN = 5.0  # a failed fetch is reported to the submissions waiting for i
 BILLABLE = ("STATUS_RUNNING", "STATUS_PREEMPTING")  # Mithril bills running instances, not start-up
 BROKEN = ("STATUS_ERROR",)  # an instance that will never come up
 RECHECK_SECONDS = 30.0  # a waiting Mithril job is planned again at least this often
+# How long a vanished step waits for Mithril's records when Mithril does not answer, before it is a
+# node failure: SLURM's default SlurmdTimeout, the time it takes to declare a silent node down.
+LOOK_BACK_PATIENCE = 300.0
 # Mithril's settings on this machine (the API key, its address) never reach a job's environment.
 WITHHELD_ENV = ("MITHRIL_",)
 
@@ -112,6 +115,9 @@ class MithrilBackend(ReservedCapacity):
         self.costing: dict[str, BidRow] = {}  # deleted bids whose billing record is still to be read
         self.keys: dict[str, KeyRow] = {}  # dead-man keys not yet revoked, by their bid's idempotency key
         self.markets: dict[str, tuple] = {}  # key -> (clearing cents, free capacity), last seen
+        # Bids under a vanished step whose instances' status history was asked for, by idempotency
+        # key: None until it answers, then whether the market took them back (None again: no answer).
+        self.looked_back: dict[str, bool | None] = {}
         self.catalog = None
         self.catalog_time = 0.0
         self.catalog_error: tuple[float, str] | None = None
@@ -174,10 +180,30 @@ class MithrilBackend(ReservedCapacity):
         row = self.current(job.job_id)
         if row is None:
             return False
-        if row.status in ("Preempting", "Open"):
+        if row.status in ("Preempting", "Open") or self.looked_back.get(row.idempotency_key) is True:
             return True
-        mine = {n.instance for n in (job.alloc.nodes if job.alloc else []) if n.instance}
+        mine = self._instances_of(job)
         return any(i["fid"] in mine and i["status"] in self.MARKET_GONE for i in row.instances)
+
+    def look_back(self, job) -> None:
+        """A step of ``job`` vanished before any look at its bid saw a notice: ask Mithril's status
+        history whether its instances were preempted all the same (a notice that ran out between two
+        looks, or while the looks failed)."""
+        row = self.current(job.job_id)
+        if row is None or row.bid_id is None or is_reserved(row) or row.idempotency_key in self.looked_back:
+            return
+        self.looked_back[row.idempotency_key] = None
+        self.worker.look_back(row.idempotency_key, row.bid_id, sorted(self._instances_of(job)))  # no record needs it
+
+    def still_looking(self, job) -> bool:
+        """Mithril's records on ``job``'s instances were asked for and have not answered yet."""
+        row = self.current(job.job_id)
+        return row is not None and row.idempotency_key in self.looked_back \
+            and self.looked_back[row.idempotency_key] is None
+
+    @staticmethod
+    def _instances_of(job) -> set[str]:
+        return {n.instance for n in (job.alloc.nodes if job.alloc else []) if n.instance}
 
     def withdraw(self, job_id: int, task: int | None = None) -> None:
         """Delete the job's bids (one array task's, with ``task``): committed as "must delete" first, then
@@ -438,6 +464,9 @@ class MithrilBackend(ReservedCapacity):
                 if row.error != report[2]:
                     row.error = report[2]
                     self._save(row)
+            elif kind == "looked_back":
+                if report[1] in self.looked_back:
+                    self.looked_back[report[1]] = report[2]
             elif kind == "deleted" and row is not None:
                 row.bid_id = row.bid_id or report[3]
                 events += self._deleted(row, report[2])
@@ -454,6 +483,7 @@ class MithrilBackend(ReservedCapacity):
         row.status, row.ended, row.must_delete, row.error = "Terminated", when, False, None
         self.rows.pop(row.idempotency_key, None)
         self.markets.pop(row.idempotency_key, None)
+        self.looked_back.pop(row.idempotency_key, None)
         if not row.cost_settled:  # the worker reads its billing record next
             self.costing[row.idempotency_key] = row
         self._save(row)
@@ -600,6 +630,8 @@ class MithrilBackend(ReservedCapacity):
     def verdict_seconds(self) -> float:
         """A vanished step's bid is looked at within two polls: how long to wait for that look."""
         return 2 * self.settings.poll_seconds + 1.0
+
+    verdict_patience = LOOK_BACK_PATIENCE  # after that, how long Mithril's records are waited for
 
     def close(self, timeout: float = 5.0) -> None:
         self.worker.close(timeout)

@@ -674,6 +674,22 @@ class MithrilClient:
         return list(self.paginate("/v2/instances/pricing/history", params, limit=limit,
                                   model=InstancePricingHistory, items_key="instances"))
 
+    def status_history(
+        self,
+        project: str,
+        *,
+        bid: Optional[str] = None,
+        instance: Optional[str] = None,
+        reservation: Optional[str] = None,
+        limit: Optional[int] = None,
+    ) -> "list[m.InstanceStatusHistory]":
+        """Every status each instance (of a bid, a reservation, or one instance) has had, every page."""
+        from sflow.mithril.models import InstanceStatusHistory
+
+        params = {"project": project, "bid_fid": bid, "instance_fid": instance, "reservation_fid": reservation}
+        return list(self.paginate("/v2/instances/status/history", params, limit=limit,
+                                  model=InstanceStatusHistory, items_key="instances"))
+
     # --- account ---
 
     def me(self) -> "m.MeResponse":

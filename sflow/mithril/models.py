@@ -287,6 +287,25 @@ class InstancePricingHistoryResponse(Answer):
     next_cursor: Optional[str] = None
 
 
+class InstanceStatusEvent(Answer):
+    timestamp: datetime
+    status: str  # one of INSTANCE_STATUSES
+
+
+class InstanceStatusHistory(Answer):
+    """``/v2/instances/status/history``: every status one instance has had, oldest first."""
+
+    instance_fid: str
+    events: list[InstanceStatusEvent]
+    bid_fid: Optional[str] = None
+    reservation_fid: Optional[str] = None
+
+
+class InstanceStatusHistoryResponse(Answer):
+    instances: list[InstanceStatusHistory]
+    next_cursor: Optional[str] = None
+
+
 # --- account -------------------------------------------------------------------------------
 
 class ProjectModel(Answer):

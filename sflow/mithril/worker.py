@@ -25,6 +25,10 @@ queue) and, when the thread wakes it through a pipe, reads what came back
 - ``revoke_key(key, key_fid, name)`` -> ``("key_revoked", key, when)``: the key of a bid that is
   gone, and every other live key of that name (made by a create whose answer was lost). Retried every poll while Mithril is
   unavailable; a 404 counts as done, and so does a refusal (the key expires by itself).
+- ``look_back(key, bid_id, instances)`` -> ``("looked_back", key, preempted | None)``: whether
+  Mithril's status history has any of ``instances`` (of the bid) preempted, for a step that vanished
+  before a look at the bid saw its notice (``None``: the history cannot be had). Transient failures
+  are retried every poll.
 - ``watch(key, bid_id)`` / ``forget(key)``: the bids looked at every poll,
   reported together as ``("bids", {key: snapshot})``; a snapshot has the
   bid's ``status`` (``Gone`` after a 404), its ``instances`` (fid, name,
@@ -54,6 +58,7 @@ from sflow.mithril.reserving import Reservations
 from sflow.remote.keys import public_key
 
 _STOP = ("stop",)
+PREEMPTED = ("STATUS_PREEMPTING", "STATUS_PREEMPTED")  # an instance's statuses when the market took it back
 
 
 class Worker:
@@ -70,6 +75,7 @@ class Worker:
         self.delete_started: dict[str, float] = {}  # key -> when its first delete attempt began
         self.costing: dict[str, tuple[str, float]] = {}  # key -> (bid id, when it was deleted), until billed
         self.revoking: dict[str, tuple[str | None, str]] = {}  # key -> (API key id, its name), until confirmed
+        self.looking_back: dict[str, tuple[str, list[str]]] = {}  # key -> (bid id, instances), until answered
         self.keys_tried: set[str] = set()  # bids whose key's create failed here: it may exist unrecorded
         self.reserved = Reservations(self)  # the reservation calls (sflow.mithril.reserving)
         self._client = None
@@ -95,6 +101,9 @@ class Worker:
     def revoke_key(self, key: str, key_fid: str | None, name: str) -> None:
         self.inbox.put(("revoke_key", key, key_fid, name))
 
+    def look_back(self, key: str, bid_id: str, instances: list[str]) -> None:
+        self.inbox.put(("look_back", key, bid_id, list(instances)))
+
     def watch(self, key: str, bid_id: str) -> None:
         self.inbox.put(("watch", key, bid_id))
 
@@ -115,8 +124,8 @@ class Worker:
         return out
 
     def busy(self) -> bool:
-        return bool(self.deleting or self.creating or self.costing or self.revoking or self.reserved.busy()
-                    or not self.inbox.empty())
+        return bool(self.deleting or self.creating or self.costing or self.revoking or self.looking_back
+                    or self.reserved.busy() or not self.inbox.empty())
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop after the commands already given (pending deletes get one more try)."""
@@ -137,7 +146,7 @@ class Worker:
         next_poll = 0.0
         while True:
             waiting = (self.watched or self.creating or self.deleting or self.costing or self.revoking
-                       or self.reserved.waiting())
+                       or self.looking_back or self.reserved.waiting())
             timeout = max(0.0, next_poll - time.monotonic()) if waiting else 1.0
             try:
                 command = self.inbox.get(timeout=timeout)
@@ -180,6 +189,9 @@ class Worker:
         elif kind == "revoke_key":
             self.revoking[command[1]] = (command[2], command[3])
             self._revoke(command[1])
+        elif kind == "look_back":
+            self.looking_back[command[1]] = (command[2], command[3])
+            self._look_back(command[1])
         elif kind == "watch":
             self.watched[command[1]] = command[2]
         elif kind == "forget":
@@ -360,6 +372,24 @@ class Worker:
         self.costing.pop(key, None)
         self.report("final_cost", key, cents)
 
+    def _look_back(self, key: str) -> None:
+        """Report whether Mithril's records show any of the instances preempted: the notice a look at
+        the bid missed (the poll failed, or came after the instances were already gone) is on record."""
+        bid_id, instances = self.looking_back[key]
+        try:
+            history = self.client().status_history(self.project(), bid=bid_id)
+        except Unavailable:
+            return  # retried at the next poll
+        except MithrilError:  # refused, or an answer that cannot be read: asking again cannot help
+            self.looking_back.pop(key, None)
+            self.report("looked_back", key, None)
+            return
+        wanted = set(instances)
+        preempted = any(event.status in PREEMPTED for inst in history if inst.instance_fid in wanted
+                        for event in inst.events)
+        self.looking_back.pop(key, None)
+        self.report("looked_back", key, preempted)
+
     def _settle_all(self) -> None:
         for key in list(self.costing):
             self._settle(key)
@@ -371,6 +401,8 @@ class Worker:
             self._revoke(key)
         for key, spec in list(self.creating.items()):
             self._create(key, spec)
+        for key in list(self.looking_back):
+            self._look_back(key)
 
     def _poll(self) -> None:
         if not self.watched:

@@ -220,7 +220,8 @@ class JobLife:
     def _await_market(self, job: Job) -> bool:
         """A Mithril step that vanished without a status (its SSH link dropped): if the market took
         the instances back it was preempted, not a node failure; but the worker's next look at the
-        bid may not have come yet. Wait for it (two polls, bounded) before deciding."""
+        bid may not have come yet, or the notice may have run out unseen. Wait for the looks (two
+        polls) and for the backend's records of the instances before deciding."""
         if self.on_this_machine(job):
             return False
         backend = self.backend_for(job)
@@ -231,19 +232,30 @@ class JobLife:
         now = time.time()
         if job.verdict_by is None:
             job.verdict_by = now + backend.verdict_seconds
+            backend.look_back(job)
             self.unwatch(job)  # the process is gone: only the market's answer is awaited
             return True
-        return now < job.verdict_by
+        return not self._verdict_due(job, now)
+
+    def _verdict_due(self, job: Job, now: float) -> bool:
+        """No sign of the market yet: a node failure once the looks are past and the backend's records
+        answered (or stayed out of reach for its patience)."""
+        if now < job.verdict_by:
+            return False
+        backend = self.backend_for(job)
+        return not backend.still_looking(job) or now >= job.verdict_by + backend.verdict_patience
 
     def market_verdicts(self, now: float) -> float:
         """Decide the vanished Mithril steps whose bids were looked at since; the next deadline."""
         wake = FOREVER
         for job in [j for j in self.jobs.values() if j.verdict_by is not None and j.launch == "launched"]:
-            if self.backend_for(job).lost_to_market(job) or now >= job.verdict_by:
+            backend = self.backend_for(job)
+            # An end already decided meanwhile (a notice seen, a cancel) needs no verdict.
+            if job.end_state is not None or backend.lost_to_market(job) or self._verdict_due(job, now):
                 self.reap(job)
                 job.verdict_by = None
             else:
-                wake = min(wake, job.verdict_by)
+                wake = min(wake, job.verdict_by if now < job.verdict_by else job.verdict_by + backend.verdict_patience)
         return wake
 
     def node_fail(self, job: Job) -> None:

@@ -127,10 +127,16 @@ class Instance:
     status: str = S_NEW
     ssh_destination: str | None = None
     ended_at: float | None = None
+    # (when, status) of every status it has had, oldest first: its status history
+    history: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def hostname(self) -> str:
         return self.fid.replace("_", "-")
+
+    def become(self, status: str, at: float) -> None:
+        self.status = status
+        self.history.append((at, status))
 
 
 @dataclass
@@ -271,7 +277,7 @@ class Market:
             for fid_ in bid.instances:
                 inst = self.instances[fid_]
                 if inst.status == S_PAUSED:
-                    inst.status = S_TERMINATED  # replaced by the next allocation
+                    inst.become(S_TERMINATED, now)  # replaced by the next allocation
             bid.status, bid.instances = OPEN, []
         return bid
 
@@ -285,7 +291,7 @@ class Market:
                 if inst.status in HOLDING:
                     self._end_instance(inst, now, S_TERMINATED)
                 elif inst.status == S_PAUSED:
-                    inst.status = S_TERMINATED
+                    inst.become(S_TERMINATED, now)
             bid.status, bid.price_cents, bid.notice_ends, bid.deactivated_at = TERMINATED, None, None, now
         return bid
 
@@ -442,15 +448,16 @@ class Market:
         inst = Instance(self.ids.new("inst"), name, project, created_by, at, pool.region, pool.instance_type.fid,
                         private_ip=f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}",
                         starting_at=at + startup / 3, running_at=at + startup, bid=bid, reservation=reservation)
+        inst.history.append((at, S_NEW))
         self.instances[inst.fid] = inst
         return inst
 
     def _instance_starting(self, inst: Instance, at: float) -> None:
-        inst.status = S_STARTING
+        inst.become(S_STARTING, at)
         self.events.append(Event("start", inst.fid))
 
     def _instance_running(self, inst: Instance, at: float) -> None:
-        inst.status = S_RUNNING
+        inst.become(S_RUNNING, at)
         if inst.bid is not None:  # start-up is free; billing begins now
             bid = self.bids[inst.bid]
             self.ledger[bid.fid].setdefault(inst.fid, []).append(Interval(at, None, bid.price_cents or 0))
@@ -464,7 +471,7 @@ class Market:
     def _preempt(self, bid: Bid, at: float) -> None:
         bid.status, bid.notice_ends = PREEMPTING, at + self.config.notice_seconds
         for inst in self._live_instances(bid):
-            inst.status = S_PREEMPTING  # a start-up still under way is abandoned too
+            inst.become(S_PREEMPTING, at)  # a start-up still under way is abandoned too
 
     def _notice_over(self, bid: Bid, at: float) -> None:
         for inst in self._live_instances(bid):
@@ -477,7 +484,8 @@ class Market:
 
     def _end_instance(self, inst: Instance, at: float, status: str, *, stop_host: bool = True) -> None:
         was = inst.status
-        inst.status, inst.ended_at = status, at
+        inst.become(status, at)
+        inst.ended_at = at
         if inst.bid is not None:
             for iv in self.ledger[inst.bid].get(inst.fid, []):
                 if iv.end is None:

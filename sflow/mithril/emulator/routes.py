@@ -251,29 +251,54 @@ def get_instances(svc, req):
     return 200, page
 
 
-@route("get_instance_pricing_history_v2_instances_pricing_history_get")
-def get_instance_pricing_history(svc, req):
-    """The billing ledger, per instance: one event per stretch at one price (``end_time`` null while it
-    runs). ``start_time``/``end_time`` keep the events overlapping that window."""
-    q, market = req.query, svc.market
+def _history_instances(svc: Books, q: dict) -> list:
+    """The instances a history asks for: of the project, narrowed to one instance, bid or reservation
+    (404 when unknown)."""
+    market = svc.market
     svc.account.project(q["project"])
     for name, table in (("instance_fid", market.instances), ("bid_fid", market.bids),
                         ("reservation_fid", market.reservations)):
         if q.get(name) is not None and (q[name] not in table or table[q[name]].project != q["project"]):
             raise MarketError(f"{name.removesuffix('_fid').capitalize()} {q[name]} not found", 404)
+    return [i for i in market.instances.values()
+            if i.project == q["project"]
+            and (q.get("instance_fid") is None or i.fid == q["instance_fid"])
+            and (q.get("bid_fid") is None or i.bid == q["bid_fid"])
+            and (q.get("reservation_fid") is None or i.reservation == q["reservation_fid"])]
+
+
+@route("get_instance_pricing_history_v2_instances_pricing_history_get")
+def get_instance_pricing_history(svc, req):
+    """The billing ledger, per instance: one event per stretch at one price (``end_time`` null while it
+    runs). ``start_time``/``end_time`` keep the events overlapping that window."""
+    q, market = req.query, svc.market
+    items = _history_instances(svc, q)
     begin = _time(q.get("start_time"), ["query", "start_time"], required=False)
     end = _time(q.get("end_time"), ["query", "end_time"], required=False)
-    items = [i for i in market.instances.values()
-             if i.project == q["project"]
-             and (q.get("instance_fid") is None or i.fid == q["instance_fid"])
-             and (q.get("bid_fid") is None or i.bid == q["bid_fid"])
-             and (q.get("reservation_fid") is None or i.reservation == q["reservation_fid"])]
     page = _page(items, q)
 
     def overlaps(iv) -> bool:
         return (begin is None or iv.end is None or iv.end > begin) and (end is None or iv.start < end)
 
     return 200, {"instances": [views.pricing_history(i, [iv for iv in market.pricing_history(i) if overlaps(iv)])
+                               for i in page["data"]],
+                 "next_cursor": page["next_cursor"]}
+
+
+@route("get_instance_status_history_v2_instances_status_history_get")
+def get_instance_status_history(svc, req):
+    """Every status each instance (of a bid, a reservation, or one instance) has had, oldest first;
+    ``start_time``/``end_time`` keep the changes made in that window."""
+    q = req.query
+    items = _history_instances(svc, q)
+    begin = _time(q.get("start_time"), ["query", "start_time"], required=False)
+    end = _time(q.get("end_time"), ["query", "end_time"], required=False)
+    page = _page(items, q)
+
+    def within(at: float) -> bool:
+        return (begin is None or at >= begin) and (end is None or at < end)
+
+    return 200, {"instances": [views.status_history(i, [(at, s) for at, s in i.history if within(at)])
                                for i in page["data"]],
                  "next_cursor": page["next_cursor"]}
 

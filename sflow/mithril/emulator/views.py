@@ -102,3 +102,8 @@ def pricing_history(i: Instance, intervals: list[Interval]) -> dict:
     return {"instance_fid": i.fid, "bid_fid": i.bid, "reservation_fid": i.reservation,
             "events": [{"price_cents": iv.price_cents, "start_time": iso(iv.start), "end_time": iso(iv.end)}
                        for iv in intervals]}
+
+
+def status_history(i: Instance, changes: list[tuple[float, str]]) -> dict:
+    return {"instance_fid": i.fid, "bid_fid": i.bid, "reservation_fid": i.reservation,
+            "events": [{"timestamp": iso(at), "status": status} for at, status in changes]}
