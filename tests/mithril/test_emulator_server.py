@@ -475,3 +475,47 @@ def test_pricing_history_is_the_billing_ledger(emu, api, project, types):
         assert [h.instance_fid for h in client.pricing_history(project, instance=one)] == [one]
     assert api.get("/v2/instances/pricing/history",
                    params={"project": project, "bid_fid": "bid_nope"}).status_code == 404
+
+
+def test_status_history_keeps_a_preemption_after_the_instances_are_gone(emu, api, project, types):
+    from sflow.mithril.client import MithrilClient
+
+    fid = api.post("/v2/spot/bids", json=bid_body(project, types["8xa100"], limit="$5.00", quantity=2)).json()["fid"]
+    emu.tick()
+    api.post("/_emulator/script", json={"region": REGION, "instance_type": "8xa100", "demand": [[0, "$9.00", 16]]})
+    emu.tick()
+    time.sleep(1.2)  # the notice (1 s) runs out: the instances are gone, the bid open again
+    assert api.get(f"/v2/spot/bids/{fid}/status").json()["status"] == "Open"
+    r = api.get("/v2/instances/status/history", params={"project": project, "bid_fid": fid})
+    conforms(r, "get_instance_status_history_v2_instances_status_history_get")
+    histories = r.json()["instances"]
+    assert len(histories) == 2 and all(h["bid_fid"] == fid for h in histories)
+    for h in histories:
+        assert [e["status"] for e in h["events"]] == ["STATUS_NEW", "STATUS_STARTING", "STATUS_RUNNING",
+                                                      "STATUS_PREEMPTING", "STATUS_TERMINATED"]
+        times = [e["timestamp"] for e in h["events"]]
+        assert times == sorted(times)
+    with MithrilClient(api_key="fkey_test", base_url=emu.url, max_retries=0) as client:
+        history = client.status_history(project, bid=fid, limit=1)  # one instance a page
+        assert {h.instance_fid for h in history} == {h["instance_fid"] for h in histories}
+        one = history[0]
+        assert [e.status for e in one.events][-2:] == ["STATUS_PREEMPTING", "STATUS_TERMINATED"]
+        assert [h.instance_fid for h in client.status_history(project, instance=one.instance_fid)] == \
+            [one.instance_fid]
+        later = one.events[3].timestamp.isoformat()
+    r = api.get("/v2/instances/status/history", params={"project": project, "instance_fid": one.instance_fid,
+                                                         "start_time": later})
+    assert [e["status"] for e in r.json()["instances"][0]["events"]] == ["STATUS_PREEMPTING", "STATUS_TERMINATED"]
+    assert api.get("/v2/instances/status/history",
+                   params={"project": project, "bid_fid": "bid_nope"}).status_code == 404
+
+
+def test_an_outage_fails_the_calls_it_names_and_no_others(emu, api, project):
+    with emu.service.lock:
+        emu.service.faults.outages.append(("GET", r"/v2/spot/bids(/[^/]+)?"))
+    assert api.get("/v2/spot/bids", params={"project": project}).status_code == 503
+    assert api.get("/v2/spot/bids/bid_any").status_code == 503
+    assert api.get("/v2/instances", params={"project": project}).status_code == 200
+    with emu.service.lock:
+        emu.service.faults.outages.clear()
+    assert api.get("/v2/spot/bids", params={"project": project}).status_code == 200

@@ -296,6 +296,7 @@ def get_instance_status_history(svc, req):
     page = _page(items, q)
 
     def within(at: float) -> bool:
+        at = views.parse_iso(views.iso(at))  # as the client sees it, to the microsecond
         return (begin is None or at >= begin) and (end is None or at < end)
 
     return 200, {"instances": [views.status_history(i, [(at, s) for at, s in i.history if within(at)])
