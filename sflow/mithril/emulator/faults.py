@@ -36,10 +36,6 @@ class FaultPlan:
         self.history: list[tuple[int, str, str, Fault | None]] = []  # (n, method, path, fault)
         self.outages: list[tuple[str, str]] = []  # (method, path regular expression, whole path)
 
-    @property
-    def active(self) -> bool:
-        return self.rate > 0 or bool(self.outages)
-
     def draw(self, method: str, path: str) -> Fault | None:
         with self._lock:
             roll, pick, phase = self._rng.random(), self._rng.random(), self._rng.random()

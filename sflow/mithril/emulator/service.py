@@ -154,7 +154,7 @@ class Service:
             if allowed:
                 return Response(405, {"detail": "Method Not Allowed"}, {"Allow": ", ".join(allowed)})
             return Response(404, {"detail": "Not Found"})
-        fault = self.faults.draw(method, path) if self.faults.active else None
+        fault = self.faults.draw(method, path) if self.config.fault_rate > 0 or self.faults.outages else None
         if fault is not None and fault.phase == "before":
             answer = self._fault(fault)
             if answer is not None:
