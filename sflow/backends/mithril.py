@@ -193,7 +193,8 @@ class MithrilBackend(ReservedCapacity):
         if row is None or row.bid_id is None or is_reserved(row) or row.idempotency_key in self.looked_back:
             return
         self.looked_back[row.idempotency_key] = None
-        self.worker.look_back(row.idempotency_key, row.bid_id, sorted(self._instances_of(job)))  # no record needs it
+        # Asked at once, not after the commit: no record depends on the answer.
+        self.worker.look_back(row.idempotency_key, row.bid_id, sorted(self._instances_of(job)))
 
     def still_looking(self, job) -> bool:
         """Mithril's records on ``job``'s instances were asked for and have not answered yet."""
