@@ -104,16 +104,18 @@ def test_fifty_jobs_under_faults_and_preemption(soak):
         return soak.log(6000)
 
     with emu.service.lock:
-        now = emu.service.clock()
-        market_start = emu.market.start
         # 8xa100 has no capacity here: those bids stay open until cancelled.
         emu.market.script_supply(REGION, "8xa100", [(0, 0)])
-        windows = demand_windows(rng, now - market_start)
-        steps = []
-        for begin, end in windows:
-            steps += [(begin, DEMAND_CENTS, 1)] * CAPACITY  # many small bids: they fill every gap
-            steps.append((end, 0, 0))
-        emu.market.script_demand(REGION, "8xh100", steps)
+
+    def script_demand() -> None:
+        """The demand windows, from now: once cheap jobs run (a loaded machine starts them late)."""
+        with emu.service.lock:
+            windows = demand_windows(rng, emu.service.clock() - emu.market.start - 4)
+            steps = []
+            for begin, end in windows:
+                steps += [(begin, DEMAND_CENTS, 1)] * CAPACITY  # many small bids: they fill every gap
+                steps.append((end, 0, 0))
+            emu.market.script_demand(REGION, "8xh100", steps)
 
     by_id: dict[int, dict] = {}
     for n, job in enumerate(plan):
@@ -130,9 +132,13 @@ def test_fifty_jobs_under_faults_and_preemption(soak):
 
     # Cancel the rest at their moment; wait (bounded) for every job to end.
     cancelled_at: dict[int, str] = {}
-    deadline = time.monotonic() + 100
+    demand_scripted = False
+    deadline = time.monotonic() + 180  # generous: a loaded machine is slow, never stuck
     while time.monotonic() < deadline:
         records = {r.job_id: r for r in store.read_jobs(home, job_ids=list(by_id))}
+        if not demand_scripted and any(by_id[j]["kind"] == "low" and r.state == "RUNNING" for j, r in records.items()):
+            script_demand()
+            demand_scripted = True
         for job_id, job in by_id.items():
             rec = records[job_id]
             if job_id in cancelled_at or rec.state in TERMINAL:
