@@ -55,6 +55,11 @@ static int nargs;
 /* ------------------------------------------------------------------ the Python shim */
 
 static void run_shim(void) __attribute__((noreturn));
+static void wait_again(void) __attribute__((noreturn));
+
+/* The job this sbatch --wait submitted, once it is known: from then on, falling back means
+ * waiting for it as the shim does (wait_again), never running sbatch, which would submit again. */
+static long submitted_job;
 
 /* The interpreter installed beside this program (a venv's or conda's bin/python3), else the one it
  * was built for: a wheel built once and installed into another environment falls back to its own. */
@@ -76,6 +81,8 @@ static const char *installed_python(void)
 
 static void run_shim(void)
 {
+    if (submitted_job)
+        wait_again();
     char **argv = calloc((size_t)nargs + 5, sizeof *argv);
     const char *python = getenv("SFLOW_PYTHON");
     if (!python || !*python)
@@ -91,6 +98,19 @@ static void run_shim(void)
         signal(SIGPIPE, SIG_DFL);
         execvp(python, argv);
     }
+    fprintf(stderr, "%s: error: cannot run sflow's Python command (%s): %s\n", command, python, strerror(errno));
+    exit(1);
+}
+
+static void wait_again(void)
+{
+    char id[32];
+    const char *python = getenv("SFLOW_PYTHON");
+    if (!python || !*python)
+        python = installed_python();
+    snprintf(id, sizeof id, "%ld", submitted_job);
+    signal(SIGPIPE, SIG_DFL);
+    execlp(python, python, "-m", "sflow.cli.shims", "--wait", id, (char *)NULL);
     fprintf(stderr, "%s: error: cannot run sflow's Python command (%s): %s\n", command, python, strerror(errno));
     exit(1);
 }
@@ -378,14 +398,15 @@ static const char *skip_ws(const char *s)
     return s;
 }
 
-/* A reply with "ran": the command's writes, in order, and its exit code. */
-static int replay(char *reply)
+/* A reply with "ran": the command's writes, in order, and its exit code (0 in the first line of a
+ * reply in two, which has none; 1 if stdout's reader has gone). */
+static int replay(char *reply, int more)
 {
     const char *s = strstr(reply, "\"exit_code\": ");
     const char *w = strstr(reply, "\"writes\": [");
-    if (!s || !w)
+    if ((!s && !more) || !w)
         run_shim();
-    int code = atoi(s + strlen("\"exit_code\": "));
+    int code = s ? atoi(s + strlen("\"exit_code\": ")) : 0;
     /* Decode everything first: a malformed reply must not leave half of the output written. */
     typedef struct { int fd; unsigned char *data; long len; } piece_t;
     size_t count = 0, cap = 16;
@@ -431,6 +452,23 @@ static int replay(char *reply)
         }
     }
     return code;
+}
+
+/* sbatch --wait: the submission's output now, then the job's end in a second line. Submitted already,
+ * a lost controller is waited for as the shim's sbatch does, never submitted to again. */
+static int wait_for_end(int fd, buf_t *reply)
+{
+    const char *ids = strstr(reply->data, "\"wait_for\": [");
+    long job = ids ? strtol(ids + strlen("\"wait_for\": ["), NULL, 10) : 0;
+    if (job <= 0)
+        run_shim(); /* nothing was written yet: the controller owes nothing either */
+    submitted_job = job;
+    if (replay(reply->data, 1) != 0)
+        return 1; /* as the shim: its stdout's reader gone, it exits before waiting */
+    if (read_line(fd, reply) != 0 || !strstr(reply->data, "\"ran\": true"))
+        wait_again();
+    close(fd);
+    return replay(reply->data, 0);
 }
 
 /* One token for this sbatch, whichever way it goes: the controller answers a submission it already
@@ -492,11 +530,14 @@ int main(int argc, char **argv)
         if (send_all(fd, msg.data, msg.len) != 0 || read_line(fd, &reply) != 0)
             shim_with_stdin(&in);
     }
-    close(fd);
     if (!strstr(reply.data, "\"ran\": true")) {
+        close(fd);
         if (in.data)
             shim_with_stdin(&in);
         run_shim();
     }
-    return replay(reply.data);
+    if (strstr(reply.data, "\"more\": true"))
+        return wait_for_end(fd, &reply);
+    close(fd);
+    return replay(reply.data, 0);
 }

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import importlib.util
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 
 import pytest
 
 from conftest import ROOT
+from polling import wait_for
 from sflow.queue import client
 
 _spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
@@ -76,14 +79,73 @@ def test_sbatch_and_scancel_act_through_the_controller(cluster, native_bin):
     assert listing.split("\n")[:2] == [f"{first + 2} piped", f"{first} wrap"]
 
 
-def test_what_waits_is_left_to_the_shim_and_changes_nothing(cluster):
-    first = _job_id(cluster.run("sbatch", "--hold", "--wrap", "true").stdout)
-    assert _run_message(cluster, "sbatch", "--wait", "--wrap", "true").get("shim")
+def test_what_waits_is_left_to_the_shim(cluster):
+    cluster.run("sbatch", "--hold", "--wrap", "true")
     assert _run_message(cluster, "squeue", "-i", "5").get("shim")
     assert _run_message(cluster, "srun", "true").get("shim")
     assert _run_message(cluster, "sbatch", "--hold").get("need_stdin")  # its script comes on stdin
-    # The job sbatch --wait queued was undone with its turn: the next job takes its id.
-    assert cluster.run("sbatch", "--hold", "--wrap", "true").stdout == f"Submitted batch job {first + 1}\n"
+
+
+def _without_job_ids(done) -> tuple:
+    return done.returncode, re.sub(rb"\d+", b"N", done.stdout), done.stderr
+
+
+def test_sbatch_wait_runs_in_the_controller_and_ends_as_the_shim(cluster, native_bin):
+    cluster.run("sbatch", "--hold", "--wrap", "true")  # starts the controller
+    # No Python to fall back to: the native side is answered by the controller or fails.
+    no_shim = {**cluster.env, "SFLOW_PYTHON": "/nonexistent"}
+    for argv, env, code in ((["--wrap", "true"], {}, 0), (["--wrap", "exit 3"], {}, 3),
+                            (["--array=0-3", "--wrap", "exit $((SLURM_ARRAY_TASK_ID == 2 ? 5 : 0))"], {}, 5),
+                            (["--parsable", "--wrap", "exit 2"], {"SBATCH_WAIT": "1"}, 2)):
+        argv = ["sbatch", "-o", "/dev/null", *argv] + ([] if env else ["--wait"])
+        shim = subprocess.run([*SHIM, *argv], cwd=cluster.work, env={**cluster.env, **env}, capture_output=True)
+        fast = subprocess.run([os.path.join(native_bin, "sbatch"), *argv[1:]], cwd=cluster.work,
+                              env={**no_shim, **env}, capture_output=True)
+        assert _without_job_ids(fast) == _without_job_ids(shim), argv
+        assert fast.returncode == code
+
+
+def _started(cluster, name: str) -> bool:
+    return cluster.run("squeue", "-h", "-n", name, "-t", "R", "-o", "%i").stdout.strip() != ""
+
+
+def test_sbatch_wait_for_a_cancelled_job_ends_as_the_shim(cluster, native_bin):
+    cluster.run("sbatch", "--hold", "--wrap", "true")
+    ends = []
+    for side, argv0 in (("shim", SHIM + ["sbatch"]), ("native", [os.path.join(native_bin, "sbatch")])):
+        waiting = subprocess.Popen([*argv0, "--wait", "-o", "/dev/null", "-J", side, "--wrap", "sleep 60"],
+                                   cwd=cluster.work, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert wait_for(lambda: _started(cluster, side))
+        cluster.run("scancel", "-n", side)
+        out, err = waiting.communicate(timeout=60)
+        ends.append((waiting.returncode, re.sub(rb"\d+", b"N", out), err))
+    assert ends[0] == ends[1] == (1, b"Submitted batch job N\n", b"")
+
+
+def test_sbatch_wait_outlives_its_controller_and_never_submits_again(cluster, native_bin):
+    cluster.run("sbatch", "--hold", "--wrap", "true")
+    waiting = subprocess.Popen([os.path.join(native_bin, "sbatch"), "--wait", "-o", "/dev/null", "-J", "survivor",
+                                "--wrap", "sleep 2; exit 4"], cwd=cluster.work, env=cluster.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert wait_for(lambda: _started(cluster, "survivor"))
+    with open(os.path.join(cluster.home, "ctl.pid")) as handle:
+        os.kill(int(handle.read()), signal.SIGKILL)
+    out, err = waiting.communicate(timeout=120)
+    assert (waiting.returncode, err) == (4, b"")
+    assert re.fullmatch(rb"Submitted batch job \d+\n", out)
+    listed = cluster.run("sacct", "-X", "-n", "--name", "survivor", "-o", "JobID,State,ExitCode").stdout.split()
+    assert listed == [out.split()[-1].decode(), "FAILED", "4:0"]
+
+
+def test_sbatch_wait_interrupted_leaves_its_job_alone(cluster, native_bin):
+    cluster.run("sbatch", "--hold", "--wrap", "true")
+    waiting = subprocess.Popen([os.path.join(native_bin, "sbatch"), "--wait", "-o", "/dev/null", "-J", "left",
+                                "--wrap", "sleep 1"], cwd=cluster.work, env=cluster.env, stdout=subprocess.PIPE)
+    assert wait_for(lambda: _started(cluster, "left"))
+    waiting.send_signal(signal.SIGINT)
+    waiting.communicate(timeout=60)
+    assert wait_for(lambda: cluster.run("sacct", "-X", "-n", "--name", "left", "-o", "State").stdout.split()
+                    == ["COMPLETED"])
 
 
 def test_a_peer_that_is_not_the_controllers_user_runs_the_shim():

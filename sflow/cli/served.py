@@ -16,8 +16,7 @@ Python shim instead, so a command behaves the same whichever way it ran:
 - a peer whose uid or gid is not the controller's own (root included): every file the
   command opens and every ``os.getuid()`` it asks is then the peer's own, as in a shim;
 - a command other than sbatch, squeue, scancel, sacct, sinfo and scontrol;
-- what waits or repeats (``squeue``/``sinfo --iterate``, ``sbatch --wait``), and
-  ``scontrol requeue``, which shields its own process from the requeue's SIGTERM;
+- what repeats (``squeue``/``sinfo --iterate``), and ``scontrol requeue``, which shields its own process from the requeue's SIGTERM;
 - a command that reads its standard input, except sbatch's script (asked for with
   ``need_stdin``, then sent by the client), or that asks the controller for what it cannot
   answer in the middle of a turn (``shutdown``, a Mithril market still being fetched...);
@@ -27,7 +26,15 @@ Python shim instead, so a command behaves the same whichever way it ran:
 Wire shape (one JSON line each way): ``{"op": "run", "command", "argv": [b64...],
 "env": [b64 of NAME=VALUE...], "cwd": b64, "tty": [stdin, stdout, stderr], "stdin": b64?}``
 -> ``{"ok": true, "ran": true, "exit_code", "writes": [[fd, b64], ...]}`` or ``{"ok": true,
-"shim": WHY}`` or ``{"ok": true, "need_stdin": true}``. Bytes travel as base64: argv,
+"shim": WHY}`` or ``{"ok": true, "need_stdin": true}``.
+
+``sbatch --wait`` runs here too without holding the loop: the command stops where it would
+wait, and its answer comes in two lines. The first, ``{"ok": true, "ran": true, "more": true,
+"wait_for": [JOB], "writes"}``, is sent after the submission's COMMIT with what the shim has
+written by then ("Submitted batch job N"); the second, ``{"ok": true, "ran": true,
+"exit_code", "writes"}``, when the job (every task of an array) has ended, as the ``wait``
+request is answered. A client that loses the controller in between waits as the shim does
+(``python3 -m sflow.cli.shims --wait JOB``), never submitting again. Bytes travel as base64: argv,
 environment and paths are any bytes, and the C side then needs no UTF-8 of its own.
 """
 
@@ -57,6 +64,14 @@ SHIM_BUFFER = 8192  # a shim's stdout, when not a terminal, reaches its fd in bl
 class _NeedShim(BaseException):
     """Only the Python shim can run this command the same way (BaseException: no command's
     ``except Exception`` may take it for an error of its own)."""
+
+
+class _Wait(BaseException):
+    """The command waits for these jobs' end (sbatch --wait): answered later, not in this turn."""
+
+    def __init__(self, job_ids: list[int]):
+        super().__init__(job_ids)
+        self.job_ids = job_ids
 
 
 class _NeedStdin(BaseException):
@@ -161,6 +176,8 @@ class _Turn:
 
     def __call__(self, message: dict) -> dict:
         op = message.get("op")
+        if op == "wait" and self.changed:
+            raise _Wait([int(i) for i in message.get("job_ids") or []])
         if op not in IN_TURN_OPS:
             raise _NeedShim
         message = json.loads(json.dumps(message))  # as it would have crossed the socket
@@ -169,8 +186,6 @@ class _Turn:
         except Deferred:
             raise _NeedShim from None
         self.changed = True
-        if op == "submit" and reply.get("wait"):
-            raise _NeedShim  # sbatch --wait (or SBATCH_WAIT) waits for the job's end: not within a turn
         return json.loads(json.dumps(reply))
 
 
@@ -195,6 +210,7 @@ def run(ctl, conn, msg: dict) -> dict:
     saved_cwd = os.getcwd()
     tz = os.environ.get("TZ")
     given_stdin = None
+    waiting = None
     try:
         os.chdir(cwd)
     except (OSError, ValueError):
@@ -217,6 +233,12 @@ def run(ctl, conn, msg: dict) -> dict:
             code = _exit_code(done.code)
         sys.stdout.flush()
         sys.stderr.flush()
+    except _Wait as wait:
+        # What reached the client's descriptors before the wait is written now; what the shim
+        # still held in its buffers reaches them when it exits, after the wait.
+        waiting, before = wait.job_ids, len(writes)
+        sys.stdout.flush()
+        sys.stderr.flush()
     except (_NeedShim, _NeedStdin) as given_up:
         if turn.changed:
             del ctl.after_commit[effects:]
@@ -234,9 +256,30 @@ def run(ctl, conn, msg: dict) -> dict:
         if env.get("TZ") != tz:
             time.tzset()
         os.chdir(saved_cwd)
+    if waiting is not None:
+        return _wait_later(ctl, conn, waiting, writes[:before], writes[before:])
+    return {"ok": True, "ran": True, "exit_code": code, "writes": _wire(writes)}
+
+
+def _wire(writes: list[tuple[int, bytes]]) -> RawJSON:
     # Base64 needs no escaping in JSON: the writes are written as JSON here, in one pass.
     written = ", ".join(f'[{fd}, "{b2a_base64(data, newline=False).decode()}"]' for fd, data in _merged(writes))
-    return {"ok": True, "ran": True, "exit_code": code, "writes": RawJSON(f"[{written}]")}
+    return RawJSON(f"[{written}]")
+
+
+def _wait_later(ctl, conn, job_ids: list[int], before: list, after: list) -> dict:
+    """The first line of sbatch --wait's answer; the second is owed until the jobs have ended."""
+    def ended(summary: dict) -> dict:
+        # sbatch's main returns wait_for's code, made the process's exit status.
+        return {"ok": True, "ran": True, "exit_code": _exit_code(int(summary.get("exit_code", 1))),
+                "writes": _wire(after)}
+
+    def owe() -> None:  # once the submission is committed: a turn undone owes nothing
+        ctl.waiters.append((conn, job_ids, ended))
+        conn.deferred += 1
+
+    ctl.after_commit.append(owe)
+    return {"ok": True, "ran": True, "more": True, "wait_for": job_ids, "writes": _wire(before)}
 
 
 def _given_up(command: str, given_up: BaseException, stdin_tty: bool) -> dict:

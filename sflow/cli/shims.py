@@ -112,9 +112,32 @@ def scontrol() -> None:
     _run("scontrol")
 
 
+def _wait_again(job_id: str) -> None:
+    """sbatch --wait's wait, for a native client whose controller went away after it had
+    submitted: waits as the shim's own sbatch does (a new controller, asked again), never submits."""
+    from sflow.cli import cmd_sbatch  # deferred: as each command's module
+
+    try:
+        code = cmd_sbatch.wait_for(int(job_id))
+    except SflowError as err:
+        print(render("sbatch", err), file=sys.stderr)
+        code = getattr(err, "exit_code", 1)
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as err:  # as run_main: never a traceback for a user
+        if os.environ.get("SFLOW_DEBUG"):
+            raise
+        print(f"sbatch: error: internal error: {type(err).__name__}: {err} "
+              "(set SFLOW_DEBUG=1 for the traceback)", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     # ``python3 -m sflow.cli.shims COMMAND ARGS...``: what the native client runs when the
     # controller cannot run the command for it.
+    if len(sys.argv) == 3 and sys.argv[1] == "--wait":
+        _wait_again(sys.argv[2])
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
         print("usage: python3 -m sflow.cli.shims COMMAND [ARGS...]", file=sys.stderr)
         sys.exit(2)

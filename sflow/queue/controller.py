@@ -85,7 +85,8 @@ class Controller(JobLife, BackendLife, SocketServer):
         self.schedule_wanted = True
         self.plan_wake = FOREVER
         self.schedule_not_before = 0.0  # see turn()
-        self.waiters: list[tuple[Conn, list[int]]] = []
+        # Replies owed when jobs end: (connection, job ids, how the summary is answered, or None: as it is).
+        self.waiters: list[tuple[Conn, list[int], object]] = []
         self.sel = selectors.DefaultSelector()
         self.conns: dict[int, Conn] = {}
         self.listener = None  # the listening socket, while taking connections
@@ -382,13 +383,13 @@ class Controller(JobLife, BackendLife, SocketServer):
     def answer_waiters(self) -> None:
 
         still = []
-        for conn, job_ids in self.waiters:
+        for conn, job_ids, answer in self.waiters:
             summary = wait_summary(self, job_ids)
             if summary is None:
-                still.append((conn, job_ids))
+                still.append((conn, job_ids, answer))
                 continue
             conn.deferred -= 1
-            self.send(conn, summary)
+            self.send(conn, answer(summary) if answer else summary)
         self.waiters = still
 
     # ------------------------------------------------------------------ the loop

@@ -143,7 +143,7 @@ def wait(ctl, conn, msg: dict) -> dict | None:
     summary = wait_summary(ctl, ids)
     if summary is not None:
         return summary
-    ctl.waiters.append((conn, ids))
+    ctl.waiters.append((conn, ids, None))
     conn.deferred += 1
     return None
 

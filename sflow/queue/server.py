@@ -82,7 +82,7 @@ class SocketServer:
         except (KeyError, ValueError):
             pass
         self.conns.pop(id(conn), None)
-        self.waiters = [(c, ids) for c, ids in self.waiters if c is not conn]
+        self.waiters = [waiter for waiter in self.waiters if waiter[0] is not conn]
         try:
             conn.sock.close()
         except OSError:
