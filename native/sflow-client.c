@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -477,10 +478,13 @@ static void set_resend_token(void)
 {
     unsigned char raw[12];
     char hex[2 * sizeof raw + 1];
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
-    if (fd >= 0)
-        close(fd);
+    ssize_t got = getrandom(raw, sizeof raw, 0); /* one system call; a kernel without it: the device */
+    if (got != (ssize_t)sizeof raw) {
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        got = fd >= 0 ? read(fd, raw, sizeof raw) : -1;
+        if (fd >= 0)
+            close(fd);
+    }
     if (got != (ssize_t)sizeof raw) {
         unsetenv(RESEND_TOKEN); /* the shim makes its own */
         return;
@@ -516,11 +520,11 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "sbatch") == 0)
         set_resend_token();
+    buf_t msg = {0}, reply = {0}, in = {0};
+    request(&msg, NULL, 0, 0); /* made first: the controller finds it there the moment it accepts */
     int fd = connect_controller();
     if (fd < 0)
         run_shim();
-    buf_t msg = {0}, reply = {0}, in = {0};
-    request(&msg, NULL, 0, 0);
     if (send_all(fd, msg.data, msg.len) != 0 || read_line(fd, &reply) != 0)
         run_shim();
     if (strstr(reply.data, "\"need_stdin\": true")) {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from sflow.backends.base import BackendContext
 from sflow.errors import SlurmError
 from sflow.mithril.client import config_path, read_config  # import-light: no httpx until a client is made
@@ -12,12 +14,27 @@ NAMES = ("local", "mithril", "fake")  # what make_backend makes
 def default_name(environ=None) -> str:
     """``backend`` in the ``[sflow]`` table of the config file: where jobs go when neither the job
     (``#SFLOW --backend``, ``SFLOW_BACKEND``) nor its partition (``Backend=``) says."""
+    path = config_path(environ)
     try:
-        table = read_config(config_path(environ)).get("sflow") or {}
+        st = os.stat(path)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
+    except OSError:
+        stamp = None
+    known = _DEFAULTS.get(path)
+    if known is not None and known[0] == stamp:
+        return known[1]  # read again only when the file changed: the controller asks at every submission
+    try:
+        table = read_config(path).get("sflow") or {}
     except Exception:  # an unreadable file chooses nothing; the Mithril backend says why when used
         return "local"
     value = str(table.get("backend", "local")).lower() if isinstance(table, dict) else "local"
-    return value if value in NAMES else "local"
+    name = value if value in NAMES else "local"
+    _DEFAULTS[path] = (stamp, name)
+    return name
+
+
+# The config file's choice, by path: (the file's stamp when read, the backend it names).
+_DEFAULTS: dict = {}
 
 
 def chosen_name(request, cluster, default: str | None = None) -> str:

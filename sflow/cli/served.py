@@ -180,13 +180,16 @@ class _Turn:
             raise _Wait([int(i) for i in message.get("job_ids") or []])
         if op not in IN_TURN_OPS:
             raise _NeedShim
-        message = json.loads(json.dumps(message))  # as it would have crossed the socket
+        # As it would have crossed the socket: nothing the command holds is shared with the controller.
+        # A submission is plain strings, lists and numbers, and its reply is made afresh: no copy needed.
+        fresh = op == "submit"
+        message = dict(message) if fresh else json.loads(json.dumps(message))
         try:
             reply = ops.dispatch_within(self.ctl, self.conn, message)
         except Deferred:
             raise _NeedShim from None
         self.changed = True
-        return json.loads(json.dumps(reply))
+        return reply if fresh else json.loads(json.dumps(reply))
 
 
 def run(ctl, conn, msg: dict) -> dict:
@@ -206,9 +209,9 @@ def run(ctl, conn, msg: dict) -> dict:
     writes: list[tuple[int, bytes]] = []
     turn = _Turn(ctl, conn)
     effects = len(ctl.after_commit)
-    saved_env, saved_streams, saved_argv = dict(os.environ), (sys.stdin, sys.stdout, sys.stderr), sys.argv
+    saved_env, saved_streams, saved_argv = os.environ, (sys.stdin, sys.stdout, sys.stderr), sys.argv
     saved_cwd = os.getcwd()
-    tz = os.environ.get("TZ")
+    tz = saved_env.get("TZ")
     given_stdin = None
     waiting = None
     try:
@@ -216,10 +219,11 @@ def run(ctl, conn, msg: dict) -> dict:
     except (OSError, ValueError):
         return {"ok": True, "shim": "its working directory cannot be entered here"}
     try:
-        os.environ.clear()
-        os.environ.update(env)
+        # The command's own environment, swapped in whole: os.getenv and os.environ read it. The
+        # process's C environment stays the controller's, but for TZ, which the C library reads.
+        os.environ = env
         if env.get("TZ") != tz:
-            time.tzset()  # times are shown in the client's zone
+            _set_tz(env.get("TZ"))
         if stdin is not None:
             given_stdin = io.TextIOWrapper(io.BytesIO(a2b_base64(stdin)), encoding="utf-8", errors="surrogateescape")
         sys.stdin = given_stdin or _Stdin(tty[0])
@@ -251,14 +255,22 @@ def run(ctl, conn, msg: dict) -> dict:
         client.in_process = None
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
+        os.environ = saved_env
         if env.get("TZ") != tz:
-            time.tzset()
+            _set_tz(tz)
         os.chdir(saved_cwd)
     if waiting is not None:
         return _wait_later(ctl, conn, waiting, writes[:before], writes[before:])
     return {"ok": True, "ran": True, "exit_code": code, "writes": _wire(writes)}
+
+
+def _set_tz(zone: str | None) -> None:
+    """Times shown in this zone (the C library's localtime reads TZ from the process's environment)."""
+    if zone is None:
+        os.unsetenv("TZ")
+    else:
+        os.putenv("TZ", zone)
+    time.tzset()
 
 
 def _wire(writes: list[tuple[int, bytes]]) -> RawJSON:

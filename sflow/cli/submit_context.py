@@ -64,9 +64,11 @@ def environment() -> dict[str, str]:
     (coercing the C locale); a job of real sbatch never sees it. The environment
     this process was started with (``/proc/self/environ``) tells whether it was ours.
     """
-    env = dict(os.environ)
     if client.in_process is not None:
-        return env  # run in the controller for the native client: this is the environment it was given
+        # Run in the controller for the native client: os.environ is the environment it was given,
+        # made for this command alone (sflow.cli.served), and copied on its way to the job.
+        return os.environ
+    env = dict(os.environ)
     if env.get("LC_CTYPE") in _COERCED:
         try:
             with open("/proc/self/environ", "rb") as handle:

@@ -413,7 +413,11 @@ class Controller(JobLife, BackendLife, SocketServer):
         for key, mask in events:
             kind, data = key.data
             if kind == "listen":
-                self.accept()
+                # A client writes its request as soon as it is connected: read it in this turn, to be
+                # answered with this turn's COMMIT rather than wait for another.
+                for conn in self.accept():
+                    lines += [(conn, line) for line in self.read(conn)]
+                    touched.append(conn)
             elif kind in ("wakeup", "backend"):
                 try:
                     while os.read(key.fd, 512):

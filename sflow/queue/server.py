@@ -123,15 +123,17 @@ class SocketServer:
         self.listener.close()
         self.listener = None
 
-    def accept(self) -> None:
+    def accept(self) -> list[Conn]:
+        """The connections waiting, accepted."""
+        accepted: list[Conn] = []
         while True:
             try:
                 sock, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                return accepted
             except OSError as err:
                 if err.errno in (errno.EMFILE, errno.ENFILE):
-                    return
+                    return accepted
                 raise
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
             _, uid, gid = struct.unpack("3i", creds)
@@ -142,6 +144,7 @@ class SocketServer:
             conn = Conn(sock, uid, gid)
             self.conns[id(conn)] = conn
             self.sel.register(sock, selectors.EVENT_READ, ("conn", conn))
+            accepted.append(conn)
 
     def read(self, conn: Conn) -> list[bytes]:
         try:

@@ -56,6 +56,7 @@ class OptionTable:
     def __init__(self, command: str, options: list[Option], order: dict[str, int] | None = None):
         self.command = command
         self.options = options
+        self._env_map: dict[str, Option] | None = None
         self._long = {name: o for o in options for name in (o.long, *o.aliases)}
         self._short = {o.short: o for o in options if o.short}
         # getopt_long walks SLURM's table in its own order: it decides which of several matches of a
@@ -82,7 +83,10 @@ class OptionTable:
         return matches[:1] + [(name, o) for name, o in matches[1:] if o is not matches[0][1]]
 
     def env_map(self) -> dict[str, Option]:
-        return {o.env_for(self.command): o for o in self.options if o.env_for(self.command)}
+        # Made once: the table never changes, and every submission asks for it.
+        if self._env_map is None:
+            self._env_map = {o.env_for(self.command): o for o in self.options if o.env_for(self.command)}
+        return self._env_map
 
 
 @lru_cache(maxsize=None)
