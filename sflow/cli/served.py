@@ -136,13 +136,42 @@ def _text(data: str) -> str:
     return a2b_base64(data).decode("utf-8", "surrogateescape")
 
 
-def _environment(entries: list[str]) -> dict[str, str]:
-    env: dict[str, str] = {}
+def _environment(entries: list[str]) -> dict[bytes, bytes]:
+    """The client's environment as ``os.environ`` holds one: its names and values, as bytes."""
+    env: dict[bytes, bytes] = {}
     for entry in entries:
-        name, sep, value = _text(entry).partition("=")
+        name, sep, value = a2b_base64(entry).partition(b"=")
         if sep and name:
             env.setdefault(name, value)  # as CPython reads a process's environment: the first of a name wins
     return env
+
+
+class _Environment:
+    """``os.environ`` showing another environment for a while.
+
+    Its mapping is swapped, not rewritten: putting back and taking out each variable costs a system
+    call each, twice per request, and every ``os.environ`` (also the one bound as a default argument)
+    stays the object the command reads. The process's own C environment stays the controller's but
+    for TZ, which the C library's localtime reads."""
+
+    def __init__(self, data: dict[bytes, bytes]):
+        self.data = data
+
+    def __enter__(self):
+        self.saved = os.environ._data
+        tz = os.environ.get("TZ")
+        os.environ._data = self.data
+        self.tz = tz if os.environ.get("TZ") != tz else _SAME
+        if self.tz is not _SAME:
+            _set_tz(os.environ.get("TZ"))  # times are shown in the client's zone
+
+    def __exit__(self, *exc) -> None:
+        os.environ._data = self.saved
+        if self.tz is not _SAME:
+            _set_tz(self.tz)
+
+
+_SAME = object()
 
 
 def _why_not(ctl, conn, command: str, argv: list[str], env: dict, cwd: str) -> str | None:
@@ -153,9 +182,12 @@ def _why_not(ctl, conn, command: str, argv: list[str], env: dict, cwd: str) -> s
         return "the peer is not the controller's own uid and gid"
     if env.get("SFLOW_DEBUG"):
         return "SFLOW_DEBUG wants a traceback"
-    home = home_path(env)
-    if os.path.realpath(os.path.join(cwd, home)) != os.path.realpath(ctl.home):
+    home = os.path.join(cwd, home_path(env))
+    # The same path is the same directory; another spelling of it is resolved (a few lstat each).
+    if os.path.normpath(home) != ctl.home and os.path.realpath(home) != os.path.realpath(ctl.home):
         return "another state directory"
+    if command not in ("squeue", "sinfo", "scontrol"):
+        return None  # no option of the others' is run elsewhere
     try:
         parsed = getopt(command, argv)
     except SflowError:
@@ -200,18 +232,22 @@ def run(ctl, conn, msg: dict) -> dict:
         cwd = _text(msg.get("cwd") or "")
     except (ValueError, TypeError):
         return {"ok": True, "shim": "a request this controller cannot read"}
+    with _Environment(env):
+        why = _why_not(ctl, conn, command, argv, os.environ, cwd)
+        if why is not None:
+            return {"ok": True, "shim": why}
+        return _run_here(ctl, conn, msg, command, argv, cwd)
+
+
+def _run_here(ctl, conn, msg: dict, command: str, argv: list[str], cwd: str) -> dict:
+    """The command run here, in its environment: its writes and exit code, or why the shim must."""
     tty = [bool(t) for t in (list(msg.get("tty") or []) + [False] * 3)[:3]]
     stdin = msg.get("stdin")
-    why = _why_not(ctl, conn, command, argv, env, cwd)
-    if why is not None:
-        return {"ok": True, "shim": why}
-
     writes: list[tuple[int, bytes]] = []
     turn = _Turn(ctl, conn)
     effects = len(ctl.after_commit)
-    saved_env, saved_streams, saved_argv = os.environ, (sys.stdin, sys.stdout, sys.stderr), sys.argv
+    saved_streams, saved_argv = (sys.stdin, sys.stdout, sys.stderr), sys.argv
     saved_cwd = os.getcwd()
-    tz = saved_env.get("TZ")
     given_stdin = None
     waiting = None
     try:
@@ -219,11 +255,6 @@ def run(ctl, conn, msg: dict) -> dict:
     except (OSError, ValueError):
         return {"ok": True, "shim": "its working directory cannot be entered here"}
     try:
-        # The command's own environment, swapped in whole: os.getenv and os.environ read it. The
-        # process's C environment stays the controller's, but for TZ, which the C library reads.
-        os.environ = env
-        if env.get("TZ") != tz:
-            _set_tz(env.get("TZ"))
         if stdin is not None:
             given_stdin = io.TextIOWrapper(io.BytesIO(a2b_base64(stdin)), encoding="utf-8", errors="surrogateescape")
         sys.stdin = given_stdin or _Stdin(tty[0])
@@ -255,9 +286,6 @@ def run(ctl, conn, msg: dict) -> dict:
         client.in_process = None
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         sys.argv = saved_argv
-        os.environ = saved_env
-        if env.get("TZ") != tz:
-            _set_tz(tz)
         os.chdir(saved_cwd)
     if waiting is not None:
         return _wait_later(ctl, conn, waiting, writes[:before], writes[before:])

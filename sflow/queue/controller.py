@@ -49,6 +49,10 @@ from sflow.queue.server import Conn, SocketServer
 from sflow.records import JobRecord
 from sflow.slurm.model import JobRequest
 
+# How many times a turn looks again for requests arrived meanwhile before its COMMIT: more
+# submissions share one fsync; a bound keeps the first one's answer from waiting long.
+DRAIN_ROUNDS = 4
+
 # Pending reasons a controller must stay up for: the job may start without any new command.
 WAITING_TO_START = ("None", "Resources", "Priority", "JobArrayTaskLimit", "BeginTime")
 
@@ -448,6 +452,13 @@ class Controller(JobLife, BackendLife, SocketServer):
         self.maybe_reload()
         for conn, line in lines:
             self.handle_line(conn, line)
+        # Requests that came while these were handled join them: one COMMIT (one fsync) for all.
+        for _ in range(DRAIN_ROUNDS):
+            lines = self._arrived(touched)
+            if not lines:
+                break
+            for conn, line in lines:
+                self.handle_line(conn, line)
         self.backends_turn(now)
         self.poll_processes(now)
         running_wake = min(self.check_running(now), self.market_verdicts(now), accounting.gather(self, now))
@@ -469,6 +480,20 @@ class Controller(JobLife, BackendLife, SocketServer):
                 self._interest(conn)
         if self.to_launch or self.awaiting_dirs:
             self.launch_started()
+
+    def _arrived(self, touched: list[Conn]) -> list[tuple[Conn, bytes]]:
+        """The requests readable right now, without waiting (the rest of what is ready waits for the next turn)."""
+        lines: list[tuple[Conn, bytes]] = []
+        for key, mask in self.sel.select(0):
+            kind, data = key.data
+            if kind == "listen":
+                for conn in self.accept():
+                    lines += [(conn, line) for line in self.read(conn)]
+                    touched.append(conn)
+            elif kind == "conn" and mask & selectors.EVENT_READ and not data.eof:
+                lines += [(data, line) for line in self.read(data)]
+                touched.append(data)
+        return lines
 
     def run(self) -> None:
 

@@ -160,7 +160,12 @@ def _accepted(job_id: int, flags: dict, said: dict) -> dict:
 def _write_script(ctl, job_id: int, script: str) -> None:
     """The script as submitted, beside the job (SLURM keeps it for ``scontrol write batch_script``)."""
     directory = ctl.job_dir(job_id)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(directory, 0o700)  # one system call where makedirs makes several
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     fd = os.open(os.path.join(directory, "script"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
         handle.write(script)

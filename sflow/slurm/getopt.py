@@ -41,6 +41,19 @@ def _accept(command: str, parsed: ParsedArgs, option: Option, value: str | None)
 
 
 def getopt(command: str, argv: list[str]) -> ParsedArgs:
+    """The command line parsed (callers read what it returns, never change it: it may be shared)."""
+    key = (command, tuple(argv))
+    if _last[0] == key:
+        return _last[1]  # sbatch parses its command line several times, for what each step needs
+    parsed = _getopt(command, argv)
+    _last[:] = [key, parsed]
+    return parsed
+
+
+_last: list = [None, None]  # the last command line parsed, and how
+
+
+def _getopt(command: str, argv: list[str]) -> ParsedArgs:
     options = table(command)
     parsed = ParsedArgs()
     stop_early = command in STOP_AT_FIRST_POSITIONAL
