@@ -62,6 +62,21 @@ def test_commands_answer_the_same_through_the_controller(cluster, native_bin):
         assert (fast.returncode, fast.stdout, fast.stderr) == (shim.returncode, shim.stdout, shim.stderr), argv
 
 
+def test_a_command_run_in_the_controller_sees_the_clients_environment_only(cluster, native_bin, tmp_path):
+    cluster.run("sbatch", "--hold", "-J", "envjob", "--wrap", "true")
+    other_conf = tmp_path / "other.conf"
+    other_conf.write_text("ClusterName=other\nNodeName=far[1-2] CPUs=2 RealMemory=1000\n"
+                          "PartitionName=elsewhere Nodes=far[1-2] Default=YES\n")
+    for argv, env in ((["squeue"], {"SQUEUE_FORMAT": "%i %j"}), (["squeue"], {}),
+                      (["sacct", "-X", "-o", "JobID,Submit"], {"TZ": "Asia/Kolkata"}),
+                      (["sacct", "-X", "-o", "JobID,Submit"], {}),
+                      (["sinfo"], {"SFLOW_CONF": str(other_conf)}), (["sinfo"], {})):
+        shim = subprocess.run([*SHIM, *argv], cwd=cluster.work, env={**cluster.env, **env}, capture_output=True)
+        fast = subprocess.run([os.path.join(native_bin, argv[0]), *argv[1:]], cwd=cluster.work,
+                              env={**cluster.env, **env, "SFLOW_PYTHON": "/nonexistent"}, capture_output=True)
+        assert (fast.returncode, fast.stdout, fast.stderr) == (shim.returncode, shim.stdout, shim.stderr), (argv, env)
+
+
 def _job_id(text: str) -> int:
     return int(text.split()[-1])
 

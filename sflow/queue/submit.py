@@ -166,9 +166,13 @@ def _write_script(ctl, job_id: int, script: str) -> None:
         pass
     except FileNotFoundError:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(directory, "script"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w", encoding="utf-8", errors="surrogateescape") as handle:
-        handle.write(script)
+    data = memoryview(script.encode("utf-8", "surrogateescape"))
+    fd = os.open(os.path.join(directory, "script"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        while data:  # os.write, not a file object: no fstat nor isatty for one write
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def _first_reason(request, now: float) -> str:

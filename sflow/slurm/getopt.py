@@ -41,12 +41,12 @@ def _accept(command: str, parsed: ParsedArgs, option: Option, value: str | None)
 
 
 def getopt(command: str, argv: list[str]) -> ParsedArgs:
-    """The command line parsed (callers read what it returns, never change it: it may be shared)."""
+    """The command line parsed, in a ParsedArgs of the caller's own."""
     key = (command, tuple(argv))
-    if _last[0] == key:
-        return _last[1]  # sbatch parses its command line several times, for what each step needs
-    parsed = _getopt(command, argv)
-    _last[:] = [key, parsed]
+    if _last[0] != key:  # sbatch parses its command line several times, for what each step needs
+        _last[:] = [key, _getopt(command, argv)]
+    kept, parsed = _last[1], ParsedArgs()
+    parsed.options, parsed.positionals = list(kept.options), list(kept.positionals)
     return parsed
 
 

@@ -734,6 +734,12 @@ def test_the_config_file_chooses_when_neither_job_nor_partition_says(tmp_path):
     chosen = default_name({"SFLOW_CONFIG": str(config)})
     assert chosen == "mithril"
     assert default_name({"SFLOW_CONFIG": str(tmp_path / "none.toml")}) == "local"
+    # Read once while the file stays as it is, and again as soon as it changes.
+    config.write_text('[sflow]\nbackend = "local"  # changed\n')
+    assert default_name({"SFLOW_CONFIG": str(config)}) == "local"
+    config.unlink()
+    assert default_name({"SFLOW_CONFIG": str(config)}) == "local"
+    config.write_text('[sflow]\nbackend = "mithril"\n')
     conf = tmp_path / "slurm.conf"
     conf.write_text("NodeName=n1 CPUs=4\nPartitionName=debug Nodes=n1 Default=YES\n"
                     "PartitionName=here Nodes=n1 Backend=local\n")
