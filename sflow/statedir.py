@@ -22,7 +22,8 @@ def home_path(env=os.environ) -> str:
 def home(env=os.environ) -> str:
     """The state directory, made (0700) if missing."""
     path = home_path(env)
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    if not os.path.isdir(path):  # a stat: cheaper than the mkdir that would fail, on every command
+        os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
 

@@ -46,6 +46,7 @@ import os
 import sys
 import time
 from binascii import a2b_base64, b2a_base64
+from functools import cached_property
 
 from sflow.backends.base import Deferred
 from sflow.cli.shims import run_main
@@ -202,9 +203,16 @@ def _why_not(ctl, conn, command: str, argv: list[str], env: dict, cwd: str) -> s
 class _Turn:
     """The requests a command run here makes, answered in this turn's transaction."""
 
-    def __init__(self, ctl, conn):
-        self.ctl, self.conn = ctl, conn
+    def __init__(self, ctl, conn, environ: dict[bytes, bytes]):
+        self.ctl, self.conn, self.given = ctl, conn, environ
         self.changed = False  # a request changed something: a command given up must undo it
+
+    @cached_property
+    def environ(self) -> dict[str, str]:
+        """The command's environment as str, for sbatch to hand to its job (os.environ would decode
+        it entry by entry at each reading)."""
+        return {name.decode("utf-8", "surrogateescape"): value.decode("utf-8", "surrogateescape")
+                for name, value in self.given.items()}
 
     def __call__(self, message: dict) -> dict:
         op = message.get("op")
@@ -236,15 +244,15 @@ def run(ctl, conn, msg: dict) -> dict:
         why = _why_not(ctl, conn, command, argv, os.environ, cwd)
         if why is not None:
             return {"ok": True, "shim": why}
-        return _run_here(ctl, conn, msg, command, argv, cwd)
+        return _run_here(ctl, conn, msg, command, argv, cwd, env)
 
 
-def _run_here(ctl, conn, msg: dict, command: str, argv: list[str], cwd: str) -> dict:
+def _run_here(ctl, conn, msg: dict, command: str, argv: list[str], cwd: str, env: dict[bytes, bytes]) -> dict:
     """The command run here, in its environment: its writes and exit code, or why the shim must."""
     tty = [bool(t) for t in (list(msg.get("tty") or []) + [False] * 3)[:3]]
     stdin = msg.get("stdin")
     writes: list[tuple[int, bytes]] = []
-    turn = _Turn(ctl, conn)
+    turn = _Turn(ctl, conn, env)
     effects = len(ctl.after_commit)
     saved_streams, saved_argv = (sys.stdin, sys.stdout, sys.stderr), sys.argv
     saved_cwd = os.getcwd()

@@ -65,9 +65,8 @@ def environment() -> dict[str, str]:
     this process was started with (``/proc/self/environ``) tells whether it was ours.
     """
     if client.in_process is not None:
-        # Run in the controller for the native client: os.environ is the environment it was given,
-        # made for this command alone (sflow.cli.served), and copied on its way to the job.
-        return os.environ
+        # Run in the controller for the native client: the environment it was given, as it came.
+        return dict(client.in_process.environ)
     env = dict(os.environ)
     if env.get("LC_CTYPE") in _COERCED:
         try:
