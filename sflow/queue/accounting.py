@@ -48,7 +48,7 @@ def gather(ctl, now: float) -> float:
     """Sample the batch steps that are due; the next time one is."""
     due = []
     wake = float("inf")
-    for job in list(ctl.jobs.values()):
+    for job in ctl.launched_jobs():
         if job.launch != "launched" or not job.pid or job.rec.state not in ("RUNNING", "COMPLETING") or (
                 job.alloc is not None and any(node.address for node in job.alloc.nodes)):
             continue  # a remote step's processes are on other machines

@@ -81,6 +81,9 @@ class Controller(JobLife, BackendLife, SocketServer):
         self.deferred: list = []  # submissions waiting for a backend's market
         self.scheduler = Scheduler(self.cluster, self.backend, self._kill_invalid_default(), self.backend_named)
         self.jobs: dict[int, Job] = {}
+        # The jobs whose process was started, as far as it is known (see launched_jobs): what each turn
+        # watches, without a look at every job queued.
+        self.launched: dict[int, Job] = {}
         self.in_tx = False
         self.after_commit: list = []
         self.replies: list[tuple[Conn, dict]] = []
@@ -210,6 +213,21 @@ class Controller(JobLife, BackendLife, SocketServer):
     def save(self, job: Job) -> None:
         self.write()
         store.update_job(self.conn, job.rec, **job.columns())
+        if job.launch == "launched":  # every launch is saved: here the index learns of it
+            self.launched[job.job_id] = job
+
+    def launched_jobs(self) -> list[Job]:
+        """The jobs of ``jobs`` whose process was started and not yet reaped."""
+        found = []
+        for job_id, job in list(self.launched.items()):
+            if self.jobs.get(job_id) is not job or job.launch != "launched":
+                del self.launched[job_id]  # ended, or replaced by a fresh copy (resync)
+            else:
+                found.append(job)
+        return found
+
+    def index_launched(self) -> None:
+        self.launched = {job.job_id: job for job in self.jobs.values() if job.launch == "launched"}
 
     def insert(self, job: Job) -> None:
         self.write()
@@ -223,6 +241,7 @@ class Controller(JobLife, BackendLife, SocketServer):
         for rec, *values in rows:
             job = Job.from_row(rec, dict(zip(COLUMN_NAMES, values)))
             self.jobs[rec.job_id] = job
+        self.index_launched()
         for job in self.jobs.values():
             if job.rec.state == "PENDING":
                 self.check_never(job)
@@ -374,6 +393,7 @@ class Controller(JobLife, BackendLife, SocketServer):
             if job_id not in fresh:
                 self.unwatch(old)
         self.jobs = fresh
+        self.index_launched()
         self._rebuild_backend()
         self.scheduler.backend = self.backend
         self.backends_resync()

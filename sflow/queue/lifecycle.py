@@ -248,7 +248,7 @@ class JobLife:
     def market_verdicts(self, now: float) -> float:
         """Decide the vanished Mithril steps whose bids were looked at since; the next deadline."""
         wake = FOREVER
-        for job in [j for j in self.jobs.values() if j.verdict_by is not None and j.launch == "launched"]:
+        for job in [j for j in self.launched_jobs() if j.verdict_by is not None]:
             backend = self.backend_for(job)
             # An end already decided meanwhile (a notice seen, a cancel) needs no verdict.
             if job.end_state is not None or backend.lost_to_market(job) or self._verdict_due(job, now):
@@ -417,7 +417,7 @@ class JobLife:
     def check_running(self, now: float) -> float:
         """Time limits, ``--signal`` and KillWait; the next time one is due."""
         wake = FOREVER
-        for job in list(self.jobs.values()):
+        for job in self.launched_jobs():
             if job.rec.state not in RUNNING_STATES or job.launch != "launched" or job.verdict_by is not None:
                 continue
             if job.kill_at is not None:
