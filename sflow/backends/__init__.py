@@ -14,7 +14,15 @@ NAMES = ("local", "mithril", "fake")  # what make_backend makes
 def default_name(environ=None) -> str:
     """``backend`` in the ``[sflow]`` table of the config file: where jobs go when neither the job
     (``#SFLOW --backend``, ``SFLOW_BACKEND``) nor its partition (``Backend=``) says."""
-    path = config_path(environ)
+    env = os.environ if environ is None else environ
+    # What the path is made from (a "~" is the process's HOME): the path itself is made once.
+    made_from = (env.get("SFLOW_CONFIG") or "", os.environ.get("HOME"))
+    path = _PATHS.get(made_from)
+    if path is None:
+        if len(_PATHS) > 64:  # clients naming ever other files: the memory stays bounded
+            _PATHS.clear()
+            _DEFAULTS.clear()
+        path = _PATHS[made_from] = config_path(environ)
     try:
         st = os.stat(path)
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
@@ -35,6 +43,7 @@ def default_name(environ=None) -> str:
 
 # The config file's choice, by path: (the file's stamp when read, the backend it names).
 _DEFAULTS: dict = {}
+_PATHS: dict = {}  # the config file's path, by what it is made from
 
 
 def chosen_name(request, cluster, default: str | None = None) -> str:
