@@ -13,7 +13,9 @@ An ordinary user gets the two namespaces inside a user namespace of their own
 that maps their uid and gid to themselves (root needs none): files, signals,
 the controller's socket and ``ps`` see the same user; the capabilities the
 new namespace grants end at exec. The work is a few system calls (ctypes) in
-the forked child, so no extra process or interpreter starts per task.
+the forked child, so no extra process or interpreter starts per task; the
+controller, as root, makes them once per node in a thread of that node's and
+starts the node's batch steps from there.
 
 Nothing of this happens on the default one-node cluster named after the
 machine, nor with ``NodeNameResolution=NO`` in slurm.conf. Where the kernel
@@ -23,7 +25,9 @@ refuses the namespaces, jobs run as before and their stderr says so once.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
+import threading
 from typing import NamedTuple
 
 SETTING = "NodeNameResolution"
@@ -225,14 +229,95 @@ def _entering(node_name: str, hosts_file: str):
     return enter
 
 
-def popen_on_node(argv: list[str], node_name: str, hosts_file: str, *, setup=None, **popen_args):
+class _NodeThread:
+    """A thread that entered a node's namespaces once, for good, and starts that node's processes.
+
+    Mount and UTS namespaces belong to a thread, and a child inherits its creator's: a process
+    started from here is on the node without any code between fork and exec, so Python can
+    vfork instead of copying the whole (large) parent, several times faster. Only without a user
+    namespace (root): a threaded process cannot enter a new one."""
+
+    def __init__(self, node_name: str, hosts_file: str):
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.ready = threading.Event()
+        self.error: OSError | None = None
+        enter = _entering(node_name, hosts_file)
+        thread = threading.Thread(target=self._serve, args=(enter,), name=f"node {node_name}", daemon=True)
+        thread.start()
+        self.ready.wait()
+
+    def _serve(self, enter) -> None:
+        try:
+            enter()
+        except OSError as err:
+            self.error = err
+        self.ready.set()
+        if self.error is not None:
+            return
+        while True:
+            request = self.requests.get()
+            if request is None:
+                return
+            work, done, box = request
+            try:
+                box.append((True, work()))
+            except BaseException as err:  # handed to the caller's thread
+                box.append((False, err))
+            done.set()
+
+    def run(self, work):
+        done, box = threading.Event(), []
+        self.requests.put((work, done, box))
+        done.wait()
+        ok, value = box[0]
+        if not ok:
+            raise value
+        return value
+
+    def stop(self) -> None:
+        self.requests.put(None)
+
+
+_node_threads: dict[str, tuple[tuple, _NodeThread | None]] = {}
+_threads_lock = threading.Lock()
+
+
+def _node_thread(node_name: str, hosts_file: str) -> _NodeThread | None:
+    """The node's thread for the hosts file as it is now (it is replaced, never edited, when the
+    cluster changes: a new file gets new threads), or None where one cannot be had."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        info = os.stat(hosts_file)
+    except OSError:
+        return None
+    key = (hosts_file, info.st_ino, info.st_mtime_ns)
+    with _threads_lock:
+        known = _node_threads.get(node_name)
+        if known is not None and known[0] == key:
+            return known[1]
+        if known is not None and known[1] is not None:
+            known[1].stop()
+        made = _NodeThread(node_name, hosts_file)
+        thread = None if made.error is not None else made  # refused: the pre-exec way says why
+        _node_threads[node_name] = (key, thread)
+        return thread
+
+
+def popen_on_node(argv: list[str], node_name: str, hosts_file: str, *, setup=None, threaded: bool = False,
+                  **popen_args):
     """``subprocess.Popen(argv, **popen_args)`` as a process of node ``node_name``: with the
     node's /etc/hosts and hostname when ``hosts_file`` is set, after ``setup`` (a pre-exec step
     of the caller's: its own process group, a terminal) has run in the child. A refusal here (the
     kernel allowed it when the cluster was read) costs the process its node name, with one line
-    on its stderr, never its start."""
+    on its stderr, never its start. ``threaded``: a long-lived process (the controller) may start
+    it from a thread of the node's own (``_NodeThread``)."""
     if not hosts_file:
         return subprocess.Popen(argv, preexec_fn=setup, **popen_args)
+    if threaded and setup is None:
+        thread = _node_thread(node_name, hosts_file)
+        if thread is not None:
+            return thread.run(lambda: subprocess.Popen(argv, **popen_args))
     enter = _entering(node_name, hosts_file)
 
     def on_node() -> None:
