@@ -70,6 +70,7 @@ class BatchProcess:
     status_path: str
     job_dir: str
     popen: subprocess.Popen | None = None
+    pid_start: str = ""  # the wrapper's kernel start time, as the pid file has it
 
 
 def _open_output(path: str, append: bool) -> int:
@@ -153,16 +154,15 @@ def launch_batch(
     directory = paths.job_dir(home, ctx.job_id)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     script_path = os.path.join(directory, "slurm_script")
-    with open(os.open(script_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700), "w",
-              encoding="utf-8", errors="surrogateescape") as handle:
-        handle.write(script)
-    with open(os.path.join(directory, "context.json"), "w") as handle:
-        json.dump(ctx.to_json(), handle)
+    _write_file(script_path, script.encode("utf-8", "surrogateescape"), 0o700)
+    _write_file(os.path.join(directory, "context.json"), json.dumps(ctx.to_json()).encode(), 0o666)
     status_path = os.path.join(directory, "status")
     for stale in (status_path, status_path + ".tmp", status_path + ".times",
                   os.path.join(directory, "usage-batch.json")):
-        if os.path.exists(stale):
+        try:
             os.unlink(stale)
+        except FileNotFoundError:
+            pass
 
     out_path, err_path, in_path = output_paths(ctx, stdout_pattern, stderr_pattern, input_pattern)
     in_fd, out_fd, err_fd = _open_step_files(out_path, err_path, in_path, append)
@@ -185,9 +185,20 @@ def launch_batch(
     finally:
         for fd in {out_fd, err_fd, in_fd}:
             os.close(fd)
-    with open(os.path.join(directory, "pid"), "w") as handle:
-        handle.write(f"{popen.pid} {process_start_time(popen.pid)}\n")
-    return BatchProcess(popen.pid, popen.pid, status_path, directory, popen)
+    started = process_start_time(popen.pid)
+    _write_file(os.path.join(directory, "pid"), f"{popen.pid} {started}\n".encode(), 0o666)
+    return BatchProcess(popen.pid, popen.pid, status_path, directory, popen, started)
+
+
+def _write_file(path: str, data: bytes, mode: int) -> None:
+    """``data`` as the whole of ``path``, in one write where it fits (a file per job: no buffering layers)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def process_start_time(pid: int) -> str:

@@ -109,6 +109,7 @@ class Controller(JobLife, BackendLife, SocketServer):
         self.backed_up = time.time()  # main() takes one at start
         self.unsaved_backup = False  # committed since the last backup
         self.wrapper_exits: dict[int, int] = {}  # see JobLife.wrapper_exit
+        self.session_snapshot: dict[int, list[int]] | None = None  # /proc's sessions, taken once a turn
 
     def _kill_invalid_default(self) -> bool:
         for key, value in self.cluster.config.items():
@@ -431,6 +432,7 @@ class Controller(JobLife, BackendLife, SocketServer):
 
     def turn(self, timeout: float) -> None:
         events = self.sel.select(max(0.0, timeout))
+        self.session_snapshot = None  # taken after the wait: the batch steps that just ended are in it
         lines: list[tuple[Conn, bytes]] = []
         ended: list[Job] = []
         touched: list[Conn] = []

@@ -45,7 +45,7 @@ def start(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_n
         if node.root_dir:
             os.makedirs(node.root_dir, mode=0o700, exist_ok=True)
     proc = batch.start_batch(job, request, alloc, cluster, home, node_names)
-    return Launched(proc.pid, proc.pgid, process_start_time(proc.pid), proc.status_path,
+    return Launched(proc.pid, proc.pgid, proc.pid_start or process_start_time(proc.pid), proc.status_path,
                     getattr(proc, "popen", None))
 
 
@@ -229,25 +229,38 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
-def kill_stragglers(pgid: int | None, job_id: int) -> None:
-    """SIGKILL what is left in the job's session once its batch step is over.
-
-    Only processes that carry the job's id in their environment: a session
-    whose leader ended long ago (the controller was down) may share its
-    number with a newer, unrelated one.
-    """
-    if not pgid:
-        return
-    needle = f"\0SLURM_JOB_ID={job_id}\0".encode()
+def sessions() -> dict[int, list[int]]:
+    """Each session's processes, from one pass over /proc."""
+    found: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdecimal():
             continue
         try:
-            if os.getsid(int(entry)) != pgid:
-                continue
-            with open(f"/proc/{entry}/environ", "rb") as handle:
+            found.setdefault(os.getsid(int(entry)), []).append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def kill_stragglers(pgid: int | None, job_id: int, by_session: dict[int, list[int]] | None = None) -> None:
+    """SIGKILL what is left in the job's session once its batch step is over.
+
+    Only processes that carry the job's id in their environment: a session
+    whose leader ended long ago (the controller was down) may share its
+    number with a newer, unrelated one. ``by_session`` (``sessions()``) spares
+    a pass over /proc per job when many end at once.
+    """
+    if not pgid:
+        return
+    members = (by_session if by_session is not None else sessions()).get(pgid, [])
+    needle = f"\0SLURM_JOB_ID={job_id}\0".encode()
+    for pid in members:
+        try:
+            if os.getsid(pid) != pgid:
+                continue  # ended since, and the number taken by another
+            with open(f"/proc/{pid}/environ", "rb") as handle:
                 if needle in b"\0" + handle.read():
-                    os.kill(int(entry), _signal.SIGKILL)
+                    os.kill(pid, _signal.SIGKILL)
         except OSError:
             continue
 

@@ -51,13 +51,14 @@ class JobLife:
     def start_jobs(self, plan) -> None:
         """Turn the plan's starts into committed intents (resources taken, state RUNNING)."""
         now = time.time()
+        arrays: dict[int, Job] = {}  # split arrays, saved once each however many tasks left them
         for job, index, alloc in plan.starts:
             task = job
             if index is not None:  # the same split as scontrol's on one pending task
-                task = split_element(self, job, index)
+                task = split_element(self, job, index, save_array=False)
                 if task is not job:
-                    self.split_task_claim(job, task)
-                    self.save(job)  # its bid cost follows the task
+                    self.split_task_claim(job, task)  # its bid cost follows the task
+                    arrays[job.job_id] = job
             alloc.job_id = task.job_id
             rec = task.rec
             rec.partition = plan.partitions.get((job.job_id, index), rec.partition)  # one of several given
@@ -78,6 +79,8 @@ class JobLife:
             self.backend_for(task).restore(alloc)
             self.save(task)
             self.to_launch.append(task)
+        for array in arrays.values():
+            self.save(array)
 
     def _task_paths(self, task: Job) -> None:
 
@@ -185,7 +188,9 @@ class JobLife:
         wrapper_signal = 0
         if job.popen is not None and job.popen.returncode is not None and job.popen.returncode < 0:
             wrapper_signal = -job.popen.returncode
-        launch.kill_stragglers(job.pgid, job.job_id)  # nothing of a job outlives its batch step
+        if self.session_snapshot is None:  # one pass over /proc for all the turn's ends
+            self.session_snapshot = launch.sessions()
+        launch.kill_stragglers(job.pgid, job.job_id, self.session_snapshot)  # nothing of a job outlives its batch step
         end_state = job.end_state or ""
         if status is None:
             exit_code, sig = 0, int(wrapper_signal or _signal.SIGKILL)  # a plain int: records are marshalled

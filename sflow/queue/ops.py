@@ -203,9 +203,10 @@ def _load(ctl, job_id: int) -> Job | None:
 # ------------------------------------------------------------------ cancel
 
 
-def split_element(ctl, job: Job, index: int) -> Job:
+def split_element(ctl, job: Job, index: int, save_array: bool = True) -> Job:
     """Take one pending task out of an array's pending record: a record of its own, as in SLURM
-    (the last one left is the pending record itself, which keeps the array's id)."""
+    (the last one left is the pending record itself, which keeps the array's id). Without
+    ``save_array`` the caller saves the array's record, once for many tasks."""
     rest = job.pending_indices.without(IndexSet.of((index,)))
     if not rest:
         job.rec.array_task_id, job.rec.array_task_str, job.pending_indices = index, None, None
@@ -222,7 +223,8 @@ def split_element(ctl, job: Job, index: int) -> Job:
     ctl.jobs[task_id] = task
     job.pending_indices = rest
     job.rec.array_task_str = format_array(rest, job.rec.array_max_tasks)
-    ctl.save(job)
+    if save_array:
+        ctl.save(job)
     return task
 
 
