@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sflow.exec.context import job_context
 from sflow.exec.env import JobContext, batch_environment
-from sflow.exec.node_names import NodeNames, popen_on_node, warning
+from sflow.exec.node_names import NodeNames, start_on_node, warning
 from sflow.queue import paths
 from sflow.slurm.values import expand_output_pattern
 
@@ -128,15 +128,28 @@ def start_batch(job, request, alloc, cluster, home: str | None = None,
                 node_names: NodeNames | None = None) -> BatchProcess:
     """The controller's seam: start ``job``'s batch step on ``alloc`` as ``request`` asks, its
     processes on their nodes as ``node_names`` (``sflow.exec.node_names.prepare``) says."""
+    return begin_batch(job, request, alloc, cluster, home, node_names)()
+
+
+def begin_batch(job, request, alloc, cluster, home: str | None = None, node_names: NodeNames | None = None):
+    """``start_batch`` begun: its files written and its process on its way; the function returned
+    gives the BatchProcess (or raises what starting it raised). Many begun before the first is
+    asked for start side by side."""
     ctx = job_context(job, request, alloc, cluster)
-    return launch_batch(
+    return begin_launch(
         ctx, request.script, request.script_args, request.environment, home=home or paths.home(),
         stdout_pattern=request.stdout_pattern, stderr_pattern=request.error, input_pattern=request.input,
         append=request.open_mode == "append" or job.restart_count > 0, node_names=node_names or NodeNames(),
     )
 
 
-def launch_batch(
+def launch_batch(ctx: JobContext, script: str, script_args: list[str], base_env: dict[str, str],
+                 **options) -> BatchProcess:
+    """Write the job's files and start its batch step; raises OSError if it cannot."""
+    return begin_launch(ctx, script, script_args, base_env, **options)()
+
+
+def begin_launch(
     ctx: JobContext,
     script: str,
     script_args: list[str],
@@ -148,8 +161,8 @@ def launch_batch(
     input_pattern: str | None = None,
     append: bool = False,
     node_names: NodeNames = NodeNames(),
-) -> BatchProcess:
-    """Write the job's files and start its batch step; raises OSError if it cannot."""
+):
+    """``launch_batch`` begun (see ``begin_batch``); raises OSError here if the files cannot be written."""
     ctx.hosts_file = node_names.hosts_file  # srun starts the job's tasks the same way
     directory = paths.job_dir(home, ctx.job_id)
     os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -177,17 +190,27 @@ def launch_batch(
         os.write(err_fd, warning(node_names.problem).encode("utf-8", "surrogateescape"))
     env = batch_environment(ctx, base_env)
     try:
-        popen = popen_on_node(
+        starting = start_on_node(
             ["/bin/sh", "-c", WRAPPER, "sflow-batch", status_path, *unshellable(env), script_path, *script_args],
             ctx.nodes[0].name, ctx.hosts_file, stdin=in_fd, stdout=out_fd, stderr=err_fd, cwd=cwd, env=env,
-            start_new_session=True, close_fds=True, threaded=True,
+            start_new_session=True, close_fds=True,
         )
-    finally:
+    except BaseException:
         for fd in {out_fd, err_fd, in_fd}:
             os.close(fd)
-    started = process_start_time(popen.pid)
-    _write_file(os.path.join(directory, "pid"), f"{popen.pid} {started}\n".encode(), 0o666)
-    return BatchProcess(popen.pid, popen.pid, status_path, directory, popen, started)
+        raise
+
+    def started() -> BatchProcess:
+        try:
+            popen = starting()
+        finally:
+            for fd in {out_fd, err_fd, in_fd}:
+                os.close(fd)
+        pid_start = process_start_time(popen.pid)
+        _write_file(os.path.join(directory, "pid"), f"{popen.pid} {pid_start}\n".encode(), 0o666)
+        return BatchProcess(popen.pid, popen.pid, status_path, directory, popen, pid_start)
+
+    return started
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:

@@ -265,14 +265,19 @@ class _NodeThread:
                 box.append((False, err))
             done.set()
 
-    def run(self, work):
+    def submit(self, work):
+        """Have ``work`` done in this thread; the function returned waits for its result."""
         done, box = threading.Event(), []
         self.requests.put((work, done, box))
-        done.wait()
-        ok, value = box[0]
-        if not ok:
-            raise value
-        return value
+
+        def result():
+            done.wait()
+            ok, value = box[0]
+            if not ok:
+                raise value
+            return value
+
+        return result
 
     def stop(self) -> None:
         self.requests.put(None)
@@ -304,6 +309,26 @@ def _node_thread(node_name: str, hosts_file: str) -> _NodeThread | None:
         return thread
 
 
+def start_on_node(argv: list[str], node_name: str, hosts_file: str, **popen_args):
+    """``popen_on_node`` for a long-lived process (the controller), begun now: the function
+    returned gives its Popen (or raises its error). As root, on a named node, a thread of the
+    node's own (``_NodeThread``) starts it meanwhile, so the caller can prepare the next one."""
+    if hosts_file:
+        thread = _node_thread(node_name, hosts_file)
+        if thread is not None:
+            return thread.submit(lambda: subprocess.Popen(argv, **popen_args))
+    try:
+        popen = popen_on_node(argv, node_name, hosts_file, **popen_args)
+    except Exception as err:  # raised when asked for, as the thread's would be
+        failure = err
+
+        def raising():
+            raise failure
+
+        return raising
+    return lambda: popen
+
+
 def popen_on_node(argv: list[str], node_name: str, hosts_file: str, *, setup=None, threaded: bool = False,
                   **popen_args):
     """``subprocess.Popen(argv, **popen_args)`` as a process of node ``node_name``: with the
@@ -315,9 +340,7 @@ def popen_on_node(argv: list[str], node_name: str, hosts_file: str, *, setup=Non
     if not hosts_file:
         return subprocess.Popen(argv, preexec_fn=setup, **popen_args)
     if threaded and setup is None:
-        thread = _node_thread(node_name, hosts_file)
-        if thread is not None:
-            return thread.run(lambda: subprocess.Popen(argv, **popen_args))
+        return start_on_node(argv, node_name, hosts_file, **popen_args)()
     enter = _entering(node_name, hosts_file)
 
     def on_node() -> None:

@@ -34,19 +34,31 @@ class Launched:
 def start(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_names=None) -> Launched:
     """Start the batch step (``sflow.exec.batch.start_batch``), local processes on their nodes as
     ``node_names`` says (``sflow.exec.node_names.prepare``); raises if it cannot."""
+    return begin(job, request, alloc, cluster, home, node_names)()
+
+
+def begin(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_names=None):
+    """``start`` begun: the function returned gives the Launched, or raises what starting raised.
+    Raises at once when the step's files cannot be made."""
     from sflow.exec import batch  # deferred: loaded with the first job
 
     if any(node.address for node in alloc.nodes):  # remote nodes: a local agent runs the step over SSH
         from sflow.exec.remote_batch import start_remote_batch  # deferred: loaded with the first job
 
         proc = start_remote_batch(job, request, alloc, cluster, home)
-        return Launched(proc.pid, proc.pgid, process_start_time(proc.pid), proc.status_path, proc.popen)
+        launched = Launched(proc.pid, proc.pgid, process_start_time(proc.pid), proc.status_path, proc.popen)
+        return lambda: launched
     for node in alloc.nodes:
         if node.root_dir:
             os.makedirs(node.root_dir, mode=0o700, exist_ok=True)
-    proc = batch.start_batch(job, request, alloc, cluster, home, node_names)
-    return Launched(proc.pid, proc.pgid, proc.pid_start or process_start_time(proc.pid), proc.status_path,
-                    getattr(proc, "popen", None))
+    starting = batch.begin_batch(job, request, alloc, cluster, home, node_names)
+
+    def started() -> Launched:
+        proc = starting()
+        return Launched(proc.pid, proc.pgid, proc.pid_start or process_start_time(proc.pid), proc.status_path,
+                        getattr(proc, "popen", None))
+
+    return started
 
 
 def missing_directory(job: JobRecord, request, alloc: Allocation, cluster) -> str | None:

@@ -98,6 +98,9 @@ class JobLife:
         awaiting, self.awaiting_dirs = self.awaiting_dirs, set()
         todo += [self.jobs[job_id] for job_id in sorted(awaiting) if job_id in self.jobs]
         now = time.time()
+        # All begun first, then each collected: nodes' threads start processes while the next
+        # job's files are written.
+        begun = []
         for job in todo:
             if self.jobs.get(job.job_id) is not job or job.launch != "intent":
                 continue
@@ -107,16 +110,15 @@ class JobLife:
                 self.awaiting_dirs.add(job.job_id)
                 continue
             try:
-                started = launch.start(job.rec, request, job.alloc, self.cluster, self.home, self.node_names)
-            except StepFilesUnavailable as err:
-                print(f"job {job.job_id}: launch failed: {err}", file=sys.stderr)
-                self.launch_failed(job)
-                continue
-            except Exception as err:  # the executor refused: SLURM holds the job after a launch failure
-                print(f"job {job.job_id}: launch failed: {type(err).__name__}: {err}", file=sys.stderr)
-                traceback.print_exc()
-                self.end_run(job)
-                self.requeue(job, hold=True, reason="launch failed requeued held", count=False)
+                begun.append((job, launch.begin(job.rec, request, job.alloc, self.cluster, self.home,
+                                                 self.node_names)))
+            except Exception as err:
+                self._not_launched(job, err)
+        for job, starting in begun:
+            try:
+                started = starting()
+            except Exception as err:
+                self._not_launched(job, err)
                 continue
             job.pid, job.pgid, job.pid_start = started.pid, started.pgid, started.pid_start
             job.status_path, job.popen = started.status_path, started.popen
@@ -129,6 +131,17 @@ class JobLife:
         self.commit()
         if self.awaiting_dirs:
             self.next_wake = min(getattr(self, "next_wake", FOREVER), time.time() + DIRECTORY_POLL_SECONDS)
+
+    def _not_launched(self, job: Job, err: Exception) -> None:
+        if isinstance(err, StepFilesUnavailable):
+            print(f"job {job.job_id}: launch failed: {err}", file=sys.stderr)
+            self.launch_failed(job)
+            return
+        # The executor refused: SLURM holds the job after a launch failure.
+        print(f"job {job.job_id}: launch failed: {type(err).__name__}: {err}", file=sys.stderr)
+        traceback.print_exception(err)
+        self.end_run(job)
+        self.requeue(job, hold=True, reason="launch failed requeued held", count=False)
 
     def launch_failed(self, job: Job) -> None:
         """The batch step's files could not be opened: FAILED, as slurmd reports it (the batch
