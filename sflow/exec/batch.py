@@ -131,11 +131,12 @@ def start_batch(job, request, alloc, cluster, home: str | None = None,
     return begin_batch(job, request, alloc, cluster, home, node_names)()
 
 
-def begin_batch(job, request, alloc, cluster, home: str | None = None, node_names: NodeNames | None = None):
+def begin_batch(job, request, alloc, cluster, home: str | None = None, node_names: NodeNames | None = None,
+                ctx: JobContext | None = None):
     """``start_batch`` begun: its files written and its process on its way; the function returned
     gives the BatchProcess (or raises what starting it raised). Many begun before the first is
-    asked for start side by side."""
-    ctx = job_context(job, request, alloc, cluster)
+    asked for start side by side. ``ctx``: the job's context, if made already."""
+    ctx = ctx or job_context(job, request, alloc, cluster)
     return begin_launch(
         ctx, request.script, request.script_args, request.environment, home=home or paths.home(),
         stdout_pattern=request.stdout_pattern, stderr_pattern=request.error, input_pattern=request.input,

@@ -37,9 +37,9 @@ def start(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_n
     return begin(job, request, alloc, cluster, home, node_names)()
 
 
-def begin(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_names=None):
+def begin(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_names=None, ctx=None):
     """``start`` begun: the function returned gives the Launched, or raises what starting raised.
-    Raises at once when the step's files cannot be made."""
+    Raises at once when the step's files cannot be made. ``ctx``: the JobContext if already made."""
     from sflow.exec import batch  # deferred: loaded with the first job
 
     if any(node.address for node in alloc.nodes):  # remote nodes: a local agent runs the step over SSH
@@ -51,7 +51,7 @@ def begin(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_n
     for node in alloc.nodes:
         if node.root_dir:
             os.makedirs(node.root_dir, mode=0o700, exist_ok=True)
-    starting = batch.begin_batch(job, request, alloc, cluster, home, node_names)
+    starting = batch.begin_batch(job, request, alloc, cluster, home, node_names, ctx)
 
     def started() -> Launched:
         proc = starting()
@@ -61,15 +61,24 @@ def begin(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_n
     return started
 
 
-def missing_directory(job: JobRecord, request, alloc: Allocation, cluster) -> str | None:
-    """A directory the local batch step needs that is not there yet (None for remote nodes,
-    whose agent makes its own)."""
+def local_context(job: JobRecord, request, alloc: Allocation, cluster):
+    """The JobContext of a batch step on this machine (None for remote nodes, whose agent makes its own)."""
     if any(node.address for node in alloc.nodes):
         return None
-    from sflow.exec import batch  # deferred: loaded with the first job
-    from sflow.exec.context import job_context
+    from sflow.exec.context import job_context  # deferred: loaded with the first job
 
-    ctx = job_context(job, request, alloc, cluster)
+    return job_context(job, request, alloc, cluster)
+
+
+def missing_directory(job: JobRecord, request, alloc: Allocation, cluster, ctx=None) -> str | None:
+    """A directory the local batch step needs that is not there yet (None for remote nodes,
+    whose agent makes its own). ``ctx``: ``local_context``'s answer, if already asked."""
+    if ctx is None:
+        ctx = local_context(job, request, alloc, cluster)
+        if ctx is None:
+            return None
+    from sflow.exec import batch  # deferred: loaded with the first job
+
     return batch.missing_directory(ctx, request.stdout_pattern, request.error)
 
 

@@ -53,10 +53,11 @@ class JobLife:
         now = time.time()
         arrays: dict[int, Job] = {}  # split arrays, saved once each however many tasks left them
         for job, index, alloc in plan.starts:
-            task = job
+            task, new = job, False
             if index is not None:  # the same split as scontrol's on one pending task
-                task = split_element(self, job, index, save_array=False)
-                if task is not job:
+                task = split_element(self, job, index, save_array=False, write_task=False)
+                new = task is not job
+                if new:
                     self.split_task_claim(job, task)  # its bid cost follows the task
                     arrays[job.job_id] = job
             alloc.job_id = task.job_id
@@ -77,7 +78,10 @@ class JobLife:
             task.end_state, task.kill_at, task.signal_done = None, None, False
             task.expected_start = None
             self.backend_for(task).restore(alloc)
-            self.save(task)
+            if new:
+                self.insert(task)  # one write for a task split off and started
+            else:
+                self.save(task)
             self.to_launch.append(task)
         for array in arrays.values():
             self.save(array)
@@ -105,13 +109,14 @@ class JobLife:
             if self.jobs.get(job.job_id) is not job or job.launch != "intent":
                 continue
             request = self.request_of(job)
-            if (now < (job.launch_time or 0.0) + DIRECTORY_GRACE_SECONDS
-                    and launch.missing_directory(job.rec, request, job.alloc, self.cluster)):
-                self.awaiting_dirs.add(job.job_id)
-                continue
             try:
+                ctx = launch.local_context(job.rec, request, job.alloc, self.cluster)
+                if (ctx is not None and now < (job.launch_time or 0.0) + DIRECTORY_GRACE_SECONDS
+                        and launch.missing_directory(job.rec, request, job.alloc, self.cluster, ctx)):
+                    self.awaiting_dirs.add(job.job_id)
+                    continue
                 begun.append((job, launch.begin(job.rec, request, job.alloc, self.cluster, self.home,
-                                                 self.node_names)))
+                                                 self.node_names, ctx)))
             except Exception as err:
                 self._not_launched(job, err)
         for job, starting in begun:

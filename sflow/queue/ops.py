@@ -203,15 +203,17 @@ def _load(ctl, job_id: int) -> Job | None:
 # ------------------------------------------------------------------ cancel
 
 
-def split_element(ctl, job: Job, index: int, save_array: bool = True) -> Job:
+def split_element(ctl, job: Job, index: int, save_array: bool = True, write_task: bool = True) -> Job:
     """Take one pending task out of an array's pending record: a record of its own, as in SLURM
     (the last one left is the pending record itself, which keeps the array's id). Without
-    ``save_array`` the caller saves the array's record, once for many tasks."""
+    ``save_array`` the caller saves the array's record, once for many tasks; without
+    ``write_task`` it writes the task (a new one with ``ctl.insert``), once it is changed."""
     rest = job.pending_indices.without(IndexSet.of((index,)))
     if not rest:
         job.rec.array_task_id, job.rec.array_task_str, job.pending_indices = index, None, None
         ctl._task_paths(job)
-        ctl.save(job)
+        if write_task:
+            ctl.save(job)
         return job
     ctl.write()
     task_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
@@ -219,7 +221,8 @@ def split_element(ctl, job: Job, index: int, save_array: bool = True) -> Job:
     task = Job(rec=rec, seq=job.seq, nice=job.nice, begin_time=job.begin_time, plan=job.plan,
                request=job.request, need=job.need, never_reason=job.never_reason)
     ctl._task_paths(task)
-    ctl.insert(task)
+    if write_task:
+        ctl.insert(task)
     ctl.jobs[task_id] = task
     job.pending_indices = rest
     job.rec.array_task_str = format_array(rest, job.rec.array_max_tasks)
