@@ -166,17 +166,21 @@ def begin_launch(
     """``launch_batch`` begun (see ``begin_batch``); raises OSError here if the files cannot be written."""
     ctx.hosts_file = node_names.hosts_file  # srun starts the job's tasks the same way
     directory = paths.job_dir(home, ctx.job_id)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    status_path = os.path.join(directory, "status")
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:  # run before (requeued), or its script kept since submission: clear the last run's
+        for stale in (status_path, status_path + ".tmp", status_path + ".times",
+                      os.path.join(directory, "usage-batch.json")):
+            try:
+                os.unlink(stale)
+            except FileNotFoundError:
+                pass
+    except FileNotFoundError:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
     script_path = os.path.join(directory, "slurm_script")
     _write_file(script_path, script.encode("utf-8", "surrogateescape"), 0o700)
     _write_file(os.path.join(directory, "context.json"), json.dumps(ctx.to_json()).encode(), 0o666)
-    status_path = os.path.join(directory, "status")
-    for stale in (status_path, status_path + ".tmp", status_path + ".times",
-                  os.path.join(directory, "usage-batch.json")):
-        try:
-            os.unlink(stale)
-        except FileNotFoundError:
-            pass
 
     out_path, err_path, in_path = output_paths(ctx, stdout_pattern, stderr_pattern, input_pattern)
     in_fd, out_fd, err_fd = _open_step_files(out_path, err_path, in_path, append)

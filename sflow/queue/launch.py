@@ -22,6 +22,9 @@ from sflow.records import JobRecord
 # starts: a controller started on demand answers its first command about 20 ms sooner.
 
 
+_made_roots: set[str] = set()  # nodes' working roots made by this process: one mkdir each, not one per job
+
+
 @dataclass
 class Launched:
     pid: int
@@ -49,8 +52,9 @@ def begin(job: JobRecord, request, alloc: Allocation, cluster, home: str, node_n
         launched = Launched(proc.pid, proc.pgid, process_start_time(proc.pid), proc.status_path, proc.popen)
         return lambda: launched
     for node in alloc.nodes:
-        if node.root_dir:
+        if node.root_dir and node.root_dir not in _made_roots:
             os.makedirs(node.root_dir, mode=0o700, exist_ok=True)
+            _made_roots.add(node.root_dir)
     starting = batch.begin_batch(job, request, alloc, cluster, home, node_names, ctx)
 
     def started() -> Launched:
