@@ -32,6 +32,7 @@ POLL_SECONDS = 1.0  # liveness checks for processes no pidfd watches
 # a start whose directories are missing waits this long for them before it fails as SLURM's does.
 DIRECTORY_GRACE_SECONDS = 2.0
 DIRECTORY_POLL_SECONDS = 0.05
+LAUNCH_COMMIT_SECONDS = 0.05  # how long started pids may wait for a commit
 LAUNCH_FAILED_SIGNAL = 53  # sacct's ExitCode 0:53 of a batch step that could not open its files
 
 
@@ -130,12 +131,18 @@ class JobLife:
             job.launch = "launched"
             self.save(job)
             self.watch(job)
-        # One commit for the whole batch: a controller killed before it finds each started
-        # process by its pid file (recovery.resolve_intent), so a commit per job (an fsync each)
-        # would buy nothing.
-        self.commit()
+        # The pids ride on the next turn's commit (at most LAUNCH_COMMIT_SECONDS away), not on
+        # one of their own: a controller killed before it finds each started process by its pid
+        # file (recovery.resolve_intent), so committing here would buy nothing, and an fsync now
+        # would stand between a short job's end and the loop that sees it.
+        wake = FOREVER
+        if self.after_commit:  # a launch failed: its effects (a waiting sbatch answered) go now
+            self.commit()
+        elif self.in_tx:
+            wake = time.time() + LAUNCH_COMMIT_SECONDS
         if self.awaiting_dirs:
-            self.next_wake = min(getattr(self, "next_wake", FOREVER), time.time() + DIRECTORY_POLL_SECONDS)
+            wake = min(wake, time.time() + DIRECTORY_POLL_SECONDS)
+        self.next_wake = min(getattr(self, "next_wake", FOREVER), wake)
 
     def _not_launched(self, job: Job, err: Exception) -> None:
         if isinstance(err, StepFilesUnavailable):
