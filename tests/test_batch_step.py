@@ -74,3 +74,27 @@ def test_nothing_a_batch_step_left_behind_outlives_it(cluster):
             return True
 
     assert wait_for(lambda: all(gone(pid) for pid in left))
+
+
+def test_a_file_system_mounted_after_a_node_started_processes_is_seen_by_its_next_ones(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    hosts = hosts_path(str(tmp_path))
+    names = node_names.prepare(load_file(REF_CONF), hosts)
+    if names.problem:
+        pytest.skip(f"this kernel refuses the namespaces: {names.problem}")
+
+    def run_on_node3(*argv: str) -> bytes:
+        process = node_names.popen_on_node(list(argv), "node3", hosts, threaded=True, stdout=subprocess.PIPE)
+        return process.communicate(timeout=60)[0]
+
+    assert run_on_node3("hostname") == b"node3\n"  # the node's thread exists from here on
+    target = tmp_path / "mounted"
+    target.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(target)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (target / "file").write_text("on the new file system\n")
+        assert run_on_node3("cat", str(target / "file")) == b"on the new file system\n"
+    finally:
+        subprocess.run(["umount", str(target)], capture_output=True)

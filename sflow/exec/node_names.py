@@ -288,15 +288,19 @@ _threads_lock = threading.Lock()
 
 
 def _node_thread(node_name: str, hosts_file: str) -> _NodeThread | None:
-    """The node's thread for the hosts file as it is now (it is replaced, never edited, when the
-    cluster changes: a new file gets new threads), or None where one cannot be had."""
+    """The node's thread for the hosts file and this machine's mounts as they are now, or None
+    where one cannot be had. The hosts file is replaced, never edited, when the cluster changes;
+    a file system mounted since a thread began would be missing from its copy of the mounts: either
+    way the node gets a new thread (a job started as before keeps what it had)."""
     if os.geteuid() != 0:
         return None
     try:
         info = os.stat(hosts_file)
+        with open("/proc/self/mountinfo", "rb") as handle:
+            mounts = handle.read()
     except OSError:
         return None
-    key = (hosts_file, info.st_ino, info.st_mtime_ns)
+    key = (hosts_file, info.st_ino, info.st_mtime_ns, mounts)
     with _threads_lock:
         known = _node_threads.get(node_name)
         if known is not None and known[0] == key:
