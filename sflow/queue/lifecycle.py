@@ -129,7 +129,9 @@ class JobLife:
             job.pid, job.pgid, job.pid_start = started.pid, started.pgid, started.pid_start
             job.status_path, job.popen = started.status_path, started.popen
             job.launch = "launched"
-            self.save(job)
+            self.write()  # only the launch's columns: the record itself is as the intent left it
+            store.set_internal(self.conn, job.job_id, launch=job.launch, pid=job.pid, pgid=job.pgid,
+                               pid_start=job.pid_start, status_path=job.status_path)
             self.watch(job)
         # The pids ride on the next turn's commit (at most LAUNCH_COMMIT_SECONDS away), not on
         # one of their own: a controller killed before it finds each started process by its pid
