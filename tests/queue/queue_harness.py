@@ -115,6 +115,13 @@ class Queue:
         assert pid, "no controller running"
         os.kill(pid, signal.SIGKILL)
         self.wait_for(lambda: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 10, "controller death")
+        # A process with threads (the controller's nodes') can be a zombie a moment before its
+        # listening socket closes (gVisor): until then a connection would still be taken.
+        from sflow.queue import watchdog
+
+        deadline = time.monotonic() + 2
+        while watchdog.controller_answers(self.home) and self.controller_pid() == pid and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     def shutdown(self) -> None:
         from sflow.queue import client
