@@ -129,6 +129,7 @@ class JobLife:
             job.pid, job.pgid, job.pid_start = started.pid, started.pgid, started.pid_start
             job.status_path, job.popen = started.status_path, started.popen
             job.launch = "launched"
+            self.launched[job.job_id] = job  # saved by its columns alone, so indexed here (see save)
             self.write()  # only the launch's columns: the record itself is as the intent left it
             store.set_internal(self.conn, job.job_id, launch=job.launch, pid=job.pid, pgid=job.pgid,
                                pid_start=job.pid_start, status_path=job.status_path)
