@@ -133,6 +133,9 @@ def check(home: str) -> None:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)
             try:
                 row = conn.execute("SELECT value FROM meta WHERE key = 'next_job_id'").fetchone()
+                # A store that never committed a job has no counter yet: directories beside it are
+                # then what a first submission killed before its commit left (never acknowledged).
+                row = row or (None if conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() else ("",))
             finally:
                 conn.close()
         except sqlite3.OperationalError as err:

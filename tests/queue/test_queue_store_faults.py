@@ -159,6 +159,21 @@ def test_emptied_store_is_refused_and_repaired_from_the_backup(queued):
     assert after.returncode == 0 and int(after.stdout) == 100040  # no job directory's id is used again
 
 
+def test_a_first_submission_killed_before_its_commit_leaves_a_usable_store(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env, work = _env(str(home)), str(tmp_path)
+    started = _run(env, work, sys.executable, "-c", "from sflow.queue import client; client.call(None, 'ping')")
+    assert started.returncode == 0, started.stderr  # a controller made the store; no job in it
+    _shutdown(str(home))
+    # What a controller killed between writing the first job's script and its COMMIT leaves.
+    os.makedirs(home / "jobs" / "100000")
+    (home / "jobs" / "100000" / "script").write_text("#!/bin/sh\ntrue\n")
+    submitted = _run(env, work, "sbatch", "--parsable", "--hold", "--wrap", "true")
+    assert submitted.returncode == 0, submitted.stderr
+    assert _run(env, work, "squeue", "-h", "-o", "%i").stdout.split() == [submitted.stdout.strip()]
+
+
 def test_damaged_header_is_refused_at_once_and_read_back(queued):
     home, env, work = queued
     with open(os.path.join(home, "sflow.db"), "r+b") as handle:
