@@ -149,6 +149,10 @@ static void puts_(buf_t *b, const char *s) { put(b, s, strlen(s)); }
 
 static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+/* sflow/cli/served.py WIRE: the version of the request's and the reply's shape. A controller of
+ * another version is never mis-read: its reply runs the shim. */
+#define WIRE "2"
+
 /* Bytes as a JSON string of their base64: any bytes cross, and no UTF-8 is needed here. */
 static void put_b64(buf_t *b, const unsigned char *s, size_t n)
 {
@@ -176,41 +180,6 @@ static void put_b64(buf_t *b, const unsigned char *s, size_t n)
     *o++ = '"';
     b->len = (size_t)(o - b->data);
     b->data[b->len] = 0;
-}
-
-static int b64_value(int c)
-{
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-/* Decodes base64 from s up to the closing quote, in place into out; its length, or -1. */
-static long b64_decode(const char *s, const char **end, unsigned char *out)
-{
-    long n = 0;
-    unsigned acc = 0;
-    int bits = 0;
-    for (; *s && *s != '"'; s++) {
-        if (*s == '=')
-            continue;
-        int v = b64_value((unsigned char)*s);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char)(acc >> bits);
-        }
-    }
-    if (*s != '"')
-        return -1;
-    *end = s + 1;
-    return n;
 }
 
 /* ------------------------------------------------------------------ where the controller listens */
@@ -288,7 +257,7 @@ static int connect_controller(void)
 static void request(buf_t *msg, const unsigned char *stdin_data, size_t stdin_len, int with_stdin)
 {
     msg->len = 0;
-    puts_(msg, "{\"op\": \"run\", \"command\": \"");
+    puts_(msg, "{\"op\": \"run\", \"wire\": " WIRE ", \"command\": \"");
     puts_(msg, command);
     puts_(msg, "\", \"argv\": [");
     for (int i = 0; i < nargs; i++) {
@@ -341,22 +310,68 @@ static int send_all(int fd, const char *data, size_t len)
     return write_fully(fd, data, len, 1);
 }
 
-/* One reply line (the controller's json.dumps: one line, no newline inside). */
-static int read_line(int fd, buf_t *reply)
+/* What came from the controller: reply lines, each followed by the raw bytes it announces. Replies
+ * are taken from it in order; what was read ahead of the one being taken stays for the next. */
+static buf_t inbox;
+static size_t taken;
+
+/* At least `want` bytes in the inbox beyond those taken, or -1 (the controller went away). */
+static int receive(int fd, size_t want, int flags)
 {
-    reply->len = 0;
-    for (;;) {
-        need(reply, 65536);
-        ssize_t n = recv(fd, reply->data + reply->len, 65536, 0);
+    while (inbox.len - taken < want) {
+        size_t room = want - (inbox.len - taken);
+        if (room < 65536 && !(flags & MSG_WAITALL)) /* more is welcome, but never waited for */
+            room = 65536;
+        need(&inbox, room);
+        ssize_t n = recv(fd, inbox.data + inbox.len, room, flags);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
             return -1;
-        reply->len += (size_t)n;
-        reply->data[reply->len] = 0;
-        if (reply->data[reply->len - 1] == '\n')
-            return 0;
+        inbox.len += (size_t)n;
+        inbox.data[inbox.len] = 0;
     }
+    return 0;
+}
+
+/* The next reply line (the controller's json.dumps: no newline inside), its newline made the end of
+ * the string, or NULL. Valid until the next receive(). */
+static char *read_line(int fd)
+{
+    size_t scanned = taken;
+    for (;;) {
+        char *newline = inbox.len > scanned ? memchr(inbox.data + scanned, '\n', inbox.len - scanned) : NULL;
+        if (newline) {
+            char *line = inbox.data + taken;
+            *newline = 0;
+            taken = (size_t)(newline - inbox.data) + 1;
+            return line;
+        }
+        scanned = inbox.len;
+        if (receive(fd, inbox.len - taken + 1, 0) != 0)
+            return NULL;
+    }
+}
+
+/* The non-negative integer after "key": in the line, or -1. */
+static long long json_number(const char *line, const char *key)
+{
+    const char *at = strstr(line, key);
+    if (!at)
+        return -1;
+    at += strlen(key);
+    if (*at < '0' || *at > '9')
+        return -1;
+    char *end;
+    errno = 0;
+    long long value = strtoll(at, &end, 10);
+    return errno ? -1 : value;
+}
+
+/* A reply that ran the command, of this client's shape. */
+static int ran_here(const char *line)
+{
+    return line && strstr(line, "\"ran\": true") && json_number(line, "\"wire\": ") == atoi(WIRE);
 }
 
 static void read_stdin(buf_t *in)
@@ -399,55 +414,72 @@ static const char *skip_ws(const char *s)
     return s;
 }
 
-/* A reply with "ran": the command's writes, in order, and its exit code (0 in the first line of a
- * reply in two, which has none; 1 if stdout's reader has gone). */
-static int replay(char *reply, int more)
+/* The writes a "ran" reply announces (its "writes": [[fd, length], ...]), received whole: what was
+ * cut short or malformed is a fallback before anything is written, never half of the output. */
+typedef struct {
+    int fd;
+    size_t len;
+} piece_t;
+
+static piece_t *receive_writes(int fd, const char *line, size_t *count, const char **data)
 {
-    const char *s = strstr(reply, "\"exit_code\": ");
-    const char *w = strstr(reply, "\"writes\": [");
-    if ((!s && !more) || !w)
+    const char *w = strstr(line, "\"writes\": [");
+    if (!w)
         run_shim();
-    int code = s ? atoi(s + strlen("\"exit_code\": ")) : 0;
-    /* Decode everything first: a malformed reply must not leave half of the output written. */
-    typedef struct { int fd; unsigned char *data; long len; } piece_t;
-    size_t count = 0, cap = 16;
+    size_t n = 0, cap = 8, total = 0;
     piece_t *pieces = malloc(cap * sizeof *pieces);
     if (!pieces)
         run_shim();
     w = skip_ws(w + strlen("\"writes\": ["));
     while (*w == '[') {
         char *end;
-        long fd = strtol(w + 1, &end, 10);
+        long to = strtol(w + 1, &end, 10);
         const char *q = skip_ws(end);
-        if ((fd != 1 && fd != 2) || *q != ',')
+        if ((to != 1 && to != 2) || *q != ',')
             run_shim();
         q = skip_ws(q + 1);
-        if (*q != '"')
+        if (*q < '0' || *q > '9')
             run_shim();
-        unsigned char *out = (unsigned char *)(q + 1); /* decoded in place: never longer */
-        long n = b64_decode(q + 1, &q, out);
-        if (n < 0 || *skip_ws(q) != ']')
+        errno = 0;
+        unsigned long long len = strtoull(q, &end, 10);
+        if (errno || len > (1ULL << 40) || total + len > (1ULL << 40) || *skip_ws(end) != ']')
             run_shim();
-        if (count == cap) {
+        if (n == cap) {
             cap *= 2;
             pieces = realloc(pieces, cap * sizeof *pieces);
             if (!pieces)
                 run_shim();
         }
-        pieces[count++] = (piece_t){(int)fd, out, n};
-        w = skip_ws(skip_ws(q) + 1);
+        pieces[n++] = (piece_t){(int)to, (size_t)len};
+        total += (size_t)len;
+        w = skip_ws(skip_ws(end) + 1);
         if (*w == ',')
             w = skip_ws(w + 1);
     }
     if (*w != ']')
         run_shim();
+    /* All of it before a byte is written: the bytes already read ahead, the rest in as few calls as
+     * the kernel allows. */
+    if (receive(fd, total, MSG_WAITALL) != 0)
+        run_shim();
+    *data = inbox.data + taken;
+    taken += total;
+    *count = n;
+    return pieces;
+}
+
+/* The writes received, in order; the exit code given, or 1 if stdout's reader has gone. */
+static int replay(const piece_t *pieces, size_t count, const char *data, int code)
+{
     /* As the shim: a reader gone from stdout (squeue | head) is exit code 1, without a word. */
     signal(SIGPIPE, SIG_IGN);
     int stdout_gone = 0;
     for (size_t i = 0; i < count; i++) {
+        const char *bytes = data;
+        data += pieces[i].len;
         if (pieces[i].fd == 1 && stdout_gone)
             continue;
-        if (write_all(pieces[i].fd, pieces[i].data, (size_t)pieces[i].len) != 0 && pieces[i].fd == 1) {
+        if (write_all(pieces[i].fd, (const unsigned char *)bytes, pieces[i].len) != 0 && pieces[i].fd == 1) {
             stdout_gone = 1;
             code = 1;
         }
@@ -455,21 +487,38 @@ static int replay(char *reply, int more)
     return code;
 }
 
-/* sbatch --wait: the submission's output now, then the job's end in a second line. Submitted already,
- * a lost controller is waited for as the shim's sbatch does, never submitted to again. */
-static int wait_for_end(int fd, buf_t *reply)
+/* A whole reply that ran the command: its writes, then its exit code. */
+static int finish(int fd, const char *line)
 {
-    const char *ids = strstr(reply->data, "\"wait_for\": [");
-    long job = ids ? strtol(ids + strlen("\"wait_for\": ["), NULL, 10) : 0;
+    long long code = json_number(line, "\"exit_code\": ");
+    if (code < 0 || code > 255)
+        run_shim();
+    size_t count;
+    const char *data;
+    piece_t *pieces = receive_writes(fd, line, &count, &data);
+    close(fd);
+    return replay(pieces, count, data, (int)code);
+}
+
+/* sbatch --wait: the submission's output now, then the job's end in a second reply. Submitted already,
+ * a lost controller is waited for as the shim's sbatch does, never submitted to again. */
+static int wait_for_end(int fd, const char *line)
+{
+    long long job = json_number(line, "\"wait_for\": [");
     if (job <= 0)
         run_shim(); /* nothing was written yet: the controller owes nothing either */
-    submitted_job = job;
-    if (replay(reply->data, 1) != 0)
+    size_t count;
+    const char *data;
+    /* Until its output is here, the shim asks again under the same token: the same job, said once. */
+    piece_t *pieces = receive_writes(fd, line, &count, &data);
+    submitted_job = (long)job;
+    if (replay(pieces, count, data, 0) != 0)
         return 1; /* as the shim: its stdout's reader gone, it exits before waiting */
-    if (read_line(fd, reply) != 0 || !strstr(reply->data, "\"ran\": true"))
+    free(pieces);
+    line = read_line(fd);
+    if (!ran_here(line))
         wait_again();
-    close(fd);
-    return replay(reply->data, 0);
+    return finish(fd, line);
 }
 
 /* One token for this sbatch, whichever way it goes: the controller answers a submission it already
@@ -520,28 +569,28 @@ int main(int argc, char **argv)
     }
     if (strcmp(command, "sbatch") == 0)
         set_resend_token();
-    buf_t msg = {0}, reply = {0}, in = {0};
+    buf_t msg = {0}, in = {0};
     request(&msg, NULL, 0, 0); /* made first: the controller finds it there the moment it accepts */
     int fd = connect_controller();
     if (fd < 0)
         run_shim();
-    if (send_all(fd, msg.data, msg.len) != 0 || read_line(fd, &reply) != 0)
+    char *line = NULL;
+    if (send_all(fd, msg.data, msg.len) != 0 || !(line = read_line(fd)))
         run_shim();
-    if (strstr(reply.data, "\"need_stdin\": true")) {
+    if (strstr(line, "\"need_stdin\": true")) {
         /* sbatch's script comes on stdin: read it only now that the command is known to read it. */
         read_stdin(&in);
         request(&msg, (const unsigned char *)in.data, in.len, 1);
-        if (send_all(fd, msg.data, msg.len) != 0 || read_line(fd, &reply) != 0)
+        if (send_all(fd, msg.data, msg.len) != 0 || !(line = read_line(fd)))
             shim_with_stdin(&in);
     }
-    if (!strstr(reply.data, "\"ran\": true")) {
+    if (!ran_here(line)) {
         close(fd);
         if (in.data)
             shim_with_stdin(&in);
         run_shim();
     }
-    if (strstr(reply.data, "\"more\": true"))
-        return wait_for_end(fd, &reply);
-    close(fd);
-    return replay(reply.data, 0);
+    if (strstr(line, "\"more\": true"))
+        return wait_for_end(fd, line);
+    return finish(fd, line);
 }

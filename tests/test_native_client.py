@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROOT
 from polling import wait_for
+from sflow.cli import served
 from sflow.queue import client
 
 _spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
@@ -41,7 +42,7 @@ def _b64(data) -> str:
 
 def _run_message(cluster, command: str, *argv: str) -> dict:
     env = [_b64(f"{k}={v}") for k, v in cluster.env.items()]
-    return client.call(cluster.home, "run", command=command, argv=[_b64(a) for a in argv], env=env,
+    return client.call(cluster.home, "run", wire=served.WIRE, command=command, argv=[_b64(a) for a in argv], env=env,
                        cwd=_b64(cluster.work), tty=[False, False, False])
 
 

@@ -23,19 +23,23 @@ Python shim instead, so a command behaves the same whichever way it ran:
   whatever such a command had changed is undone with the turn's savepoint;
 - ``SFLOW_DEBUG`` (a traceback is wanted), a state directory other than this controller's.
 
-Wire shape (one JSON line each way): ``{"op": "run", "command", "argv": [b64...],
-"env": [b64 of NAME=VALUE...], "cwd": b64, "tty": [stdin, stdout, stderr], "stdin": b64?}``
--> ``{"ok": true, "ran": true, "exit_code", "writes": [[fd, b64], ...]}`` or ``{"ok": true,
-"shim": WHY}`` or ``{"ok": true, "need_stdin": true}``.
+Wire shape (one JSON line each way, the reply's line followed by the bytes it announces):
+``{"op": "run", "wire": 2, "command", "argv": [b64...], "env": [b64 of NAME=VALUE...], "cwd": b64,
+"tty": [stdin, stdout, stderr], "stdin": b64?}`` -> ``{"ok": true, "ran": true, "wire": 2, "exit_code",
+"writes": [[fd, length], ...]}`` then the writes' bytes, raw, one after the other; or ``{"ok": true,
+"shim": WHY}`` or ``{"ok": true, "need_stdin": true}``. The output (a listing of 9,000 jobs is a
+megabyte) is neither encoded nor scanned on either side: the client reads the lengths it is told.
+``wire`` is this shape's version, on both sides: a client and a controller that are not of one
+version run the shim, never mis-read each other.
 
 ``sbatch --wait`` runs here too without holding the loop: the command stops where it would
-wait, and its answer comes in two lines. The first, ``{"ok": true, "ran": true, "more": true,
+wait, and its answer comes in two replies. The first, ``{"ok": true, "ran": true, "more": true,
 "wait_for": [JOB], "writes"}``, is sent after the submission's COMMIT with what the shim has
 written by then ("Submitted batch job N"); the second, ``{"ok": true, "ran": true,
 "exit_code", "writes"}``, when the job (every task of an array) has ended, as the ``wait``
 request is answered. A client that loses the controller in between waits as the shim does
-(``python3 -m sflow.cli.shims --wait JOB``), never submitting again. Bytes travel as base64: argv,
-environment and paths are any bytes, and the C side then needs no UTF-8 of its own.
+(``python3 -m sflow.cli.shims --wait JOB``), never submitting again. Argv, environment and paths
+travel as base64: they are any bytes, and the C side then needs no UTF-8 of its own.
 """
 
 from __future__ import annotations
@@ -45,20 +49,21 @@ import json
 import os
 import sys
 import time
-from binascii import a2b_base64, b2a_base64
+from binascii import a2b_base64
 from functools import cached_property
 
 from sflow.backends.base import Deferred
 from sflow.cli.shims import run_main
 from sflow.errors import SflowError
 from sflow.queue import client, controller, ops
-from sflow.queue.server import RawJSON
+from sflow.queue.server import Trailing
 from sflow.slurm.getopt import getopt
 from sflow.statedir import home_path
 
 COMMANDS = ("sbatch", "squeue", "scancel", "sacct", "sinfo", "scontrol")
 # What a command run here may ask of the controller: answered at once, within the turn.
 IN_TURN_OPS = ("submit", "cancel", "hold", "release", "update", "top", "partition", "ping", "jobs", "usage")
+WIRE = 2  # the version of the run request's and reply's shape (see above)
 SHIM_BUFFER = 8192  # a shim's stdout, when not a terminal, reaches its fd in blocks of this size
 
 
@@ -233,6 +238,8 @@ class _Turn:
 
 
 def run(ctl, conn, msg: dict) -> dict:
+    if msg.get("wire") != WIRE:
+        return {"ok": True, "shim": "a client of another version"}
     command = str(msg.get("command") or "")
     try:
         argv = [_text(a) for a in msg.get("argv") or []]
@@ -297,7 +304,7 @@ def _run_here(ctl, conn, msg: dict, command: str, argv: list[str], cwd: str, env
         os.chdir(saved_cwd)
     if waiting is not None:
         return _wait_later(ctl, conn, waiting, writes[:before], writes[before:])
-    return {"ok": True, "ran": True, "exit_code": code, "writes": _wire(writes)}
+    return {"ok": True, "ran": True, "wire": WIRE, "exit_code": code, "writes": _wire(writes)}
 
 
 def _set_tz(zone: str | None) -> None:
@@ -309,17 +316,24 @@ def _set_tz(zone: str | None) -> None:
     time.tzset()
 
 
-def _wire(writes: list[tuple[int, bytes]]) -> RawJSON:
-    # Base64 needs no escaping in JSON: the writes are written as JSON here, in one pass.
-    written = ", ".join(f'[{fd}, "{b2a_base64(data, newline=False).decode()}"]' for fd, data in _merged(writes))
-    return RawJSON(f"[{written}]")
+def _wire(writes: list[tuple[int, bytes]]) -> Trailing:
+    """The writes as the reply's ``[[fd, length], ...]``, their bytes sent raw after its line; consecutive
+    writes to one descriptor as one (fewer system calls on the client's side)."""
+    runs: list[list[int]] = []
+    for fd, data in writes:
+        if runs and runs[-1][0] == fd:
+            runs[-1][1] += len(data)
+        else:
+            runs.append([fd, len(data)])
+    lengths = ", ".join(f"[{fd}, {length}]" for fd, length in runs)
+    return Trailing(f"[{lengths}]", b"".join(data for _, data in writes))
 
 
 def _wait_later(ctl, conn, job_ids: list[int], before: list, after: list) -> dict:
     """The first line of sbatch --wait's answer; the second is owed until the jobs have ended."""
     def ended(summary: dict) -> dict:
         # sbatch's main returns wait_for's code, made the process's exit status.
-        return {"ok": True, "ran": True, "exit_code": _exit_code(int(summary.get("exit_code", 1))),
+        return {"ok": True, "ran": True, "wire": WIRE, "exit_code": _exit_code(int(summary.get("exit_code", 1))),
                 "writes": _wire(after)}
 
     def owe() -> None:  # once the submission is committed: a turn undone owes nothing
@@ -327,7 +341,7 @@ def _wait_later(ctl, conn, job_ids: list[int], before: list, after: list) -> dic
         conn.deferred += 1
 
     ctl.after_commit.append(owe)
-    return {"ok": True, "ran": True, "more": True, "wait_for": job_ids, "writes": _wire(before)}
+    return {"ok": True, "ran": True, "wire": WIRE, "more": True, "wait_for": job_ids, "writes": _wire(before)}
 
 
 def _given_up(command: str, given_up: BaseException, stdin_tty: bool) -> dict:
@@ -344,17 +358,6 @@ def _exit_code(code) -> int:
         return code & 0xFF
     print(code, file=sys.stderr)
     return 1
-
-
-def _merged(writes: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-    """Consecutive writes to one descriptor as one: fewer system calls on the client's side."""
-    merged: list[tuple[int, bytes]] = []
-    for fd, data in writes:
-        if merged and merged[-1][0] == fd:
-            merged[-1] = (fd, merged[-1][1] + data)
-        else:
-            merged.append((fd, data))
-    return merged
 
 
 def main() -> int:

@@ -17,9 +17,24 @@ import struct
 from sflow.queue import paths
 
 
+# A reply larger than the socket's usual send buffer (about 200 KB) gets a buffer that holds it
+# whole, up to this: it leaves in one send, not one turn of the loop per buffer's worth.
+MAX_SEND_BUFFER = 8 << 20
+DEFAULT_SEND_BUFFER = 200_000
+
+
 class RawJSON(str):
-    """A reply's value already written as JSON (a listing's output as base64, a megabyte): sent as
-    it is, without the encoder's pass over every character of it."""
+    """A reply's value already written as JSON: sent as it is, without the encoder's pass."""
+
+
+class Trailing(RawJSON):
+    """A reply's value written as JSON that says the lengths of ``data``: bytes sent raw right after
+    the reply's line (a listing's output, a megabyte), which no side encodes, escapes or scans."""
+
+    def __new__(cls, text: str, data: bytes):
+        value = super().__new__(cls, text)
+        value.data = data
+        return value
 
 
 def encode(reply: dict) -> bytes:
@@ -28,7 +43,9 @@ def encode(reply: dict) -> bytes:
         return json.dumps(reply).encode() + b"\n"
     head = json.dumps({key: value for key, value in reply.items() if key not in raw})[:-1]
     tail = ", ".join(f"{json.dumps(key)}: {value}" for key, value in raw.items())
-    return (head + (", " if head != "{" else "") + tail + "}\n").encode()
+    line = (head + (", " if head != "{" else "") + tail + "}\n").encode()
+    trailing = [value.data for value in raw.values() if isinstance(value, Trailing)]
+    return b"".join([line, *trailing]) if trailing else line
 
 
 class Conn:
@@ -37,6 +54,7 @@ class Conn:
         self.uid, self.gid = uid, gid  # the peer's, from SO_PEERCRED: never from what it sends
         self.inbuf = b""
         self.outbuf = b""
+        self.send_buffer = 0  # the send buffer asked for, once a reply outgrew the usual one
         self.deferred = 0  # replies still owed (``wait``)
         self.eof = False
         self.op = None  # the last request's op: a reply undone with its turn is rewritten for it
@@ -52,6 +70,12 @@ class SocketServer:
         if conn.sock.fileno() < 0:
             return
         conn.outbuf += encode(reply)
+        if len(conn.outbuf) > max(conn.send_buffer, DEFAULT_SEND_BUFFER):
+            conn.send_buffer = min(len(conn.outbuf), MAX_SEND_BUFFER)
+            try:
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, conn.send_buffer)
+            except OSError:
+                pass  # sent over several turns, as before
         self.flush(conn)
 
     def flush(self, conn: Conn) -> None:
