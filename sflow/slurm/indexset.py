@@ -9,7 +9,7 @@ and ``0-3999998:2`` another. Standard library only: the shims use it.
 from __future__ import annotations
 
 from bisect import bisect_right
-from itertools import islice
+from itertools import chain, islice
 from typing import Iterable, Iterator
 
 Run = tuple[int, int, int]  # first, last (inclusive, on the step's grid), step
@@ -126,8 +126,8 @@ class IndexSet:
         return self._count > 0
 
     def __iter__(self) -> Iterator[int]:
-        for first, last, step in self.runs:
-            yield from range(first, last + 1, step)
+        # Chained in C: a pending array's 1,000 tasks are listed without a generator's step each.
+        return chain.from_iterable([range(first, last + 1, step) for first, last, step in self.runs])
 
     def __contains__(self, value: object) -> bool:
         if not isinstance(value, int):

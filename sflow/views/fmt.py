@@ -161,7 +161,12 @@ def squeue_task_id(array_job_id: int, index: int) -> str:
 
 
 def _squeue_cut(text: str) -> str:
-    return text if len(text) <= 31 or _bitstr_len()[1] else text[:31]
+    return text if squeue_id_whole(len(text)) else text[:31]
+
+
+def squeue_id_whole(length: int) -> bool:
+    """Whether squeue shows a job id of ``length`` characters whole."""
+    return length <= 31 or _bitstr_len()[1]
 
 
 def group_name(gid: int) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import groupby
 
 from sflow.errors import SlurmError
 from sflow.queue.select import parse_job_spec, split_ids
@@ -12,7 +13,8 @@ from sflow.slurm.getopt import getopt, with_environment
 from sflow.slurm.help import VERSION_LINE, recorded
 from sflow.users import uid_of
 from sflow.views.fmt import (Field, array_text, group_name, iso_time, job_id_display, load_table, parse_name_format,
-                             parse_percent_format, partial_template, render_rows, squeue_job_id, squeue_task_id)
+                             parse_percent_format, partial_template, render_rows, squeue_id_whole, squeue_job_id,
+                             squeue_task_id)
 
 DEFAULT_FORMAT = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R"
 LONG_FORMAT = "%.18i %.9P %.8j %.8u %.8T %.10M %.9l %.6D %R"
@@ -602,12 +604,37 @@ def _render_expanding(prefix: str, fields: list[Field], specs: list[dict], jobs:
         fixed = [None if spec["source"] in TASK_GETTERS else get(job, now) for spec, get in zip(specs, getters)]
         task_row = partial_template(prefix, fields, fixed, whole).format
         indices = pending_indices(job)
+        if varying == [TASK_GETTERS["job_id_display"]]:
+            rows = _task_rows(task_row, job.array_job_id, indices)
+            if rows is not None:
+                lines.append(rows)
+                continue
         if len(varying) == 1:
             cell = varying[0]
             lines += [task_row(cell(job, index)) for index in indices]
         else:
             lines += [task_row(*[cell(job, index) for cell in varying]) for index in indices]
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+# A stand-in for a task's id while its row's template is probed: no cell of a job holds it.
+_PROBE = "\0"
+
+
+def _task_rows(task_row, array_job_id: int, indices) -> str | None:
+    """The rows of an array's pending tasks that differ in their id only, without their last newline;
+    None if an id would not show whole. A cell pads and cuts alike every id of one length: the ids of
+    each length are joined into their rows at once, not formatted one by one."""
+    prefix = f"{array_job_id}_"
+    blocks = []
+    for length, ids in groupby(map(str, indices), len):
+        width = len(prefix) + length
+        before, probe, after = task_row(_PROBE * width).partition(_PROBE * width)
+        if not probe or _PROBE in before or _PROBE in after or not squeue_id_whole(width):
+            return None
+        head = before + prefix
+        blocks.append(head + (after + "\n" + head).join(ids) + after)
+    return "\n".join(blocks) if blocks else None
 
 
 def _per_partition(jobs: list[JobRecord]) -> list[JobRecord]:
