@@ -3,6 +3,8 @@ only for what it shows; both the same bytes as the plain way."""
 
 from __future__ import annotations
 
+import pytest
+
 from sflow.records import JobRecord, StepRecord
 from sflow.slurm.indexset import IndexSet
 from sflow.views.sacct import sacct_main
@@ -39,6 +41,19 @@ def test_squeue_r_rows_are_the_tasks_own_rows():
     by_default = _squeue("-r", "-l", "-h")[0].splitlines()
     by_id = _squeue("-r", "-l", "-h", "-S", "i")[0].splitlines()
     assert sorted(by_default) == sorted(by_id) and len(by_default) == 7
+
+
+WIDE = IndexSet.from_runs([(7, 12, 1), (98, 101, 1), (999, 1001, 1), (123456, 123456, 1)])
+
+
+@pytest.mark.parametrize("argv", [["-r"], ["-r", "-l"], ["-r", "-o", "%i %T"], ["-r", "-o", "%.5i|%j"],
+                                  ["-r", "-o", "%-8i|%j"], ["-r", "-o", "%.9i%K"], ["-r", "-O", "JobID:6,Name"],
+                                  ["-r", "-o", "{%i}%%"], ["-r", "-o", "%20i%i"]])
+def test_squeue_r_tasks_of_every_id_length_are_their_own_rows(argv):
+    # Ids of one length are written at once, those that a narrow cell cuts one by one.
+    by_default = _squeue(*argv, indices=WIDE)[0].splitlines()
+    by_id = _squeue(*argv, "-S", "i", indices=WIDE)[0].splitlines()
+    assert sorted(by_default) == sorted(by_id) and len(by_default) >= len(WIDE) + 3
 
 
 def test_squeue_r_leaves_out_an_array_with_no_pending_task_left():
