@@ -110,6 +110,8 @@ class Controller(JobLife, BackendLife, SocketServer):
         self.unsaved_backup = False  # committed since the last backup
         self.wrapper_exits: dict[int, int] = {}  # see JobLife.wrapper_exit
         self.session_snapshot: dict[int, list[int]] | None = None  # /proc's sessions, taken once a turn
+        self._config_read: dict | None = None  # the slurm.conf keys config_value has lowered
+        self._config_lowered: dict[str, str] = {}
 
     def _kill_invalid_default(self) -> bool:
         for key, value in self.cluster.config.items():
@@ -118,10 +120,14 @@ class Controller(JobLife, BackendLife, SocketServer):
         return False
 
     def config_value(self, name: str, default: str | None = None) -> str | None:
-        for key, value in self.cluster.config.items():
-            if key.lower() == name.lower():
-                return value
-        return default
+        """A slurm.conf key, compared case-insensitively as SLURM does (a submission asks several)."""
+        config = self.cluster.config
+        if self._config_read is not config:
+            lowered: dict[str, str] = {}
+            for key, value in config.items():
+                lowered.setdefault(key.lower(), value)  # the first spelling of a key wins
+            self._config_read, self._config_lowered = config, lowered
+        return self._config_lowered.get(name.lower(), default)
 
     def maybe_reload(self, force: bool = False) -> SflowError | None:
         """Schedule on slurm.conf as it is now: made, edited or removed since it was read, it is

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import marshal
+import operator
 import os
 import sqlite3
 
@@ -31,6 +32,7 @@ from sflow.queue.paths import backup_path, db_path
 from sflow.records import JobRecord, StepRecord
 
 RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
+_record_values = operator.attrgetter(*RECORD_FIELDS)  # a record's fields as a tuple, in one call
 STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord) if f.name != "extra")
 # What the packed tuples are laid out as; a different layout is read from the columns.
 LAYOUT = ",".join(RECORD_FIELDS)
@@ -224,6 +226,18 @@ def next_seq(conn: sqlite3.Connection) -> int:
     return seq
 
 
+def next_job_id_and_seq(conn: sqlite3.Connection, first_job_id: int) -> tuple[int, int]:
+    """``next_job_id`` and ``next_seq`` at once: one statement reads both counters, one writes them."""
+    stored, seq, top = conn.execute(
+        "SELECT (SELECT value FROM meta WHERE key = 'next_job_id'), (SELECT value FROM meta WHERE key = 'submit_seq'), "
+        "(SELECT MAX(job_id) FROM jobs)").fetchone()
+    job_id = max(int(stored) if stored else first_job_id, first_job_id, (top or 0) + 1)
+    seq = int(seq or 0) + 1
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_job_id', ?), ('submit_seq', ?)",
+                 (str(job_id + 1), str(seq)))
+    return job_id, seq
+
+
 # ------------------------------------------------------------------ jobs
 
 
@@ -238,7 +252,8 @@ def _cell(value):
 
 
 def _cells(values) -> list:
-    return [_cell(value) for value in values]
+    # ASCII text and numbers, nearly every value, pass as they are without a call each.
+    return [value if type(value) is not str or value.isascii() else _cell(value) for value in values]
 
 
 def _uncell(value):
@@ -246,7 +261,7 @@ def _uncell(value):
 
 
 def pack(job: JobRecord) -> bytes:
-    return marshal.dumps(tuple(getattr(job, name) for name in RECORD_FIELDS))
+    return marshal.dumps(_record_values(job))
 
 
 _BOOL_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord) if _sql_type(f) == "INTEGER"
@@ -327,20 +342,20 @@ _RECORD_SETS = ", ".join(f"{name} = ?" for name in RECORD_FIELDS)
 
 def insert_job(conn: sqlite3.Connection, job: JobRecord, **internal) -> None:
     names = list(internal)
-    values = [getattr(job, name) for name in RECORD_FIELDS]
+    values = _record_values(job)
     conn.execute(
         f"INSERT INTO jobs ({_RECORD_COLUMNS}, record{''.join(', ' + n for n in names)}) "
         f"VALUES ({_RECORD_MARKS}, ?{', ?' * len(names)})",
-        [*_cells(values), pack(job), *_cells(internal.values())],
+        [*_cells(values), marshal.dumps(values), *_cells(internal.values())],
     )
 
 
 def update_job(conn: sqlite3.Connection, job: JobRecord, **internal) -> None:
     """Write the whole record back (and any controller-only columns given)."""
     sets = _RECORD_SETS + ", record = ?" + "".join(f", {name} = ?" for name in internal)
-    values = [getattr(job, name) for name in RECORD_FIELDS]
+    values = _record_values(job)
     conn.execute(f"UPDATE jobs SET {sets} WHERE job_id = ?",
-                 [*_cells(values), pack(job), *_cells(internal.values()), job.job_id])
+                 [*_cells(values), marshal.dumps(values), *_cells(internal.values()), job.job_id])
 
 
 def set_internal(conn: sqlite3.Connection, job_id: int, **internal) -> None:
@@ -442,7 +457,7 @@ def delete_steps(conn: sqlite3.Connection, job_id: int) -> None:
 
 __all__ = [
     "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "failed_read", "insert_job", "next_job_id",
-    "next_seq", "open_db",
+    "next_job_id_and_seq", "next_seq", "open_db",
     "load_request", "read_bids", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
     "set_internal", "update_job",
 ]

@@ -123,8 +123,7 @@ def submit(ctl, msg: dict) -> dict:
         return test_only(ctl, request, partition, need, checked.never, limit, said)
 
     ctl.write()
-    job_id = store.next_job_id(ctl.conn, ctl.cluster.first_job_id)
-    seq = store.next_seq(ctl.conn)
+    job_id, seq = store.next_job_id_and_seq(ctl.conn, ctl.cluster.first_job_id)
     now = time.time()
     rec = _record(ctl, request, partition, need, job_id, seq, limit, now)
     rec.backend, rec.limit_price = backend.name, checked.limit_price
@@ -138,7 +137,8 @@ def submit(ctl, msg: dict) -> dict:
     _write_script(ctl, job_id, request.script)
     ctl.insert(job)
     ctl.jobs[job_id] = job
-    ctl.schedule_wanted = True
+    if not request.hold:  # a held job waits for a release: a scheduling pass would change nothing
+        ctl.schedule_wanted = True
     flags_echo = {"parsable": flags.parsable, "quiet": flags.quiet, "wait": flags.wait}
     return _accepted(job_id, flags_echo, said)
 
