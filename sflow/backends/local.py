@@ -18,6 +18,7 @@ from sflow.errors import SlurmError
 from sflow.records import AllocatedNode
 
 NOT_AVAILABLE = "Batch job submission failed: Requested node configuration is not available"
+CHECKS_KEPT = 256  # the (job shape, partition) answers check_need keeps, at most
 
 
 @dataclass
@@ -267,6 +268,7 @@ class LocalBackend:
         self.home = home
         self.usage = Usage(n.name for n in cluster.nodes)
         self._by_name = {n.name: n for n in cluster.nodes}
+        self._checked: dict[tuple[Need, object], str | None] = {}  # see check_need
 
     # ------------------------------------------------------------ the seam
 
@@ -342,6 +344,21 @@ class LocalBackend:
     def check_need(self, need: Need, partition) -> str | None:
         """SLURM's refusal at submit for a job that can never run here (raises), or the
         reason it will pend with until the partition changes, or None."""
+        # Kept per shape of job and partition: submissions mostly repeat a few, the answer is a
+        # trial placement on empty nodes, and this backend's nodes never change (a new
+        # configuration makes a new backend). A refusal is worked out again each time.
+        key = (need, partition)
+        try:
+            return self._checked[key]
+        except KeyError:
+            pass
+        reason = self._check_need(need, partition)
+        if len(self._checked) >= CHECKS_KEPT:
+            self._checked.clear()
+        self._checked[key] = reason
+        return reason
+
+    def _check_need(self, need: Need, partition) -> str | None:
         known = self._by_name
         for name in need.nodelist:
             if name not in known:

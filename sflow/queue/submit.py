@@ -200,6 +200,7 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
     mem = request.mem_per_node_mb if request.mem_per_node_mb is not None else request.mem_per_cpu_mb
     nodes = [ctl.cluster.node(name) for name in partition.nodes] or list(ctl.cluster.nodes)
     array = request.array
+    tres = tres_per(request)
     return JobRecord(
         job_id=job_id, name=request.job_name, user=request.user, uid=request.uid, gid=request.gid,
         # Several partitions are kept as given while the job waits; it starts in one of them.
@@ -220,8 +221,8 @@ def _record(ctl, request, partition, need, job_id: int, seq: int, limit: int, no
         stderr=display_path(request, request.stderr_pattern, job_id),
         stdin=display_path(request, request.input, job_id) if request.input else "/dev/null",
         requeue=bool(requeue), held=request.hold, comment=request.comment or "",
-        gres=tres_per(request).get("TresPerNode", ""), backend=partition.backend,
-        tres_per="\n".join(f"{key}={value}" for key, value in tres_per(request).items()),
+        gres=tres.get("TresPerNode", ""), backend=partition.backend,
+        tres_per="\n".join(f"{key}={value}" for key, value in tres.items()),
         tres_gpus=requested_gpus(request), min_tmp_disk_mb=request.tmp_mb or 0,
         limit_price=request.cloud.limit_price,
     )
