@@ -169,7 +169,7 @@ def begin_launch(
     status_path = os.path.join(directory, "status")
     try:
         os.mkdir(directory, 0o700)
-    except FileExistsError:  # run before (requeued), or its script kept since submission: clear the last run's
+    except FileExistsError:  # run before (requeued): clear the last run's
         for stale in (status_path, status_path + ".tmp", status_path + ".times",
                       os.path.join(directory, "usage-batch.json")):
             try:

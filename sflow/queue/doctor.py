@@ -4,7 +4,7 @@ The repaired store is the controller's last backup (``sflow.db.bak``) with
 every row still readable in the damaged file laid over it (those are newer).
 A file whose header alone is damaged is read through a copy with the header
 rewritten. The damaged files are kept beside it (``sflow.db.damaged-<time>``).
-No job id is ever handed out twice: the next id is past every job directory.
+No job id is ever handed out twice: the next id is past every job's files in jobs/.
 A pending job that ran after the backup was taken (its directory says so) is
 held rather than run again.
 """
@@ -36,7 +36,7 @@ class Report:
     job_dirs: list[int] = dataclasses.field(default_factory=list)
     restored: int = 0  # jobs taken from the backup
     salvaged: int = 0  # rows read back from the damaged file
-    missing: list[int] = dataclasses.field(default_factory=list)  # directories without a record
+    missing: list[int] = dataclasses.field(default_factory=list)  # jobs' files without a record
     held: list[int] = dataclasses.field(default_factory=list)
     kept: str | None = None  # where the damaged file was moved
     next_job_id: int | None = None
@@ -49,7 +49,7 @@ class Report:
         else:
             out.append("backup:  none")
         if self.job_dirs:
-            out.append(f"jobs/:   {len(self.job_dirs)} job directories, {self.job_dirs[0]} to {self.job_dirs[-1]}")
+            out.append(f"jobs/:   files of {len(self.job_dirs)} job(s), {self.job_dirs[0]} to {self.job_dirs[-1]}")
         if self.kept:
             out.append(f"repaired: {self.restored} job(s) from the backup, {self.salvaged} row(s) read back from "
                        f"the damaged file (kept as {self.kept}); next job id {self.next_job_id}")
@@ -57,8 +57,8 @@ class Report:
             out.append(f"held:    {_ids(self.held)}: ran after the backup was taken; held so that they do not run "
                        "twice (scontrol release to run them again)")
         if self.missing:
-            out.append(f"lost:    {_ids(self.missing)}: a directory but no record (a submission that failed, or a "
-                       "job newer than the backup; its script is in jobs/<id>/script)")
+            out.append(f"lost:    {_ids(self.missing)}: files but no record (a submission that failed, or a "
+                       "job newer than the backup; its script is in jobs/<id>.script)")
         return out
 
 

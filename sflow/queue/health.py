@@ -2,7 +2,7 @@
 
 A full disk fails the request that needed the space, with SLURM's wording,
 and nothing else: the controller rolls the turn back and keeps watching its
-jobs. A store that is missing, empty or unreadable while the job directories
+jobs. A store that is missing, empty or unreadable while the jobs' files (``jobs/``)
 show that jobs were queued is never replaced by an empty queue in silence:
 every command refuses and points at ``flow doctor`` (``sflow.queue.doctor``).
 
@@ -58,12 +58,14 @@ def disk_full_reply(op: str | None, home: str) -> dict:
 
 
 def job_dir_ids(home: str) -> list[int]:
-    """The ids of the job directories under ``home``: each one a job the store once held."""
+    """The ids of the jobs with files under ``home``/jobs (a job's directory, its kept script
+    ``<id>.script``, or both): each one a job the store once held."""
     try:
         names = os.listdir(os.path.join(home, "jobs"))
     except OSError:
         return []
-    return sorted(int(name) for name in names if name.isdecimal())
+    stems = (name.removesuffix(paths.SCRIPT_SUFFIX) for name in names)
+    return sorted({int(stem) for stem in stems if stem.isdecimal()})
 
 
 def backup_jobs(home: str) -> int:
@@ -82,15 +84,14 @@ def backup_jobs(home: str) -> int:
 
 
 def had_jobs(home: str) -> bool:
-    """The job directories or the backup show that jobs were queued here."""
+    """The jobs' files or the backup show that jobs were queued here."""
     return bool(job_dir_ids(home)) or backup_jobs(home) > 0
 
 
 def damaged(home: str, what: str) -> StoreDamaged:
     ids = job_dir_ids(home)
     if ids:
-        plural = "y" if len(ids) == 1 else "ies"
-        evidence = f", but {len(ids)} job director{plural} (up to job {ids[-1]}) show jobs were queued"
+        evidence = f", but the files of {len(ids)} job{'' if len(ids) == 1 else 's'} in jobs/ (up to job {ids[-1]}) show jobs were queued"
     elif backup_jobs(home):
         evidence = f", but its backup ({paths.backup_path(home)}) shows jobs were queued"
     else:
@@ -122,7 +123,7 @@ def describe_error(err: sqlite3.Error) -> str:
 
 
 def check(home: str) -> None:
-    """Raise ``StoreDamaged`` when the store cannot be the queue that the job directories show.
+    """Raise ``StoreDamaged`` when the store cannot be the queue that the jobs' files show.
 
     For the controller's start, before it opens (and would create) the database.
     """

@@ -115,5 +115,13 @@ def hosts_path(home: str) -> str:
 
 
 def job_dir(home: str, job_id: int) -> str:
-    """The job's own directory: the script as submitted, the executor's status files."""
+    """The job's own directory, made when it starts: the executor's files."""
     return os.path.join(home, "jobs", str(job_id))
+
+
+def kept_script_path(home: str, job_id: int) -> str:
+    """The script as submitted, kept beside the job's directory from its submission on."""
+    return os.path.join(home, "jobs", f"{job_id}{SCRIPT_SUFFIX}")
+
+
+SCRIPT_SUFFIX = ".script"

@@ -22,7 +22,7 @@ import time
 from sflow.backends import chosen_name
 from sflow.backends.local import Need, Usage, estimate_nodes
 from sflow.errors import SflowError, SlurmError, to_wire
-from sflow.queue import store
+from sflow.queue import paths, store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.scheduler import FOREVER, Timeline
 from sflow.records import INFINITE, JobRecord
@@ -158,16 +158,18 @@ def _accepted(job_id: int, flags: dict, said: dict) -> dict:
 
 
 def _write_script(ctl, job_id: int, script: str) -> None:
-    """The script as submitted, beside the job (SLURM keeps it for ``scontrol write batch_script``)."""
-    directory = ctl.job_dir(job_id)
-    try:
-        os.mkdir(directory, 0o700)  # one system call where makedirs makes several
-    except FileExistsError:
-        pass
-    except FileNotFoundError:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+    """The script as submitted, beside the job (SLURM keeps it for ``scontrol write batch_script``).
+
+    One file, not a directory holding it: a job that never starts (held, cancelled) costs one
+    file made, not two; its directory is made when it starts."""
     data = memoryview(script.encode("utf-8", "surrogateescape"))
-    fd = os.open(os.path.join(directory, "script"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    path = paths.kept_script_path(ctl.home, job_id)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:  # the first job: jobs/ is made once
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(path, flags, 0o600)
     try:
         while data:  # os.write, not a file object: no fstat nor isatty for one write
             data = data[os.write(fd, data):]

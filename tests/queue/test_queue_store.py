@@ -81,9 +81,12 @@ def test_state_files_are_private(queue):
     for name in ("sflow.db", "ctl.sock", "ctl.lock"):
         mode = stat.S_IMODE(os.stat(os.path.join(queue.home, name)).st_mode)
         assert mode & 0o077 == 0, (name, oct(mode))
-    script = os.path.join(queue.home, "jobs", "100", "script")
+    script = os.path.join(queue.home, "jobs", "100.script")
+    assert stat.S_IMODE(os.stat(script).st_mode) & 0o077 == 0
     with open(script) as handle:
         assert handle.read() == "#!/bin/sh\n# This script was created by sbatch --wrap.\n\ntrue\n"
+    # A job that never started has its script kept and no directory: one file made per submission.
+    assert not os.path.exists(os.path.join(queue.home, "jobs", "100"))
 
 
 def _record(i: int) -> JobRecord:

@@ -159,6 +159,20 @@ def test_emptied_store_is_refused_and_repaired_from_the_backup(queued):
     assert after.returncode == 0 and int(after.stdout) == 100040  # no job directory's id is used again
 
 
+def test_held_jobs_kept_scripts_alone_show_a_lost_store(queued):
+    home, env, work = queued
+    for name in ("sflow.db", "sflow.db-wal", "sflow.db-shm", "sflow.db.bak"):
+        if os.path.exists(os.path.join(home, name)):
+            os.unlink(os.path.join(home, name))
+    assert sorted(os.listdir(os.path.join(home, "jobs")))[:2] == ["100000.script", "100001.script"]
+    refused = _run(env, work, "squeue")
+    _refused(refused, "squeue")
+    assert "the files of 40 jobs in jobs/ (up to job 100039)" in refused.stderr
+    assert _run(env, work, "flow", "doctor", "--repair").returncode == 0
+    after = _run(env, work, "sbatch", "--parsable", "--hold", "--wrap", "true")
+    assert after.returncode == 0 and int(after.stdout) == 100040  # no id of a kept script is used again
+
+
 def test_a_first_submission_killed_before_its_commit_leaves_a_usable_store(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
