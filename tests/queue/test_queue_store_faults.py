@@ -181,8 +181,8 @@ def test_a_first_submission_killed_before_its_commit_leaves_a_usable_store(tmp_p
     assert started.returncode == 0, started.stderr  # a controller made the store; no job in it
     _shutdown(str(home))
     # What a controller killed between writing the first job's script and its COMMIT leaves.
-    os.makedirs(home / "jobs" / "100000")
-    (home / "jobs" / "100000" / "script").write_text("#!/bin/sh\ntrue\n")
+    os.makedirs(home / "jobs")
+    (home / "jobs" / "100000.script").write_text("#!/bin/sh\ntrue\n")
     submitted = _run(env, work, "sbatch", "--parsable", "--hold", "--wrap", "true")
     assert submitted.returncode == 0, submitted.stderr
     assert _run(env, work, "squeue", "-h", "-o", "%i").stdout.split() == [submitted.stdout.strip()]
