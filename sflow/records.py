@@ -88,6 +88,16 @@ class JobRecord:
     limit_price: str | None = None
 
 
+# A job's values in JobRecord's field order, as the store packs them: long listings read these
+# tuples and never build a record per job.
+JOB_FIELDS = tuple(f.name for f in fields(JobRecord))
+
+
+def job_row(job: JobRecord) -> tuple:
+    """``job`` as a row of JOB_FIELDS."""
+    return tuple(getattr(job, name) for name in JOB_FIELDS)
+
+
 @dataclass
 class StepRecord:
     """One step of a job: "batch", "extern" or a number for srun steps."""

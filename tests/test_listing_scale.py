@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sflow.records import JobRecord, StepRecord
+from sflow.records import JobRecord, StepRecord, job_row
 from sflow.slurm.indexset import IndexSet
 from sflow.views.sacct import sacct_main
 from sflow.views.squeue import squeue_main
@@ -69,10 +69,10 @@ def test_sacct_asks_its_loaders_only_for_the_named_jobs_or_its_window():
 
     def load_jobs(ids=None, ended_since=None):
         asked.append(("jobs", ids, ended_since))
-        return jobs
+        return [job_row(job) for job in jobs]
 
-    def load_steps(chosen, usage):
-        asked.append(("steps", [j.job_id for j in chosen], usage))
+    def load_steps(job_ids, running, usage):
+        asked.append(("steps", job_ids, usage))
         return steps
 
     def both(*argv):

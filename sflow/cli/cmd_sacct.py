@@ -14,12 +14,12 @@ def main(argv: list[str]) -> int:
     store = reader()
 
     def jobs(ids=None, ended_since=None):
-        return store.jobs(ids=ids, ended_since=ended_since)
+        return store.job_rows(ids=ids, ended_since=ended_since)
 
-    def steps(chosen, usage):
-        recorded = store.steps([job.job_id for job in chosen], usage=usage)
+    def steps(job_ids, running, usage):
+        recorded = store.steps(job_ids, usage=usage)
         # Steps of jobs still running live in their step logs until the job ends.
-        return recorded + steplog.live_steps(store.home, chosen, recorded)
+        return recorded + steplog.live_steps(store.home, running, recorded)
 
     with store:  # one connection for the jobs and their steps
         out, err, code = sacct_main(argv, jobs, steps, user=whoami()[0], env=dict(os.environ))

@@ -29,9 +29,9 @@ import sqlite3
 from sflow.mithril import bids
 from sflow.queue import health
 from sflow.queue.paths import backup_path, db_path
-from sflow.records import JobRecord, StepRecord
+from sflow.records import JOB_FIELDS, JobRecord, StepRecord, job_row
 
-RECORD_FIELDS = tuple(f.name for f in dataclasses.fields(JobRecord))
+RECORD_FIELDS = JOB_FIELDS
 _record_values = operator.attrgetter(*RECORD_FIELDS)  # a record's fields as a tuple, in one call
 STEP_FIELDS = tuple(f.name for f in dataclasses.fields(StepRecord) if f.name != "extra")
 # What the packed tuples are laid out as; a different layout is read from the columns.
@@ -312,6 +312,17 @@ def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (),
     database yet: no jobs). ``where``/``params``: an extra SQL condition on the
     record columns.
     """
+    return _read_jobs(conn_or_home, where, params, job_ids, states, rows=False)
+
+
+def read_job_rows(conn_or_home, where: str | None = None, params: tuple | list = (), *,
+                  job_ids=None, states=None) -> list[tuple]:
+    """``read_jobs``, each job as its row of ``RECORD_FIELDS`` (``records.job_row``): the packed
+    tuple as it is, a third of the time of building its record."""
+    return _read_jobs(conn_or_home, where, params, job_ids, states, rows=True)
+
+
+def _read_jobs(conn_or_home, where, params, job_ids, states, rows: bool) -> list:
     conn, close = _conn(conn_or_home)
     if conn is None:
         return []
@@ -319,15 +330,18 @@ def read_jobs(conn_or_home, where: str | None = None, params: tuple | list = (),
         clause, args = _where(job_ids, states, where)
         args += list(params)
         if get_meta(conn, "layout") == LAYOUT:
+            blobs = conn.execute(f"SELECT record FROM jobs{clause} ORDER BY job_id", args).fetchall()
+            if rows:  # packed from a record of this layout: exactly its fields, in order
+                return [marshal.loads(blob) for (blob,) in blobs]
             loads, n = marshal.loads, len(RECORD_FIELDS)
-            rows = conn.execute(f"SELECT record FROM jobs{clause} ORDER BY job_id", args).fetchall()
-            return [JobRecord(*loads(blob)[:n]) for (blob,) in rows]
+            return [JobRecord(*loads(blob)[:n]) for (blob,) in blobs]
         # A store a controller of an older sflow still holds may lack newer fields: they take their defaults.
         have = {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}
         names = [name for name in RECORD_FIELDS if name in have]
-        rows = conn.execute(f"SELECT {', '.join(names)} FROM jobs{clause} ORDER BY job_id", args).fetchall()
+        found = conn.execute(f"SELECT {', '.join(names)} FROM jobs{clause} ORDER BY job_id", args).fetchall()
         partial = names if len(names) < len(RECORD_FIELDS) else None
-        return [_from_columns(row, partial) for row in rows]
+        jobs = [_from_columns(row, partial) for row in found]
+        return [job_row(job) for job in jobs] if rows else jobs
     except sqlite3.DatabaseError as err:
         return failed_read(err, conn_or_home if close else None)
     finally:
@@ -458,6 +472,7 @@ def delete_steps(conn: sqlite3.Connection, job_id: int) -> None:
 __all__ = [
     "ACTIVE_STATES", "INTERNAL", "RECORD_FIELDS", "backup", "delete_steps", "failed_read", "insert_job", "next_job_id",
     "next_job_id_and_seq", "next_seq", "open_db",
-    "load_request", "read_bids", "read_internal", "read_jobs", "read_steps", "reader", "save_request", "save_step",
+    "load_request", "read_bids", "read_internal", "read_job_rows", "read_jobs", "read_steps", "reader", "save_request",
+    "save_step",
     "set_internal", "update_job",
 ]

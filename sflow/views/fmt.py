@@ -123,6 +123,25 @@ def iso_time(value: float | None, missing: str = "Unknown") -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(value)) if value else missing
 
 
+class Memo(dict):
+    """``fn``'s value for each key, computed once: a column of thousands of values that repeat
+    (a state, a second) costs a lookup per value. Made per listing, as the time zone may differ."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def __missing__(self, key):
+        value = self[key] = self.fn(key)
+        return value
+
+
+def iso_times(values, missing: str = "Unknown") -> list[str]:
+    """``iso_time`` of each value, each second formatted once."""
+    seconds = Memo(lambda second: time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second)))
+    return [seconds[int(value)] if value else missing for value in values]
+
+
 @lru_cache(maxsize=1)
 def _bitstr_len() -> tuple[int, bool]:
     """SLURM_BITSTR_LEN (0: no limit; default 64) and whether it was set."""
@@ -143,11 +162,16 @@ def array_text(text: str | None) -> str | None:
 
 def job_id_display(job) -> str:
     """The id squeue, sacct and scontrol show: ``123``, ``123_4`` or ``123_[5-9]``."""
-    if job.array_job_id is None or job.array_task_str == "":  # "": every index cancelled
-        return str(job.job_id)
-    if job.array_task_id is None:
-        return f"{job.array_job_id}_[{array_text(job.array_task_str)}]"
-    return f"{job.array_job_id}_{job.array_task_id}"
+    return job_id_text(job.job_id, job.array_job_id, job.array_task_id, job.array_task_str)
+
+
+def job_id_text(job_id: int, array_job_id: int | None, array_task_id: int | None, array_task_str: str | None) -> str:
+    """``job_id_display`` from the values it reads."""
+    if array_job_id is None or array_task_str == "":  # "": every index cancelled
+        return str(job_id)
+    if array_task_id is None:
+        return f"{array_job_id}_[{array_text(array_task_str)}]"
+    return f"{array_job_id}_{array_task_id}"
 
 
 def squeue_job_id(job) -> str:
@@ -187,13 +211,26 @@ def render_columns(columns: list[tuple[str, int, str]], rows: list[list[str]], *
     """The accounting commands' tables: ``--parsable`` rows joined by ``delimiter``, else
     fixed-width columns (name, width, "left"/"right") under a dashed rule, a value too wide
     cut to its width with ``+``, and the header names cut with ``cut_header`` appended."""
+    values = [list(column) for column in zip(*rows)] if columns else []
+    return render_value_columns(columns, values, len(rows), header=header, delimiter=delimiter, trailing=trailing,
+                                cut_header=cut_header)
+
+
+def render_value_columns(columns: list[tuple[str, int, str]], values: list[list[str]], count: int, *,
+                         header: bool, delimiter: str | None, trailing: bool, cut_header: str = "") -> str:
+    """``render_columns`` from the values column by column (``count`` rows of each), as a long
+    listing makes them."""
     lines = []
     if delimiter is not None:
         end = delimiter if trailing else ""
         if header:
             lines.append(delimiter.join(name for name, _, _ in columns) + end)
-        lines += [delimiter.join(row) + end for row in rows]
-        return "".join(line + "\n" for line in lines)
+        text = "".join(line + "\n" for line in lines)
+        if values:
+            text += "".join(line + end + "\n" for line in map(delimiter.join, zip(*values)))
+        else:
+            text += (end + "\n") * count
+        return text
 
     def fit(text: str, width: int, align: str, mark: str = "+") -> str:
         if len(text) > width:
@@ -203,16 +240,28 @@ def render_columns(columns: list[tuple[str, int, str]], rows: list[list[str]], *
     if header:
         lines.append(" ".join(fit(name, width, align, cut_header) for name, width, align in columns) + " ")
         lines.append(" ".join("-" * width for _, width, _ in columns) + " ")
-    # Column by column, each value cut where too wide, then one format per row pads them all.
     text = "".join(line + "\n" for line in lines)
-    if rows and columns:
-        cut = [[v if len(v) <= width else v[: width - 1] + "+" for v in values]
-               for values, (_, width, _) in zip(zip(*rows), columns)]
-        row = "".join(f"{{:{'<' if align == 'left' else '>'}{width}}} " for _, width, align in columns) + "\n"
-        text += "".join(map(row.format, *cut))
-    elif rows:
-        text += " \n" * len(rows)
-    return text
+    if not count:
+        return text
+    if not columns:
+        return text + " \n" * count
+    # Column by column, each value cut where too wide and padded, a value that repeats (a state,
+    # a partition) once; then each row is its columns' pieces joined.
+    padded = []
+    for column, (_, width, align) in zip(values, columns):
+        pad = f"{{:{'<' if align == 'left' else '>'}{width}}} ".format
+
+        def fitted(value: str, width=width, pad=pad) -> str:
+            return pad(value if len(value) <= width else value[: width - 1] + "+")
+
+        if len(set(column)) * 4 <= len(column):
+            padded.append(list(map(Memo(fitted).__getitem__, column)))
+        else:
+            if max(map(len, column)) > width:
+                column = [value if len(value) <= width else value[: width - 1] + "+" for value in column]
+            padded.append(list(map(pad, column)))
+    padded.append(["\n"] * count)
+    return text + "".join(map("".join, zip(*padded)))
 
 
 def field_columns(text: str, rows_by_name: dict[str, dict]) -> tuple[list[tuple[str, int, str]], str | None]:

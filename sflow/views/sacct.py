@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from operator import itemgetter
 
 from sflow.errors import UsageError
 from sflow.queue.select import parse_job_spec, split_ids
-from sflow.records import INFINITE, JOB_STATES, JobRecord, StepRecord
+from sflow.records import INFINITE, JOB_FIELDS, JOB_STATES, JobRecord, StepRecord, job_row
 from sflow.slurm.display import format_memory_mb
 from sflow.slurm.getopt import getopt
 from sflow.slurm.help import VERSION_LINE, recorded
 from sflow.slurm.values import InvalidTime, format_elapsed_sacct, parse_time
 from sflow.views.costs import billed
-from sflow.views.fmt import field_columns, group_name, iso_time, job_id_display, load_table, render_columns, step_order
+from sflow.views.fmt import (Memo, field_columns, group_name, iso_time, iso_times, job_id_text, load_table,
+                             render_value_columns, step_order)
 from sflow.views.step_usage import STEP_USAGE, job_cpu, usage_value
 
 DEFAULT_FIELDS = "JobID,JobName,Partition,Account,AllocCPUS,State,ExitCode"
 SHORT_STATES = {v: k for k, v in JOB_STATES.items()}
+
+
+# Where each of a job's values stands in its row (``records.JOB_FIELDS``).
+_AT = {name: index for index, name in enumerate(JOB_FIELDS)}
+(JOB_ID, NAME, USER, UID, GID, PARTITION, STATE, REASON, SUBMIT, WORK_DIR, ARRAY_JOB_ID, ARRAY_TASK_ID,
+ ARRAY_TASK_STR, ELIGIBLE, START, END, TIME_LIMIT, PRIORITY, NUM_NODES, NUM_CPUS, MIN_MEMORY_MB, NODELIST,
+ EXIT_CODE, EXIT_SIGNAL, ACCOUNT, QOS, RESTART_COUNT, COMMENT, DERIVED_EXIT_CODE, CANCELLED_BY, COST_CENTS,
+ LIMIT_PRICE) = (_AT[name] for name in (
+    "job_id", "name", "user", "uid", "gid", "partition", "state", "reason", "submit_time", "work_dir",
+    "array_job_id", "array_task_id", "array_task_str", "eligible_time", "start_time", "end_time", "time_limit",
+    "priority", "num_nodes", "num_cpus", "min_memory_mb", "nodelist", "exit_code", "exit_signal", "account", "qos",
+    "restart_count", "comment", "derived_exit_code", "cancelled_by", "cost_cents", "limit_price"))
 
 
 def _elapsed(start: float | None, end: float | None, now: float) -> int:
@@ -26,89 +40,122 @@ def _elapsed(start: float | None, end: float | None, now: float) -> int:
     return int((end or now) - start)
 
 
-def _job_elapsed(job: JobRecord, now: float) -> int:
-    return _elapsed(job.start_time if job.state != "PENDING" else None, job.end_time, now)
+def _job_id(job: tuple) -> str:
+    return job_id_text(job[JOB_ID], job[ARRAY_JOB_ID], job[ARRAY_TASK_ID], job[ARRAY_TASK_STR])
 
 
-def _job_state(job: JobRecord) -> str:
-    if job.state == "CANCELLED" and job.cancelled_by is not None:
-        return f"CANCELLED by {job.cancelled_by}"
-    if job.state == "PENDING" and job.restart_count:
-        return "REQUEUED"  # accounting still holds the run that was requeued
-    return job.state
+def _job_ids(jobs, now, steps) -> list[str]:
+    return [str(job[JOB_ID]) if job[ARRAY_JOB_ID] is None else _job_id(job) for job in jobs]
+
+
+def _job_states(jobs, now, steps) -> list[str]:
+    return [state if state != "CANCELLED" and state != "PENDING" else
+            f"CANCELLED by {job[CANCELLED_BY]}" if state == "CANCELLED" and job[CANCELLED_BY] is not None else
+            "REQUEUED" if state == "PENDING" and job[RESTART_COUNT] else state  # accounting holds the requeued run
+            for job in jobs for state in (job[STATE],)]
+
+
+def _job_seconds(jobs, now) -> list[int]:
+    """Each job's elapsed seconds (none while pending)."""
+    return [0 if job[START] is None or job[STATE] == "PENDING" else int((job[END] or now) - job[START]) for job in jobs]
+
+
+def _durations(seconds) -> list[str]:
+    return list(map(Memo(format_elapsed_sacct).__getitem__, seconds))
+
+
+def _texts(values) -> list[str]:
+    return list(map(Memo(str).__getitem__, values))
 
 
 def _job_cpu(which: str):
-    def value(job, now, steps):
+    def values(jobs, now, steps):
         from sflow.exec.usage import format_cpu  # deferred: ~0.45 ms at sacct's start; usage fields only
 
-        user, system = job_cpu(list(steps))
-        return format_cpu({"TotalCPU": user + system, "UserCPU": user, "SystemCPU": system}[which])
+        shown = []
+        for job in jobs:
+            user, system = job_cpu(list(steps.get(job[JOB_ID], ())))
+            shown.append(format_cpu({"TotalCPU": user + system, "UserCPU": user, "SystemCPU": system}[which]))
+        return shown
 
-    return value
-
-
-def _tres(job: JobRecord) -> str:
-    return f"billing={job.num_cpus},cpu={job.num_cpus},node={job.num_nodes}"
-
-
-def _limit(job: JobRecord) -> str:
-    return "UNLIMITED" if job.time_limit in (None, INFINITE) else format_elapsed_sacct(job.time_limit * 60)
+    return values
 
 
-# One function per field of a job's line, (job, now, its steps) -> text: looked up once per
-# column, so a listing of 9,000 jobs runs no chain of comparisons per cell.
-JOB_VALUES = {
-    "JobID": lambda job, now, steps: job_id_display(job),
-    "JobIDRaw": lambda job, now, steps: str(job.job_id),
-    "JobName": lambda job, now, steps: job.name,
-    "State": lambda job, now, steps: _job_state(job),
+def _limit(minutes: int | None) -> str:
+    return "UNLIMITED" if minutes in (None, INFINITE) else format_elapsed_sacct(minutes * 60)
+
+
+def _column(index: int):
+    return lambda jobs, now, steps: [job[index] for job in jobs]
+
+
+def _same(text: str):
+    return lambda jobs, now, steps: [text] * len(jobs)
+
+
+def _tres(job: tuple) -> str:
+    return f"billing={job[NUM_CPUS]},cpu={job[NUM_CPUS]},node={job[NUM_NODES]}"
+
+
+# One function per field, over the jobs whose lines show (rows of JOB_FIELDS), ``now`` and their
+# steps by job id -> that column's texts: a listing of 9,000 jobs makes each column in one pass,
+# each repeated value (a state, a second, a duration) formatted once.
+JOB_COLUMNS = {
+    "JobID": _job_ids,
+    "JobIDRaw": lambda jobs, now, steps: [str(job[JOB_ID]) for job in jobs],
+    "JobName": _column(NAME),
+    "State": _job_states,
     # A cancelled job's accounting closed when it was cancelled, before its shell died.
-    "ExitCode": lambda job, now, steps: "0:0" if job.state == "CANCELLED" else f"{job.exit_code}:{job.exit_signal}",
-    "DerivedExitCode": lambda job, now, steps: f"{job.derived_exit_code}:0",
-    "AllocCPUS": lambda job, now, steps: str(job.num_cpus) if job.state != "PENDING" or not job.restart_count else "0",
-    "ReqCPUS": lambda job, now, steps: str(job.num_cpus),
-    "NNodes": lambda job, now, steps: str(job.num_nodes),
-    "Elapsed": lambda job, now, steps: format_elapsed_sacct(_job_elapsed(job, now)),
-    "ElapsedRaw": lambda job, now, steps: str(_job_elapsed(job, now)),
-    "CPUTime": lambda job, now, steps: format_elapsed_sacct(_job_elapsed(job, now) * job.num_cpus),
-    "CPUTimeRAW": lambda job, now, steps: str(_job_elapsed(job, now) * job.num_cpus),
-    "Start": lambda job, now, steps: iso_time(job.start_time if job.state != "PENDING" else None),
-    "End": lambda job, now, steps: iso_time(job.end_time),
+    "ExitCode": lambda jobs, now, steps: ["0:0" if job[STATE] == "CANCELLED" else f"{job[EXIT_CODE]}:{job[EXIT_SIGNAL]}"
+                                          for job in jobs],
+    "DerivedExitCode": lambda jobs, now, steps: [f"{job[DERIVED_EXIT_CODE]}:0" for job in jobs],
+    "AllocCPUS": lambda jobs, now, steps: _texts(job[NUM_CPUS] if job[STATE] != "PENDING" or not job[RESTART_COUNT]
+                                                 else 0 for job in jobs),
+    "ReqCPUS": lambda jobs, now, steps: _texts(job[NUM_CPUS] for job in jobs),
+    "NNodes": lambda jobs, now, steps: _texts(job[NUM_NODES] for job in jobs),
+    "Elapsed": lambda jobs, now, steps: _durations(_job_seconds(jobs, now)),
+    "ElapsedRaw": lambda jobs, now, steps: _texts(_job_seconds(jobs, now)),
+    "CPUTime": lambda jobs, now, steps: _durations(seconds * job[NUM_CPUS]
+                                                   for seconds, job in zip(_job_seconds(jobs, now), jobs)),
+    "CPUTimeRAW": lambda jobs, now, steps: [str(seconds * job[NUM_CPUS])
+                                            for seconds, job in zip(_job_seconds(jobs, now), jobs)],
+    "Start": lambda jobs, now, steps: iso_times(job[START] if job[STATE] != "PENDING" else None for job in jobs),
+    "End": lambda jobs, now, steps: iso_times(job[END] for job in jobs),
     # Unknown while held or waiting on a dependency
-    "Eligible": lambda job, now, steps: iso_time(job.eligible_time if job.state == "PENDING" else job.submit_time),
-    "Submit": lambda job, now, steps: iso_time(job.submit_time),
-    "NodeList": lambda job, now, steps: job.nodelist or "None assigned",
-    "User": lambda job, now, steps: job.user,
-    "UID": lambda job, now, steps: str(job.uid),
-    "Group": lambda job, now, steps: group_name(job.gid),
-    "GID": lambda job, now, steps: str(job.gid),
-    "WorkDir": lambda job, now, steps: job.work_dir,
-    "Timelimit": lambda job, now, steps: _limit(job),
-    "TimelimitRaw": lambda job, now, steps: ("UNLIMITED" if job.time_limit in (None, INFINITE)
-                                             else str(job.time_limit)),
-    "ReqMem": lambda job, now, steps: format_memory_mb(job.min_memory_mb) if job.min_memory_mb else "0",
-    "Partition": lambda job, now, steps: job.partition,
-    "Account": lambda job, now, steps: job.account,
-    "Comment": lambda job, now, steps: job.comment,
-    "Reason": lambda job, now, steps: job.reason,
-    "Priority": lambda job, now, steps: str(job.priority),
-    "QOS": lambda job, now, steps: job.qos,
-    "AllocTRES": lambda job, now, steps: _tres(job) if job.state != "PENDING" else "",
-    "ReqTRES": lambda job, now, steps: _tres(job),
-    "NTasks": lambda job, now, steps: "",
-    "Cost": lambda job, now, steps: billed(job.cost_cents) if job.cost_cents is not None else "",
-    "LimitPrice": lambda job, now, steps: job.limit_price or "",
-    "Suspended": lambda job, now, steps: "00:00:00",
+    "Eligible": lambda jobs, now, steps: iso_times(job[ELIGIBLE] if job[STATE] == "PENDING" else job[SUBMIT]
+                                                   for job in jobs),
+    "Submit": lambda jobs, now, steps: iso_times(job[SUBMIT] for job in jobs),
+    "NodeList": lambda jobs, now, steps: [job[NODELIST] or "None assigned" for job in jobs],
+    "User": _column(USER),
+    "UID": lambda jobs, now, steps: _texts(job[UID] for job in jobs),
+    "Group": lambda jobs, now, steps: list(map(Memo(group_name).__getitem__, (job[GID] for job in jobs))),
+    "GID": lambda jobs, now, steps: _texts(job[GID] for job in jobs),
+    "WorkDir": _column(WORK_DIR),
+    "Timelimit": lambda jobs, now, steps: list(map(Memo(_limit).__getitem__, (job[TIME_LIMIT] for job in jobs))),
+    "TimelimitRaw": lambda jobs, now, steps: ["UNLIMITED" if job[TIME_LIMIT] in (None, INFINITE)
+                                              else str(job[TIME_LIMIT]) for job in jobs],
+    "ReqMem": lambda jobs, now, steps: [format_memory_mb(job[MIN_MEMORY_MB]) if job[MIN_MEMORY_MB] else "0"
+                                        for job in jobs],
+    "Partition": _column(PARTITION),
+    "Account": _column(ACCOUNT),
+    "Comment": _column(COMMENT),
+    "Reason": _column(REASON),
+    "Priority": lambda jobs, now, steps: [str(job[PRIORITY]) for job in jobs],
+    "QOS": _column(QOS),
+    "AllocTRES": lambda jobs, now, steps: [_tres(job) if job[STATE] != "PENDING" else "" for job in jobs],
+    "ReqTRES": lambda jobs, now, steps: [_tres(job) for job in jobs],
+    "NTasks": _same(""),
+    "Cost": lambda jobs, now, steps: [billed(job[COST_CENTS]) if job[COST_CENTS] is not None else "" for job in jobs],
+    "LimitPrice": lambda jobs, now, steps: [job[LIMIT_PRICE] or "" for job in jobs],
+    "Suspended": _same("00:00:00"),
     "TotalCPU": _job_cpu("TotalCPU"),
     "UserCPU": _job_cpu("UserCPU"),
     "SystemCPU": _job_cpu("SystemCPU"),
 }
-JOB_VALUES.update(NCPUS=JOB_VALUES["AllocCPUS"], AllocNodes=JOB_VALUES["NNodes"], ReqNodes=JOB_VALUES["NNodes"])
+JOB_COLUMNS.update(NCPUS=JOB_COLUMNS["AllocCPUS"], AllocNodes=JOB_COLUMNS["NNodes"], ReqNodes=JOB_COLUMNS["NNodes"])
 
 
-def _nothing(job, now, steps) -> str:
-    return ""
+_nothing = _same("")
 
 
 def _step_state(step: StepRecord) -> str:
@@ -125,10 +172,10 @@ def _step_usage(name: str):
     return lambda step, job, now: usage_value(name, step.extra.get("usage"), step.num_tasks)
 
 
-# A step's line, as JOB_VALUES a job's: (step, its job, now) -> text.
+# A step's line: (step, its job's row, now) -> text (steps are few beside a listing's jobs).
 STEP_VALUES = {
-    "JobID": lambda step, job, now: f"{job_id_display(job)}.{step.step_id}",
-    "JobIDRaw": lambda step, job, now: f"{job.job_id}.{step.step_id}",
+    "JobID": lambda step, job, now: f"{_job_id(job)}.{step.step_id}",
+    "JobIDRaw": lambda step, job, now: f"{job[JOB_ID]}.{step.step_id}",
     "JobName": lambda step, job, now: step.name,
     "State": lambda step, job, now: _step_state(step),
     "ExitCode": lambda step, job, now: f"{step.exit_code}:{step.exit_signal}",
@@ -140,7 +187,7 @@ STEP_VALUES = {
     "Start": lambda step, job, now: iso_time(step.start_time),
     "End": lambda step, job, now: iso_time(step.end_time),
     "NodeList": lambda step, job, now: step.nodelist,
-    "Account": lambda step, job, now: job.account,
+    "Account": lambda step, job, now: job[ACCOUNT],
     "CPUTime": lambda step, job, now: format_elapsed_sacct(_step_elapsed(step, now) * step.num_cpus),
     "CPUTimeRAW": lambda step, job, now: str(_step_elapsed(step, now) * step.num_cpus),
     "Suspended": lambda step, job, now: "00:00:00",
@@ -152,15 +199,6 @@ STEP_VALUES.update(NCPUS=STEP_VALUES["AllocCPUS"], ReqCPUS=STEP_VALUES["AllocCPU
 
 def _no_step_value(step, job, now) -> str:
     return ""
-
-
-def _in_accounting(job: JobRecord, named: bool, until: float) -> bool:
-    """Accounting has every job from its submission, but a pending one is in a time window (and
-    so in a listing by state) only once it is eligible: a held job, or one waiting on a
-    dependency, shows only when named with -j and no -s."""
-    if job.state != "PENDING" or job.restart_count > 0:
-        return True
-    return named or (job.eligible_time is not None and job.eligible_time <= until)
 
 
 def _parse_time(text: str, now: float | None = None) -> float:
@@ -183,7 +221,9 @@ def sacct_main(argv: list[str], jobs, steps, *, now: float | None = None,
                user: str = "", env: dict | None = None) -> tuple[str, str, int]:
     """sacct over ``jobs`` and ``steps``: lists of records, or loaders: ``jobs(ids=...)`` (those
     jobs and their arrays' tasks) or ``jobs(ended_since=...)`` (at least every job not ended
-    before), and ``steps(jobs, usage)``: those jobs' steps, with their measured usage if ``usage``."""
+    before), each job as its row of ``records.JOB_FIELDS``; and ``steps(job_ids, running, usage)``:
+    those jobs' steps, with their measured usage if ``usage`` (``running``: the records of those
+    still running)."""
     now = time.time() if now is None else now
     parsed = getopt("sacct", argv)
     if parsed.positionals:  # sacct takes no operands: each is named, and nothing is listed
@@ -263,50 +303,68 @@ def sacct_main(argv: list[str], jobs, steps, *, now: float | None = None,
     since = start if start is not None else midnight
     if callable(jobs):  # a loader: the store picks the named jobs, or those that ended in the window
         jobs = jobs(ids=[job_id for job_id, _, _ in ids]) if ids else jobs(ended_since=since)
+    else:
+        jobs = [job_row(job) for job in jobs]
     if ids:
         chosen = []
         for job_id, indices, step in ids:
             for job in jobs:
-                if (job.job_id == job_id or job.array_job_id == job_id) and (
-                        indices is None or job.array_task_id in indices):
+                if (job[JOB_ID] == job_id or job[ARRAY_JOB_ID] == job_id) and (
+                        indices is None or job[ARRAY_TASK_ID] in indices):
                     if job not in chosen:
                         chosen.append(job)
-                        only_steps[job.job_id] = set()
-                    if step is None or only_steps[job.job_id] is None:
-                        only_steps[job.job_id] = None
+                        only_steps[job[JOB_ID]] = set()
+                    if step is None or only_steps[job[JOB_ID]] is None:
+                        only_steps[job[JOB_ID]] = None
                     else:
-                        only_steps[job.job_id].add(step)
+                        only_steps[job[JOB_ID]].add(step)
         users = None if users == {user} else users
     else:
-        chosen = [j for j in jobs if (j.end_time or now) >= since and (end is None or j.submit_time <= end)]
+        chosen = [job for job in jobs if (job[END] or now) >= since and (end is None or job[SUBMIT] <= end)]
     until = now if end is None else end
-    chosen = [j for j in chosen if (users is None or j.user in users) and (not names or j.name in names)
-              and (not states or j.state in states) and (not partitions or j.partition in partitions)
-              and _in_accounting(j, bool(ids) and not states, until)]
-    chosen.sort(key=lambda j: (j.array_job_id or j.job_id, j.array_task_id if j.array_task_id is not None else -1))
+    # Accounting has every job from its submission, but a pending one is in a time window (and so in
+    # a listing by state) only once it is eligible: a held job, or one waiting on a dependency, shows
+    # only when named with -j and no -s.
+    named = bool(ids) and not states
+    chosen = [job for job in chosen if (users is None or job[USER] in users) and (not names or job[NAME] in names)
+              and (not states or job[STATE] in states) and (not partitions or job[PARTITION] in partitions)
+              and (job[STATE] != "PENDING" or job[RESTART_COUNT] > 0 or named
+                   or (job[ELIGIBLE] is not None and job[ELIGIBLE] <= until))]
+    if any(job[ARRAY_JOB_ID] is not None for job in chosen):  # an array's tasks by index, after the array
+        chosen.sort(key=lambda job: (job[ARRAY_JOB_ID] or job[JOB_ID],
+                                     job[ARRAY_TASK_ID] if job[ARRAY_TASK_ID] is not None else -1))
+    else:
+        chosen.sort(key=itemgetter(JOB_ID))
     names_shown = [name for name, _, _ in columns]
     usage = any(name in STEP_USAGE for name in names_shown)
     if callable(steps):  # a loader: only the chosen jobs' steps, and only when a line needs them
         wanted = not no_steps or usage or any(only_steps.values())
-        steps = steps(chosen, usage) if wanted else []
+        running = [JobRecord(*job) for job in chosen if job[STATE] in ("RUNNING", "COMPLETING")]
+        steps = steps([job[JOB_ID] for job in chosen], running, usage) if wanted else []
     steps_by_job: dict[int, list[StepRecord]] = {}
     for step in steps:
         steps_by_job.setdefault(step.job_id, []).append(step)
-    job_getters = [JOB_VALUES.get(name, _nothing) for name in names_shown]
-    step_getters = [STEP_VALUES.get(name, _no_step_value) for name in names_shown]
-    rows: list[list[str]] = []
-    for job in chosen:
-        steps_wanted = only_steps.get(job.job_id)
-        job_steps = steps_by_job.get(job.job_id, ())
-        if steps_wanted is None:
-            rows.append([get(job, now, job_steps) for get in job_getters])
-        if job_steps and (not no_steps or steps_wanted):
-            for step in sorted(job_steps, key=step_order):
-                if steps_wanted is None or step.step_id in steps_wanted:
-                    rows.append([get(step, job, now) for get in step_getters])
-    out = render_columns(columns, rows, header=header, delimiter=delimiter, trailing=trailing)
+    # The jobs' own lines, a column at a time; then each job's step lines after its own.
+    shown = chosen if not only_steps else [job for job in chosen if only_steps[job[JOB_ID]] is None]
+    values = [JOB_COLUMNS.get(name, _nothing)(shown, now, steps_by_job) for name in names_shown]
+    count = len(shown)
+    if steps_by_job and (not no_steps or any(only_steps.values())):
+        step_getters = [STEP_VALUES.get(name, _no_step_value) for name in names_shown]
+        job_lines = iter(zip(*values)) if values else iter([()] * count)
+        rows: list = []
+        for job in chosen:
+            steps_wanted = only_steps.get(job[JOB_ID])
+            if steps_wanted is None:
+                rows.append(next(job_lines))
+            job_steps = steps_by_job.get(job[JOB_ID])
+            if job_steps and (not no_steps or steps_wanted):
+                for step in sorted(job_steps, key=step_order):
+                    if steps_wanted is None or step.step_id in steps_wanted:
+                        rows.append([get(step, job, now) for get in step_getters])
+        values, count = ([list(column) for column in zip(*rows)] if values else []), len(rows)
+    out = render_value_columns(columns, values, count, header=header, delimiter=delimiter, trailing=trailing)
     if not out.isascii():
         # The accounting database keeps text as UTF-8: sacct shows "?" for each byte that was not.
-        rows = [[_as_stored(value) for value in row] for row in rows]
-        out = render_columns(columns, rows, header=header, delimiter=delimiter, trailing=trailing)
+        values = [[_as_stored(value) for value in column] for column in values]
+        out = render_value_columns(columns, values, count, header=header, delimiter=delimiter, trailing=trailing)
     return out, "", 0
