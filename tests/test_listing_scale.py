@@ -89,3 +89,52 @@ def test_sacct_asks_its_loaders_only_for_the_named_jobs_or_its_window():
     asked.clear()
     both("-X", "-j", "1", "-o", "JobID,TotalCPU")
     assert asked == [("jobs", [1], None), ("steps", [1], True)]
+
+
+def _many_jobs() -> tuple[list[JobRecord], list[StepRecord]]:
+    """Forty ended jobs whose values repeat in some columns and not in others, with steps."""
+    jobs, steps = [], []
+    for number in range(40):
+        job_id = 100 + number
+        start = 1.7e9 + number * 37.5
+        state = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")[number % 4]
+        jobs.append(_job(job_id, name=("a", "long-name-of-a-job", "é")[number % 3], state=state, reason="None",
+                         start_time=start, end_time=start + (0, 61, 3600, 90000)[number % 4] + number,
+                         submit_time=start - 5, eligible_time=start - 5, num_cpus=(1, 2, 64)[number % 3],
+                         cancelled_by=0 if state == "CANCELLED" and number % 8 == 2 else None,
+                         exit_code=number % 3, exit_signal=(0, 9)[number % 2], time_limit=(None, 10, 2000)[number % 3],
+                         min_memory_mb=(None, 512, 2048)[number % 3], cost_cents=(None, 12.5)[number % 2],
+                         array_job_id=90 if number % 5 == 0 else None,
+                         array_task_id=number if number % 5 == 0 else None, array_task_str=None))
+        if number % 2:
+            steps.append(StepRecord(job_id, "batch", "batch", state, start, start + number, "node1", exit_code=1))
+    return jobs, steps
+
+
+def test_sacct_each_line_of_a_long_listing_is_the_jobs_own():
+    # A long listing makes each column in one pass, each repeated value formatted once: every job's
+    # lines are still those sacct shows for that job alone.
+    jobs, steps = _many_jobs()
+    fields = "JobID,JobIDRaw,JobName,State,ExitCode,AllocCPUS,Elapsed,ElapsedRaw,CPUTime,Start,End,Submit,Eligible," \
+             "Timelimit,TimelimitRaw,ReqMem,Group,Cost,AllocTRES,NodeList,Partition,Account"
+    now = 1.7e9 + 1e5
+    listing = sacct_main(["-a", "-S", "2020-01-01", "-P", "-n", "-o", fields], jobs, steps, now=now, user="alice")[0]
+    alone = "".join(sacct_main(["-j", str(job.job_id), "-P", "-n", "-o", fields], jobs, steps, now=now,
+                               user="alice")[0] for job in jobs)
+    assert sorted(listing.splitlines()) == sorted(alone.splitlines()) and len(listing.splitlines()) == 60
+    assert listing.count("CANCELLED by 0") == 5 and "1-01:00:" in listing
+
+
+def test_sacct_columns_pad_and_cut_each_value_as_alone():
+    jobs, steps = _many_jobs()
+    argv = ["-a", "-S", "2020-01-01", "-n", "-o", "JobID%5,JobName%-4,State%9,Elapsed%-10,ExitCode%2"]
+    parsable = sacct_main([*argv, "-P"], jobs, steps, now=1.7e9, user="alice")[0].splitlines()
+    fixed = sacct_main(argv, jobs, steps, now=1.7e9, user="alice")[0].splitlines()
+
+    def fit(value: str, width: int, left: bool) -> str:
+        value = value if len(value) <= width else value[:width - 1] + "+"
+        return value.ljust(width) if left else value.rjust(width)
+
+    widths = [(5, False), (4, True), (9, False), (10, True), (2, False)]
+    assert fixed == ["".join(fit(value, *spec) + " " for value, spec in zip(line.split("|"), widths))
+                     for line in parsable]

@@ -6,7 +6,7 @@ import os
 import stat
 
 from sflow.queue import store
-from sflow.records import JobRecord, StepRecord
+from sflow.records import JobRecord, StepRecord, job_row
 from queue_harness import queue  # noqa: F401  (the fixture)
 
 
@@ -110,6 +110,27 @@ def test_read_jobs_is_faithful_over_ten_thousand_jobs(tmp_path):
     assert store.read_jobs(conn, "state = ?", ("PENDING",)) == [r for r in records if r.state == "PENDING"]
     assert [r.job_id for r in store.read_jobs(conn, job_ids=[70])] == [70, 77]  # an array id names its tasks
     assert isinstance(store.read_jobs(conn)[1].requeue, bool)
+
+
+def test_job_rows_are_the_records_values_and_a_changed_job_is_read_afresh(tmp_path, monkeypatch):
+    # Rows of a long read are kept by their packed bytes and reused: a job written since is read anew.
+    monkeypatch.setattr(store, "ROWS_KEPT", (2, 100))
+    conn = store.open_db(str(tmp_path))
+    conn.execute("BEGIN")
+    records = [_record(i) for i in range(1, 31)]
+    for rec in records:
+        store.insert_job(conn, rec)
+    conn.execute("COMMIT")
+    assert store.read_job_rows(conn) == [job_row(rec) for rec in records]
+    assert store.read_job_rows(conn, job_ids=[70]) == []
+    records[4].state, records[4].end_time = "CANCELLED", 1.8e9
+    conn.execute("BEGIN")
+    store.update_job(conn, records[4])
+    conn.execute("COMMIT")
+    assert store.read_job_rows(conn) == [job_row(rec) for rec in records]
+    assert store.read_job_rows(conn, "state = ?", ("CANCELLED",)) == [job_row(records[4])]
+    store.set_meta(conn, "layout", "an,older,layout")  # rows from the columns then, the same values
+    assert store.read_job_rows(conn) == [job_row(rec) for rec in records]
 
 
 def test_reads_fall_back_to_columns_when_the_layout_changed(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from sflow.queue import health, store
 from sflow.queue.reader import Reader
-from sflow.records import AllocatedNode, JobRecord, StepRecord
+from sflow.records import AllocatedNode, JobRecord, StepRecord, job_row
 from sflow.slurm.indexset import IndexSet
 
 
@@ -139,6 +139,8 @@ def test_jobs_ended_since_leaves_out_only_the_jobs_that_ended_before(home):
     conn.execute("COMMIT")
     conn.close()
     assert [j.job_id for j in Reader(home).jobs(ended_since=1000.0)] == [10, 11, 12, 14]
+    assert Reader(home).job_rows(ended_since=1000.0) == [job_row(j) for j in Reader(home).jobs(ended_since=1000.0)]
+    assert Reader(home).job_rows(ids=[10]) == [job_row(j) for j in Reader(home).jobs(ids=[10])]
 
 
 def test_steps_without_usage_keep_who_cancelled_them(home):
