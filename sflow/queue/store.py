@@ -416,6 +416,8 @@ def load_request(conn: sqlite3.Connection, job_id: int) -> str | None:
 # ------------------------------------------------------------------ steps
 
 
+_STEP_BLOBS = " OR ".join(f"typeof({f.name}) = 'blob'" for f in dataclasses.fields(StepRecord)
+                          if f.name in STEP_FIELDS and _sql_type(f) == "TEXT")
 # More job ids than this are read as the range they span, then picked: one query, not a long IN list.
 IDS_AS_RANGE = 500
 
@@ -428,7 +430,9 @@ def read_steps(conn_or_home, job_ids=None, usage: bool = True) -> list[StepRecor
         return []
     picked = None
     try:
-        sql = f"SELECT {', '.join(STEP_FIELDS)}, extra FROM steps"
+        # Last, whether a text of the row was stored as a BLOB (not UTF-8): only such rows are decoded
+        # value by value.
+        sql = f"SELECT {', '.join(STEP_FIELDS)}, extra, {_STEP_BLOBS} FROM steps"
         args: list = []
         if job_ids is not None:
             ids = [int(i) for i in job_ids]
@@ -448,8 +452,10 @@ def read_steps(conn_or_home, job_ids=None, usage: bool = True) -> list[StepRecor
         rows = [row for row in rows if row[0] in picked]
     loads = json.loads
     if usage:
-        return [StepRecord(*map(_uncell, row[:-1]), extra=loads(row[-1]) if row[-1] else {}) for row in rows]
-    return [StepRecord(*map(_uncell, row[:-1]), extra=_cancelled_by(row[-1])) for row in rows]
+        return [StepRecord(*(map(_uncell, row[:-2]) if row[-1] else row[:-2]), extra=loads(row[-2]) if row[-2] else {})
+                for row in rows]
+    return [StepRecord(*(map(_uncell, row[:-2]) if row[-1] else row[:-2]), extra=_cancelled_by(row[-2]))
+            for row in rows]
 
 
 def _cancelled_by(extra: str | None) -> dict:

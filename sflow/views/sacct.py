@@ -365,6 +365,6 @@ def sacct_main(argv: list[str], jobs, steps, *, now: float | None = None,
     out = render_value_columns(columns, values, count, header=header, delimiter=delimiter, trailing=trailing)
     if not out.isascii():
         # The accounting database keeps text as UTF-8: sacct shows "?" for each byte that was not.
-        values = [[_as_stored(value) for value in column] for column in values]
+        values = [[value if value.isascii() else _as_stored(value) for value in column] for column in values]
         out = render_value_columns(columns, values, count, header=header, delimiter=delimiter, trailing=trailing)
     return out, "", 0
