@@ -155,12 +155,12 @@ def test_steps_round_trip_and_missing_database(tmp_path):
     store.save_step(conn, StepRecord(6, "batch", "batch", "FAILED", 1.0, 3.0, "n2", exit_code=3))
     conn.execute("COMMIT")
     assert store.read_steps(str(tmp_path), [5]) == [step]
+    assert [s.step_id for s in store.read_steps(conn)] == ["0", "batch"]
     odd = StepRecord(7, "0", b"n\xff".decode("utf-8", "surrogateescape"), "COMPLETED", nodelist="n1")
     conn.execute("BEGIN")
     store.save_step(conn, odd)  # a name not UTF-8: kept as its bytes, read back as the same str
     conn.execute("COMMIT")
     assert store.read_steps(conn, [7]) == [odd] and store.read_steps(conn, [7], usage=False) == [odd]
-    assert [s.step_id for s in store.read_steps(conn)] == ["0", "batch"]
 
 
 def test_a_store_an_older_controller_holds_reads_with_defaults(queue):
