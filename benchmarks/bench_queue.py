@@ -164,7 +164,7 @@ class Report:
         rows += [
             ("8 parallel clients >= 2x slurm's rate", "8 parallel clients", "/s", lambda s, r: s >= 2 * r),
         ]
-        for listing in ("squeue -r", "squeue -r -o '%i %T'", "sacct"):
+        for listing in ("squeue -r", "squeue -r -o '%i %T'", "sacct", "sacct -X"):
             title = f"{listing}, {self.small}"
             rows.append((f"{title} <= 0.5x slurm's", title, "ms", lambda s, r: s <= 0.5 * r))
         for goal, title, unit, met in rows:
@@ -251,11 +251,14 @@ def load_held(side: Side, count: int) -> None:
 
 
 def load_cancelled(side: Side, count: int) -> None:
-    """``count`` jobs in ``side``'s accounting: held submissions, cancelled (real SLURM's few nodes
-    would take half an hour to run as many; a cancelled job is a whole record all the same)."""
+    """``count`` ended jobs in ``side``'s accounting: jobs pending behind one that holds every node,
+    then cancelled. Real SLURM's few nodes would take half an hour to run as many; a job cancelled
+    while eligible is a whole record all the same (one cancelled while held is left out of
+    sacct's window by SLURM, so these are not held)."""
+    wide = ("-N", "4", "--exclusive", "-J", NAME_DONE, "-o", "/dev/null")
+    side.run("sbatch", *wide, "--wrap", "sleep 3600")
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda _: [side.run("sbatch", "--hold", "-J", NAME_DONE, "--wrap", "true")
-                                 for _ in range(count // 8)], range(8)))
+        list(pool.map(lambda _: [side.run("sbatch", *wide, "--wrap", "true") for _ in range(count // 8)], range(8)))
     side.run("scancel", "-n", NAME_DONE)
 
 
@@ -280,12 +283,20 @@ def bench_listing(sides: list[Side], runs: int, count: int, report: Report) -> N
     slurm = next((side for side in listed if side.label == "slurm"), None)
     if slurm is not None:
         slurm.cancel_all()  # its MaxJobCount (10,000) counts the ended jobs still held in memory too
+    # sacct's window starts here on both sides: the same jobs listed, whatever else ran today.
+    since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(time.time() - 1))
     for side in listed:
         load_cancelled(side, count)
-        rows = side.run("sacct", "-X", "-n", "--name", NAME_DONE, "-o", "JobID").stdout.count("\n")
-        print(f"{side.label}: {rows} ended jobs in sacct", flush=True)
+        deadline = time.time() + 120  # real SLURM's accounting arrives a little late
+        while True:
+            rows = side.run("sacct", "-X", "-n", "-S", since, "-o", "JobID").stdout.count("\n")
+            if rows >= count or time.time() > deadline:
+                break
+            time.sleep(1)
+        print(f"{side.label}: {rows} jobs in sacct -X -S {since}", flush=True)
     known = {side.label: side.held(1)[0] for side in listed}
-    report.timing(f"sacct, {size}", in_turn(listed, lambda s: s.cmd("sacct"), max(5, runs // 3)))
+    report.timing(f"sacct, {size}", in_turn(listed, lambda s: s.cmd("sacct", "-S", since), max(5, runs // 3)))
+    report.timing(f"sacct -X, {size}", in_turn(listed, lambda s: s.cmd("sacct", "-X", "-S", since), max(5, runs // 3)))
     report.timing(f"sacct -j JOB, {size}", in_turn(listed, lambda s: s.cmd("sacct", "-j", known[s.label]), runs))
     depth = in_turn(listed, lambda s: s.cmd("sbatch", "--hold", "-J", NAME, "--wrap", "true"), runs)
     report.timing(f"sbatch --hold, {size}", depth)
