@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sflow.exec.context import job_context
 from sflow.exec.env import JobContext, batch_environment
 from sflow.exec.node_names import NodeNames, start_on_node, warning
+from sflow.fileio import write_file
 from sflow.queue import paths
 from sflow.slurm.values import expand_output_pattern
 
@@ -179,8 +180,8 @@ def begin_launch(
     except FileNotFoundError:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     script_path = os.path.join(directory, "slurm_script")
-    _write_file(script_path, script.encode("utf-8", "surrogateescape"), 0o700)
-    _write_file(os.path.join(directory, "context.json"), json.dumps(ctx.to_json()).encode(), 0o666)
+    write_file(script_path, script.encode("utf-8", "surrogateescape"), 0o700)
+    write_file(os.path.join(directory, "context.json"), json.dumps(ctx.to_json()).encode(), 0o666)
 
     out_path, err_path, in_path = output_paths(ctx, stdout_pattern, stderr_pattern, input_pattern)
     in_fd, out_fd, err_fd = _open_step_files(out_path, err_path, in_path, append)
@@ -212,21 +213,10 @@ def begin_launch(
             for fd in {out_fd, err_fd, in_fd}:
                 os.close(fd)
         pid_start = process_start_time(popen.pid)
-        _write_file(os.path.join(directory, "pid"), f"{popen.pid} {pid_start}\n".encode(), 0o666)
+        write_file(os.path.join(directory, "pid"), f"{popen.pid} {pid_start}\n".encode(), 0o666)
         return BatchProcess(popen.pid, popen.pid, status_path, directory, popen, pid_start)
 
     return started
-
-
-def _write_file(path: str, data: bytes, mode: int) -> None:
-    """``data`` as the whole of ``path``, in one write where it fits (a file per job: no buffering layers)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
 
 
 def process_start_time(pid: int) -> str:

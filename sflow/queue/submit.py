@@ -22,6 +22,7 @@ import time
 from sflow.backends import chosen_name
 from sflow.backends.local import Need, Usage, estimate_nodes
 from sflow.errors import SflowError, SlurmError, to_wire
+from sflow.fileio import write_all
 from sflow.queue import paths, store
 from sflow.queue.jobs import Job, base_priority
 from sflow.queue.scheduler import FOREVER, Timeline
@@ -171,8 +172,7 @@ def _write_script(ctl, job_id: int, script: str) -> None:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, flags, 0o600)
     try:
-        while data:  # os.write, not a file object: no fstat nor isatty for one write
-            data = data[os.write(fd, data):]
+        write_all(fd, data)
     finally:
         os.close(fd)
 

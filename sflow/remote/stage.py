@@ -17,6 +17,7 @@ from typing import Mapping
 import asyncssh
 import pathspec
 
+from sflow.fileio import write_file
 from sflow.remote.loop import LoopThread
 from sflow.remote.ssh import Connection
 
@@ -134,13 +135,7 @@ class Follower:
             return 0
         async with self._sftp.open(remote, "rb") as handle:
             data = await handle.read(min(size - offset, MAX_READ), offset)
-        fd = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_file(local, data, 0o644, os.O_APPEND)
         self.offsets[remote] = offset + len(data)
         return len(data)
 
