@@ -213,6 +213,28 @@ def _parse_time(text: str, now: float | None = None) -> float:
         raise UsageError([err.position_line()], 1) from None
 
 
+def _in_state(job: tuple, states: set[str], since: float, until: float) -> bool:
+    """Whether ``job`` was in one of ``states`` at some moment from ``since`` to ``until``: pending
+    from eligible to start (never, while its eligibility is unknown), running from start to end,
+    and in an ended state at its end."""
+    state, end, eligible = job[STATE], job[END], job[ELIGIBLE]
+    if eligible is None and job[NODELIST]:  # a job that ran was eligible (a store that missed saying when)
+        eligible = job[SUBMIT]
+    if "PENDING" in states and eligible is not None and eligible <= until:
+        # Ended while pending: no node ever held, pending until its end.
+        left = job[START] if job[NODELIST] and job[START] is not None else end
+        if state == "PENDING" or (left or until) >= since:
+            return True
+    if "RUNNING" in states and job[NODELIST] and job[START] is not None and state != "PENDING":
+        if job[START] <= until and (end or until) >= since:
+            return True
+    if state == "PENDING" and job[RESTART_COUNT] > 0:  # a requeued job's record, waiting again
+        return "PENDING" in states
+    if state in states and state not in ("PENDING", "RUNNING"):
+        return not end or since <= end <= until  # still so (completing, suspended), or ended so in the window
+    return False
+
+
 def _as_stored(value: str) -> str:
     return value if value.isascii() else value.encode("utf-8", "replace").decode("utf-8")
 
@@ -290,9 +312,11 @@ def sacct_main(argv: list[str], jobs, steps, *, now: float | None = None,
             return recorded("sacct", name), "", 0
         elif name == "version":
             return VERSION_LINE + "\n", "", 0
-    if start is not None and start > (now if end is None else end):
+    # sacct(1), DEFAULT TIME WINDOW: with -s, -E defaults to -S (and both to now); else to now.
+    until = end if end is not None else start if states and start is not None else now
+    if start is not None and start > until:
         return "", (f"sacct: error: Start time ({iso_time(start)}) requested is after end time "
-                    f"({iso_time(now if end is None else end)}).\n"), 1
+                    f"({iso_time(until)}).\n"), 1
     table = {row["name"].lower(): row for row in load_table("sacct_fields.toml")}
     columns, unknown = field_columns(fields_text, table)
     if unknown is not None:
@@ -300,7 +324,8 @@ def sacct_main(argv: list[str], jobs, steps, *, now: float | None = None,
     # Named steps: job id -> the steps asked for, or None for the whole job.
     only_steps: dict[int, set[str] | None] = {}
     midnight = datetime.fromtimestamp(now).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-    since = start if start is not None else midnight
+    # -S defaults to the epoch with -j, to now with -s, else to midnight.
+    since = start if start is not None else 0.0 if ids else now if states else midnight
     if callable(jobs):  # a loader: the store picks the named jobs, or those that ended in the window
         jobs = jobs(ids=[job_id for job_id, _, _ in ids]) if ids else jobs(ended_since=since)
     else:
@@ -319,17 +344,18 @@ def sacct_main(argv: list[str], jobs, steps, *, now: float | None = None,
                     else:
                         only_steps[job[JOB_ID]].add(step)
         users = None if users == {user} else users
-    else:
-        chosen = [job for job in jobs if (job[END] or now) >= since and (end is None or job[SUBMIT] <= end)]
-    until = now if end is None else end
-    # Accounting has every job from its submission, but a pending one is in a time window (and so in
-    # a listing by state) only once it is eligible: a held job, or one waiting on a dependency, shows
-    # only when named with -j and no -s.
-    named = bool(ids) and not states
-    chosen = [job for job in chosen if (users is None or job[USER] in users) and (not names or job[NAME] in names)
-              and (not states or job[STATE] in states) and (not partitions or job[PARTITION] in partitions)
-              and (job[STATE] != "PENDING" or job[RESTART_COUNT] > 0 or named
-                   or (job[ELIGIBLE] is not None and job[ELIGIBLE] <= until))]
+    chosen = [job for job in (chosen if ids else jobs)
+              if (users is None or job[USER] in users) and (not names or job[NAME] in names)
+              and (not partitions or job[PARTITION] in partitions)]
+    if states:  # jobs in one of those states at some moment of the window, named or not
+        chosen = [job for job in chosen if _in_state(job, states, since, until)]
+    elif not ids:
+        # A window holds the jobs eligible before its end and not ended before its start: a job held,
+        # waiting on a dependency or on a --begin still ahead, and cancelled so, is in none (-j names
+        # it all the same). A requeued job's record waits in every window since its requeue.
+        chosen = [job for job in chosen if (job[END] or until) >= since and (
+            job[ELIGIBLE] <= until if job[ELIGIBLE] is not None
+            else job[SUBMIT] <= until and (job[NODELIST] or job[STATE] == "PENDING" and job[RESTART_COUNT] > 0))]
     if any(job[ARRAY_JOB_ID] is not None for job in chosen):  # an array's tasks by index, after the array
         chosen.sort(key=lambda job: (job[ARRAY_JOB_ID] or job[JOB_ID],
                                      job[ARRAY_TASK_ID] if job[ARRAY_TASK_ID] is not None else -1))
