@@ -61,8 +61,8 @@ def test_squeue_r_leaves_out_an_array_with_no_pending_task_left():
 
 
 def test_sacct_asks_its_loaders_only_for_the_named_jobs_or_its_window():
-    jobs = [_job(1, state="COMPLETED", start_time=2.0, end_time=50.0, reason="None"),
-            _job(2, state="COMPLETED", start_time=2.0, end_time=90.0, reason="None")]
+    ran = dict(state="COMPLETED", eligible_time=1.0, start_time=2.0, reason="None", nodelist="node1")
+    jobs = [_job(1, end_time=50.0, **ran), _job(2, end_time=90.0, **ran)]
     steps = [StepRecord(1, "batch", "batch", "COMPLETED", 2.0, 50.0), StepRecord(2, "batch", "batch", "COMPLETED",
                                                                                   2.0, 90.0)]
     asked = []

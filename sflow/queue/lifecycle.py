@@ -350,10 +350,13 @@ class JobLife:
         if job.alloc is not None or job.pidfd is not None:
             self.end_run(job)
         self.backend_run_over(job, state)
-        if rec.state == "PENDING" and rec.eligible_time is None and rec.reason == "None":
-            # Ended before its first scheduling pass, nothing holding it: eligible since submitted,
-            # as SLURM's accounting has it (sacct's windows list only jobs ever eligible).
-            rec.eligible_time = rec.submit_time
+        if rec.state == "PENDING" and rec.eligible_time is None:
+            # Ended before a scheduling pass said since when it may start (sacct's windows list only
+            # jobs ever eligible): nothing holds it (submitted or released a moment ago), or a --begin.
+            if rec.reason == "None":
+                rec.eligible_time = now
+            elif rec.reason == "BeginTime" and job.begin_time:
+                rec.eligible_time = job.begin_time
         rec.state = state
         rec.end_time = now
         if rec.start_time is None:

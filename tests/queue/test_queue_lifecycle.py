@@ -6,6 +6,10 @@ import os
 import time
 from queue_harness import queue  # noqa: F401  (the fixture)
 
+from sflow.queue.jobs import Job
+from sflow.queue.lifecycle import JobLife
+from sflow.records import JobRecord
+
 
 def test_array_ids_as_slurm_gives_them(queue):
     array = queue.sbatch("--array=0-3", "--wrap", "sleep 0.5")
@@ -150,3 +154,35 @@ def test_holding_one_pending_task_splits_it_off(queue):
     assert queue.job(held[0].job_id).state == "PENDING"
     queue.call("release", job_ids=[f"{array}_4"])
     assert queue.wait_done(array)["states"][str(held[0].job_id)] == "COMPLETED"
+
+
+class _Life(JobLife):
+    """Only what ``finish`` touches of a controller."""
+
+    def __init__(self):
+        self.jobs, self.after_commit = {}, []
+
+    def backend_run_over(self, job, state):
+        pass
+
+    def save(self, job):
+        pass
+
+    def answer_waiters(self):
+        pass
+
+
+def _cancelled_pending(reason: str, **job) -> float | None:
+    rec = JobRecord(job_id=1, name="j", user="u", uid=1, gid=1, partition="debug", state="PENDING", reason=reason,
+                    submit_time=100.0, work_dir="/w", command="c")
+    _Life().finish(Job(rec=rec, **job), "CANCELLED")
+    return rec.eligible_time
+
+
+def test_a_job_cancelled_before_a_scheduling_pass_keeps_when_it_was_eligible():
+    # sacct's windows list only jobs that were ever eligible, as SLURM's accounting records them.
+    before = time.time()
+    assert _cancelled_pending("None") >= before  # submitted or released a moment ago
+    assert _cancelled_pending("BeginTime", begin_time=5000.0) == 5000.0
+    assert _cancelled_pending("JobHeldUser") is None
+    assert _cancelled_pending("Dependency") is None
