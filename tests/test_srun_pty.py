@@ -92,3 +92,35 @@ def test_pty_refused_on_a_node_over_ssh(tmp_path):
     assert "srun: error: --pty is not supported on a node reached over SSH" in child.before
     assert "Traceback" not in child.before
     assert child.exitstatus == 1
+
+
+# srun whose relay thread is the only one that can take SIGHUP, as the kernel may choose it
+# (busy copying the shell's echo) when the shell on the step's terminal sends srun a SIGHUP.
+_SIGNAL_TO_THE_RELAY = """
+import signal
+from sflow.exec import terminal
+start = terminal.Relay.start
+def start_and_leave_sighup_to_the_relay(relay):
+    start(relay)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+terminal.Relay.start = start_and_leave_sighup_to_the_relay
+from sflow.cli.shims import srun
+srun()
+"""
+
+
+def test_a_signal_taken_by_another_thread_still_ends_the_step(cluster):
+    """Python runs handlers in the main thread only: srun waiting for its tasks still wakes for a
+    SIGHUP another of its threads received, and passes it on."""
+    child = pexpect.spawn(sys.executable, ["-c", _SIGNAL_TO_THE_RELAY, "-t1", "--pty", "bash", "--norc",
+                                           "--noprofile"], env={**cluster.env, "PS1": "I> "}, cwd=cluster.work,
+                          encoding="utf-8", dimensions=(24, 80), timeout=60)
+    try:
+        child.expect_exact("I> ")
+        child.sendline("kill -HUP $PPID")
+        child.expect(pexpect.EOF)
+        child.close()
+        assert "Traceback" not in child.before
+        assert child.exitstatus == 129  # the shell ended by the SIGHUP srun passed on
+    finally:
+        child.close(force=True)

@@ -224,6 +224,11 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
     previous = {s: _signal.signal(s, lambda signum, frame: runner.signal(signum)) for s in SRUN_FORWARDS}
     if req.pty:
         previous[_signal.SIGWINCH] = _signal.signal(_signal.SIGWINCH, lambda signum, frame: runner.resize())
+    # The tasks' ends and srun's signals wake the wait alike, whichever thread the kernel gave them to.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    previous_wakeup = _signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    previous[_signal.SIGCHLD] = _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
+    runner.wake = wake_r
     try:
         try:
             runner.start()
@@ -235,6 +240,9 @@ def run_step(home: str, job, req, new_allocation: bool = False) -> int:
         runner.close_terminal()  # srun's terminal is given back on every way out
         for signum, handler in previous.items():
             _signal.signal(signum, handler)
+        _signal.set_wakeup_fd(previous_wakeup)
+        os.close(wake_r)
+        os.close(wake_w)
     step_log.finished(home, job.job_id, step_id, runner.tasks, usage=runner.gauge.to_dict())
     return code
 

@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import queue
+import select
 import signal as _signal
 import subprocess
 import sys
@@ -259,6 +260,8 @@ class StepRunner:
         self.acctg_freq = 0
         self.usage_path: str | None = None
         self._done = threading.Event()
+        # A pipe every caught signal writes to (signal.set_wakeup_fd), or None: wait() then sleeps on it.
+        self.wake: int | None = None
 
     def _note(self, text: str) -> None:
         with self._lock:
@@ -544,6 +547,25 @@ class StepRunner:
         self.terminated_at = time.time()
         self.signal(_signal.SIGKILL)
 
+    def _reap(self) -> tuple[int, int, object]:
+        """os.wait4's answer for the next child that ends, running srun's signal handlers meanwhile.
+
+        Python runs a handler in the main thread only, and the kernel may give a signal to any
+        thread (the terminal's relay, busy copying, when the shell there sends srun a SIGHUP):
+        wait4 would then sleep on with the handler pending. Every caught signal, SIGCHLD included,
+        writes to ``wake``, so sleeping on that instead runs the handler whichever thread took it."""
+        while self.wake is not None:
+            found = os.wait4(-1, os.WNOHANG)
+            if found[0]:
+                return found
+            select.select([self.wake], [], [])
+            try:
+                while os.read(self.wake, 512):
+                    pass
+            except BlockingIOError:
+                pass
+        return os.wait4(-1, 0)
+
     def wait(self) -> int:
         """Wait for every task; report failures as srun does; return srun's exit code."""
         pending = [t for t in self.tasks if t.process is not None]
@@ -554,7 +576,7 @@ class StepRunner:
             timer.daemon = True
             timer.start()
         while pending:
-            pid, status, rusage = os.wait4(-1, 0)
+            pid, status, rusage = self._reap()
             for task in pending:
                 if task.process.pid == pid:
                     task.process.returncode = status
