@@ -413,21 +413,22 @@ class Worker:
             for key in self.watched:
                 self.report("poll_failed", key, err.message)
             return
-        try:
-            markets = {(a.instance_type, a.region): a for a in client.spot_availability()}
-        except MithrilError:
-            markets = {}
-        snapshots, holding = {}, {}
+        snapshots, holding, bids = {}, {}, {}
         listed = self._listed_bids(client)
         for key, bid_id in list(self.watched.items()):
             try:
-                bid = listed.get(bid_id) or client.get_bid(bid_id)
+                bids[key] = (bid_id, listed.get(bid_id) or client.get_bid(bid_id))
             except NotFound:
                 snapshots[key] = {"status": "Gone", "instances": [], "when": time.time()}
-                continue
             except MithrilError as err:
                 self.report("poll_failed", key, err.message)
-                continue
+        # The markets after the bids: a bid seen won is priced by the auction that allocated it (or
+        # a later one), never by a look taken before it.
+        try:
+            markets = {(a.instance_type, a.region): a for a in client.spot_availability()} if bids else {}
+        except MithrilError:
+            markets = {}
+        for key, (bid_id, bid) in bids.items():
             market = markets.get((bid.instance_type, bid.region))
             snapshots[key] = {
                 "status": bid.status, "instances": [], "when": time.time(),
