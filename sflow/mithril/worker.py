@@ -358,37 +358,33 @@ class Worker:
         """Report what the deleted bid cost, as Mithril billed it: price x duration of every event of
         every instance's pricing history, which counts what no look at the bid saw."""
         bid_id, ended = self.costing[key]
-        try:
-            history = self.client().pricing_history(self.project(), bid=bid_id)
-        except Unavailable:
-            return  # retried at the next poll
-        except MithrilError:  # refused, or an answer that cannot be read: asking again cannot help
-            self.costing.pop(key, None)
-            self.report("final_cost", key, None)
-            return
-        # Billing stopped with the delete: an event still open in the record ends there.
-        until = datetime.fromtimestamp(ended, timezone.utc)
-        cents = sum(event.cost_cents(until) for inst in history for event in inst.events)
-        self.costing.pop(key, None)
-        self.report("final_cost", key, cents)
+        until = datetime.fromtimestamp(ended, timezone.utc)  # billing stopped with the delete
+        self._ask_records(self.costing, key, "final_cost",
+                          lambda: self.client().pricing_history(self.project(), bid=bid_id),
+                          lambda history: sum(event.cost_cents(until) for inst in history for event in inst.events))
 
     def _look_back(self, key: str) -> None:
         """Report whether Mithril's records show any of the instances preempted: the notice a look at
         the bid missed (the poll failed, or came after the instances were already gone) is on record."""
         bid_id, instances = self.looking_back[key]
-        try:
-            history = self.client().status_history(self.project(), bid=bid_id)
-        except Unavailable:
-            return  # retried at the next poll
-        except MithrilError:  # refused, or an answer that cannot be read: asking again cannot help
-            self.looking_back.pop(key, None)
-            self.report("looked_back", key, None)
-            return
         wanted = set(instances)
-        preempted = any(event.status in PREEMPTED for inst in history if inst.instance_fid in wanted
-                        for event in inst.events)
-        self.looking_back.pop(key, None)
-        self.report("looked_back", key, preempted)
+        self._ask_records(self.looking_back, key, "looked_back",
+                          lambda: self.client().status_history(self.project(), bid=bid_id),
+                          lambda history: any(event.status in PREEMPTED for inst in history
+                                              if inst.instance_fid in wanted for event in inst.events))
+
+    def _ask_records(self, pending: dict, key: str, event: str, ask, conclude) -> None:
+        """Ask Mithril's records for ``pending[key]`` and report ``event`` with what ``conclude`` draws
+        from them, or None when asking again cannot help (refused, or an answer that cannot be read).
+        While Mithril is unavailable nothing is reported: it is asked again at the next poll."""
+        try:
+            history = ask()
+        except Unavailable:
+            return
+        except MithrilError:
+            history = None
+        pending.pop(key, None)
+        self.report(event, key, None if history is None else conclude(history))
 
     def _settle_all(self) -> None:
         for key in list(self.costing):
