@@ -20,15 +20,33 @@ REF_CONF = os.path.join(ROOT, "compat", "golden", "ref-slurm.conf")
 BIN = os.path.dirname(sys.executable)
 
 
-def _native_bin(python_bin: str) -> str:
-    """SFLOW_TEST_NATIVE=1: the commands on PATH are the native client (the rest, this Python's)."""
-    import atexit
+def load_native():
+    """native/__init__.py, which builds the native client, loaded from this tree (the package's
+    build installs it as sflow._native, which an editable install may not hold)."""
     import importlib.util
-    import tempfile
 
     spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
     native = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(native)
+    return native
+
+
+@pytest.fixture(scope="module")
+def native_commands(tmp_path_factory) -> str:
+    """A directory with the native client compiled from this tree under each command's name."""
+    native = load_native()
+    directory = tmp_path_factory.mktemp("native")
+    binary = native.compile_client(str(directory / native.BINARY))
+    assert binary
+    return native.command_dir(str(directory), binary)
+
+
+def _native_bin(python_bin: str) -> str:
+    """SFLOW_TEST_NATIVE=1: the commands on PATH are the native client (the rest, this Python's)."""
+    import atexit
+    import tempfile
+
+    native = load_native()
     directory = tempfile.mkdtemp(prefix="sflow-native-bin-")
     atexit.register(shutil.rmtree, directory, True)
     for name in os.listdir(python_bin):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import os
 import re
 import shutil
@@ -13,27 +12,17 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, load_native
 from polling import wait_for
 from sflow.cli import served
 from sflow.queue import client
 
-_spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
-native = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(native)
+native = load_native()
 
 pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
 
 # The Python shim itself: the installed sbatch, squeue... may be the native client.
 SHIM = [sys.executable, "-m", "sflow.cli.shims"]
-
-
-@pytest.fixture(scope="module")
-def native_bin(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("native")
-    binary = native.compile_client(str(directory / native.BINARY))
-    assert binary
-    return native.command_dir(str(directory), binary)
 
 
 def _b64(data) -> str:
@@ -46,24 +35,24 @@ def _run_message(cluster, command: str, *argv: str) -> dict:
                        cwd=_b64(cluster.work), tty=[False, False, False])
 
 
-def _both(cluster, native_bin, *argv, input=None):
+def _both(cluster, native_commands, *argv, input=None):
     shim = subprocess.run([*SHIM, *argv], cwd=cluster.work, env=cluster.env, input=input, capture_output=True)
-    fast = subprocess.run([os.path.join(native_bin, argv[0]), *argv[1:]], cwd=cluster.work, env=cluster.env,
+    fast = subprocess.run([os.path.join(native_commands, argv[0]), *argv[1:]], cwd=cluster.work, env=cluster.env,
                           input=input, capture_output=True)
     return shim, fast
 
 
-def test_commands_answer_the_same_through_the_controller(cluster, native_bin):
+def test_commands_answer_the_same_through_the_controller(cluster, native_commands):
     assert cluster.run("sbatch", "--hold", "-J", "first", "--wrap", "true").returncode == 0  # starts the controller
     for argv in (["squeue"], ["squeue", "-o", "%i %j %T"], ["sacct", "-o", "JobID,JobName,State"],
                  ["sinfo"], ["scontrol", "show", "job"], ["squeue", "--bogus"], ["sbatch", "--bogus"],
                  ["scancel", "nope"], ["scontrol", "hold", "99"], ["squeue", "-n", b"caf\xe9".decode(
                      "utf-8", "surrogateescape")]):
-        shim, fast = _both(cluster, native_bin, *argv)
+        shim, fast = _both(cluster, native_commands, *argv)
         assert (fast.returncode, fast.stdout, fast.stderr) == (shim.returncode, shim.stdout, shim.stderr), argv
 
 
-def test_a_command_run_in_the_controller_sees_the_clients_environment_only(cluster, native_bin, tmp_path):
+def test_a_command_run_in_the_controller_sees_the_clients_environment_only(cluster, native_commands, tmp_path):
     cluster.run("sbatch", "--hold", "-J", "envjob", "--wrap", "true")
     other_conf = tmp_path / "other.conf"
     other_conf.write_text("ClusterName=other\nNodeName=far[1-2] CPUs=2 RealMemory=1000\n"
@@ -73,7 +62,7 @@ def test_a_command_run_in_the_controller_sees_the_clients_environment_only(clust
                       (["sacct", "-X", "-o", "JobID,Submit"], {}),
                       (["sinfo"], {"SFLOW_CONF": str(other_conf)}), (["sinfo"], {})):
         shim = subprocess.run([*SHIM, *argv], cwd=cluster.work, env={**cluster.env, **env}, capture_output=True)
-        fast = subprocess.run([os.path.join(native_bin, argv[0]), *argv[1:]], cwd=cluster.work,
+        fast = subprocess.run([os.path.join(native_commands, argv[0]), *argv[1:]], cwd=cluster.work,
                               env={**cluster.env, **env, "SFLOW_PYTHON": "/nonexistent"}, capture_output=True)
         assert (fast.returncode, fast.stdout, fast.stderr) == (shim.returncode, shim.stdout, shim.stderr), (argv, env)
 
@@ -82,15 +71,15 @@ def _job_id(text: str) -> int:
     return int(text.split()[-1])
 
 
-def test_sbatch_and_scancel_act_through_the_controller(cluster, native_bin):
+def test_sbatch_and_scancel_act_through_the_controller(cluster, native_commands):
     first = _job_id(cluster.run("sbatch", "--hold", "--wrap", "true").stdout)
-    done = subprocess.run([os.path.join(native_bin, "sbatch"), "--hold", "-J", "nat", "--wrap", "true"],
+    done = subprocess.run([os.path.join(native_commands, "sbatch"), "--hold", "-J", "nat", "--wrap", "true"],
                           cwd=cluster.work, env=cluster.env, capture_output=True, text=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, f"Submitted batch job {first + 1}\n", "")
-    piped = subprocess.run([os.path.join(native_bin, "sbatch"), "--hold", "-J", "piped"], cwd=cluster.work,
+    piped = subprocess.run([os.path.join(native_commands, "sbatch"), "--hold", "-J", "piped"], cwd=cluster.work,
                            env=cluster.env, input="#!/bin/sh\ntrue\n", capture_output=True, text=True)
     assert (piped.returncode, piped.stdout) == (0, f"Submitted batch job {first + 2}\n")
-    subprocess.run([os.path.join(native_bin, "scancel"), str(first + 1)], env=cluster.env, check=True)
+    subprocess.run([os.path.join(native_commands, "scancel"), str(first + 1)], env=cluster.env, check=True)
     listing = cluster.run("squeue", "-h", "-o", "%i %j").stdout
     assert listing.split("\n")[:2] == [f"{first + 2} piped", f"{first} wrap"]
 
@@ -106,7 +95,7 @@ def _without_job_ids(done) -> tuple:
     return done.returncode, re.sub(rb"\d+", b"N", done.stdout), done.stderr
 
 
-def test_sbatch_wait_runs_in_the_controller_and_ends_as_the_shim(cluster, native_bin):
+def test_sbatch_wait_runs_in_the_controller_and_ends_as_the_shim(cluster, native_commands):
     cluster.run("sbatch", "--hold", "--wrap", "true")  # starts the controller
     # No Python to fall back to: the native side is answered by the controller or fails.
     no_shim = {**cluster.env, "SFLOW_PYTHON": "/nonexistent"}
@@ -115,7 +104,7 @@ def test_sbatch_wait_runs_in_the_controller_and_ends_as_the_shim(cluster, native
                             (["--parsable", "--wrap", "exit 2"], {"SBATCH_WAIT": "1"}, 2)):
         argv = ["sbatch", "-o", "/dev/null", *argv] + ([] if env else ["--wait"])
         shim = subprocess.run([*SHIM, *argv], cwd=cluster.work, env={**cluster.env, **env}, capture_output=True)
-        fast = subprocess.run([os.path.join(native_bin, "sbatch"), *argv[1:]], cwd=cluster.work,
+        fast = subprocess.run([os.path.join(native_commands, "sbatch"), *argv[1:]], cwd=cluster.work,
                               env={**no_shim, **env}, capture_output=True)
         assert _without_job_ids(fast) == _without_job_ids(shim), argv
         assert fast.returncode == code
@@ -125,10 +114,10 @@ def _started(cluster, name: str) -> bool:
     return cluster.run("squeue", "-h", "-n", name, "-t", "R", "-o", "%i").stdout.strip() != ""
 
 
-def test_sbatch_wait_for_a_cancelled_job_ends_as_the_shim(cluster, native_bin):
+def test_sbatch_wait_for_a_cancelled_job_ends_as_the_shim(cluster, native_commands):
     cluster.run("sbatch", "--hold", "--wrap", "true")
     ends = []
-    for side, argv0 in (("shim", SHIM + ["sbatch"]), ("native", [os.path.join(native_bin, "sbatch")])):
+    for side, argv0 in (("shim", SHIM + ["sbatch"]), ("native", [os.path.join(native_commands, "sbatch")])):
         waiting = subprocess.Popen([*argv0, "--wait", "-o", "/dev/null", "-J", side, "--wrap", "sleep 60"],
                                    cwd=cluster.work, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert wait_for(lambda: _started(cluster, side))
@@ -138,9 +127,9 @@ def test_sbatch_wait_for_a_cancelled_job_ends_as_the_shim(cluster, native_bin):
     assert ends[0] == ends[1] == (1, b"Submitted batch job N\n", b"")
 
 
-def test_sbatch_wait_outlives_its_controller_and_never_submits_again(cluster, native_bin):
+def test_sbatch_wait_outlives_its_controller_and_never_submits_again(cluster, native_commands):
     cluster.run("sbatch", "--hold", "--wrap", "true")
-    waiting = subprocess.Popen([os.path.join(native_bin, "sbatch"), "--wait", "-o", "/dev/null", "-J", "survivor",
+    waiting = subprocess.Popen([os.path.join(native_commands, "sbatch"), "--wait", "-o", "/dev/null", "-J", "survivor",
                                 "--wrap", "sleep 2; exit 4"], cwd=cluster.work, env=cluster.env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert wait_for(lambda: _started(cluster, "survivor"))
@@ -153,9 +142,9 @@ def test_sbatch_wait_outlives_its_controller_and_never_submits_again(cluster, na
     assert listed == [out.split()[-1].decode(), "FAILED", "4:0"]
 
 
-def test_sbatch_wait_interrupted_leaves_its_job_alone(cluster, native_bin):
+def test_sbatch_wait_interrupted_leaves_its_job_alone(cluster, native_commands):
     cluster.run("sbatch", "--hold", "--wrap", "true")
-    waiting = subprocess.Popen([os.path.join(native_bin, "sbatch"), "--wait", "-o", "/dev/null", "-J", "left",
+    waiting = subprocess.Popen([os.path.join(native_commands, "sbatch"), "--wait", "-o", "/dev/null", "-J", "left",
                                 "--wrap", "sleep 1"], cwd=cluster.work, env=cluster.env, stdout=subprocess.PIPE)
     assert wait_for(lambda: _started(cluster, "left"))
     waiting.send_signal(signal.SIGINT)
@@ -178,20 +167,20 @@ def test_a_peer_that_is_not_the_controllers_user_runs_the_shim():
     assert _why_not(Ctl(), mine, "squeue", [], {"SFLOW_HOME": "/elsewhere"}, "/") == "another state directory"
 
 
-def test_without_a_controller_the_client_runs_the_shim(cluster, native_bin):
-    done = subprocess.run([os.path.join(native_bin, "sbatch"), "--hold", "--wrap", "true"], cwd=cluster.work,
+def test_without_a_controller_the_client_runs_the_shim(cluster, native_commands):
+    done = subprocess.run([os.path.join(native_commands, "sbatch"), "--hold", "--wrap", "true"], cwd=cluster.work,
                           env=cluster.env, capture_output=True, text=True)
     assert (done.returncode, done.stdout[:20]) == (0, "Submitted batch job ")  # the shim started the controller
-    lost = subprocess.run([os.path.join(native_bin, "squeue")], env={**cluster.env, "SFLOW_PYTHON": "/nonexistent"},
+    lost = subprocess.run([os.path.join(native_commands, "squeue")], env={**cluster.env, "SFLOW_PYTHON": "/nonexistent"},
                           capture_output=True, text=True)
     assert lost.returncode == 0 and "wrap" in lost.stdout  # answered by the controller, no Python needed
 
 
-def test_a_socket_open_to_others_is_never_used(cluster, native_bin):
+def test_a_socket_open_to_others_is_never_used(cluster, native_commands):
     cluster.run("sbatch", "--hold", "--wrap", "true")
     os.chmod(os.path.join(cluster.home, "ctl.sock"), 0o666)
     try:
-        done = subprocess.run([os.path.join(native_bin, "squeue")], env={**cluster.env, "SFLOW_PYTHON": "/nonexistent"},
+        done = subprocess.run([os.path.join(native_commands, "squeue")], env={**cluster.env, "SFLOW_PYTHON": "/nonexistent"},
                               capture_output=True, text=True)
     finally:
         os.chmod(os.path.join(cluster.home, "ctl.sock"), 0o600)
@@ -204,14 +193,14 @@ def test_python_shim_module_runs_a_command():
     assert (done.returncode, done.stdout) == (0, "slurm-wlm 22.05.8\n")
 
 
-def test_a_submission_resent_under_its_token_is_made_once_and_the_token_stays_out_of_the_job(cluster, native_bin):
+def test_a_submission_resent_under_its_token_is_made_once_and_the_token_stays_out_of_the_job(cluster, native_commands):
     # What the shim does when the native client lost the controller's answer: the same token again.
     env = {**cluster.env, client.RESEND_TOKEN: "0123456789abcdef01234567"}
     argv = [*SHIM, "sbatch", "-o", "env.txt", "--wrap", "env"]
     first = subprocess.run(argv, cwd=cluster.work, env=env, capture_output=True, text=True)
     again = subprocess.run(argv, cwd=cluster.work, env=env, capture_output=True, text=True)
     assert first.returncode == 0 and again.stdout == first.stdout  # the same job, not a second
-    native_run = subprocess.run([os.path.join(native_bin, "sbatch"), "-o", "native.txt", "--wrap", "env"],
+    native_run = subprocess.run([os.path.join(native_commands, "sbatch"), "-o", "native.txt", "--wrap", "env"],
                                 cwd=cluster.work, env=cluster.env, capture_output=True, text=True)
     assert native_run.returncode == 0 and native_run.stdout != first.stdout
     cluster.run("scontrol", "wait_job", str(_job_id(native_run.stdout)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -13,23 +12,13 @@ import threading
 
 import pytest
 
-from conftest import ROOT
+from conftest import load_native
 from sflow.cli import served
 from sflow.queue import server
 
-_spec = importlib.util.spec_from_file_location("_native", os.path.join(ROOT, "native", "__init__.py"))
-native = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(native)
+native = load_native()
 
 pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc")), reason="no C compiler")
-
-
-@pytest.fixture(scope="module")
-def client_bin(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("native")
-    binary = native.compile_client(str(directory / native.BINARY))
-    assert binary
-    return native.command_dir(str(directory), binary)
 
 
 @pytest.fixture
@@ -91,51 +80,51 @@ def _ran(*writes: tuple[int, bytes], exit_code: int = 0, **more) -> bytes:
     return server.encode(reply)
 
 
-def _run(client_bin, home, shim, answer: bytes, *argv: str, close: bool = False, stderr=None):
+def _run(native_commands, home, shim, answer: bytes, *argv: str, close: bool = False, stderr=None):
     controller = Controller(home, answer, close)
     try:
         env = {"SFLOW_HOME": home, "SFLOW_PYTHON": shim, "PATH": "/usr/bin:/bin"}
-        return subprocess.run([os.path.join(client_bin, argv[0]), *argv[1:]], env=env, capture_output=stderr is None,
+        return subprocess.run([os.path.join(native_commands, argv[0]), *argv[1:]], env=env, capture_output=stderr is None,
                               stdout=None if stderr is None else subprocess.PIPE, stderr=stderr)
     finally:
         controller.stop()
 
 
-def test_a_large_output_arrives_whole_and_byte_for_byte(client_bin, home, shim):
+def test_a_large_output_arrives_whole_and_byte_for_byte(native_commands, home, shim):
     out = bytes(range(256)) * 16384 + b"\n\xff not UTF-8 \n"  # 4 MB, any bytes, newlines included
-    done = _run(client_bin, home, shim, _ran((1, out), (2, b"a warning\n"), exit_code=3), "squeue", "-r")
+    done = _run(native_commands, home, shim, _ran((1, out), (2, b"a warning\n"), exit_code=3), "squeue", "-r")
     assert (done.returncode, done.stdout, done.stderr) == (3, out, b"a warning\n")
 
 
-def test_writes_to_both_descriptors_keep_their_order(client_bin, home, shim):
+def test_writes_to_both_descriptors_keep_their_order(native_commands, home, shim):
     writes = [(2, b"first on stderr\n"), (1, b"then stdout\n" * 5000), (2, b"stderr again\n"), (1, b"last\n")]
-    done = _run(client_bin, home, shim, _ran(*writes), "sacct", stderr=subprocess.STDOUT)
+    done = _run(native_commands, home, shim, _ran(*writes), "sacct", stderr=subprocess.STDOUT)
     assert (done.returncode, done.stdout) == (0, b"".join(data for _, data in writes))
 
 
-def test_an_empty_output_and_its_exit_code(client_bin, home, shim):
-    done = _run(client_bin, home, shim, _ran(exit_code=1), "scancel", "5")
+def test_an_empty_output_and_its_exit_code(native_commands, home, shim):
+    done = _run(native_commands, home, shim, _ran(exit_code=1), "scancel", "5")
     assert (done.returncode, done.stdout, done.stderr) == (1, b"", b"")
 
 
-def test_the_request_says_its_version(client_bin, home, shim):
+def test_the_request_says_its_version(native_commands, home, shim):
     controller = Controller(home, _ran((1, b"ok\n")))
     try:
-            subprocess.run([os.path.join(client_bin, "squeue")], env={"SFLOW_HOME": home, "SFLOW_PYTHON": shim},
+            subprocess.run([os.path.join(native_commands, "squeue")], env={"SFLOW_HOME": home, "SFLOW_PYTHON": shim},
                        capture_output=True)
     finally:
         controller.stop()
     assert controller.requests[0]["wire"] == served.WIRE
 
 
-def test_a_reply_cut_short_by_a_dying_controller_runs_the_shim_and_prints_once(client_bin, home, shim):
+def test_a_reply_cut_short_by_a_dying_controller_runs_the_shim_and_prints_once(native_commands, home, shim):
     whole = _ran((1, b"x" * 100_000))
-    done = _run(client_bin, home, shim, whole[:len(whole) - 1000], "squeue", "-r", close=True)
+    done = _run(native_commands, home, shim, whole[:len(whole) - 1000], "squeue", "-r", close=True)
     assert (done.returncode, done.stdout, done.stderr) == (0, b"shim: -m sflow.cli.shims squeue -r\n", b"")
 
 
-def test_a_controller_gone_before_its_line_ends_runs_the_shim(client_bin, home, shim):
-    done = _run(client_bin, home, shim, b'{"ok": true, "ran": tr', "squeue", close=True)
+def test_a_controller_gone_before_its_line_ends_runs_the_shim(native_commands, home, shim):
+    done = _run(native_commands, home, shim, b'{"ok": true, "ran": tr', "squeue", close=True)
     assert done.stdout == b"shim: -m sflow.cli.shims squeue\n"
 
 
@@ -148,29 +137,29 @@ def test_a_controller_gone_before_its_line_ends_runs_the_shim(client_bin, home, 
     b'{"ok": true, "ran": true, "wire": 2, "exit_code": 0, "writes": [[1, -3]]}\nhi\n',
     b'{"ok": true, "ran": true, "wire": 2, "writes": [[1, 3]]}\nhi\n',
 ])
-def test_a_reply_of_another_shape_runs_the_shim(client_bin, home, shim, answer):
-    done = _run(client_bin, home, shim, answer, "squeue", close=True)
+def test_a_reply_of_another_shape_runs_the_shim(native_commands, home, shim, answer):
+    done = _run(native_commands, home, shim, answer, "squeue", close=True)
     assert (done.stdout, done.stderr) == (b"shim: -m sflow.cli.shims squeue\n", b"")
 
 
-def test_sbatch_wait_reads_its_second_reply_after_the_first_ones_bytes(client_bin, home, shim):
+def test_sbatch_wait_reads_its_second_reply_after_the_first_ones_bytes(native_commands, home, shim):
     # Both replies at once: what was read ahead with the first is the second's.
     first = _ran((1, b"Submitted batch job 7\n"), more=True, wait_for=[7])
     second = _ran((2, b"job 7 failed\n"), exit_code=4)
-    done = _run(client_bin, home, shim, first + second, "sbatch", "--wait", "--wrap", "false")
+    done = _run(native_commands, home, shim, first + second, "sbatch", "--wait", "--wrap", "false")
     assert (done.returncode, done.stdout, done.stderr) == (4, b"Submitted batch job 7\n", b"job 7 failed\n")
 
 
-def test_sbatch_wait_whose_controller_dies_after_the_submission_waits_as_the_shim(client_bin, home, shim):
+def test_sbatch_wait_whose_controller_dies_after_the_submission_waits_as_the_shim(native_commands, home, shim):
     first = _ran((1, b"Submitted batch job 7\n"), more=True, wait_for=[7])
-    done = _run(client_bin, home, shim, first, "sbatch", "--wait", "--wrap", "false", close=True)
+    done = _run(native_commands, home, shim, first, "sbatch", "--wait", "--wrap", "false", close=True)
     assert done.stdout == b"Submitted batch job 7\nshim: -m sflow.cli.shims --wait 7\n"
 
 
-def test_sbatch_wait_whose_first_reply_is_cut_short_asks_the_shim_again(client_bin, home, shim):
+def test_sbatch_wait_whose_first_reply_is_cut_short_asks_the_shim_again(native_commands, home, shim):
     # Its output not there yet: the shim submits again under the same token (the same job) and says it.
     first = _ran((1, b"Submitted batch job 7\n"), more=True, wait_for=[7])
-    done = _run(client_bin, home, shim, first[:-5], "sbatch", "--wait", "--wrap", "false", close=True)
+    done = _run(native_commands, home, shim, first[:-5], "sbatch", "--wait", "--wrap", "false", close=True)
     assert done.stdout == b"shim: -m sflow.cli.shims sbatch --wait --wrap false\n"
 
 
